@@ -1,0 +1,167 @@
+"""Verbs of the lossy image codec: models, train, encode, decode, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import data
+from ..errors import LatentzipError, ModelError
+from ..fsio import read_bytes, write_bytes, write_tree
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("train", help="train a codec on your images")
+    p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
+    p.add_argument("--arch", choices=("dense", "deep", "conv", "vae"), default="conv")
+    p.add_argument("--reg", choices=("none", "sparse", "contractive"), default="none")
+    p.add_argument("--reg-weight", type=float, default=None, metavar="W", help="weight of the --reg penalty")
+    p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="denoising: corrupt inputs while training")
+    p.add_argument("--noise-kind", choices=("gaussian", "salt-pepper"), default="gaussian")
+    p.add_argument("--latent", type=int, default=32, metavar="N", help="code size (dense) or latent channels (conv)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W", help="layer widths (dense) or channels (conv)")
+    p.add_argument("--levels", type=int, default=2, help="conv: downsampling steps (each halves H and W)")
+    p.add_argument("--lmbda", type=float, default=0.01, metavar="L", help="rate-distortion trade-off: higher = better quality, more bytes")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=None, help="time budget; the model is written when it runs out")
+    p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("encode", help="compress images into one .ltz file")
+    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("decode", help="restore the images of a .ltz file as PNG")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.add_argument("-m", "--model", default=None, help="model file, when the file was not made by a shipped model")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing images in OUTDIR")
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser("eval", help="bytes/image, bpp, PSNR and SSIM of real bitstreams")
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("--data", required=True, metavar="SPEC")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_eval)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ..image import zoo
+
+    for name in zoo.names():
+        print(f"{name:<20} {zoo.describe(name)}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..image.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
+        reg=args.reg, reg_weight=args.reg_weight, noise=args.noise, noise_kind=args.noise_kind, lmbda=args.lmbda,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, minutes=args.minutes,
+    )
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise LatentzipError(f"cannot write {output}: directory {output.parent} does not exist")
+    images = _uniform(data.load(args.data), args.data)
+    checkpoint = output.with_name(output.name + ".ckpt")
+    result = train(images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
+    result.codec.save(output)
+    checkpoint.unlink(missing_ok=True)
+    last = result.history[-1] if result.history else None
+    note = " (stopped by --minutes)" if result.stopped_early else ""
+    if last:
+        print(f"wrote {output}{note}: validation {last.val_bpp:.3f} bpp (estimated), {last.val_psnr:.2f} dB")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from ..image.codec import load_model
+
+    _refuse_overwrite(args.output, args.force)
+    codec = load_model(args.model)
+    named = data.read_images(args.inputs)
+    blob = codec.encode([im for _, im in named], [name for name, _ in named])
+    write_bytes(args.output, blob)
+    pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
+    print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
+          f"{8 * len(blob) / pixels:.3f} bpp", file=sys.stderr)
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from ..image import zoo
+    from ..image.catalog import safe_name
+    from ..image.codec import file_fingerprint, load_model
+
+    blob = read_bytes(args.input)
+    need = file_fingerprint(blob)
+    if args.model:
+        codec = load_model(args.model)
+    else:
+        name = zoo.find(need)
+        if name is None:
+            raise ModelError(f"{args.input} was made with a model that is not shipped ({need.hex()}); pass it with -m MODEL")
+        codec = zoo.load(name)
+    files: dict[str, bytes] = {}
+    for name, image in codec.decode_named(blob):
+        png = str(Path(safe_name(name)).with_suffix(".png"))
+        if png in files:
+            raise LatentzipError(f"two images in {args.input} would both be written as {png}")
+        files[png] = data.to_png_bytes(image)
+    write_tree(args.output, files, overwrite=args.force)
+    print(f"{len(files)} image(s) -> {args.output}/", file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ..image.codec import load_model
+    from ..image.evaluate import evaluate
+
+    codec = load_model(args.model)
+    dataset = data.load(args.data)
+    result = evaluate(codec, list(dataset.images))
+    rows = [
+        ("images", f"{result.images}"),
+        ("bytes/image (one file)", f"{result.bytes_per_image:.2f}"),
+        ("bytes/image (payload)", f"{result.payload_bytes_per_image:.2f}"),
+        ("bytes (one image per file)", f"{result.single_file_bytes:.2f}"),
+        ("bytes/image (prior estimate)", f"{result.estimated_bytes_per_image:.2f}"),
+        ("bpp", f"{result.bpp:.4f}"),
+        ("PSNR (dB)", f"{result.psnr:.2f}"),
+        ("SSIM", f"{result.ssim:.4f}"),
+        ("encode images/s", f"{result.images / result.encode_seconds:.0f}"),
+        ("decode images/s", f"{result.images / result.decode_seconds:.0f}"),
+    ]
+    for key, value in rows:
+        print(f"{key:<30} {value}")
+    if args.json:
+        record = {"model": args.model, "data": args.data, **result.as_dict()}
+        write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())
+    return 0
+
+
+def _uniform(dataset: data.Dataset, spec: str):
+    """Training batches need one image size; say so instead of failing deep in torch."""
+    if isinstance(dataset.images, list):
+        raise LatentzipError(f"{spec}: training needs images of one size; these differ (crop or resize them first)")
+    return dataset.images
+
+
+def _refuse_overwrite(path: str, force: bool) -> None:
+    if path != "-" and Path(path).exists() and not force:
+        raise LatentzipError(f"{path} already exists (use -f to overwrite)")

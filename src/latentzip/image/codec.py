@@ -1,0 +1,284 @@
+"""ImageCodec: uint8 images <-> the bytes of one .ltz file, and the model file format.
+
+A file holds 1..N images of any shapes the model accepts. Its payload is one range-coded
+stream: channel by channel, every image's integer latents in file order, then any
+escaped values. The header names the model by fingerprint (a hash of its config,
+weights and tables), so decoding with the wrong model is an error, never noise.
+
+A model file is a safetensors file (weights and integer tables; no pickle) whose
+metadata holds the network config as JSON. It is safe to open from strangers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from .. import container
+from ..errors import FormatError, LatentzipError, ModelError
+from ..fsio import write_bytes
+from . import catalog
+from .entropy import CodingTables, decode_channels, encode_channels
+from .model import Autoencoder
+from .transforms import NetConfig
+
+MODEL_FORMAT = "latentzip-image-model"
+MODEL_VERSION = 1
+FINGERPRINT_SIZE = 8
+MAX_PIXELS = 1 << 26  # per image; bounds what a hostile header can make us allocate
+BATCH = 500
+
+ImagesLike = np.ndarray | Sequence[np.ndarray]
+
+
+class ImageCodec:
+    """A trained autoencoder with its frozen prior: a complete lossy image codec."""
+
+    def __init__(self, model: Autoencoder, tables: CodingTables, meta: dict[str, Any] | None = None, name: str | None = None):
+        self.model = model.eval()
+        self.tables = tables
+        self.meta = meta or {}
+        self.name = name
+        self._coders = tables.models()
+        self.fingerprint = self._fingerprint()
+
+    # --- construction and storage ------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None) -> "ImageCodec":
+        """Freeze a trained model's prior into integer tables and wrap it as a codec."""
+        return cls(model, model.prior.freeze(), meta)
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        tensors["tables.counts"] = torch.from_numpy(self.tables.counts)
+        tensors["tables.offsets"] = torch.from_numpy(self.tables.offsets)
+        tensors["tables.lengths"] = torch.from_numpy(self.tables.lengths)
+        return tensors
+
+    def _fingerprint(self) -> bytes:
+        digest = hashlib.sha256(json.dumps(asdict(self.model.cfg), sort_keys=True).encode())
+        for key, value in sorted(self._tensors().items()):
+            digest.update(key.encode())
+            digest.update(str(tuple(value.shape)).encode())
+            digest.update(value.numpy().astype(value.numpy().dtype.newbyteorder("<")).tobytes())
+        return digest.digest()[:FINGERPRINT_SIZE]
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "format": MODEL_FORMAT,
+            "version": str(MODEL_VERSION),
+            "net": json.dumps(asdict(self.model.cfg)),
+            "meta": json.dumps(self.meta),
+        }
+        return save(self._tensors(), metadata=meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str | None = None) -> "ImageCodec":
+        what = name or "model file"
+        try:
+            header_len = int.from_bytes(data[:8], "little")
+            header = json.loads(data[8 : 8 + header_len])
+            tensors = load(data)
+        except (SafetensorError, ValueError, UnicodeDecodeError):
+            raise ModelError(f"{what} is not a latentzip model (not a safetensors file)") from None
+        meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{what} is not a latentzip image model")
+        if meta.get("version") != str(MODEL_VERSION):
+            raise ModelError(f"{what} has model format version {meta.get('version')}; this build reads {MODEL_VERSION}")
+        try:
+            cfg = NetConfig(**json.loads(meta["net"]))
+            model = Autoencoder(cfg)
+            model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            tables = CodingTables(
+                tensors["tables.counts"].numpy().astype(np.int32),
+                tensors["tables.offsets"].numpy().astype(np.int32),
+                tensors["tables.lengths"].numpy().astype(np.int32),
+            )
+            _check_tables(tables, cfg)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{what} is damaged ({str(exc).splitlines()[0]})") from None
+        return cls(model, tables, json.loads(meta.get("meta", "{}")), name)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ImageCodec":
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from None
+        return cls.from_bytes(data, name=str(path))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_bytes(path, self.to_bytes())
+
+    def named(self, name: str) -> "ImageCodec":
+        """This codec, labelled `name` in messages."""
+        self.name = name
+        return self
+
+    # --- coding ----------------------------------------------------------------------
+
+    def encode(self, images: ImagesLike, names: Sequence[str] | None = None) -> bytes:
+        """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file."""
+        batch = self._as_list(images)
+        if names is not None and len(names) != len(batch):
+            raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
+        names = list(names) if names is not None else catalog.default_names(len(batch))
+        latents = self._analyse(batch)
+        values = [np.concatenate([lat[c].ravel() for lat in latents]) for c in range(self.tables.channels)]
+        payload = encode_channels(self.tables, self._coders, values)
+        shapes = [im.shape for im in batch]
+        header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes))
+        return container.pack(container.Kind.IMAGES, header, payload)
+
+    def decode(self, blob: bytes) -> list[np.ndarray]:
+        """The images of a file, as uint8 arrays (H, W) for grey and (H, W, 3) for RGB."""
+        return [image for _, image in self.decode_named(blob)]
+
+    def decode_named(self, blob: bytes) -> list[tuple[str, np.ndarray]]:
+        header, payload = container.unpack(blob, container.Kind.IMAGES)
+        found = read_fingerprint(header)
+        if found != self.fingerprint:
+            raise ModelError(
+                f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
+            )
+        cat = catalog.unpack(header[FINGERPRINT_SIZE:])
+        grids = [self._grid(shape) for shape in cat.shapes]
+        per_image = [math.prod(g) for g in grids]
+        sizes = [sum(per_image)] * self.tables.channels
+        values = decode_channels(self.tables, self._coders, payload, sizes)
+        stacked = np.stack(values)  # (channels, total latents per channel)
+        starts = np.cumsum([0, *per_image])
+        latents = [stacked[:, starts[i] : starts[i + 1]].reshape(self.tables.channels, *grids[i]) for i in range(len(grids))]
+        images = self._synthesise(latents, cat.shapes)
+        return list(zip(cat.names, images))
+
+    def estimate_bits(self, images: ImagesLike) -> float:
+        """What the learned (float) prior says the latents of `images` cost, in bits."""
+        latents = self._analyse(self._as_list(images))
+        total = 0.0
+        with torch.no_grad():
+            for lat in latents:
+                q = torch.from_numpy(lat).float().unsqueeze(0)
+                total += float(-torch.log2(self.model.prior.likelihood(q)).sum())
+        return total
+
+    def latents(self, images: ImagesLike) -> list[np.ndarray]:
+        """Integer latents of each image: (latent,) for dense models, (latent, h, w) for conv."""
+        return self._analyse(self._as_list(images))
+
+    # --- internals ---------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.name or "this model"
+
+    @property
+    def cfg(self) -> NetConfig:
+        return self.model.cfg
+
+    def _grid(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
+        """Latent grid of one image of `shape`, after checking the model can code it."""
+        h, w, c = shape
+        cfg = self.cfg
+        if c != cfg.channels:
+            kinds = {1: "grey", 3: "RGB"}
+            raise ModelError(f"{self.label} codes {kinds[cfg.channels]} images, not {kinds.get(c, f'{c}-channel')} ones")
+        if cfg.dense:
+            if (h, w) != (cfg.height, cfg.width):
+                raise ModelError(f"{self.label} codes {cfg.height}x{cfg.width} images only, not {h}x{w}")
+            return ()
+        if h * w > MAX_PIXELS:
+            raise FormatError(f"image of {h}x{w} pixels is larger than latentzip accepts")
+        return (-(-h // cfg.stride), -(-w // cfg.stride))
+
+    def _as_list(self, images: ImagesLike) -> list[np.ndarray]:
+        """(H, W, C) uint8 arrays, one per image, each checked against the model."""
+        if isinstance(images, np.ndarray):
+            if images.ndim == 3 and self.cfg.channels == 1:
+                images = images[..., None]
+            if images.ndim != 4:
+                raise LatentzipError(f"expected a batch of images shaped (N, H, W[, C]), got shape {images.shape}")
+            batch = list(images)
+        else:
+            batch = [im[..., None] if im.ndim == 2 else im for im in images]
+        for im in batch:
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3:
+                raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
+            self._grid(im.shape)
+        return batch
+
+    def _groups(self, shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(tuple(shape), []).append(i)
+        return groups
+
+    def _analyse(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [None] * len(batch)  # type: ignore[list-item]
+        for _, idx in self._groups([im.shape for im in batch]).items():
+            for start in range(0, len(idx), BATCH):
+                chunk = idx[start : start + BATCH]
+                x = torch.from_numpy(np.stack([batch[i] for i in chunk])).permute(0, 3, 1, 2).float().div_(255.0)
+                q = self.model.analyse(x).to(torch.int64).numpy()
+                for i, lat in zip(chunk, q):
+                    out[i] = lat
+        return out
+
+    def _synthesise(self, latents: list[np.ndarray], shapes: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [None] * len(latents)  # type: ignore[list-item]
+        for (h, w, c), idx in self._groups(shapes).items():
+            for start in range(0, len(idx), BATCH):
+                chunk = idx[start : start + BATCH]
+                q = torch.from_numpy(np.stack([latents[i] for i in chunk])).float()
+                x = self.model.synthesise(q, (h, w))
+                pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                for i, im in zip(chunk, pixels):
+                    out[i] = im[..., 0] if c == 1 else im
+        return out
+
+
+def read_fingerprint(header: bytes) -> bytes:
+    if len(header) < FINGERPRINT_SIZE:
+        raise FormatError("truncated latentzip header")
+    return header[:FINGERPRINT_SIZE]
+
+
+def file_fingerprint(blob: bytes) -> bytes:
+    """The fingerprint of the model an image file needs, after checking the file."""
+    header, _ = container.unpack(blob, container.Kind.IMAGES)
+    return read_fingerprint(header)
+
+
+def _check_tables(tables: CodingTables, cfg: NetConfig) -> None:
+    if tables.counts.ndim != 2 or tables.channels != cfg.latent or len(tables.lengths) != cfg.latent:
+        raise ValueError("coding tables do not match the network")
+    for c in range(tables.channels):
+        n = int(tables.lengths[c])
+        row = tables.counts[c]
+        if not 0 < n < row.shape[0] or row[: n + 1].min() < 1 or int(row[: n + 1].sum()) != 1 << 16:
+            raise ValueError(f"coding table of channel {c} is invalid")
+
+
+def load_model(model: str | os.PathLike[str]) -> ImageCodec:
+    """A shipped model by name (see `latentzip models`) or a model file by path."""
+    from . import zoo
+
+    if isinstance(model, str) and model in zoo.names():
+        return zoo.load(model)
+    path = Path(model)
+    if not path.exists():
+        shipped = ", ".join(zoo.names()) or "none"
+        raise ModelError(f"no model named {model!r} and no such file (shipped models: {shipped})")
+    return ImageCodec.load(path)
