@@ -1,0 +1,343 @@
+"""Classical codecs, run through their real encoders so that we compare against real files.
+
+Every image baseline returns the complete file its library writes (headers and container
+included): on 28x28 images those headers are a large share of the bytes, and that is the
+honest cost of storing one small image in the format. Grey images are coded as grey
+wherever the format allows it; WebP cannot, see `IMAGE_BASELINES`.
+
+`PCACodec` is the linear-transform baseline, and `BYTE_BASELINES` are the general-purpose
+compressors the lossless benchmarks compare with, at the levels the benchmarks use.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import brotli
+import imagecodecs
+import numpy as np
+import zstandard
+from PIL import Image
+from sklearn.decomposition import PCA
+from tqdm import tqdm
+
+from latentzip import metrics
+
+Images = np.ndarray | Sequence[np.ndarray]
+Writer = Callable[[np.ndarray, float | None, Mapping[str, Any]], bytes]
+
+
+def _as_image(image: np.ndarray) -> np.ndarray:
+    """Check an 8-bit grey (H, W), (H, W, 1) or RGB (H, W, 3) image; (H, W, 1) becomes (H, W)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got {image.shape}")
+    return image
+
+
+def _channels(image: np.ndarray) -> int:
+    return 1 if image.ndim == 2 else image.shape[2]
+
+
+def _pillow_writer(fmt: str) -> Writer:
+    """An encoder writing `fmt` with Pillow; quality is rounded to Pillow's integer scale."""
+
+    def write(image: np.ndarray, quality: float | None, options: Mapping[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        extra = {} if quality is None else {"quality": round(quality)}
+        Image.fromarray(image).save(buf, format=fmt, **options, **extra)
+        return buf.getvalue()
+
+    return write
+
+
+def _pillow_read(data: bytes) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(data)))
+
+
+def _jxl_write(image: np.ndarray, quality: float | None, options: Mapping[str, Any]) -> bytes:
+    """JPEG XL through libjxl; `level` is libjxl's quality, mapped to a Butteraugli distance."""
+    return imagecodecs.jpegxl_encode(image, level=quality, **options)
+
+
+@dataclass(frozen=True)
+class ImageBaseline:
+    """One image format: a real encoder/decoder pair and its default quality sweep.
+
+    `quality` runs 0..100 for every lossy format (higher is better); the lossless PNG takes
+    none. `options` are the fixed encoder settings, e.g. speed or effort; change them with
+    `dataclasses.replace`.
+    """
+
+    name: str
+    qualities: tuple[float, ...]
+    options: Mapping[str, Any]
+    write: Writer = field(repr=False)
+    read: Callable[[bytes], np.ndarray] = field(repr=False)
+
+    @property
+    def lossless(self) -> bool:
+        return not self.qualities
+
+    def encode(self, image: np.ndarray, quality: float | None = None) -> bytes:
+        """The complete file for one uint8 image, grey or RGB."""
+        if self.lossless and quality is not None:
+            raise ValueError(f"{self.name} is lossless and takes no quality")
+        if not self.lossless and (quality is None or not 0 <= quality <= 100):
+            raise ValueError(f"{self.name} needs a quality in 0..100, got {quality}")
+        return self.write(_as_image(image), quality, self.options)
+
+    def decode(self, data: bytes, channels: int | None = None) -> np.ndarray:
+        """The image in `data` as (H, W) for channels=1 or (H, W, 3) for channels=3.
+
+        None returns what the file holds, which for WebP is always RGB; pass the
+        original's channel count to get its layout back.
+        """
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        image = self.read(data)
+        if channels is None or channels == _channels(image):
+            return image
+        return np.array(Image.fromarray(image).convert("L" if channels == 1 else "RGB"))
+
+
+IMAGE_BASELINES: dict[str, ImageBaseline] = {
+    b.name: b
+    for b in (
+        # Baseline JPEG with optimized Huffman tables; grey stays one component, RGB is 4:2:0.
+        ImageBaseline(
+            "jpeg",
+            (1, 5, 10, 20, 30, 50, 70, 85, 95),
+            {"optimize": True},
+            _pillow_writer("JPEG"),
+            _pillow_read,
+        ),
+        # Lossy WebP at its slowest, best method. WebP has no grey mode: grey is coded as RGB
+        # (neutral chroma costs little) and `decode(data, channels=1)` takes the luma back.
+        # Its lowest quality still gives ~21 dB on Fashion-MNIST, so the sweep starts there.
+        ImageBaseline(
+            "webp",
+            (0, 5, 10, 25, 50, 75, 90),
+            {"method": 6},
+            _pillow_writer("WEBP"),
+            _pillow_read,
+        ),
+        # AVIF (libavif/AV1), grey as 4:0:0 monochrome. Speed 4 of 0 (slowest) .. 10: about
+        # 0.5-1 dB better than libavif's default 6 at twice the time; speed 0 gains ~1.5 dB
+        # more at 5x the time again. The HEIF container alone is ~280 bytes.
+        ImageBaseline(
+            "avif",
+            (0, 10, 20, 30, 40, 50, 60),
+            {"speed": 4},
+            _pillow_writer("AVIF"),
+            _pillow_read,
+        ),
+        # JPEG XL at libjxl's default effort 7 (effort 9 is ~2x slower and no better in PSNR,
+        # as it optimizes a perceptual distance). Bare codestream, grey as one channel.
+        ImageBaseline(
+            "jxl",
+            (0, 10, 20, 30, 50, 70, 85, 90),
+            {"effort": 7},
+            _jxl_write,
+            imagecodecs.jpegxl_decode,
+        ),
+        # Lossless reference point.
+        ImageBaseline("png", (), {"optimize": True}, _pillow_writer("PNG"), _pillow_read),
+    )
+}
+
+
+def _measure(
+    codec: str,
+    quality: float,
+    images: Images,
+    encode_all: Callable[[Images], Sequence[bytes]],
+    decode_all: Callable[[Sequence[bytes]], Images],
+) -> dict[str, Any]:
+    """One rate-distortion point from real bytes; times are wall seconds for the whole batch."""
+    start = time.perf_counter()
+    blobs = encode_all(images)
+    encoded = time.perf_counter()
+    restored = decode_all(blobs)
+    decoded = time.perf_counter()
+    total_bytes = sum(len(b) for b in blobs)
+    pixels = sum(image.shape[0] * image.shape[1] for image in images)
+    return {
+        "codec": codec,
+        "quality": quality,
+        "images": len(blobs),
+        "bytes_per_image": total_bytes / len(blobs),
+        "bpp": metrics.bpp(total_bytes, pixels),
+        "psnr": metrics.mean_psnr(images, restored),
+        "ssim": metrics.mean_ssim(images, restored),
+        "encode_s": encoded - start,
+        "decode_s": decoded - encoded,
+    }
+
+
+def sweep(
+    baseline: ImageBaseline,
+    images: Images,
+    qualities: Sequence[float] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Rate-distortion points of `baseline` on `images`, one per quality (one for PNG).
+
+    Each point has codec, quality, images, bytes_per_image, bpp, psnr (mean of per-image
+    PSNR, capped at `metrics.PSNR_CAP`), ssim, encode_s and decode_s.
+    """
+    settings: Sequence[float | None] = (
+        [None] if baseline.lossless else (baseline.qualities if qualities is None else qualities)
+    )
+    return [
+        _measure(
+            baseline.name,
+            quality,
+            images,
+            partial(_encode_each, baseline, quality, progress),
+            partial(_decode_each, baseline, images),
+        )
+        for quality in settings
+    ]
+
+
+def _encode_each(
+    baseline: ImageBaseline, quality: float | None, progress: bool, images: Images
+) -> list[bytes]:
+    label = baseline.name if quality is None else f"{baseline.name} q={quality}"
+    return [
+        baseline.encode(image, quality)
+        for image in tqdm(images, desc=label, disable=not progress, leave=False)
+    ]
+
+
+def _decode_each(
+    baseline: ImageBaseline, originals: Images, blobs: Sequence[bytes]
+) -> list[np.ndarray]:
+    """Decode each file back to its original's layout, as a format with a header would."""
+    return [
+        baseline.decode(blob, _channels(_as_image(image))).reshape(np.shape(image))
+        for blob, image in zip(blobs, originals)
+    ]
+
+
+@dataclass(frozen=True)
+class PCACodec:
+    """PCA as a codec: an image is its k principal-component coefficients as float16.
+
+    Each image costs exactly 2k bytes with no header and no entropy coding, and the decoder
+    is assumed to hold the basis and the mean. Both favour PCA over the image formats,
+    whose every file carries its own headers. Pixels are scaled to 0..1 before the
+    projection so coefficients stay far inside float16's range; decoded pixels are rounded
+    and clipped to 0..255.
+    """
+
+    pca: PCA
+    shape: tuple[int, ...]
+
+    @classmethod
+    def fit(cls, train_images: np.ndarray, k: int, seed: int = 0) -> PCACodec:
+        """Fit the top-k basis on a batch of equally shaped images (N, H, W[, C])."""
+        train = np.asarray(train_images)
+        pca = PCA(n_components=k, random_state=seed).fit(_rows(train))
+        return cls(pca, train.shape[1:])
+
+    @property
+    def k(self) -> int:
+        return int(self.pca.n_components_)
+
+    @property
+    def bytes_per_image(self) -> int:
+        return 2 * self.k
+
+    def encode(self, images: np.ndarray) -> list[bytes]:
+        """One 2k-byte string of little-endian float16 coefficients per image."""
+        images = np.asarray(images)
+        if images.shape[1:] != self.shape:
+            raise ValueError(f"images of shape {images.shape[1:]}, basis fitted on {self.shape}")
+        coefficients = self.pca.transform(_rows(images)).astype("<f2")
+        return [row.tobytes() for row in coefficients]
+
+    def decode(self, data: Sequence[bytes]) -> np.ndarray:
+        """A uint8 batch (N, *shape) from the strings `encode` made."""
+        if any(len(d) != self.bytes_per_image for d in data):
+            raise ValueError(f"every PCA code must be {self.bytes_per_image} bytes")
+        coefficients = np.frombuffer(b"".join(data), dtype="<f2").reshape(len(data), self.k)
+        pixels = self.pca.inverse_transform(coefficients.astype(np.float32)) * 255.0
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).reshape(len(data), *self.shape)
+
+
+def _rows(images: np.ndarray) -> np.ndarray:
+    """A batch as one row of 0..1 floats per image."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def pca_sweep(
+    train_images: np.ndarray, images: np.ndarray, ks: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Rate-distortion points of PCA with k components for each k (reported as `quality`).
+
+    Fitting is not timed; encode_s and decode_s cover the projection and reconstruction.
+    """
+    points = []
+    for k in ks:
+        codec = PCACodec.fit(train_images, k)
+        points.append(_measure("pca", k, images, codec.encode, codec.decode))
+    return points
+
+
+@dataclass(frozen=True)
+class ByteBaseline:
+    """A general-purpose lossless compressor; `default_level` is the one benchmarks use."""
+
+    name: str
+    default_level: int
+    pack: Callable[[bytes, int], bytes] = field(repr=False)
+    unpack: Callable[[bytes], bytes] = field(repr=False)
+
+    def compress(self, data: bytes, level: int | None = None) -> bytes:
+        return self.pack(bytes(data), self.default_level if level is None else level)
+
+    def decompress(self, data: bytes) -> bytes:
+        return self.unpack(bytes(data))
+
+
+BYTE_BASELINES: dict[str, ByteBaseline] = {
+    b.name: b
+    for b in (
+        # xz -9e: an .xz file with CRC64, as the xz tool writes. The level is an lzma preset.
+        ByteBaseline(
+            "xz",
+            9 | lzma.PRESET_EXTREME,
+            lambda data, level: lzma.compress(data, preset=level),
+            lzma.decompress,
+        ),
+        # bzip2 -9 (900 kB blocks).
+        ByteBaseline("bzip2", 9, lambda data, level: bz2.compress(data, level), bz2.decompress),
+        # zstd -19, one frame with the content size in its header.
+        ByteBaseline(
+            "zstd",
+            19,
+            lambda data, level: zstandard.ZstdCompressor(level=level).compress(data),
+            lambda data: zstandard.ZstdDecompressor().decompress(data),
+        ),
+        # brotli quality 11 with the largest standard window (2^24), as the brotli tool uses.
+        ByteBaseline(
+            "brotli",
+            11,
+            lambda data, level: brotli.compress(data, quality=level, lgwin=24),
+            brotli.decompress,
+        ),
+    )
+}

@@ -1,0 +1,124 @@
+"""Distortion and rate measures shared by `eval`, the benchmarks and the report.
+
+Images are 8-bit: arrays of shape (H, W) or (H, W, C) with peak value 255. Functions named
+`mean_*` take batches and treat the first axis (or the outer sequence) as the image index,
+so a batch may also be a list of images of different sizes.
+
+Rates are counted per real pixel: `bpp` divides by H*W of the original image, never by
+channels and never by any padding a codec adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+PEAK = 255.0
+
+PSNR_CAP = 100.0
+"""dB given to an exactly reconstructed image when averaging PSNR over a batch.
+
+A single lossless image would otherwise make the batch mean infinite. 100 dB is far above
+any lossy 8-bit result (an error of one level in one pixel of a 28x28 image is ~77 dB).
+"""
+
+Batch = np.ndarray | Sequence[np.ndarray]
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error over every pixel and channel, in squared 8-bit levels."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(diff * diff))
+
+
+def psnr_from_mse(error: float) -> float:
+    """PSNR in dB for peak 255; infinite for zero error."""
+    if error == 0:
+        return float("inf")
+    return float(10.0 * np.log10(PEAK * PEAK / error))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of one image in dB; `inf` when the images are identical."""
+    return psnr_from_mse(mse(a, b))
+
+
+def _pairs(batch_a: Batch, batch_b: Batch) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Image pairs of two non-empty, equally long batches."""
+    if len(batch_a) != len(batch_b):
+        raise ValueError(f"batch sizes differ: {len(batch_a)} vs {len(batch_b)}")
+    if len(batch_a) == 0:
+        raise ValueError("empty batch")
+    return zip(batch_a, batch_b)
+
+
+def per_image_mse(batch_a: Batch, batch_b: Batch) -> np.ndarray:
+    """MSE of each image pair in two equally long batches."""
+    return np.array([mse(a, b) for a, b in _pairs(batch_a, batch_b)], dtype=np.float64)
+
+
+def mean_psnr(batch_a: Batch, batch_b: Batch, cap: float = PSNR_CAP) -> float:
+    """Mean over images of per-image PSNR, each capped at `cap` dB.
+
+    This is the convention of the learned-compression literature (Kodak, CLIC tables): it
+    weights every image equally, unlike `psnr_of_mean_mse`.
+    """
+    return float(np.mean([min(psnr_from_mse(e), cap) for e in per_image_mse(batch_a, batch_b)]))
+
+
+def psnr_of_mean_mse(batch_a: Batch, batch_b: Batch) -> float:
+    """PSNR of the mean per-image MSE: the whole batch scored as one signal.
+
+    Always <= `mean_psnr` (Jensen), since a few bad images dominate the mean error.
+    """
+    return psnr_from_mse(float(np.mean(per_image_mse(batch_a, batch_b))))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of one image with scikit-image's defaults (uniform window, 7x7 where it fits).
+
+    The window shrinks to the largest odd size that fits tiny images (e.g. 8x8 keeps 7,
+    5x5 gets 5); RGB is scored per channel and averaged.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    side = min(a.shape[:2])
+    win_size = min(7, side if side % 2 else side - 1)
+    if win_size < 3:
+        raise ValueError(f"image {a.shape} is too small for SSIM (needs at least 3x3)")
+    channel_axis = -1 if a.ndim == 3 else None
+    return float(
+        structural_similarity(a, b, win_size=win_size, data_range=PEAK, channel_axis=channel_axis)
+    )
+
+
+def mean_ssim(batch_a: Batch, batch_b: Batch) -> float:
+    """Mean over images of per-image SSIM."""
+    return float(np.mean([ssim(a, b) for a, b in _pairs(batch_a, batch_b)]))
+
+
+def bpp(num_bytes: int, num_pixels: int) -> float:
+    """Bits per pixel, where a pixel is one of the H*W positions of the real image."""
+    if num_pixels <= 0:
+        raise ValueError("num_pixels must be positive")
+    return 8.0 * num_bytes / num_pixels
+
+
+def bpb(num_bytes: int, num_input_bytes: int) -> float:
+    """Bits per input byte, the rate measure of lossless byte compression (8 = no gain)."""
+    if num_input_bytes <= 0:
+        raise ValueError("num_input_bytes must be positive")
+    return 8.0 * num_bytes / num_input_bytes
+
+
+def ratio(original_bytes: int, compressed_bytes: int) -> float:
+    """Compression ratio original/compressed (higher is better)."""
+    if compressed_bytes <= 0:
+        raise ValueError("compressed_bytes must be positive")
+    return original_bytes / compressed_bytes

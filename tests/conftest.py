@@ -1,0 +1,77 @@
+"""Shared fixtures: small codecs trained for real on scikit-learn's 8x8 digits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentzip import data
+from latentzip.image.train import TrainConfig, train
+
+
+@pytest.fixture(scope="session")
+def digits() -> data.Dataset:
+    return data.load("digits:train")
+
+
+@pytest.fixture(scope="session")
+def digits_test() -> data.Dataset:
+    return data.load("digits:test")
+
+
+@pytest.fixture(scope="session")
+def dense_codec(digits):
+    cfg = TrainConfig(arch="deep", latent=12, hidden=(64,), lmbda=0.02, epochs=6, batch_size=64, seed=1)
+    return train(digits.images, cfg, progress=False).codec
+
+
+@pytest.fixture(scope="session")
+def conv_codec(digits):
+    cfg = TrainConfig(arch="conv", latent=8, hidden=(16,), lmbda=0.02, epochs=3, batch_size=64, seed=1)
+    return train(digits.images, cfg, progress=False).codec
+
+
+@pytest.fixture(scope="session")
+def model_file(dense_codec, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "digits.model"
+    dense_codec.save(path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m latentzip ARGS` in a fresh process, as a user would."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "latentzip", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word.lower() in err.lower(), err
+
+
+def write_images(directory: Path, images: np.ndarray, count: int) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = directory / f"img_{i:03d}.png"
+        data.write_png(path, images[i])
+        paths.append(path)
+    return paths
