@@ -131,3 +131,134 @@ def unpack(blob: bytes, kind: Kind) -> tuple[bytes, bytes]:
     reader = Reader(body, PREAMBLE_SIZE, "header")
     header = reader.take(reader.varint())
     return header, reader.rest()
+
+
+# --- streamed byte files (lossless codec) ----------------------------------------------
+#
+# A byte file may be larger than memory, so it is written and read as a sequence of
+# self-checking records rather than as one packed blob:
+#
+#   preamble | header record | block record ... | end record
+#
+#   header record = varint(len(fields)) | fields | crc32(fields)
+#   block record  = varint(n > 0) | mode byte | varint(len(payload)) | payload
+#                   | crc32(the n restored bytes) | crc32(the record up to here)
+#   end record    = varint(0) | varint(total restored bytes) | crc32(all restored bytes)
+#                   | crc32(the record up to here)
+#
+# A reader can check each block before it decodes it and each restored block before it
+# emits it; the end record proves the stream was not cut short at a block boundary.
+# The parsers below take a buffer that may hold only part of a record and return None
+# until the whole record has arrived.
+
+BLOCK_STORED = 0
+BLOCK_CODED = 1
+
+
+@dataclass
+class BlockRecord:
+    """One parsed block (n > 0) or the end record (n == 0, payload empty)."""
+
+    n: int
+    mode: int
+    payload: bytes
+    data_crc: int
+
+
+def _varint_at(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
+    """(value, next position) of the varint at pos, or None if the buffer ends first."""
+    value, shift = 0, 0
+    while pos < len(buf):
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise FormatError("corrupt latentzip file (integer field too long)")
+    return None
+
+
+def bytes_header(fields: bytes) -> bytes:
+    """The preamble and header record of a byte file."""
+    return preamble(Kind.BYTES) + put_varint(len(fields)) + fields + crc32(fields).to_bytes(CRC_SIZE, "little")
+
+
+def parse_bytes_header(buf: bytes | bytearray, max_len: int = 256) -> tuple[bytes, int] | None:
+    """(header fields, bytes consumed) once the preamble and header have arrived."""
+    if len(buf) < PREAMBLE_SIZE:
+        if bytes(buf[: len(MAGIC)]) != MAGIC[: len(buf)]:
+            raise FormatError("not a latentzip file (bad magic number)")
+        return None
+    check_preamble(bytes(buf[:PREAMBLE_SIZE]), Kind.BYTES)
+    got = _varint_at(buf, PREAMBLE_SIZE)
+    if got is None:
+        return None
+    size, pos = got
+    if size > max_len:
+        raise FormatError("corrupt latentzip file (header too long)")
+    if len(buf) < pos + size + CRC_SIZE:
+        return None
+    fields = bytes(buf[pos : pos + size])
+    if crc32(fields) != int.from_bytes(buf[pos + size : pos + size + CRC_SIZE], "little"):
+        raise FormatError("latentzip file is corrupt (header checksum mismatch)")
+    return fields, pos + size + CRC_SIZE
+
+
+def block_record(mode: int, payload: bytes, data: bytes) -> bytes:
+    """A block record for the n = len(data) restored bytes coded as `payload`."""
+    body = put_varint(len(data)) + bytes([mode]) + put_varint(len(payload)) + payload
+    body += crc32(data).to_bytes(CRC_SIZE, "little")
+    return body + crc32(body).to_bytes(CRC_SIZE, "little")
+
+
+def end_record(total: int, data_crc: int) -> bytes:
+    """The record that closes a byte file: total length and checksum of everything restored."""
+    body = put_varint(0) + put_varint(total) + data_crc.to_bytes(CRC_SIZE, "little")
+    return body + crc32(body).to_bytes(CRC_SIZE, "little")
+
+
+def parse_record(buf: bytes | bytearray, pos: int, max_n: int, max_payload: int) -> tuple[BlockRecord, int] | None:
+    """The block or end record at pos and the position after it, or None if incomplete.
+
+    Lengths are bounded by the caller's limits before anything is allocated, and the
+    record's own checksum is verified before its fields are trusted further.
+    """
+    got = _varint_at(buf, pos)
+    if got is None:
+        return None
+    n, p = got
+    if n == 0:
+        got = _varint_at(buf, p)
+        if got is None:
+            return None
+        total, p = got
+        if len(buf) < p + 2 * CRC_SIZE:
+            return None
+        _check_record(buf, pos, p + CRC_SIZE)
+        return BlockRecord(total, -1, b"", int.from_bytes(buf[p : p + CRC_SIZE], "little")), p + 2 * CRC_SIZE
+    if n > max_n:
+        raise FormatError("latentzip file is corrupt (block longer than the header allows)")
+    if len(buf) < p + 1:
+        return None
+    mode = buf[p]
+    if mode not in (BLOCK_STORED, BLOCK_CODED):
+        raise FormatError(f"latentzip file is corrupt (unknown block mode {mode})")
+    got = _varint_at(buf, p + 1)
+    if got is None:
+        return None
+    size, p = got
+    if size > max_payload:
+        raise FormatError("latentzip file is corrupt (block payload too long)")
+    end = p + size + CRC_SIZE
+    if len(buf) < end + CRC_SIZE:
+        return None
+    _check_record(buf, pos, end)
+    return BlockRecord(n, mode, bytes(buf[p : p + size]), int.from_bytes(buf[p + size : end], "little")), end + CRC_SIZE
+
+
+def _check_record(buf: bytes | bytearray, start: int, end: int) -> None:
+    stored = int.from_bytes(buf[end : end + CRC_SIZE], "little")
+    if crc32(memoryview(buf)[start:end]) != stored:
+        raise FormatError("latentzip file is corrupt (block checksum mismatch)")

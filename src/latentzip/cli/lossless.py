@@ -1,9 +1,211 @@
-"""Verbs of the lossless codec: compress, decompress."""
+"""Verbs of the lossless codec: compress, decompress.
+
+They follow xz and zstd: `-o OUT`, `-c` for stdout, `-f` to overwrite, `-` for
+stdin/stdout, levels `-1`..`-9`. Like zstd (and unlike xz), the input is kept unless
+`--rm` is given; `-k` is accepted for fingers trained on xz. Output files are written
+atomically, so a failure never leaves a partial file behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import lzma
+import os
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from ..errors import LatentzipError
+from ..fsio import atomic_writer
+
+SUFFIX = ".lzc"
+_PROGRESS_MIN = 1 << 20  # inputs smaller than this finish before a bar would help
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this family's sub-commands (filled in with the lossless codec)."""
+    """Add the compress and decompress sub-commands."""
+    from ..lossless import DEFAULT_LEVEL, LEVELS
+
+    p = sub.add_parser("compress", help="compress any file losslessly (neural context mixing)",
+                       description="Compress a file losslessly. Writes IN.lzc and keeps IN (like zstd).")
+    _common(p)
+    for level in sorted(LEVELS):
+        p.add_argument(f"-{level}", dest="level", action="store_const", const=level,
+                       help=argparse.SUPPRESS if level not in (1, DEFAULT_LEVEL, 9) else
+                       {1: "fastest", DEFAULT_LEVEL: "default", 9: "strongest, slowest"}[level])
+    p.add_argument("--level", type=int, choices=sorted(LEVELS), dest="level", help="level as a number")
+    p.add_argument("--block-size", type=int, default=None, metavar="BYTES",
+                   help="bytes per independently checked block (default 1 MiB); the model carries over blocks")
+    p.add_argument("--stats", action="store_true",
+                   help="print bits per byte, ratio, speed and what xz -9e gives on the same input")
+    p.set_defaults(func=_compress, level=DEFAULT_LEVEL)
+
+    p = sub.add_parser("decompress", help="restore a file made by `latentzip compress`",
+                       description="Restore a .lzc file. Writes IN without .lzc and keeps IN.")
+    _common(p)
+    p.set_defaults(func=_decompress)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN", help="input file, or - for stdin")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file, or - for stdout")
+    p.add_argument("-c", "--stdout", action="store_true", help="write to stdout")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("-k", "--keep", action="store_true", help="keep the input file (the default)")
+    p.add_argument("--rm", action="store_true", help="remove the input file after success")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar on stderr (default: when stderr is a terminal)")
+
+
+def _output_path(args: argparse.Namespace, compressing: bool) -> str:
+    if args.stdout or args.output == "-":
+        return "-"
+    if args.output:
+        return args.output
+    if args.input == "-":
+        return "-"
+    if compressing:
+        return args.input + SUFFIX
+    if not args.input.endswith(SUFFIX):
+        raise LatentzipError(f"{args.input}: unknown suffix (expected {SUFFIX}); name the output with -o")
+    return args.input[: -len(SUFFIX)]
+
+
+@contextlib.contextmanager
+def _open_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    """The input stream and its size when known."""
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:  # streamed, so fsio.read_bytes (whole file in memory) does not fit
+        raise LatentzipError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        if not Path(path).is_file():
+            raise LatentzipError(f"{path} is not a regular file")
+        yield handle, os.fstat(handle.fileno()).st_size
+
+
+@contextlib.contextmanager
+def _open_output(path: str, force: bool, source: str) -> Iterator[BinaryIO]:
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if source != "-" and target.exists() and target.resolve() == Path(source).resolve():
+        raise LatentzipError(f"{path}: output would overwrite the input")
+    if target.exists() and not force:
+        raise LatentzipError(f"{path} already exists; use -f to overwrite")
+    try:
+        with atomic_writer(target) as handle:
+            yield handle
+    except OSError as exc:
+        raise LatentzipError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, total: int | None, what: str) -> Iterator[Callable[[int], None] | None]:
+    wanted = args.progress if args.progress is not None else (sys.stderr.isatty() and (total or 0) >= _PROGRESS_MIN)
+    if not wanted:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc=what, file=sys.stderr, leave=False) as bar:
+        yield bar.update
+
+
+class _Counting:
+    """A pass-through reader that counts bytes and, if asked, feeds them to xz for --stats."""
+
+    def __init__(self, raw: BinaryIO, compare: bool) -> None:
+        self.raw = raw
+        self.size = 0
+        self.xz = lzma.LZMACompressor(preset=9 | lzma.PRESET_EXTREME) if compare else None
+        self.xz_size = 0
+
+    def read(self, n: int) -> bytes:
+        chunk = self.raw.read(n)
+        self.size += len(chunk)
+        if self.xz is not None and chunk:
+            self.xz_size += len(self.xz.compress(chunk))
+        return chunk
+
+    def xz_total(self) -> int:
+        assert self.xz is not None
+        return self.xz_size + len(self.xz.flush())
+
+
+class _CountingWriter:
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return self.raw.write(data)
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from ..lossless import BLOCK_SIZE, LEVELS, compress_stream
+
+    block_size = args.block_size or BLOCK_SIZE
+    limit = (1 << LEVELS[args.level].history_bits) // 2
+    if not 0 < block_size <= limit:
+        raise LatentzipError(f"--block-size must be between 1 and {limit} at level {args.level}")
+    out_path = _output_path(args, compressing=True)
+    if out_path == "-" and sys.stdout.isatty():
+        raise LatentzipError("refusing to write compressed data to a terminal; use -o FILE or redirect")
+    started = time.perf_counter()
+    with _open_input(args.input) as (src, size), _progress(args, size, "compress") as progress:
+        reader = _Counting(src, args.stats)
+        with _open_output(out_path, args.force, args.input) as raw:
+            writer = _CountingWriter(raw)
+            result = compress_stream(reader, writer, args.level, progress, block_size)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    if result.stored_blocks:
+        print(f"latentzip: {result.stored_blocks} of {result.blocks} block(s) did not compress and were stored as is",
+              file=sys.stderr)
+    if args.stats:
+        _print_stats(reader, writer.size, seconds, args.level)
+    _remove_input(args)
+    return 0
+
+
+def _print_stats(reader: _Counting, out_size: int, seconds: float, level: int) -> None:
+    n = reader.size
+    xz = reader.xz_total()
+    bpb = 8 * out_size / n if n else 0.0
+    xz_bpb = 8 * xz / n if n else 0.0
+    lines = [
+        f"level      {level}",
+        f"input      {n} bytes",
+        f"output     {out_size} bytes",
+        f"bpb        {bpb:.3f}  (xz -9e: {xz_bpb:.3f}, {out_size / xz:.2f}x its size)" if xz else f"bpb {bpb:.3f}",
+        f"ratio      {n / out_size:.2f}",
+        f"speed      {n / 1e3 / seconds:.2f} KB/s",
+    ]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from ..lossless import decompress_stream
+
+    out_path = _output_path(args, compressing=False)
+    with _open_input(args.input) as (src, size), _progress(args, None, "decompress") as progress:
+        with _open_output(out_path, args.force, args.input) as dst:
+            decompress_stream(src, dst, progress)
+    _remove_input(args)
+    return 0
+
+
+def _remove_input(args: argparse.Namespace) -> None:
+    if args.rm and args.input != "-":
+        try:
+            os.unlink(args.input)
+        except OSError as exc:
+            raise LatentzipError(f"cannot remove {args.input}: {exc.strerror or exc}") from None

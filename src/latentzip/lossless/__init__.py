@@ -1,0 +1,242 @@
+"""Lossless neural compression of any bytes, shaped like Python's lzma and zlib.
+
+    blob = compress(data, level=6)
+    data = decompress(blob)
+
+    c = Compressor(level=6)                       # streaming, for data larger than memory
+    out = c.compress(chunk) + ... + c.flush()
+    d = Decompressor()
+    data = d.decompress(out)                      # d.eof once the end record is read
+
+    compress_stream(src, dst, level)              # file objects
+    decompress_stream(src, dst)
+
+A context-mixing predictor (predict.py) learns the data while it codes it; the decoder
+replays it exactly. Nothing is stored but the bitstream: no weights. A block the model
+cannot shrink is stored as is, so output never grows by more than a few bytes per block.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from .. import container
+from ..errors import FormatError
+from .coder import decode_block, encode_block
+from .predict import DEFAULT_LEVEL, LEVELS, Model
+
+__all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
+           "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE"]
+
+BLOCK_SIZE = 1 << 20
+# Bumped whenever the predictor changes what it predicts: old files then fail loudly.
+PREDICTOR_REVISION = 1
+_CHUNK = 1 << 16
+
+Progress = Callable[[int], None]
+
+
+def _fields(level: int, block_size: int) -> bytes:
+    return container.put_varint(PREDICTOR_REVISION) + container.put_varint(level) + container.put_varint(block_size)
+
+
+def _learn_stored(model: Model, data: bytes) -> None:
+    """Teach the model a block that was stored raw, exactly as encoding it would have."""
+    encode_block(model, data)
+
+
+class Compressor:
+    """Compress a stream incrementally: feed `compress(chunk)`, finish with `flush()`."""
+
+    def __init__(self, level: int = DEFAULT_LEVEL, block_size: int = BLOCK_SIZE,
+                 progress: Progress | None = None) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {min(LEVELS)}..{max(LEVELS)}, not {level}")
+        if not 0 < block_size <= (1 << LEVELS[level].history_bits) // 2:
+            raise ValueError(f"block size must be between 1 and {(1 << LEVELS[level].history_bits) // 2} at level {level}")
+        self.level = level
+        self.block_size = block_size
+        self.progress = progress
+        self._model: Model | None = None
+        self._pending = bytearray()
+        self._started = False
+        self._finished = False
+        self._total = 0
+        self._crc = 0
+        self.stored_blocks = 0
+        self.blocks = 0
+
+    def compress(self, data: bytes) -> bytes:
+        """Accept more input; return whatever compressed output is ready."""
+        if self._finished:
+            raise ValueError("compressor already flushed")
+        out = bytearray(self._start())
+        self._pending += data
+        while len(self._pending) >= self.block_size:
+            block = bytes(self._pending[: self.block_size])
+            del self._pending[: self.block_size]
+            out += self._block(block)
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        """Compress what is left and close the stream."""
+        if self._finished:
+            raise ValueError("compressor already flushed")
+        out = bytearray(self._start())
+        if self._pending:
+            out += self._block(bytes(self._pending))
+            self._pending.clear()
+        self._finished = True
+        out += container.end_record(self._total, self._crc)
+        return bytes(out)
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return container.bytes_header(_fields(self.level, self.block_size))
+
+    def _block(self, data: bytes) -> bytes:
+        if self._model is None:
+            self._model = Model(LEVELS[self.level])
+        words = encode_block(self._model, data)
+        payload = words.astype("<u4").tobytes()
+        mode = container.BLOCK_CODED
+        if len(payload) >= len(data):
+            payload, mode = data, container.BLOCK_STORED
+            self.stored_blocks += 1
+        self.blocks += 1
+        self._total += len(data)
+        self._crc = zlib.crc32(data, self._crc)
+        if self.progress is not None:
+            self.progress(len(data))
+        return container.block_record(mode, payload, data)
+
+
+class Decompressor:
+    """Decompress a stream incrementally; `eof` turns True after the end record."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
+        self._buf = bytearray()
+        self._model: Model | None = None
+        self.level: int | None = None
+        self._block_size = 0
+        self._total = 0
+        self._crc = 0
+        self.eof = False
+
+    def decompress(self, data: bytes) -> bytes:
+        """Accept more compressed input; return the bytes restored so far (checked)."""
+        if self.eof:
+            if data:
+                raise FormatError("unexpected data after the end of the latentzip stream")
+            return b""
+        self._buf += data
+        out = bytearray()
+        if self._model is None and not self._read_header():
+            return b""
+        pos = 0
+        assert self._model is not None
+        while not self.eof:
+            got = container.parse_record(self._buf, pos, self._block_size, self._block_size * 2 + 64)
+            if got is None:
+                break
+            record, pos = got
+            if record.mode < 0:
+                self._finish(record)
+                if pos != len(self._buf):
+                    raise FormatError("unexpected data after the end of the latentzip stream")
+            else:
+                out += self._restore(record)
+        del self._buf[:pos]
+        return bytes(out)
+
+    def finish(self) -> None:
+        """Raise FormatError unless the whole stream, end record included, was read."""
+        if not self.eof:
+            raise FormatError("latentzip file is truncated (no end record)")
+
+    def _read_header(self) -> bool:
+        got = container.parse_bytes_header(self._buf)
+        if got is None:
+            return False
+        fields, used = got
+        reader = container.Reader(fields, what="header")
+        revision, level, block_size = reader.varint(), reader.varint(), reader.varint()
+        if revision != PREDICTOR_REVISION:
+            raise FormatError(f"this file needs predictor revision {revision}; this build has {PREDICTOR_REVISION}")
+        if level not in LEVELS:
+            raise FormatError(f"latentzip file is corrupt (unknown level {level})")
+        window = 1 << LEVELS[level].history_bits
+        if not 0 < block_size <= window // 2:
+            raise FormatError("latentzip file is corrupt (bad block size)")
+        del self._buf[:used]
+        self.level, self._block_size = level, block_size
+        self._model = Model(LEVELS[level])
+        return True
+
+    def _restore(self, record: container.BlockRecord) -> bytes:
+        assert self._model is not None
+        if record.mode == container.BLOCK_STORED:
+            if len(record.payload) != record.n:
+                raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
+            data = record.payload
+            _learn_stored(self._model, data)
+            if self.progress is not None:
+                self.progress(len(data))
+        else:
+            if len(record.payload) % 4:
+                raise FormatError("latentzip file is corrupt (coded block is not whole words)")
+            words = np.frombuffer(record.payload, dtype="<u4").astype(np.uint32)
+            try:
+                data = decode_block(self._model, words, record.n, self.progress)
+            except AssertionError:  # constriction's word for a bitstream no model could have made
+                raise FormatError("latentzip file is corrupt (the coded data cannot be decoded)") from None
+        if container.crc32(data) != record.data_crc:
+            raise FormatError("restored data does not match its checksum: the file is damaged "
+                              "or was written by an incompatible build")
+        self._total += len(data)
+        self._crc = zlib.crc32(data, self._crc)
+        return data
+
+    def _finish(self, record: container.BlockRecord) -> None:
+        if record.n != self._total or record.data_crc != self._crc:
+            raise FormatError("latentzip file is damaged (total length or checksum of the restored data differs)")
+        self.eof = True
+
+
+def compress(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
+    """Compress bytes into one latentzip byte file."""
+    c = Compressor(level)
+    return c.compress(bytes(data)) + c.flush()
+
+
+def decompress(blob: bytes) -> bytes:
+    """Restore the bytes of a latentzip byte file; raise FormatError if it is damaged."""
+    d = Decompressor()
+    out = d.decompress(bytes(blob))
+    d.finish()
+    return out
+
+
+def compress_stream(src: BinaryIO, dst: BinaryIO, level: int = DEFAULT_LEVEL,
+                    progress: Progress | None = None, block_size: int = BLOCK_SIZE) -> Compressor:
+    """Compress file object src into dst, block by block; return the finished Compressor."""
+    c = Compressor(level, block_size, progress)
+    while chunk := src.read(_CHUNK):
+        dst.write(c.compress(chunk))
+    dst.write(c.flush())
+    return c
+
+
+def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Progress | None = None) -> Decompressor:
+    """Decompress file object src into dst; every block is checked before it is written."""
+    d = Decompressor(progress)
+    while chunk := src.read(_CHUNK):
+        dst.write(d.decompress(chunk))
+    d.finish()
+    return d

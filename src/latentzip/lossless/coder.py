@@ -1,0 +1,88 @@
+"""Lock-step segment coding: the predictor of predict.py driving constriction's range coder.
+
+A block is cut into segments that are coded side by side: step k codes bit k of every
+segment. The model's tables are shared, so all segments learn from each other, but
+the decoder needs only one Python-level round trip per step (predict every segment's
+bit, decode them all in one constriction call, learn from them), not one per bit.
+
+The encoder knows every bit in advance, so it runs all the steps inside one compiled
+loop, collects the probabilities, and hands the whole block to constriction at once.
+It calls the very same `step` the decoder calls, with the same arguments, so both see
+the same probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import constriction
+
+from .predict import Model, run_known, start, step
+
+_FAMILY = constriction.stream.model.Bernoulli(perfect=False)
+_SCALE = 1.0 / 4096.0
+
+
+def _geometry(n: int, starts: np.ndarray) -> tuple[int, int, int]:
+    """(segment length, length of the last segment, number of steps) of a block."""
+    seg_len = int(starts[1] - starts[0]) if len(starts) > 1 else n
+    last = n - int(starts[-1])
+    return max(seg_len, 1), last, 8 * max(seg_len, 1) if n else 0
+
+
+def encode_block(model: Model, data: bytes) -> np.ndarray:
+    """Compress one block with `model` (which learns from it); return the range coder's words."""
+    n = len(data)
+    encoder = constriction.stream.queue.RangeEncoder()
+    if n == 0:
+        return encoder.get_compressed()
+    seg, ctx, scratch = model.begin_block(n)
+    starts = model.segments(n)
+    seg_len, last, n_steps = _geometry(n, starts)
+    start(model.params, model.kinds, model.tables, model.history, seg, ctx)
+    bits = np.zeros(8 * n, dtype=np.int32)
+    probs = np.zeros(8 * n, dtype=np.float64)
+    run_known(np.frombuffer(data, dtype=np.uint8), starts, seg_len, last, n_steps, bits, probs,
+                  *model.state(), seg, ctx, scratch, model.stream_pos, n)
+    model.stream_pos += n
+    encoder.encode(bits, _FAMILY, probs)
+    return encoder.get_compressed()
+
+
+def decode_block(model: Model, words: np.ndarray, n: int,
+                 progress: Callable[[int], None] | None = None) -> bytes:
+    """Decompress one block of n bytes that `encode_block` produced with an identical model."""
+    if n == 0:
+        return b""
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    seg, ctx, scratch = model.begin_block(n)
+    starts = model.segments(n)
+    seg_len, last, n_steps = _geometry(n, starts)
+    state = model.state()
+    base = model.stream_pos
+    start(model.params, model.kinds, model.tables, model.history, seg, ctx)
+    n_seg = len(starts)
+    bits = np.zeros(n_seg, dtype=np.int32)
+    probs = np.zeros(n_seg, dtype=np.float64)
+    n_prev = t_prev = 0
+    decode = decoder.decode
+    report_every = 8 * 4096
+    reported = 0
+    for k in range(n_steps + 1):
+        t = k >> 3
+        n_now = 0 if k == n_steps else (n_seg if t < last else n_seg - 1)
+        step(bits, n_prev, t_prev, probs, n_now, t, *state, seg, ctx, scratch, base, seg_len, n)
+        if n_now:
+            bits[:n_now] = decode(_FAMILY, probs[:n_now])
+        n_prev, t_prev = n_now, t
+        if progress is not None and k % report_every == report_every - 1:
+            progress(n_now * report_every // 8)
+            reported += n_now * report_every // 8
+    history = model.history
+    mask = len(history) - 1
+    out = history[(np.arange(base, base + n) & mask)].tobytes()
+    model.stream_pos += n
+    if progress is not None:
+        progress(n - reported)
+    return out

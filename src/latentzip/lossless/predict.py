@@ -1,0 +1,571 @@
+"""The bit predictor: many cheap context models, mixed by small learned networks.
+
+Read top to bottom:
+
+1. fixed-point helpers: probabilities are 12-bit integers, logits ("stretch") are
+   integers in [-2047, 2047] in units of 1/256;
+2. the per-level configuration (`Level`) and the model state (`Model`), plain NumPy
+   arrays so that numba can work on them;
+3. `predict` and `update` for one segment and one bit, and `step`, which advances
+   every segment of a block by one bit.
+
+Every quantity that decides a probability is an integer, so the decoder, which runs
+the very same `step`, reproduces the encoder's probabilities exactly on any machine.
+The model learns online; no weights are stored.
+
+The byte is coded as 8 binary decisions, most significant bit first. The inputs to the
+mixer are:
+  * one adaptive counter per hashed context (orders 1-6, a sparse context, words,
+    the column of a text line), looked up in nibble-sized buckets so that one cache
+    line serves four bits;
+  * an order-0 counter;
+  * a match model that follows the longest recent repeat of the last bytes;
+  * a small recurrent state: an exponentially decaying summary of the recent byte
+    classes, hashed with the partial byte, which gives the mixer a sense of "what kind
+    of text am I in" that fixed-order contexts lack.
+Three first-layer mixers (weight sets chosen by the partial byte, by the match state
+and by the previous byte) feed a final mixer, whose output is refined by two adaptive
+probability maps (SSE) before it reaches the coder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+# --- 1. fixed-point helpers --------------------------------------------------------------
+
+M32 = 0xFFFFFFFF
+PROB_BITS = 12
+PROB_ONE = 1 << PROB_BITS
+
+
+def _squash_table() -> np.ndarray:
+    """squash(x) = 4096 / (1 + exp(-x/256)) for x in [-2047, 2047], as integers."""
+    x = np.arange(-2047, 2048)
+    return np.array([min(4095, max(1, round(4096 / (1 + math.exp(-v / 256))))) for v in x], dtype=np.int32)
+
+
+def _stretch_table(squash: np.ndarray) -> np.ndarray:
+    """stretch = the inverse of squash, built from it by search so both agree exactly."""
+    out = np.zeros(PROB_ONE, dtype=np.int32)
+    pi = 0
+    for x in range(-2047, 2048):
+        v = int(squash[x + 2047])
+        for p in range(pi, v + 1):
+            out[p] = x
+        pi = v + 1
+    out[pi:] = 2047
+    return out
+
+
+SQUASH = _squash_table()
+STRETCH = _stretch_table(SQUASH)
+# Counter learning rates 2/(2n+3) in 16-bit fixed point: fast at first, then slower.
+RATE = np.array([(2 << 16) // (2 * n + 3) for n in range(1024)], dtype=np.int64)
+
+
+@njit(inline="always", cache=True)
+def squash(x: int, table: np.ndarray) -> int:
+    if x > 2047:
+        x = 2047
+    if x < -2047:
+        x = -2047
+    return table[x + 2047]
+
+
+@njit(inline="always", cache=True)
+def mix32(h: int) -> int:
+    """A 32-bit integer hash (multiply-xorshift); every product stays below 2**63."""
+    h &= M32
+    h ^= h >> 16
+    h = (h * 0x45D9F3B) & M32
+    h ^= h >> 16
+    h = (h * 0x45D9F3B) & M32
+    h ^= h >> 16
+    return h
+
+
+@njit(inline="always", cache=True)
+def combine(h: int, x: int) -> int:
+    return mix32((h & M32) * 0x2F0B4C27 + (x & M32) + 0x9E3779B)
+
+
+# --- 2. configuration and state -------------------------------------------------------
+
+# Context kinds; a level uses a subset of them (`Level.contexts`).
+O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR = range(12)
+N_KINDS = 12
+
+
+@dataclass(frozen=True)
+class Level:
+    """What one compression level spends: contexts, table sizes, learning rates."""
+
+    contexts: tuple[int, ...]
+    table_bits: int  # log2 of the buckets per context table (64 bytes each)
+    history_bits: int  # log2 of the match model's history window
+    match_min: int  # bytes of context a match must share before it is followed
+    counter_limit: int  # counters adapt at rate ~1/n with n capped here
+    mixer_rate: int  # first-layer mixer learning rate
+    max_segments: int  # lock-step segments per block (decoder speed vs. ratio)
+    min_segment: int  # smallest segment worth splitting off
+
+
+# Segment counts shape decoding speed, tables shape memory; every level stays well under 2 GB.
+_ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR)
+LEVELS: dict[int, Level] = {
+    1: Level((O1, O2, O3, O4, WORD), 18, 22, 6, 60, 6, 32, 1 << 13),
+    2: Level((O1, O2, O3, O4, O6, WORD), 19, 22, 6, 60, 6, 32, 1 << 13),
+    3: Level((O1, O2, O3, O4, O6, WORD, SPARSE), 19, 23, 6, 60, 6, 24, 1 << 14),
+    4: Level((O1, O2, O3, O4, O5, O6, WORD, WORD2, SPARSE), 20, 23, 6, 60, 6, 24, 1 << 14),
+    5: Level(_ALL, 20, 24, 6, 60, 6, 24, 1 << 14),
+    6: Level(_ALL, 20, 24, 6, 60, 6, 16, 1 << 14),
+    7: Level(_ALL, 20, 24, 6, 60, 6, 8, 1 << 15),
+    8: Level(_ALL, 20, 24, 6, 60, 6, 6, 1 << 15),
+    9: Level(_ALL, 20, 24, 6, 60, 6, 4, 1 << 16),
+}
+DEFAULT_LEVEL = 6
+
+# Per-segment scalar state: columns of Model.seg.
+C0, C4, C8, POS, END, WORD0, WORD1, MPTR, MLEN, LINE, LINE_PREV, RSTATE, NIB, NFIELDS = range(14)
+# Scratch kept between predict and update of one bit: columns of Model.scratch.
+S_M0, S_M1, S_M2, S_OUT0, S_OUT1, S_OUT2, S_PMIX, S_A1, S_A2, S_MSM, NSCRATCH = range(11)
+
+N_EXTRA = 2  # mixer inputs besides the contexts: order-0 and the match model
+N_MIXERS = 3
+APM_STEPS = 33
+MATCH_LEN_CAP = 15
+
+
+class Model:
+    """All the state a predictor carries, as flat NumPy arrays (numba reads these).
+
+    A model is created once per stream and carried from block to block, so later
+    blocks benefit from what earlier ones taught it.
+    """
+
+    def __init__(self, level: Level) -> None:
+        self.level = level
+        n_ctx = len(level.contexts)
+        self.n_inputs = 2 * n_ctx + N_EXTRA
+        self.kinds = np.array(level.contexts, dtype=np.int64)
+        # 16 uint32 per bucket: slot 0 = check, slots 1..15 = the nibble's binary tree.
+        self.tables = np.zeros((n_ctx << level.table_bits) * 16, dtype=np.uint32)
+        self.order0 = np.full(256, (1 << 31), dtype=np.int64)  # p16 << 16, by partial byte
+        self.history_map = np.full(n_ctx << 10, 1 << 15, dtype=np.int64)
+        self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
+        self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
+        self.match_sm = np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15, dtype=np.int64)
+        w0 = (1 << 16) * 3 // (self.n_inputs * 2)
+        self.weights = np.full((256 + 64 * 8 + 256) * self.n_inputs, w0, dtype=np.int64)
+        self.final_weights = np.full(8 * N_MIXERS, (1 << 16) // N_MIXERS, dtype=np.int64)
+        centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
+        self.apm1 = np.tile(centre, 256)
+        self.apm2 = np.tile(centre, 1 << 16)
+        self.params = np.array(
+            [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
+            dtype=np.int64,
+        )
+        self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
+
+    def segments(self, n: int) -> np.ndarray:
+        """Start offsets of the lock-step segments a block of n bytes is cut into."""
+        count = max(1, min(self.level.max_segments, n // self.level.min_segment))
+        length = -(-n // count) if n else 0
+        return np.arange(count, dtype=np.int64) * length
+
+    def begin_block(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fresh per-segment state for a block of n bytes starting at stream_pos."""
+        if n > len(self.history) // 2:
+            raise ValueError("block larger than half the history window")
+        starts = self.segments(n)
+        seg = np.zeros((len(starts), NFIELDS), dtype=np.int64)
+        seg[:, C0] = 1
+        seg[:, NIB] = 1
+        seg[:, POS] = self.stream_pos + starts
+        seg[:, END] = np.append(self.stream_pos + starts[1:], self.stream_pos + n)
+        seg[:, LINE] = seg[:, POS]
+        seg[:, LINE_PREV] = seg[:, POS]
+        ctx = np.zeros((len(starts), 2 * len(self.level.contexts)), dtype=np.int64)
+        scratch = np.zeros((len(starts), NSCRATCH + self.n_inputs + 2 * len(self.level.contexts)), dtype=np.int64)
+        return seg, ctx, scratch
+
+    def state(self) -> tuple:
+        """The arrays `step` needs, in its argument order."""
+        return (self.params, self.kinds, self.tables, self.order0, self.history_map, self.history, self.match_table,
+                self.match_sm, self.weights, self.final_weights, self.apm1, self.apm2, SQUASH, STRETCH, RATE)
+
+
+# --- 3. predicting and learning one bit --------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool:
+    """Whether stream position q is already decoded when every segment has done t bytes.
+
+    Earlier blocks are known while still inside the history window; in the current
+    block (starting at `base`, cut into segments of `seg_len`) a position is known once
+    its segment has passed it.
+    """
+    if q < base:
+        return q >= base + n - window and q >= 0
+    return (q - base) % seg_len < t
+
+
+@njit(inline="always", cache=True)
+def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
+    """Find or claim the 16-slot bucket for context hash h in table i; return its index."""
+    mask = (1 << table_bits) - 1
+    check = (h >> 16) | 1
+    b0 = ((i << table_bits) + (h & mask)) * 16
+    b1 = ((i << table_bits) + ((h ^ 1) & mask)) * 16
+    if tables[b0] == check:
+        return b0
+    if tables[b1] == check:
+        return b1
+    # Replace the bucket whose first node has seen less.
+    victim = b0 if (tables[b0 + 1] & 1023) <= (tables[b1 + 1] & 1023) else b1
+    tables[victim] = check
+    for k in range(1, 16):
+        tables[victim + k] = np.uint32(1 << 31)
+    return victim
+
+
+@njit(inline="always", cache=True)
+def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray, history: np.ndarray,
+                    hmask: int) -> None:
+    """At a byte boundary: hash each context kind of segment s into ctx[s, i]."""
+    c4 = seg[s, C4]
+    c8 = seg[s, C8]
+    for i in range(len(kinds)):
+        k = kinds[i]
+        if k == O1:
+            h = c4 & 0xFF
+        elif k == O2:
+            h = c4 & 0xFFFF
+        elif k == O3:
+            h = c4 & 0xFFFFFF
+        elif k == O4:
+            h = c4
+        elif k == O5:
+            h = combine(c4, c8 & 0xFF)
+        elif k == O6:
+            h = combine(c4, c8 & 0xFFFF)
+        elif k == O8:
+            h = combine(c4, c8)
+        elif k == WORD:
+            h = combine(seg[s, WORD0], c4 & 0xFF)
+        elif k == WORD2:
+            h = combine(seg[s, WORD0], seg[s, WORD1])
+        elif k == SPARSE:
+            h = c4 & 0xFFFF00
+        elif k == COLUMN:
+            col = seg[s, POS] - seg[s, LINE]
+            above = seg[s, LINE_PREV] + col
+            ch = 0
+            if above < seg[s, LINE]:
+                ch = history[above & hmask] + 1
+            h = combine(min(col, 255) << 16 | ch, c4 & 0xFF)
+        else:  # RECUR
+            h = combine(seg[s, RSTATE], c4 & 0xFF)
+        ctx[s, i] = combine(h, k + 1)
+
+
+@njit(inline="always", cache=True)
+def _byte_class(c: int) -> int:
+    """A coarse class of a byte for the recurrent state: letter, digit, space, punctuation..."""
+    if 97 <= c <= 122:
+        return 1
+    if 65 <= c <= 90:
+        return 2
+    if 48 <= c <= 57:
+        return 3
+    if c == 32:
+        return 4
+    if c == 10 or c == 13 or c == 9:
+        return 5
+    if c == 60 or c == 62 or c == 38 or c == 59:  # < > & ;  markup
+        return 6
+    if c == 40 or c == 41 or c == 91 or c == 93 or c == 123 or c == 125 or c == 58 or c == 61:
+        return 7
+    if c >= 128:
+        return 8
+    return 9 + (c & 3)
+
+
+@njit(cache=True)
+def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray,
+            history: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray,
+            final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray,
+            seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
+    """The 12-bit probability that the next bit of segment s is a 1."""
+    n_ctx = len(kinds)
+    n_in = 2 * n_ctx + N_EXTRA
+    c0 = seg[s, C0]
+    nib = seg[s, NIB]
+    x0 = NSCRATCH  # inputs live in scratch[s, x0 : x0 + n_in]; slot indexes after them
+    for i in range(n_ctx):
+        slot = ctx[s, n_ctx + i] + nib
+        scratch[s, x0 + n_in + i] = slot
+        v = tables[slot]
+        cnt = v & 1023
+        scratch[s, x0 + i] = 0 if cnt == 0 else st[v >> 20]
+        # The counter's recent bits and age, through a learned map: a bit history.
+        hidx = (i << 10) | (min(cnt, 15) << 6) | ((v >> 10) & 63)
+        scratch[s, x0 + n_in + n_ctx + i] = hidx
+        scratch[s, x0 + N_EXTRA + n_ctx + i] = st[history_map[hidx] >> 4]
+    scratch[s, x0 + n_ctx] = st[order0[c0] >> 20]
+    # Match model: the bit the longest recent repeat expects, weighted by its length.
+    mlen = seg[s, MLEN]
+    mbit = -1
+    window = 1 << params[1]
+    if mlen > 0:
+        ptr = seg[s, MPTR]
+        if _known(ptr, base, seg_len, t, n, window):
+            expected = history[ptr & (window - 1)] | 256
+            bitpos = 0
+            while (c0 >> bitpos) > 1:
+                bitpos += 1
+            if (expected >> (8 - bitpos)) == c0:
+                mbit = (expected >> (7 - bitpos)) & 1
+    if mbit >= 0:
+        ml = min(mlen, MATCH_LEN_CAP)
+        msm = ml * 2 + mbit
+        scratch[s, S_MSM] = msm
+        scratch[s, x0 + n_ctx + 1] = st[match_sm[msm] >> 4]
+        mctx = 1 + min(mlen >> 2, 6)
+    else:
+        scratch[s, S_MSM] = -1
+        scratch[s, x0 + n_ctx + 1] = 0
+        mctx = 0
+    # Three first-layer mixers, each with a weight set chosen by a different context.
+    bitpos = 0
+    while (c0 >> bitpos) > 1:
+        bitpos += 1
+    sel0 = c0
+    sel1 = 256 + mctx * 8 + bitpos
+    sel2 = 256 + 64 * 8 + (seg[s, C4] & 0xFF)
+    scratch[s, S_M0] = sel0
+    scratch[s, S_M1] = sel1
+    scratch[s, S_M2] = sel2
+    dot_final = 0
+    for m in range(N_MIXERS):
+        sel = sel0 if m == 0 else (sel1 if m == 1 else sel2)
+        w = sel * n_in
+        dot = 0
+        for i in range(n_in):
+            dot += scratch[s, x0 + i] * weights[w + i]
+        dot >>= 16
+        dot = max(-2047, min(2047, dot))
+        scratch[s, S_OUT0 + m] = dot
+        dot_final += dot * final_weights[bitpos * N_MIXERS + m]
+    dot_final >>= 16
+    p = squash(dot_final, sq)
+    scratch[s, S_PMIX] = p
+    # Two adaptive probability maps refine the mixed probability by small contexts.
+    x = st[p] + 2048
+    lo = x >> 7
+    a1 = c0 * APM_STEPS + lo
+    a2 = (combine(seg[s, C4] & 0xFFFF, c0) & 0xFFFF) * APM_STEPS + lo
+    wt = x & 127
+    scratch[s, S_A1] = a1 if wt < 64 else a1 + 1
+    scratch[s, S_A2] = a2 if wt < 64 else a2 + 1
+    pa1 = (apm1[a1] * (128 - wt) + apm1[a1 + 1] * wt) >> 11
+    pa2 = (apm2[a2] * (128 - wt) + apm2[a2 + 1] * wt) >> 11
+    pf = (p + pa1 + 2 * pa2 + 2) >> 2
+    pf = max(1, min(PROB_ONE - 1, pf))
+    return pf
+
+
+@njit(inline="always", cache=True)
+def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np.ndarray) -> None:
+    v = np.int64(tables[slot])
+    p = v >> 16
+    cnt = v & 1023
+    target = 65535 if bit else 0
+    p += ((target - p) * rate[cnt]) >> 16
+    if cnt < limit:
+        cnt += 1
+    bits6 = (((v >> 10) << 1) | bit) & 63
+    tables[slot] = np.uint32((p << 16) | (bits6 << 10) | cnt)
+
+
+@njit(cache=True)
+def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray,
+           order0: np.ndarray, history_map: np.ndarray, history: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray,
+           weights: np.ndarray, final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray,
+           sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
+           scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
+    """Teach every component of segment s the bit just coded, then advance its state."""
+    n_ctx = len(kinds)
+    n_in = 2 * n_ctx + N_EXTRA
+    x0 = NSCRATCH
+    table_bits = params[0]
+    limit = params[3]
+    lr = params[4]
+    window = 1 << params[1]
+    hmask = window - 1
+    c0 = seg[s, C0]
+    # Counters.
+    t16 = 65535 if bit else 0
+    for i in range(n_ctx):
+        _train_counter(tables, scratch[s, x0 + n_in + i], bit, limit, rate)
+        hidx = scratch[s, x0 + n_in + n_ctx + i]
+        history_map[hidx] += ((t16 - history_map[hidx]) * 1500) >> 16
+    v = order0[c0]
+    p = v >> 16
+    order0[c0] = (p + ((((65535 if bit else 0) - p) * 3000) >> 16)) << 16
+    msm = scratch[s, S_MSM]
+    if msm >= 0:
+        target = 65535 if bit else 0
+        match_sm[msm] += ((target - match_sm[msm]) * 1200) >> 16
+    # Mixers: each first-layer mixer learns from its own error, the final one from its.
+    bitpos = 0
+    while (c0 >> bitpos) > 1:
+        bitpos += 1
+    target12 = bit << 12
+    for m in range(N_MIXERS):
+        sel = scratch[s, S_M0 + m]
+        out = scratch[s, S_OUT0 + m]
+        err = (target12 - squash(out, sq)) * lr
+        w = sel * n_in
+        for i in range(n_in):
+            weights[w + i] += (scratch[s, x0 + i] * err) >> 14
+        ferr = (target12 - scratch[s, S_PMIX]) * 2
+        final_weights[bitpos * N_MIXERS + m] += (out * ferr) >> 14
+    # Adaptive probability maps.
+    a1 = scratch[s, S_A1]
+    apm1[a1] += ((t16 - apm1[a1]) * 2000) >> 16
+    a2 = scratch[s, S_A2]
+    apm2[a2] += ((t16 - apm2[a2]) * 2000) >> 16
+    # Advance the partial byte; at nibble and byte boundaries, find the new buckets.
+    c0 = c0 * 2 + bit
+    nib = seg[s, NIB] * 2 + bit
+    if c0 >= 256:
+        c = c0 & 0xFF
+        pos = seg[s, POS]
+        history[pos & hmask] = c
+        seg[s, C8] = ((seg[s, C8] << 8) | (seg[s, C4] >> 24)) & M32
+        seg[s, C4] = ((seg[s, C4] << 8) | c) & M32
+        # Words: letters (case-folded), digits and '_' extend the current word.
+        lower = c + 32 if 65 <= c <= 90 else c
+        if (97 <= lower <= 122) or (48 <= c <= 57) or c == 95 or c >= 128:
+            seg[s, WORD0] = combine(seg[s, WORD0], lower)
+        elif seg[s, WORD0] != 0:
+            seg[s, WORD1] = seg[s, WORD0]
+            seg[s, WORD0] = 0
+        if c == 10:
+            seg[s, LINE_PREV] = seg[s, LINE]
+            seg[s, LINE] = pos + 1
+        # The recurrent state: a decaying mix of recent byte classes, kept to 16 bits.
+        seg[s, RSTATE] = ((seg[s, RSTATE] * 5) // 8 + _byte_class(c) * 409) & 0xFFFF
+        # Match model: extend the current match or look for a new one.
+        pos += 1
+        seg[s, POS] = pos
+        mlen = seg[s, MLEN]
+        if mlen > 0:
+            ptr = seg[s, MPTR]
+            if _known(ptr, base, seg_len, t, n, window) and history[ptr & hmask] == c:
+                seg[s, MLEN] = min(mlen + 1, 65535)
+                seg[s, MPTR] = ptr + 1
+            else:
+                seg[s, MLEN] = 0
+        mmin = params[2]
+        seg_start = pos - 1 - ((pos - 1 - base) % seg_len) if pos - 1 >= base else pos
+        if pos - seg_start >= mmin:
+            h = 0
+            for k in range(mmin):
+                h = combine(h, history[(pos - 1 - k) & hmask])
+            h &= len(match_table) - 1
+            if seg[s, MLEN] == 0:
+                cand = match_table[h]
+                if cand > 0 and _known(cand - 1, base, seg_len, t, n, window):
+                    length = 0
+                    while length < 32 and _known(cand - 1 - length, base, seg_len, t, n, window) and \
+                            pos - 1 - length >= seg_start and \
+                            history[(cand - 1 - length) & hmask] == history[(pos - 1 - length) & hmask]:
+                        length += 1
+                    if length >= mmin:
+                        seg[s, MLEN] = length
+                        seg[s, MPTR] = cand
+            match_table[h] = pos
+        _context_hashes(seg, s, kinds, ctx, history, hmask)
+        c0 = 1
+        nib = 1
+    if nib >= 16:
+        nib = 1
+    if nib == 1:
+        for i in range(n_ctx):
+            ctx[s, n_ctx + i] = _bucket(tables, table_bits, i, combine(ctx[s, i], c0))
+    seg[s, C0] = c0
+    seg[s, NIB] = nib
+
+
+@njit(cache=True)
+def start(params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+          ctx: np.ndarray) -> None:
+    """Hash the (empty) contexts of every segment at the start of a block."""
+    n_ctx = len(kinds)
+    for s in range(len(seg)):
+        _context_hashes(seg, s, kinds, ctx, history, len(history) - 1)
+        for i in range(n_ctx):
+            ctx[s, n_ctx + i] = _bucket(tables, params[0], i, combine(ctx[s, i], 1))
+
+
+@njit(cache=True)
+def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_predict: int, t_predict: int,
+         params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray, history: np.ndarray,
+         match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray, final_weights: np.ndarray,
+         apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray,
+         ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
+    """Learn the last bit of the first n_update segments, then predict the next bit of n_predict.
+
+    `t_update` and `t_predict` count the bytes every segment had completed when those
+    bits were predicted: a position of the block is readable only below that offset.
+    Every segment learns before any predicts, so the decoder, which must decode all
+    of a step's bits before it can learn from them, computes exactly the same numbers.
+    """
+    for s in range(n_update):
+        update(s, bits[s], t_update, params, kinds, tables, order0, history_map, history, match_table, match_sm, weights,
+               final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
+    for s in range(n_predict):
+        probs[s] = (1.0 / 4096.0) * predict(s, t_predict, params, kinds, tables, order0, history_map, history, match_table, match_sm, weights,
+                           final_weights, apm1, apm2, sq, st, seg, ctx, scratch, base, seg_len, n)
+
+
+@njit(cache=True)
+def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int,
+                  out_bits: np.ndarray, out_probs: np.ndarray, params, kinds, tables, order0, history_map, history,
+                  match_table, match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch,
+                  base: int, n: int) -> None:
+    """The encoder's side of `step`: run a block whose bits are known, recording (bit, probability).
+
+    It lives here, beside `step`, so that numba's cache, which tracks one source file,
+    can never pair a stale encoder with a fresh decoder.
+    """
+    n_seg = len(starts)
+    bits = np.zeros(n_seg, dtype=np.int32)
+    probs = np.zeros(n_seg, dtype=np.float64)
+    k_out = 0
+    n_prev = 0
+    t_prev = 0
+    for k in range(n_steps + 1):
+        t = k >> 3
+        n_now = 0
+        if k < n_steps:
+            n_now = n_seg if t < last else n_seg - 1
+        step(bits, n_prev, t_prev, probs, n_now, t, params, kinds, tables, order0, history_map, history, match_table,
+             match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
+        shift = 7 - (k & 7)
+        for s in range(n_now):
+            b = (data[starts[s] + t] >> shift) & 1
+            bits[s] = b
+            out_bits[k_out] = b
+            out_probs[k_out] = probs[s]
+            k_out += 1
+        n_prev = n_now
+        t_prev = t

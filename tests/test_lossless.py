@@ -1,0 +1,176 @@
+"""Lossless codec: byte-exact round trips, and clean failures on damaged files.
+
+Round trips through the command line compress and decompress in separate processes,
+so nothing but the file carries information from one to the other.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latentzip import container
+from latentzip.errors import FormatError
+from latentzip.lossless import Compressor, Decompressor, compress, decompress
+
+FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
+
+
+def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "latentzip", *args], input=stdin, capture_output=True, timeout=300)
+
+
+def _text(n: int) -> bytes:
+    words = b"the quick brown fox jumps over a lazy dog while latentzip codes every bit".split()
+    rnd = random.Random(n)
+    out = bytearray()
+    while len(out) < n:
+        out += rnd.choice(words) + (b"\n" if rnd.random() < 0.1 else b" ")
+    return bytes(out[:n])
+
+
+SAMPLES = {
+    "empty": b"",
+    "one": b"\x00",
+    "all256": bytes(range(256)),
+    "random": random.Random(1).randbytes(3000),
+    "repetitive": b"abcabcabd" * 2000,
+    "zeros": bytes(10000),
+    "text": _text(20000),
+    "binary": bytes((i * i + (i >> 3)) & 0xFF for i in range(7000)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_round_trip_api(name: str) -> None:
+    data = SAMPLES[name]
+    assert decompress(compress(data, level=FAST)) == data
+
+
+@pytest.mark.parametrize("n", [8191, 8192, 8193, 16385, 3 * 8192 + 7])
+def test_round_trip_around_segment_boundaries(n: int) -> None:
+    data = _text(n)
+    assert decompress(compress(data, level=FAST)) == data
+
+
+def test_round_trip_default_level_many_segments() -> None:
+    data = _text(50000) + random.Random(2).randbytes(2000) + _text(20000)
+    blob = compress(data)
+    assert len(blob) < len(data) // 3
+    assert decompress(blob) == data
+
+
+def test_streaming_objects_match_one_shot() -> None:
+    data = _text(30000)
+    c = Compressor(level=FAST, block_size=4096)
+    blob = b"".join(c.compress(data[i : i + 777]) for i in range(0, len(data), 777)) + c.flush()
+    d = Decompressor()
+    out = b"".join(d.decompress(blob[i : i + 1000]) for i in range(0, len(blob), 1000))
+    assert d.eof and out == data
+
+
+@pytest.mark.parametrize("n", [0, 4096, 2 * 4096 + 1])
+def test_cli_round_trip_in_separate_processes(tmp_path: Path, n: int) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(_text(n // 2) + random.Random(n).randbytes(n - n // 2))
+    r = _cli("compress", "-1", "--block-size", "4096", str(src))
+    assert r.returncode == 0, r.stderr
+    assert src.exists() and (tmp_path / "in.bin.lzc").exists()
+    out = tmp_path / "out.bin"
+    r = _cli("decompress", str(tmp_path / "in.bin.lzc"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_cli_pipes_and_stats(tmp_path: Path) -> None:
+    data = _text(12000)
+    r = _cli("compress", "-1", "--stats", "-", stdin=data)
+    assert r.returncode == 0 and b"bpb" in r.stderr and b"xz" in r.stderr
+    r2 = _cli("decompress", "-", stdin=r.stdout)
+    assert r2.returncode == 0 and r2.stdout == data
+
+
+def test_cli_refuses_to_overwrite(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"hello")
+    (tmp_path / "a.txt.lzc").write_bytes(b"precious")
+    r = _cli("compress", str(src))
+    assert r.returncode == 1 and b"-f" in r.stderr
+    assert (tmp_path / "a.txt.lzc").read_bytes() == b"precious"
+    assert _cli("compress", "-f", str(src)).returncode == 0
+    assert decompress((tmp_path / "a.txt.lzc").read_bytes()) == b"hello"
+
+
+def _assert_clean_failure(r: subprocess.CompletedProcess, out: Path, words: bytes) -> None:
+    assert r.returncode == 1
+    assert b"Traceback" not in r.stderr and r.stderr.count(b"\n") == 1
+    assert words in r.stderr
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+
+
+def _blob(tmp_path: Path) -> tuple[Path, bytes]:
+    path = tmp_path / "x.lzc"
+    blob = compress(_text(6000), level=FAST)
+    path.write_bytes(blob)
+    return path, blob
+
+
+def test_corrupted_file_fails_cleanly(tmp_path: Path) -> None:
+    path, blob = _blob(tmp_path)
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 0x10
+    path.write_bytes(bytes(bad))
+    out = tmp_path / "x"
+    _assert_clean_failure(_cli("decompress", str(path), "-o", str(out)), out, b"corrupt")
+
+
+def test_truncated_file_fails_cleanly(tmp_path: Path) -> None:
+    path, blob = _blob(tmp_path)
+    path.write_bytes(blob[:-1])
+    out = tmp_path / "x"
+    _assert_clean_failure(_cli("decompress", str(path), "-o", str(out)), out, b"truncated")
+
+
+@pytest.mark.parametrize("keep", [0, 3, 5, 20, 40, -9])
+def test_every_truncation_is_a_format_error(keep: int) -> None:
+    blob = compress(_text(3000), level=FAST)
+    with pytest.raises(FormatError):
+        decompress(blob[:keep])
+
+
+def test_wrong_kind_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pics.ltz"
+    path.write_bytes(container.pack(container.Kind.IMAGES, b"{}", b"payload"))
+    out = tmp_path / "x"
+    _assert_clean_failure(_cli("decompress", str(path), "-o", str(out)), out, b"images")
+
+
+def test_checksum_catches_a_flipped_payload_bit() -> None:
+    """Flip a payload bit and repair the record checksum: only the restored-data check remains."""
+    blob = bytearray(compress(_text(5000), level=FAST))
+    header = container.parse_bytes_header(blob)
+    assert header is not None
+    start = header[1]
+    record, end = container.parse_record(blob, start, 1 << 20, 1 << 21)
+    payload_at = end - 8 - len(record.payload)
+    blob[payload_at + len(record.payload) // 2] ^= 0x01
+    crc = container.crc32(bytes(blob[start : end - 4]))
+    blob[end - 4 : end] = crc.to_bytes(4, "little")
+    with pytest.raises(FormatError, match="checksum|cannot be decoded"):
+        decompress(bytes(blob))
+
+
+def test_incompressible_input_is_stored_and_says_so(tmp_path: Path) -> None:
+    src = tmp_path / "noise"
+    src.write_bytes(os.urandom(20000))
+    r = _cli("compress", "-1", str(src))
+    assert r.returncode == 0 and b"stored" in r.stderr
+    blob = (tmp_path / "noise.lzc").read_bytes()
+    assert len(blob) < 20000 + 64
+    assert decompress(blob) == src.read_bytes()
