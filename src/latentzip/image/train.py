@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -152,8 +153,12 @@ def train(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> TrainResult:
-    """Train a codec on uint8 images (N, H, W, C) and return it frozen, ready to code."""
+    """Train a codec on uint8 images (N, H, W, C) and return it frozen, ready to code.
+
+    `on_epoch` is called after each epoch's checkpoint is written (for progress reports
+    of callers; an exception it raises stops training with the checkpoint in place)."""
     if images.ndim != 4 or images.dtype != np.uint8:
         raise LatentzipError("training images must be a uint8 array of shape (N, H, W, C)")
     if len(images) < 2:
@@ -169,17 +174,13 @@ def train(
     model = Autoencoder(cfg.net(images))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (cfg.epochs * steps_per_epoch), 1.0)))
-    )
+    total_steps = cfg.epochs * steps_per_epoch
     ckpt = Path(checkpoint) if checkpoint else None
     start = 0
     if resume:
         if ckpt is None or not ckpt.exists():
             raise LatentzipError(f"nothing to resume: checkpoint {ckpt} does not exist")
         start = _load_checkpoint(ckpt, model, opt)
-        for _ in range(start * steps_per_epoch):
-            schedule.step()
 
     result = TrainResult(codec=None)  # type: ignore[arg-type]
     began = time.monotonic()
@@ -192,13 +193,16 @@ def train(
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         t0 = time.monotonic()
         for step in bar:
+            # Cosine decay, a function of the global step alone, so resuming needs no state.
+            done_fraction = (epoch * steps_per_epoch + step) / total_steps
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * done_fraction))
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size].numpy()
             loss, bpp, psnr = _losses(model, _to_tensor(fit[idx]), cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            schedule.step()
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
             if cfg.minutes is not None and time.monotonic() - began > cfg.minutes * 60:
@@ -215,10 +219,12 @@ def train(
                 f"psnr {stats.psnr:.2f} dB | val loss {vloss:.4f}  bpp {vbpp:.3f}  psnr {vpsnr:.2f} dB  "
                 f"({stats.seconds:.0f}s)"
             )
+        if result.stopped_early:
+            break  # a partial epoch is not checkpointed: --resume redoes it
         if ckpt is not None:
             _save_checkpoint(ckpt, model, opt, epoch + 1, cfg)
-        if result.stopped_early:
-            break
+        if on_epoch is not None:
+            on_epoch(stats)
 
     model.eval()
     result.codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in result.history]})

@@ -1,0 +1,179 @@
+"""Every image verb end to end in fresh processes, and the bad-input rules."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentzip import data
+
+from .conftest import assert_clean_error, run_cli, write_images
+
+
+@pytest.fixture()
+def shots(tmp_path, digits_test):
+    """A directory of 6 real 8x8 digit PNGs."""
+    write_images(tmp_path / "shots", digits_test.images, 6)
+    return tmp_path / "shots"
+
+
+def test_train_encode_decode_eval(tmp_path, shots, digits_test):
+    model = tmp_path / "m.model"
+    proc = run_cli("train", "--data", "digits:train[:600]", "--arch", "dense", "--latent", "8", "--epochs", "2", "-q", "-o", str(model))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert model.exists() and not (tmp_path / "m.model.ckpt").exists()
+
+    proc = run_cli("encode", "-m", str(model), str(shots), "-o", str(tmp_path / "s.ltz"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    blob = (tmp_path / "s.ltz").read_bytes()
+    assert blob[:4] == b"\x89LTZ"
+
+    proc = run_cli("decode", str(tmp_path / "s.ltz"), "-m", str(model), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    restored = sorted(os.listdir(tmp_path / "out"))
+    assert restored == [f"img_{i:03d}.png" for i in range(6)]
+    image = np.asarray(Image.open(tmp_path / "out" / restored[0]))
+    assert image.shape == (8, 8) and image.dtype == np.uint8
+
+    proc = run_cli("eval", "-m", str(model), "--data", "digits:test[:40]", "--json", str(tmp_path / "rd.json"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    record = json.loads((tmp_path / "rd.json").read_text())
+    for key in ("bytes_per_image", "bpp", "psnr", "ssim", "single_file_bytes", "payload_bytes_per_image"):
+        assert key in record
+    assert record["images"] == 40
+
+
+def test_train_resume_continues_from_checkpoint(tmp_path, digits):
+    from latentzip.image.train import TrainConfig, train
+
+    images = digits.images[:300]
+    cfg = TrainConfig(arch="dense", latent=6, epochs=2, batch_size=50, seed=4)
+    ckpt = tmp_path / "run.ckpt"
+    full = train(images, cfg, checkpoint=ckpt, progress=False)
+
+    def interrupt(stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(images, cfg, checkpoint=tmp_path / "half.ckpt", progress=False, on_epoch=interrupt)
+    # Resuming after the first epoch reproduces the uninterrupted run exactly.
+    resumed = train(images, cfg, checkpoint=tmp_path / "half.ckpt", resume=True, progress=False)
+    assert [h.epoch for h in resumed.history] == [2]
+    assert resumed.codec.fingerprint == full.codec.fingerprint
+
+
+def test_models_lists_shipped_names():
+    proc = run_cli("models")
+    assert proc.returncode == 0
+    lines = proc.stdout.decode().splitlines()
+    for line in lines:
+        assert line.split()[0].count(":") == 1
+
+
+def test_decode_finds_shipped_model_by_fingerprint(tmp_path, shots):
+    from latentzip.image import zoo
+
+    names = [n for n in zoo.names() if n.startswith("mnist:")]
+    if not names:
+        pytest.skip("no shipped MNIST model in this checkout")
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(3):
+        data.write_png(big / f"d{i}.png", np.zeros((28, 28), np.uint8) + 40 * i)
+    assert run_cli("encode", "-m", names[0], str(big), "-o", str(tmp_path / "z.ltz")).returncode == 0
+    proc = run_cli("decode", str(tmp_path / "z.ltz"), "-o", str(tmp_path / "zout"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(os.listdir(tmp_path / "zout")) == ["d0.png", "d1.png", "d2.png"]
+
+
+# --- bad input: one line, non-zero exit, no traceback, no output, input untouched ---------
+
+
+@pytest.fixture()
+def encoded(tmp_path, shots, model_file):
+    out = tmp_path / "good.ltz"
+    assert run_cli("encode", "-m", str(model_file), str(shots), "-o", str(out)).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "foreign", "empty"])
+def test_damaged_files_fail_cleanly(tmp_path, encoded, model_file, damage):
+    blob = encoded.read_bytes()
+    bad = tmp_path / "bad.ltz"
+    if damage == "flip":
+        bad.write_bytes(blob[:20] + bytes([blob[20] ^ 4]) + blob[21:])
+    elif damage == "truncate":
+        bad.write_bytes(blob[: len(blob) - 3])
+    elif damage == "foreign":
+        data.write_png(bad, np.zeros((4, 4), np.uint8))
+    else:
+        bad.write_bytes(b"")
+    before = bad.read_bytes()
+    proc = run_cli("decode", str(bad), "-m", str(model_file), "-o", str(tmp_path / "out"))
+    assert_clean_error(proc)
+    assert not (tmp_path / "out").exists()
+    assert bad.read_bytes() == before
+
+
+def test_wrong_model_fails_cleanly(tmp_path, encoded, conv_codec):
+    other = tmp_path / "other.model"
+    conv_codec.save(other)
+    proc = run_cli("decode", str(encoded), "-m", str(other), "-o", str(tmp_path / "out"))
+    assert_clean_error(proc, "model")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_and_unshipped_file(tmp_path, encoded, shots):
+    assert_clean_error(run_cli("encode", "-m", "no-such:q9", str(shots), "-o", str(tmp_path / "x.ltz")), "no-such:q9")
+    assert not (tmp_path / "x.ltz").exists()
+    assert_clean_error(run_cli("decode", str(encoded), "-o", str(tmp_path / "out")), "-m")
+
+
+def test_missing_dataset_and_missing_input(tmp_path, model_file):
+    assert_clean_error(run_cli("eval", "-m", str(model_file), "--data", str(tmp_path / "nowhere")))
+    assert_clean_error(run_cli("train", "--data", "imagenet", "-o", str(tmp_path / "m.model")), "imagenet")
+    assert_clean_error(run_cli("encode", "-m", str(model_file), str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.ltz")))
+    assert not (tmp_path / "x.ltz").exists() and not (tmp_path / "m.model").exists()
+
+
+def test_unsupported_image_mode(tmp_path, model_file):
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint16) + 300).save(deep / "sixteen.png")
+    proc = run_cli("encode", "-m", str(model_file), str(deep), "-o", str(tmp_path / "x.ltz"))
+    assert_clean_error(proc, "mode")
+    assert not (tmp_path / "x.ltz").exists()
+
+
+def test_rgb_image_for_grey_model(tmp_path, model_file):
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    colours = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    data.write_png(rgb / "c.png", colours)
+    assert_clean_error(run_cli("encode", "-m", str(model_file), str(rgb), "-o", str(tmp_path / "x.ltz")), "grey")
+
+
+def test_unwritable_output(tmp_path, shots, model_file, encoded):
+    proc = run_cli("encode", "-m", str(model_file), str(shots), "-o", str(tmp_path / "no" / "dir" / "x.ltz"))
+    assert_clean_error(proc, "cannot write")
+    target = tmp_path / "afile"
+    target.write_bytes(b"keep")
+    proc = run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(target))
+    assert_clean_error(proc, "not a directory")
+    assert target.read_bytes() == b"keep"
+
+
+def test_existing_output_needs_force(tmp_path, shots, model_file, encoded):
+    before = encoded.read_bytes()
+    proc = run_cli("encode", "-m", str(model_file), str(shots), "-o", str(encoded))
+    assert_clean_error(proc, "-f")
+    assert encoded.read_bytes() == before
+    assert run_cli("encode", "-m", str(model_file), str(shots), "-o", str(encoded), "-f").returncode == 0
+    out = tmp_path / "out"
+    assert run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out)).returncode == 0
+    assert_clean_error(run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out)), "-f")
+    assert run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out), "-f").returncode == 0
