@@ -1,0 +1,98 @@
+"""Helpers every benchmark script shares: what ran, where, and how its JSON is written.
+
+A benchmark result is only worth keeping if it says which command made it, on which
+machine and library versions, and at which commit; these helpers gather that once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from latentzip.fsio import write_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The shell command that reruns this benchmark, relative to the repository root."""
+    return shlex.join(["python", script, *argv])
+
+
+def now() -> str:
+    """UTC date and time of the run, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def machine(packages: Sequence[str] = ("torch", "numpy")) -> dict[str, Any]:
+    """Platform, CPU, Python and package versions: what the timings and sizes depend on."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    for package in ("latentzip", *packages):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
+    if "torch" in packages:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    info["commit"] = git_commit()
+    return info
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, with '+dirty' when files differ from it; None outside git."""
+    try:
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far.
+
+    Linux keeps ru_maxrss across fork and exec, so a child started by a large process
+    reports its parent's peak; VmHWM belongs to the current program alone, so it is
+    read where it exists. Elsewhere ru_maxrss is used (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def write_json(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
+    """Write `result` as indented JSON, atomically, creating the directory if needed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def mib(num_bytes: float) -> str:
+    """A byte count as MiB for tables."""
+    return f"{num_bytes / 2**20:.1f} MiB"
