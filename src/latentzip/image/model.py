@@ -63,4 +63,4 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def synthesise(self, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        return self._decode(q, size)
+        return self._decode(q, size).clamp(0.0, 1.0)

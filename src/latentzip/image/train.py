@@ -29,7 +29,7 @@ from ..fsio import atomic_writer
 from .codec import ImageCodec
 from .model import Autoencoder
 from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
-from .transforms import NetConfig
+from .transforms import NetConfig, init_from_pca
 
 DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (64,)}
 DEFAULT_REG_WEIGHT = {"none": 0.0, "sparse": 1e-3, "contractive": 1e-3}
@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     minutes: float | None = None  # stop (and still write the model) after this long
     val_fraction: float = 0.1
+    pca_gain: float | None = 4.0  # dense: start from PCA, step 1/gain per coefficient; None = random start
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -172,6 +173,8 @@ def train(
     val, fit = images[order[:n_val]], images[order[n_val:]]
 
     model = Autoencoder(cfg.net(images))
+    if model.cfg.dense and cfg.pca_gain is not None:
+        _start_from_pca(model, fit, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -229,6 +232,19 @@ def train(
     model.eval()
     result.codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in result.history]})
     return result
+
+
+def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) -> None:
+    """Fit PCA on (up to 10,000 of) the training images and make it the linear path."""
+    from sklearn.decomposition import PCA
+
+    flat = images[:10_000].reshape(min(len(images), 10_000), -1).astype(np.float32) / 255.0
+    k = min(model.cfg.latent, *flat.shape)
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=cfg.seed).fit(flat)
+    init_from_pca(
+        model.analysis, model.synthesis,
+        torch.from_numpy(pca.components_).float(), torch.from_numpy(pca.mean_).float(), cfg.pca_gain,
+    )
 
 
 @torch.no_grad()

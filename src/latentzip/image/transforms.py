@@ -75,22 +75,46 @@ def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
 
 
 class DenseAnalysis(nn.Module):
+    """A linear map plus an MLP. The linear part can start as PCA (see `init_from_pca`),
+    so training begins at the best linear code and the MLP learns what PCA misses."""
+
     def __init__(self, cfg: NetConfig, outputs: int):
         super().__init__()
-        self.net = _mlp([cfg.channels * cfg.height * cfg.width, *cfg.hidden, outputs], None)
+        size = cfg.channels * cfg.height * cfg.width
+        self.linear = nn.Linear(size, outputs)
+        self.net = _mlp([size, *cfg.hidden, outputs], None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        flat = x.flatten(1)
+        return self.linear(flat) + self.net(flat)
 
 
 class DenseSynthesis(nn.Module):
+    """Mirror of DenseAnalysis; its output is unbounded while training and clamped to
+    [0, 1] when decoding, so the linear part can be exactly PCA's reconstruction."""
+
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.shape = (cfg.channels, cfg.height, cfg.width)
-        self.net = _mlp([cfg.latent, *reversed(cfg.hidden), math.prod(self.shape)], nn.Sigmoid())
+        self.linear = nn.Linear(cfg.latent, math.prod(self.shape))
+        self.net = _mlp([cfg.latent, *reversed(cfg.hidden), math.prod(self.shape)], None)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(y).reshape(-1, *self.shape)
+        return (self.linear(y) + self.net(y)).reshape(-1, *self.shape)
+
+
+@torch.no_grad()
+def init_from_pca(analysis: DenseAnalysis, synthesis: DenseSynthesis, components: torch.Tensor, mean: torch.Tensor, gain: float) -> None:
+    """Start the dense transforms as PCA: latent i = gain x (coefficient of component i),
+    whose rounding is a uniform quantizer of step 1/gain; the MLPs start at zero output."""
+    k = components.shape[0]
+    for layer in (analysis.linear, synthesis.linear, analysis.net[-1], synthesis.net[-1]):
+        layer.weight.zero_()
+        layer.bias.zero_()
+    analysis.linear.weight[:k] = components * gain
+    analysis.linear.bias[:k] = -(components @ mean) * gain
+    synthesis.linear.weight[:, :k] = components.T / gain
+    synthesis.linear.bias.copy_(mean)
 
 
 class ConvAnalysis(nn.Module):
