@@ -158,3 +158,26 @@ def test_evaluate_counts_real_bytes(dense_codec, digits_test):
     assert ev.bytes_per_image * 60 == ev.file_bytes
     assert ev.single_file_bytes > ev.bytes_per_image
     assert 5 < ev.psnr < 60 and 0 < ev.ssim <= 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"arch": "dense"},
+        {"arch": "vae"},
+        {"arch": "conv", "hidden": (8,), "levels": 1},
+        {"arch": "deep", "reg": "sparse"},
+        {"arch": "dense", "reg": "contractive"},
+        {"arch": "dense", "noise": 0.2},
+        {"arch": "dense", "noise": 0.1, "noise_kind": "salt-pepper"},
+    ],
+)
+def test_every_variant_is_a_real_codec(digits, digits_test, options):
+    from latentzip.image.train import TrainConfig, train
+
+    cfg = TrainConfig(latent=6, epochs=1, batch_size=100, **{"hidden": (32,), **options})
+    result = train(digits.images[:400], cfg, progress=False)
+    assert np.isfinite(result.history[-1].loss)
+    images = digits_test.images[:20]
+    decoded = result.codec.decode(result.codec.encode(images))
+    assert len(decoded) == 20 and decoded[0].shape == (8, 8)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -117,19 +118,23 @@ def init_from_pca(analysis: DenseAnalysis, synthesis: DenseSynthesis, components
     synthesis.linear.bias.copy_(mean)
 
 
+def _conv_stack(cfg: NetConfig, ins: int, outs: int, layer: Callable[[int, int], nn.Module], inverse: bool) -> nn.Sequential:
+    """`cfg.levels` stride-2 layers, GDN (or its inverse) between them."""
+    width = cfg.hidden[0]
+    layers: list[nn.Module] = []
+    for level in range(cfg.levels):
+        last = level == cfg.levels - 1
+        layers.append(layer(ins, outs if last else width))
+        if not last:
+            layers.append(GDN(width, inverse=inverse))
+        ins = width
+    return nn.Sequential(*layers)
+
+
 class ConvAnalysis(nn.Module):
     def __init__(self, cfg: NetConfig, outputs: int):
         super().__init__()
-        width = cfg.hidden[0]
-        layers: list[nn.Module] = []
-        ins = cfg.channels
-        for level in range(cfg.levels):
-            last = level == cfg.levels - 1
-            layers.append(nn.Conv2d(ins, outputs if last else width, 5, stride=2, padding=2))
-            if not last:
-                layers.append(GDN(width))
-            ins = width
-        self.net = nn.Sequential(*layers)
+        self.net = _conv_stack(cfg, cfg.channels, outputs, lambda i, o: nn.Conv2d(i, o, 5, stride=2, padding=2), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -138,17 +143,10 @@ class ConvAnalysis(nn.Module):
 class ConvSynthesis(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
-        width = cfg.hidden[0]
-        layers: list[nn.Module] = []
-        ins = cfg.latent
-        for level in range(cfg.levels):
-            last = level == cfg.levels - 1
-            outs = cfg.channels if last else width
-            layers.append(nn.ConvTranspose2d(ins, outs, 5, stride=2, padding=2, output_padding=1))
-            if not last:
-                layers.append(GDN(width, inverse=True))
-            ins = width
-        self.net = nn.Sequential(*layers)
+        self.net = _conv_stack(
+            cfg, cfg.latent, cfg.channels,
+            lambda i, o: nn.ConvTranspose2d(i, o, 5, stride=2, padding=2, output_padding=1), True,
+        )
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(y))
