@@ -56,11 +56,18 @@ class ImageCodec:
 
     @classmethod
     def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None) -> "ImageCodec":
-        """Freeze a trained model's prior into integer tables and wrap it as a codec."""
+        """Round a trained model's weights to float16 (as they are stored), freeze its prior
+        into integer tables, and wrap it as a codec."""
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.copy_(value.half().float())
         return cls(model, model.prior.freeze(), meta)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        """What the model file stores: float16 weights (exactly the values in use) and
+        the int32 tables."""
+        tensors = {f"net.{k}": v.detach().half().contiguous() for k, v in self.model.state_dict().items()}
         tensors["tables.counts"] = torch.from_numpy(self.tables.counts)
         tensors["tables.offsets"] = torch.from_numpy(self.tables.offsets)
         tensors["tables.lengths"] = torch.from_numpy(self.tables.lengths)
@@ -71,7 +78,8 @@ class ImageCodec:
         for key, value in sorted(self._tensors().items()):
             digest.update(key.encode())
             digest.update(str(tuple(value.shape)).encode())
-            digest.update(value.numpy().astype(value.numpy().dtype.newbyteorder("<")).tobytes())
+            array = value.numpy()
+            digest.update(array.astype(array.dtype.newbyteorder("<")).tobytes())
         return digest.digest()[:FINGERPRINT_SIZE]
 
     def to_bytes(self) -> bytes:
@@ -100,7 +108,7 @@ class ImageCodec:
         try:
             cfg = NetConfig(**json.loads(meta["net"]))
             model = Autoencoder(cfg)
-            model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            model.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("net.")})
             tables = CodingTables(
                 tensors["tables.counts"].numpy().astype(np.int32),
                 tensors["tables.offsets"].numpy().astype(np.int32),
