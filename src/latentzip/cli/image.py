@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .. import data
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
@@ -155,7 +157,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uniform(dataset: data.Dataset, spec: str):
+def _uniform(dataset: data.Dataset, spec: str) -> np.ndarray:
     """Training batches need one image size; say so instead of failing deep in torch."""
     if isinstance(dataset.images, list):
         raise LatentzipError(f"{spec}: training needs images of one size; these differ (crop or resize them first)")
