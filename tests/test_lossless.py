@@ -16,7 +16,7 @@ import pytest
 
 from latentzip import container
 from latentzip.errors import FormatError
-from latentzip.lossless import Compressor, Decompressor, compress, decompress
+from latentzip.lossless import PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
 
@@ -174,3 +174,11 @@ def test_incompressible_input_is_stored_and_says_so(tmp_path: Path) -> None:
     blob = (tmp_path / "noise.lzc").read_bytes()
     assert len(blob) < 20000 + 64
     assert decompress(blob) == src.read_bytes()
+
+
+def test_older_predictor_revision_is_refused_by_name() -> None:
+    """A file from an earlier predictor cannot be replayed, so it must fail loudly, not decode wrongly."""
+    fields = container.put_varint(PREDICTOR_REVISION - 1) + container.put_varint(FAST) + container.put_varint(4096)
+    blob = container.bytes_header(fields) + container.end_record(0, 0)
+    with pytest.raises(FormatError, match=f"revision {PREDICTOR_REVISION - 1}"):
+        decompress(blob)

@@ -15,17 +15,25 @@ The model learns online; no weights are stored.
 
 The byte is coded as 8 binary decisions, most significant bit first. The inputs to the
 mixer are:
-  * one adaptive counter per hashed context (orders 1-6, a sparse context, words,
-    the column of a text line), looked up in nibble-sized buckets so that one cache
-    line serves four bits;
+  * per hashed context (orders 1-6 and 8, sparse and skip contexts, one to three
+    words, the column of a text line, the indentation of code) an adaptive counter,
+    looked up in nibble-sized buckets so that one cache line serves four bits, given
+    to the mixer three ways: stretched, on a linear scale, and through a learned map
+    of its recent bits and age (a bit history);
   * an order-0 counter;
-  * a match model that follows the longest recent repeat of the last bytes;
-  * a small recurrent state: an exponentially decaying summary of the recent byte
-    classes, hashed with the partial byte, which gives the mixer a sense of "what kind
-    of text am I in" that fixed-order contexts lack.
-Three first-layer mixers (weight sets chosen by the partial byte, by the match state
-and by the previous byte) feed a final mixer, whose output is refined by two adaptive
-probability maps (SSE) before it reaches the coder.
+  * a match model that follows the longest recent repeat of the last bytes (its
+    learned confidence, and its length signed by the expected bit);
+  * a decaying summary of the recent byte classes, hashed with the previous byte, as
+    one more context: a cheap sense of "what kind of text am I in". It is a hashed
+    context, not a trained recurrent network.
+The network that mixes them has two layers: six first-layer mixers whose weight sets
+are chosen by different small contexts (partial byte; match length and partial byte;
+previous byte; how many contexts were seen before and bit position; the byte before
+that; the byte-class summary and the indentation), and a final mixer, with weights
+chosen by the partial byte, over their outputs.
+All weights are integers trained online by the same rule on both sides. Three adaptive
+probability maps (SSE, by order 0, 1 and 2) refine the result, averaged with it,
+before it reaches the coder.
 """
 
 from __future__ import annotations
@@ -64,6 +72,9 @@ def _stretch_table(squash: np.ndarray) -> np.ndarray:
 
 SQUASH = _squash_table()
 STRETCH = _stretch_table(SQUASH)
+# Counter ages (up to 255) in 16 roughly logarithmic buckets, for the bit-history maps.
+AGE_BUCKET = np.searchsorted([1, 2, 3, 4, 5, 7, 10, 14, 20, 28, 40, 56, 80, 112, 160], np.arange(256),
+                             side="right").astype(np.int64)
 # Counter learning rates 2/(2n+3) in 16-bit fixed point: fast at first, then slower.
 RATE = np.array([(2 << 16) // (2 * n + 3) for n in range(1024)], dtype=np.int64)
 
@@ -97,8 +108,8 @@ def combine(h: int, x: int) -> int:
 # --- 2. configuration and state -------------------------------------------------------
 
 # Context kinds; a level uses a subset of them (`Level.contexts`).
-O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR = range(12)
-N_KINDS = 12
+O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR, SKIP, INDENT, WORD3 = range(15)
+N_KINDS = 15
 
 
 @dataclass(frozen=True)
@@ -116,27 +127,38 @@ class Level:
 
 
 # Segment counts shape decoding speed, tables shape memory; every level stays well under 2 GB.
-_ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR)
+_ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, WORD3, SPARSE, COLUMN, RECUR, SKIP, INDENT)
 LEVELS: dict[int, Level] = {
-    1: Level((O1, O2, O3, O4, WORD), 18, 22, 6, 60, 6, 32, 1 << 13),
-    2: Level((O1, O2, O3, O4, O6, WORD), 19, 22, 6, 60, 6, 32, 1 << 13),
-    3: Level((O1, O2, O3, O4, O6, WORD, SPARSE), 19, 23, 6, 60, 6, 24, 1 << 14),
-    4: Level((O1, O2, O3, O4, O5, O6, WORD, WORD2, SPARSE), 20, 23, 6, 60, 6, 24, 1 << 14),
-    5: Level(_ALL, 20, 24, 6, 60, 6, 24, 1 << 14),
-    6: Level(_ALL, 20, 24, 6, 60, 6, 16, 1 << 14),
-    7: Level(_ALL, 20, 24, 6, 60, 6, 8, 1 << 15),
-    8: Level(_ALL, 20, 24, 6, 60, 6, 6, 1 << 15),
-    9: Level(_ALL, 20, 24, 6, 60, 6, 4, 1 << 16),
+    1: Level((O1, O2, O3, O4, WORD), 18, 22, 6, 250, 10, 32, 1 << 13),
+    2: Level((O1, O2, O3, O4, O6, WORD), 19, 22, 6, 250, 10, 32, 1 << 13),
+    3: Level((O1, O2, O3, O4, O6, WORD, SPARSE, INDENT), 19, 23, 6, 250, 10, 24, 1 << 14),
+    4: Level((O1, O2, O3, O4, O5, O6, WORD, WORD2, SPARSE, INDENT), 20, 23, 6, 250, 10, 16, 1 << 14),
+    5: Level(_ALL, 20, 24, 6, 250, 10, 8, 1 << 15),
+    6: Level(_ALL, 20, 24, 6, 250, 10, 4, 1 << 16),
+    7: Level(_ALL, 20, 24, 6, 250, 10, 3, 1 << 17),
+    8: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 17),
+    9: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 18),
 }
 DEFAULT_LEVEL = 6
 
 # Per-segment scalar state: columns of Model.seg.
-C0, C4, C8, POS, END, WORD0, WORD1, MPTR, MLEN, LINE, LINE_PREV, RSTATE, NIB, NFIELDS = range(14)
-# Scratch kept between predict and update of one bit: columns of Model.scratch.
-S_M0, S_M1, S_M2, S_OUT0, S_OUT1, S_OUT2, S_PMIX, S_A1, S_A2, S_MSM, NSCRATCH = range(11)
+(C0, C4, C8, POS, END, WORD0, WORD1, WORD_OLDER, MPTR, MLEN, LINE, LINE_PREV, RSTATE, NIB,
+ INDENT_NOW, INDENT_PREV, LEADING, NFIELDS) = range(18)
 
-N_EXTRA = 2  # mixer inputs besides the contexts: order-0 and the match model
-N_MIXERS = 3
+N_MIXERS = 6
+# Weight sets of each first-layer mixer: the partial byte; match length x partial byte;
+# the previous byte; how many contexts have been seen before x bit position; the byte
+# before the previous one; the byte-class summary x indentation.
+MIXER_SETS = (256, 8 * 256, 256, 16 * 8, 256, 1024)
+MIXER_BASE = tuple(sum(MIXER_SETS[:m]) for m in range(N_MIXERS))
+# Scratch kept between predict and update of one bit: columns of Model.scratch.
+S_M0 = 0
+S_OUT0 = S_M0 + N_MIXERS
+S_PMIX, S_A1, S_A2, S_A3, S_MSM, S_FSEL = range(S_OUT0 + N_MIXERS, S_OUT0 + N_MIXERS + 6)
+NSCRATCH = S_FSEL + 1
+
+N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match model
+PER_CTX = 3  # mixer inputs per context: stretched counter, bit history, linear counter
 APM_STEPS = 33
 MATCH_LEN_CAP = 15
 
@@ -151,7 +173,7 @@ class Model:
     def __init__(self, level: Level) -> None:
         self.level = level
         n_ctx = len(level.contexts)
-        self.n_inputs = 2 * n_ctx + N_EXTRA
+        self.n_inputs = PER_CTX * n_ctx + N_EXTRA
         self.kinds = np.array(level.contexts, dtype=np.int64)
         # 16 uint32 per bucket: slot 0 = check, slots 1..15 = the nibble's binary tree.
         self.tables = np.zeros((n_ctx << level.table_bits) * 16, dtype=np.uint32)
@@ -161,10 +183,10 @@ class Model:
         self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
         self.match_sm = np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15, dtype=np.int64)
         w0 = (1 << 16) * 3 // (self.n_inputs * 2)
-        self.weights = np.full((256 + 64 * 8 + 256) * self.n_inputs, w0, dtype=np.int64)
-        self.final_weights = np.full(8 * N_MIXERS, (1 << 16) // N_MIXERS, dtype=np.int64)
+        self.weights = np.full(sum(MIXER_SETS) * self.n_inputs, w0, dtype=np.int64)
+        self.final_weights = np.full(256 * N_MIXERS, (1 << 16) // N_MIXERS, dtype=np.int64)
         centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
-        self.apm1 = np.tile(centre, 256)
+        self.apm1 = np.tile(centre, 256 + 65536)  # order 0, then order 1
         self.apm2 = np.tile(centre, 1 << 16)
         self.params = np.array(
             [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
@@ -190,6 +212,7 @@ class Model:
         seg[:, END] = np.append(self.stream_pos + starts[1:], self.stream_pos + n)
         seg[:, LINE] = seg[:, POS]
         seg[:, LINE_PREV] = seg[:, POS]
+        seg[:, LEADING] = 1
         ctx = np.zeros((len(starts), 2 * len(self.level.contexts)), dtype=np.int64)
         scratch = np.zeros((len(starts), NSCRATCH + self.n_inputs + 2 * len(self.level.contexts)), dtype=np.int64)
         return seg, ctx, scratch
@@ -261,6 +284,8 @@ def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray,
             h = combine(seg[s, WORD0], c4 & 0xFF)
         elif k == WORD2:
             h = combine(seg[s, WORD0], seg[s, WORD1])
+        elif k == WORD3:
+            h = combine(combine(seg[s, WORD0], seg[s, WORD1]), seg[s, WORD_OLDER])
         elif k == SPARSE:
             h = c4 & 0xFFFF00
         elif k == COLUMN:
@@ -270,14 +295,19 @@ def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray,
             if above < seg[s, LINE]:
                 ch = history[above & hmask] + 1
             h = combine(min(col, 255) << 16 | ch, c4 & 0xFF)
-        else:  # RECUR
+        elif k == RECUR:
             h = combine(seg[s, RSTATE], c4 & 0xFF)
+        elif k == SKIP:
+            h = c4 & 0xFFFF0000
+        else:  # INDENT: the layout of code, where the indentation predicts what follows
+            h = combine(min(seg[s, INDENT_NOW], 63) << 8 | min(seg[s, INDENT_PREV], 63) << 1 | seg[s, LEADING],
+                        c4 & 0xFFFF)
         ctx[s, i] = combine(h, k + 1)
 
 
 @njit(inline="always", cache=True)
 def _byte_class(c: int) -> int:
-    """A coarse class of a byte for the recurrent state: letter, digit, space, punctuation..."""
+    """A coarse class of a byte for the byte-class summary: letter, digit, space, punctuation..."""
     if 97 <= c <= 122:
         return 1
     if 65 <= c <= 90:
@@ -304,20 +334,25 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
             seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
     """The 12-bit probability that the next bit of segment s is a 1."""
     n_ctx = len(kinds)
-    n_in = 2 * n_ctx + N_EXTRA
+    n_in = PER_CTX * n_ctx + N_EXTRA
     c0 = seg[s, C0]
     nib = seg[s, NIB]
     x0 = NSCRATCH  # inputs live in scratch[s, x0 : x0 + n_in]; slot indexes after them
+    nseen = 0
     for i in range(n_ctx):
         slot = ctx[s, n_ctx + i] + nib
         scratch[s, x0 + n_in + i] = slot
         v = tables[slot]
         cnt = v & 1023
+        if cnt > 0:
+            nseen += 1
         scratch[s, x0 + i] = 0 if cnt == 0 else st[v >> 20]
         # The counter's recent bits and age, through a learned map: a bit history.
-        hidx = (i << 10) | (min(cnt, 15) << 6) | ((v >> 10) & 63)
+        hidx = (i << 10) | (AGE_BUCKET[min(cnt, 255)] << 6) | ((v >> 10) & 63)
         scratch[s, x0 + n_in + n_ctx + i] = hidx
         scratch[s, x0 + N_EXTRA + n_ctx + i] = st[history_map[hidx] >> 4]
+        # The same counter on a linear scale: confident predictions stand out less.
+        scratch[s, x0 + N_EXTRA + 2 * n_ctx + i] = 0 if cnt == 0 else ((v >> 20) - 2048) >> 1
     scratch[s, x0 + n_ctx] = st[order0[c0] >> 20]
     # Match model: the bit the longest recent repeat expects, weighted by its length.
     mlen = seg[s, MLEN]
@@ -337,36 +372,42 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
         msm = ml * 2 + mbit
         scratch[s, S_MSM] = msm
         scratch[s, x0 + n_ctx + 1] = st[match_sm[msm] >> 4]
+        # The length itself, signed by the expected bit: long matches are near certain.
+        scratch[s, x0 + n_ctx + 2] = (min(mlen, 32) << 6) * (2 * mbit - 1)
         mctx = 1 + min(mlen >> 2, 6)
     else:
         scratch[s, S_MSM] = -1
         scratch[s, x0 + n_ctx + 1] = 0
+        scratch[s, x0 + n_ctx + 2] = 0
         mctx = 0
-    # Three first-layer mixers, each with a weight set chosen by a different context.
+    # First-layer mixers, each with a weight set chosen by a different context; the
+    # final mixer, with weights chosen by the partial byte, combines their outputs.
     bitpos = 0
     while (c0 >> bitpos) > 1:
         bitpos += 1
-    sel0 = c0
-    sel1 = 256 + mctx * 8 + bitpos
-    sel2 = 256 + 64 * 8 + (seg[s, C4] & 0xFF)
-    scratch[s, S_M0] = sel0
-    scratch[s, S_M1] = sel1
-    scratch[s, S_M2] = sel2
+    scratch[s, S_M0] = MIXER_BASE[0] + c0
+    scratch[s, S_M0 + 1] = MIXER_BASE[1] + mctx * 256 + c0
+    scratch[s, S_M0 + 2] = MIXER_BASE[2] + (seg[s, C4] & 0xFF)
+    scratch[s, S_M0 + 3] = MIXER_BASE[3] + min(nseen, 15) * 8 + bitpos
+    scratch[s, S_M0 + 4] = MIXER_BASE[4] + ((seg[s, C4] >> 8) & 0xFF)
+    layout = min(seg[s, INDENT_NOW], 7) * 2 + seg[s, LEADING]
+    scratch[s, S_M0 + 5] = MIXER_BASE[5] + (seg[s, RSTATE] >> 10) * 16 + layout
+    fsel = c0 * N_MIXERS
+    scratch[s, S_FSEL] = fsel
     dot_final = 0
     for m in range(N_MIXERS):
-        sel = sel0 if m == 0 else (sel1 if m == 1 else sel2)
-        w = sel * n_in
+        w = scratch[s, S_M0 + m] * n_in
         dot = 0
         for i in range(n_in):
             dot += scratch[s, x0 + i] * weights[w + i]
         dot >>= 16
         dot = max(-2047, min(2047, dot))
         scratch[s, S_OUT0 + m] = dot
-        dot_final += dot * final_weights[bitpos * N_MIXERS + m]
+        dot_final += dot * final_weights[fsel + m]
     dot_final >>= 16
     p = squash(dot_final, sq)
     scratch[s, S_PMIX] = p
-    # Two adaptive probability maps refine the mixed probability by small contexts.
+    # Three adaptive probability maps refine the mixed probability by small contexts.
     x = st[p] + 2048
     lo = x >> 7
     a1 = c0 * APM_STEPS + lo
@@ -374,9 +415,12 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     wt = x & 127
     scratch[s, S_A1] = a1 if wt < 64 else a1 + 1
     scratch[s, S_A2] = a2 if wt < 64 else a2 + 1
+    a3 = (256 + ((seg[s, C4] & 0xFF) << 8 | c0)) * APM_STEPS + lo
+    scratch[s, S_A3] = a3 if wt < 64 else a3 + 1
     pa1 = (apm1[a1] * (128 - wt) + apm1[a1 + 1] * wt) >> 11
     pa2 = (apm2[a2] * (128 - wt) + apm2[a2 + 1] * wt) >> 11
-    pf = (p + pa1 + 2 * pa2 + 2) >> 2
+    pa3 = (apm1[a3] * (128 - wt) + apm1[a3 + 1] * wt) >> 11
+    pf = (2 * p + 2 * pa1 + 6 * pa2 + 6 * pa3 + 8) >> 4
     pf = max(1, min(PROB_ONE - 1, pf))
     return pf
 
@@ -402,7 +446,7 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
            scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Teach every component of segment s the bit just coded, then advance its state."""
     n_ctx = len(kinds)
-    n_in = 2 * n_ctx + N_EXTRA
+    n_in = PER_CTX * n_ctx + N_EXTRA
     x0 = NSCRATCH
     table_bits = params[0]
     limit = params[3]
@@ -415,7 +459,7 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
     for i in range(n_ctx):
         _train_counter(tables, scratch[s, x0 + n_in + i], bit, limit, rate)
         hidx = scratch[s, x0 + n_in + n_ctx + i]
-        history_map[hidx] += ((t16 - history_map[hidx]) * 1500) >> 16
+        history_map[hidx] += ((t16 - history_map[hidx]) * 700) >> 16
     v = order0[c0]
     p = v >> 16
     order0[c0] = (p + ((((65535 if bit else 0) - p) * 3000) >> 16)) << 16
@@ -424,22 +468,22 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
         target = 65535 if bit else 0
         match_sm[msm] += ((target - match_sm[msm]) * 1200) >> 16
     # Mixers: each first-layer mixer learns from its own error, the final one from its.
-    bitpos = 0
-    while (c0 >> bitpos) > 1:
-        bitpos += 1
     target12 = bit << 12
+    fsel = scratch[s, S_FSEL]
     for m in range(N_MIXERS):
         sel = scratch[s, S_M0 + m]
         out = scratch[s, S_OUT0 + m]
         err = (target12 - squash(out, sq)) * lr
         w = sel * n_in
         for i in range(n_in):
-            weights[w + i] += (scratch[s, x0 + i] * err) >> 14
-        ferr = (target12 - scratch[s, S_PMIX]) * 2
-        final_weights[bitpos * N_MIXERS + m] += (out * ferr) >> 14
+            weights[w + i] += (scratch[s, x0 + i] * err) >> 16
+        ferr = target12 - scratch[s, S_PMIX]
+        final_weights[fsel + m] += (out * ferr) >> 14
     # Adaptive probability maps.
     a1 = scratch[s, S_A1]
     apm1[a1] += ((t16 - apm1[a1]) * 2000) >> 16
+    a3 = scratch[s, S_A3]
+    apm1[a3] += ((t16 - apm1[a3]) * 2000) >> 16
     a2 = scratch[s, S_A2]
     apm2[a2] += ((t16 - apm2[a2]) * 2000) >> 16
     # Advance the partial byte; at nibble and byte boundaries, find the new buckets.
@@ -456,12 +500,21 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
         if (97 <= lower <= 122) or (48 <= c <= 57) or c == 95 or c >= 128:
             seg[s, WORD0] = combine(seg[s, WORD0], lower)
         elif seg[s, WORD0] != 0:
+            seg[s, WORD_OLDER] = seg[s, WORD1]
             seg[s, WORD1] = seg[s, WORD0]
             seg[s, WORD0] = 0
         if c == 10:
             seg[s, LINE_PREV] = seg[s, LINE]
             seg[s, LINE] = pos + 1
-        # The recurrent state: a decaying mix of recent byte classes, kept to 16 bits.
+            seg[s, INDENT_PREV] = seg[s, INDENT_NOW]
+            seg[s, INDENT_NOW] = 0
+            seg[s, LEADING] = 1
+        elif seg[s, LEADING]:
+            if c == 32 or c == 9:
+                seg[s, INDENT_NOW] += 1
+            else:
+                seg[s, LEADING] = 0
+        # The byte-class summary: a decaying mix of recent byte classes, kept to 16 bits.
         seg[s, RSTATE] = ((seg[s, RSTATE] * 5) // 8 + _byte_class(c) * 409) & 0xFFFF
         # Match model: extend the current match or look for a new one.
         pos += 1
