@@ -181,3 +181,10 @@ def test_every_variant_is_a_real_codec(digits, digits_test, options):
     images = digits_test.images[:20]
     decoded = result.codec.decode(result.codec.encode(images))
     assert len(decoded) == 20 and decoded[0].shape == (8, 8)
+
+
+def test_hostile_image_count_is_refused(dense_codec):
+    header = dense_codec.fingerprint + bytes([2]) + bytes.fromhex("ffffffff0f") + bytes([8, 8, 1])
+    blob = container.pack(container.Kind.IMAGES, header, b"")
+    with pytest.raises(FormatError, match="more"):
+        dense_codec.decode(blob)

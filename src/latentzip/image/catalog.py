@@ -21,6 +21,7 @@ _UNIFORM = 2  # every image has the same shape, stored once
 _DEFLATED = 4  # the variable part is raw-deflated
 _DIGITS = re.compile(r"(\d+)")
 _MAX_DIGITS = 18
+MAX_IMAGES = 1 << 24  # bounds what a hostile header can make a decoder allocate
 
 
 @dataclass
@@ -61,6 +62,8 @@ def unpack(data: bytes) -> Catalog:
     reader = Reader(data, what="image catalog")
     flags = reader.take(1)[0]
     count = reader.varint()
+    if count > MAX_IMAGES:
+        raise FormatError(f"corrupt image catalog ({count} images is more than latentzip accepts)")
     uniform = tuple(reader.varint() for _ in range(3)) if flags & _UNIFORM else None
     body = reader.rest()
     if flags & _DEFLATED:

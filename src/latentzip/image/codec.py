@@ -36,6 +36,7 @@ MODEL_FORMAT = "latentzip-image-model"
 MODEL_VERSION = 1
 FINGERPRINT_SIZE = 8
 MAX_PIXELS = 1 << 26  # per image; bounds what a hostile header can make us allocate
+MAX_LATENTS = 1 << 30  # per file, for the same reason
 BATCH = 500
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
@@ -165,6 +166,8 @@ class ImageCodec:
         grids = [self._grid(shape) for shape in cat.shapes]
         per_image = [math.prod(g) for g in grids]
         sizes = [sum(per_image)] * self.tables.channels
+        if sum(sizes) > MAX_LATENTS:
+            raise FormatError("file declares more image data than latentzip accepts")
         values = decode_channels(self.tables, self._coders, payload, sizes)
         stacked = np.stack(values)  # (channels, total latents per channel)
         starts = np.cumsum([0, *per_image])
