@@ -177,3 +177,19 @@ def test_existing_output_needs_force(tmp_path, shots, model_file, encoded):
     assert run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out)).returncode == 0
     assert_clean_error(run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out)), "-f")
     assert run_cli("decode", str(encoded), "-m", str(model_file), "-o", str(out), "-f").returncode == 0
+
+
+def test_resume_with_other_settings_fails_cleanly(tmp_path, digits):
+    from latentzip.image.train import TrainConfig, train
+
+    def interrupt(stats):
+        raise KeyboardInterrupt
+
+    model = tmp_path / "m.model"
+    cfg = TrainConfig(arch="dense", latent=4, epochs=2, batch_size=50)
+    with pytest.raises(KeyboardInterrupt):  # leaves a real checkpoint after epoch 1
+        train(digits.images[:200], cfg, checkpoint=tmp_path / "m.model.ckpt", progress=False, on_epoch=interrupt)
+    proc = run_cli("train", "--data", "digits:train[:200]", "--arch", "dense", "--latent", "5", "--epochs", "2",
+                   "-q", "--resume", "-o", str(model))
+    assert_clean_error(proc, "other settings")
+    assert not model.exists()

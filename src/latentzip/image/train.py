@@ -137,14 +137,17 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer)
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise LatentzipError(f"cannot resume from {path}: {exc}") from None
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state = opt.state_dict()
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, i, key = name.split(".", 2)
             slot = state["state"].setdefault(int(i), {})
             slot[key] = value.reshape(()) if key == "step" else value
-    opt.load_state_dict(state)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError):
+        raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume") from None
     return int(meta.get("epoch", "0"))
 
 
@@ -185,7 +188,8 @@ def train(
             raise LatentzipError(f"nothing to resume: checkpoint {ckpt} does not exist")
         start = _load_checkpoint(ckpt, model, opt)
 
-    result = TrainResult(codec=None)  # type: ignore[arg-type]
+    history: list[EpochStats] = []
+    stopped_early = False
     began = time.monotonic()
     x_val = _to_tensor(val)
     for epoch in range(start, cfg.epochs):
@@ -209,20 +213,20 @@ def train(
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
             if cfg.minutes is not None and time.monotonic() - began > cfg.minutes * 60:
-                result.stopped_early = True
+                stopped_early = True
                 break
         bar.close()
         done = step + 1
         vloss, vbpp, vpsnr = _validate(model, x_val, cfg)
         stats = EpochStats(epoch + 1, *(sums / done), vloss, vbpp, vpsnr, time.monotonic() - t0)
-        result.history.append(stats)
+        history.append(stats)
         if progress:
             tqdm.write(
                 f"epoch {stats.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  bpp {stats.bpp:.3f}  "
                 f"psnr {stats.psnr:.2f} dB | val loss {vloss:.4f}  bpp {vbpp:.3f}  psnr {vpsnr:.2f} dB  "
                 f"({stats.seconds:.0f}s)"
             )
-        if result.stopped_early:
+        if stopped_early:
             break  # a partial epoch is not checkpointed: --resume redoes it
         if ckpt is not None:
             _save_checkpoint(ckpt, model, opt, epoch + 1, cfg)
@@ -230,8 +234,8 @@ def train(
             on_epoch(stats)
 
     model.eval()
-    result.codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in result.history]})
-    return result
+    codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in history]})
+    return TrainResult(codec, history, stopped_early)
 
 
 def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) -> None:
