@@ -28,7 +28,7 @@ from .. import container
 from ..errors import FormatError, LatentzipError, ModelError
 from ..fsio import write_bytes
 from . import catalog
-from .entropy import CodingTables, decode_channels, encode_channels
+from .entropy import TOTAL, CodingTables, decode_channels, encode_channels
 from .model import Autoencoder
 from .transforms import NetConfig
 
@@ -180,8 +180,8 @@ class ImageCodec:
         latents = self._analyse(self._as_list(images))
         total = 0.0
         with torch.no_grad():
-            for lat in latents:
-                q = torch.from_numpy(lat).float().unsqueeze(0)
+            for idx in self._groups([lat.shape for lat in latents]).values():
+                q = torch.from_numpy(np.stack([latents[i] for i in idx])).float()
                 total += float(-torch.log2(self.model.prior.likelihood(q)).sum())
         return total
 
@@ -278,7 +278,7 @@ def _check_tables(tables: CodingTables, cfg: NetConfig) -> None:
     for c in range(tables.channels):
         n = int(tables.lengths[c])
         row = tables.counts[c]
-        if not 0 < n < row.shape[0] or row[: n + 1].min() < 1 or int(row[: n + 1].sum()) != 1 << 16:
+        if not 0 < n < row.shape[0] or row[: n + 1].min() < 1 or int(row[: n + 1].sum()) != TOTAL:
             raise ValueError(f"coding table of channel {c} is invalid")
 
 

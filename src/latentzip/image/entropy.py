@@ -59,11 +59,12 @@ class FactorizedPrior(nn.Module):
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
 
     def logits_cdf(self, x: torch.Tensor) -> torch.Tensor:
-        """Logit of the cumulative at x, with x shaped (channels, 1, points)."""
+        """Logit of the cumulative at x, with x shaped (channels, 1, points), computed in
+        x's dtype (float32 while training, float64 when freezing the tables)."""
         for i, matrix in enumerate(self.matrices):
-            x = torch.matmul(F.softplus(matrix), x) + self.biases[i]
+            x = torch.matmul(F.softplus(matrix.to(x.dtype)), x) + self.biases[i].to(x.dtype)
             if i < len(self.factors):
-                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+                x = x + torch.tanh(self.factors[i].to(x.dtype)) * torch.tanh(x)
         return x
 
     def likelihood(self, q: torch.Tensor) -> torch.Tensor:
@@ -84,24 +85,15 @@ class FactorizedPrior(nn.Module):
         """Integer tables: per channel, the likely integer values and an escape."""
         radius = 16
         while True:
-            grid = torch.arange(-radius, radius + 1, dtype=torch.float64)
-            cdf = self._cdf64(grid - 0.5, grid[-1:] + 0.5)
+            # CDF at every half-integer from -radius - 1/2 to radius + 1/2, in float64.
+            edges = torch.arange(-radius, radius + 2, dtype=torch.float64) - 0.5
+            cdf = torch.sigmoid(self.logits_cdf(edges.expand(self.channels, 1, -1))[:, 0, :])
             below, above = cdf[:, 0], 1.0 - cdf[:, -1]
             if (below.max() < tail_mass and above.max() < tail_mass) or radius >= max_radius:
                 break
             radius *= 2
         pmf = (cdf[:, 1:] - cdf[:, :-1]).numpy()
         return CodingTables.from_pmf(pmf, -radius, tail_mass)
-
-    def _cdf64(self, points: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """CDF at `points` and `last`, in float64, shape (channels, len(points) + 1)."""
-        x = torch.cat([points, last]).reshape(1, 1, -1).expand(self.channels, 1, -1)
-        params = [(F.softplus(m.double()), b.double()) for m, b in zip(self.matrices, self.biases)]
-        for i, (matrix, bias) in enumerate(params):
-            x = torch.matmul(matrix, x) + bias
-            if i < len(self.factors):
-                x = x + torch.tanh(self.factors[i].double()) * torch.tanh(x)
-        return torch.sigmoid(x[:, 0, :])
 
 
 @dataclass
