@@ -11,48 +11,43 @@ between them and us are fair even on a busy machine.
 from __future__ import annotations
 
 import argparse
-import bz2
 import json
-import lzma
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import brotli
-import zstandard
+from latentzip.baselines import BYTE_BASELINES
 
-sys.path.insert(0, str(Path(__file__).parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import common  # noqa: E402
 import corpora  # noqa: E402
 
-CLASSICAL = {
-    "xz -9e": lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME),
-    "bzip2 -9": lambda d: bz2.compress(d, 9),
-    "zstd -19": lambda d: zstandard.ZstdCompressor(level=19).compress(d),
-    "brotli -q 11": lambda d: brotli.compress(d, quality=11),
-}
+# The classical tools at their benchmark levels, under the names their users know.
+CLASSICAL = {"xz -9e": "xz", "bzip2 -9": "bzip2", "zstd -19": "zstd", "brotli -q 11": "brotli"}
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 import latentzip.lossless as L
-src, dst, level = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src, dst, level, bench = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, bench)
+from common import peak_rss_bytes
 data = open(src, 'rb').read()
 t1 = time.perf_counter()
 out = L.compress(data, level) if level else L.decompress(data)
 t2 = time.perf_counter()
 open(dst, 'wb').write(out)
 print(json.dumps({"codec_s": t2 - t1, "process_s": time.perf_counter() - t0,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_rss_bytes() / 2**20}))
 """
 
 
 def _child(src: Path, dst: Path, level: int) -> dict:
     """Compress (level > 0) or decompress (level 0) src into dst in a fresh process."""
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), str(level)], capture_output=True, check=True)
+    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), str(level), str(BENCH)], capture_output=True, check=True)
     stats = json.loads(r.stdout)
     stats["wall_s"] = time.perf_counter() - started
     return stats
@@ -61,8 +56,8 @@ def _child(src: Path, dst: Path, level: int) -> dict:
 def bench_sample(name: str, data: bytes, levels: list[int], workdir: Path) -> dict:
     n = len(data)
     row: dict = {"bytes": n, "classical_bpb": {}, "latentzip": {}}
-    for tool, fn in CLASSICAL.items():
-        row["classical_bpb"][tool] = round(8 * len(fn(data)) / n, 4)
+    for label, tool in CLASSICAL.items():
+        row["classical_bpb"][label] = round(8 * len(BYTE_BASELINES[tool].compress(data)) / n, 4)
     best_tool = min(row["classical_bpb"], key=row["classical_bpb"].get)
     row["best_classical"] = best_tool
     src = workdir / f"{name}.bin"
@@ -101,11 +96,10 @@ def main() -> None:
         "held_out": corpora.HELD_OUT,
         "tuned_on": corpora.TUNING,
         "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": common.machine(packages=("numpy", "numba", "constriction")),
+        "date": common.now(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    common.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 
