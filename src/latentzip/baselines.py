@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ class ImageBaseline:
 
     `quality` runs 0..100 for every lossy format (higher is better); the lossless PNG takes
     none. `options` are the fixed encoder settings, e.g. speed or effort; change them with
-    `dataclasses.replace`.
+    `dataclasses.replace`. `payload` counts the bytes of a file's coded image data, without
+    its headers and container, where the format lets them be told apart byte by byte.
     """
 
     name: str
@@ -85,6 +87,7 @@ class ImageBaseline:
     options: Mapping[str, Any]
     write: Writer = field(repr=False)
     read: Callable[[bytes], np.ndarray] = field(repr=False)
+    payload: Callable[[bytes], int] | None = field(default=None, repr=False)
 
     @property
     def lossless(self) -> bool:
@@ -112,6 +115,58 @@ class ImageBaseline:
         return np.array(Image.fromarray(image).convert("L" if channels == 1 else "RGB"))
 
 
+# --- payload sizes: the coded image data of a file, headers and container left out -------
+
+
+def _jpeg_payload(data: bytes) -> int:
+    """Entropy-coded bytes: from the end of the (single) scan header to the EOI marker."""
+    start = data.find(b"\xff\xda")
+    if start < 0:
+        raise ValueError("no JPEG scan found")
+    (length,) = struct.unpack(">H", data[start + 2 : start + 4])
+    return len(data) - (start + 2 + length) - 2
+
+
+def _png_payload(data: bytes) -> int:
+    """The compressed pixel stream: the data of every IDAT chunk."""
+    total, pos = 0, 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            total += length
+        pos += 12 + length
+    return total
+
+
+def _webp_payload(data: bytes) -> int:
+    """VP8 frame data past its 10-byte frame header (lossy), or VP8L data past its 5."""
+    skip = {b"VP8 ": 10, b"VP8L": 5, b"ALPH": 0}
+    total, pos = 0, 12
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack("<4sI", data[pos : pos + 8])
+        if kind in skip:
+            total += length - skip[kind]
+        pos += 8 + length + (length & 1)
+    return total
+
+
+def _avif_payload(data: bytes) -> int:
+    """The AV1 data: the contents of the top-level `mdat` boxes of the HEIF file."""
+    total, pos = 0, 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[pos + 8 : pos + 16])
+            header = 16
+        elif size == 0:
+            size = len(data) - pos
+        if kind == b"mdat":
+            total += size - header
+        pos += size
+    return total
+
+
 IMAGE_BASELINES: dict[str, ImageBaseline] = {
     b.name: b
     for b in (
@@ -122,6 +177,7 @@ IMAGE_BASELINES: dict[str, ImageBaseline] = {
             {"optimize": True},
             _pillow_writer("JPEG"),
             _pillow_read,
+            _jpeg_payload,
         ),
         # Lossy WebP at its slowest, best method. WebP has no grey mode: grey is coded as RGB
         # (neutral chroma costs little) and `decode(data, channels=1)` takes the luma back.
@@ -132,6 +188,7 @@ IMAGE_BASELINES: dict[str, ImageBaseline] = {
             {"method": 6},
             _pillow_writer("WEBP"),
             _pillow_read,
+            _webp_payload,
         ),
         # AVIF (libavif/AV1), grey as 4:0:0 monochrome. Speed 4 of 0 (slowest) .. 10: about
         # 0.5-1 dB better than libavif's default 6 at twice the time; speed 0 gains ~1.5 dB
@@ -142,9 +199,11 @@ IMAGE_BASELINES: dict[str, ImageBaseline] = {
             {"speed": 4},
             _pillow_writer("AVIF"),
             _pillow_read,
+            _avif_payload,
         ),
         # JPEG XL at libjxl's default effort 7 (effort 9 is ~2x slower and no better in PSNR,
-        # as it optimizes a perceptual distance). Bare codestream, grey as one channel.
+        # as it optimizes a perceptual distance). Bare codestream, grey as one channel; its
+        # few header bytes are bit-packed into the stream, so no payload size is given.
         ImageBaseline(
             "jxl",
             (0, 10, 20, 30, 50, 70, 85, 90),
@@ -153,7 +212,7 @@ IMAGE_BASELINES: dict[str, ImageBaseline] = {
             imagecodecs.jpegxl_decode,
         ),
         # Lossless reference point.
-        ImageBaseline("png", (), {"optimize": True}, _pillow_writer("PNG"), _pillow_read),
+        ImageBaseline("png", (), {"optimize": True}, _pillow_writer("PNG"), _pillow_read, _png_payload),
     )
 }
 
@@ -164,8 +223,11 @@ def _measure(
     images: Images,
     encode_all: Callable[[Images], Sequence[bytes]],
     decode_all: Callable[[Sequence[bytes]], Images],
+    payload: Callable[[bytes], int] | None = len,
 ) -> dict[str, Any]:
-    """One rate-distortion point from real bytes; times are wall seconds for the whole batch."""
+    """One rate-distortion point from real bytes; times are wall seconds for the whole batch.
+
+    `payload` gives a file's coded image data without headers (None: not separable)."""
     start = time.perf_counter()
     blobs = encode_all(images)
     encoded = time.perf_counter()
@@ -178,6 +240,7 @@ def _measure(
         "quality": quality,
         "images": len(blobs),
         "bytes_per_image": total_bytes / len(blobs),
+        "payload_bytes_per_image": None if payload is None else sum(map(payload, blobs)) / len(blobs),
         "bpp": metrics.bpp(total_bytes, pixels),
         "psnr": metrics.mean_psnr(images, restored),
         "ssim": metrics.mean_ssim(images, restored),
@@ -194,8 +257,9 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Rate-distortion points of `baseline` on `images`, one per quality (one for PNG).
 
-    Each point has codec, quality, images, bytes_per_image, bpp, psnr (mean of per-image
-    PSNR, capped at `metrics.PSNR_CAP`), ssim, encode_s and decode_s.
+    Each point has codec, quality, images, bytes_per_image, payload_bytes_per_image (None
+    for JPEG XL), bpp, psnr (mean of per-image PSNR, capped at `metrics.PSNR_CAP`), ssim,
+    encode_s and decode_s.
     """
     settings: Sequence[float | None] = (
         [None] if baseline.lossless else (baseline.qualities if qualities is None else qualities)
@@ -207,6 +271,7 @@ def sweep(
             images,
             partial(_encode_each, baseline, quality, progress),
             partial(_decode_each, baseline, images),
+            baseline.payload,
         )
         for quality in settings
     ]

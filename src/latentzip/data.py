@@ -88,7 +88,9 @@ class _Builtin:
     description: str
     sizes: Mapping[str, int]  # split -> number of images
     classes: tuple[str, ...]
-    source: _Source | None  # None: bundled with scikit-learn
+    # Pinned files to fetch, or a function giving a split of a set that ships inside an
+    # installed library (scikit-learn, scikit-image), which needs no download or cache.
+    source: _Source | Callable[[str], tuple[np.ndarray, np.ndarray]]
 
 
 def dataset_names() -> list[str]:
@@ -362,8 +364,8 @@ def _load_builtin(spec: DatasetSpec, text: str) -> Dataset:
 
 def _split_arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     source = _BUILTINS[name].source
-    if source is None:
-        return _digits(split)
+    if callable(source):
+        return source(split)
     cached = _read_parsed(name, split)
     if cached is not None:
         return cached
@@ -488,6 +490,38 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     labels = bunch.target.astype(np.int64)
     part = _DIGITS_SPLITS[split]
     return images[part], labels[part]
+
+
+# ---------------------------------------------------------------------------------------
+# scikit-image photographs
+
+
+# Whole photographs go to one split, so no test patch overlaps a training patch.
+_PHOTO_SPLITS = {
+    "train": ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry"),
+    "test": ("chelsea", "coffee"),
+}
+_PHOTO_CLASSES = tuple(name for names in _PHOTO_SPLITS.values() for name in names)
+_PHOTO_PATCHES = {"train": 96, "test": 48}  # per photograph
+_PHOTO_REDUCE = {"retina": 4}  # others 2: the JPEG sources lose their block artefacts
+PHOTO_PATCH = 96
+
+
+def _photos(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Patches at fixed pseudo-random places of downscaled scikit-image photographs."""
+    from skimage import data as skdata  # slow to import; only needed here
+
+    rng = np.random.default_rng(list(_PHOTO_SPLITS).index(split))
+    patches, labels = [], []
+    for name in _PHOTO_SPLITS[split]:
+        photo = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+        pixels = np.asarray(photo.reduce(_PHOTO_REDUCE.get(name, 2)))
+        h, w = pixels.shape[:2]
+        for _ in range(_PHOTO_PATCHES[split]):
+            top, left = rng.integers(0, h - PHOTO_PATCH + 1), rng.integers(0, w - PHOTO_PATCH + 1)
+            patches.append(pixels[top : top + PHOTO_PATCH, left : left + PHOTO_PATCH])
+            labels.append(_PHOTO_CLASSES.index(name))
+    return np.stack(patches), np.array(labels, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -659,7 +693,13 @@ _BUILTINS: dict[str, _Builtin] = {
         "scikit-learn's handwritten digits, 8x8 grey, 10 classes",
         {split: part.stop - part.start for split, part in _DIGITS_SPLITS.items()},
         _DIGIT_CLASSES,
-        None,
+        _digits,
+    ),
+    "photos": _Builtin(
+        "96x96 RGB patches of scikit-image's bundled photographs, labelled by photograph",
+        {split: len(names) * _PHOTO_PATCHES[split] for split, names in _PHOTO_SPLITS.items()},
+        _PHOTO_CLASSES,
+        _photos,
     ),
     "fashion-mnist": _Builtin(
         "Zalando's Fashion-MNIST clothing images, 28x28 grey, 10 classes",

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..errors import LatentzipError
-from . import image, lossless
+from . import image, lossless, report
 
-FAMILIES = (image, lossless)
+FAMILIES = (image, lossless, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
