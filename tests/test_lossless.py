@@ -65,6 +65,16 @@ def test_round_trip_default_level_many_segments() -> None:
     assert decompress(blob) == data
 
 
+@pytest.mark.parametrize("level", [5, 9])
+def test_exact_replay_across_levels_and_blocks(level: int) -> None:
+    """Markup, repeats and indirect/run state carried across several blocks replay exactly."""
+    data = (b"<page><title>[[Fox]]</title>{{cite|x}}\n" + _text(9000)) * 3 + random.Random(level).randbytes(500)
+    c = Compressor(level=level, block_size=8192)
+    blob = c.compress(data) + c.flush()
+    assert c.blocks == -(-len(data) // 8192)
+    assert decompress(blob) == data
+
+
 def test_streaming_objects_match_one_shot() -> None:
     data = _text(30000)
     c = Compressor(level=FAST, block_size=4096)

@@ -33,7 +33,7 @@ __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_str
 
 BLOCK_SIZE = 1 << 20
 # Bumped whenever the predictor changes what it predicts: old files then fail loudly.
-PREDICTOR_REVISION = 2
+PREDICTOR_REVISION = 3
 _CHUNK = 1 << 16
 
 Progress = Callable[[int], None]

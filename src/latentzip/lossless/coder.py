@@ -40,7 +40,7 @@ def encode_block(model: Model, data: bytes) -> np.ndarray:
     seg, ctx, scratch = model.begin_block(n)
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
-    start(model.params, model.kinds, model.tables, model.history, seg, ctx)
+    start(model.params, model.kinds, model.tables, model.history, model.indirect, seg, ctx)
     bits = np.zeros(8 * n, dtype=np.int32)
     probs = np.zeros(8 * n, dtype=np.float64)
     run_known(np.frombuffer(data, dtype=np.uint8), starts, seg_len, last, n_steps, bits, probs,
@@ -61,7 +61,7 @@ def decode_block(model: Model, words: np.ndarray, n: int,
     seg_len, last, n_steps = _geometry(n, starts)
     state = model.state()
     base = model.stream_pos
-    start(model.params, model.kinds, model.tables, model.history, seg, ctx)
+    start(model.params, model.kinds, model.tables, model.history, model.indirect, seg, ctx)
     n_seg = len(starts)
     bits = np.zeros(n_seg, dtype=np.int32)
     probs = np.zeros(n_seg, dtype=np.float64)

@@ -16,10 +16,13 @@ The model learns online; no weights are stored.
 The byte is coded as 8 binary decisions, most significant bit first. The inputs to the
 mixer are:
   * per hashed context (orders 1-6 and 8, sparse and skip contexts, one to three
-    words, the column of a text line, the indentation of code) an adaptive counter,
-    looked up in nibble-sized buckets so that one cache line serves four bits, given
-    to the mixer three ways: stretched, on a linear scale, and through a learned map
-    of its recent bits and age (a bit history);
+    words and a word pair that skips one, the column of a text line, the indentation
+    of code, the last markup tag or bracket, the byte the match model expects, and two
+    indirect contexts: what followed the last one and two bytes the last times they
+    occurred) an adaptive counter, looked up in nibble-sized buckets so that one cache
+    line serves four bits, given to the mixer four ways: stretched, on a linear scale,
+    through a learned map of its recent bits and age (a bit history), and as a run:
+    the last byte seen in the context and how often in a row, through a learned map;
   * an order-0 counter;
   * a match model that follows the longest recent repeat of the last bytes (its
     learned confidence, and its length signed by the expected bit);
@@ -31,9 +34,15 @@ are chosen by different small contexts (partial byte; match length and partial b
 previous byte; how many contexts were seen before and bit position; the byte before
 that; the byte-class summary and the indentation), and a final mixer, with weights
 chosen by the partial byte, over their outputs.
-All weights are integers trained online by the same rule on both sides. Three adaptive
+All weights are integers trained online by the same rule on both sides (updates are
+rounded, not floored, so small errors do not drag weights down). Three adaptive
 probability maps (SSE, by order 0, 1 and 2) refine the result, averaged with it,
 before it reaches the coder.
+
+Tried and not kept (none gained more than 0.05% on the tuning samples): counter
+limits 60 and 1000 instead of 250, mixer rates 6 and 16, final-mixer and SSE rates
+halved or doubled, other SSE weightings. The indirect and match-byte contexts cost
+the held-out prose about 0.4% together, but gain more on wiki and Python.
 """
 
 from __future__ import annotations
@@ -108,8 +117,9 @@ def combine(h: int, x: int) -> int:
 # --- 2. configuration and state -------------------------------------------------------
 
 # Context kinds; a level uses a subset of them (`Level.contexts`).
-O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR, SKIP, INDENT, WORD3 = range(15)
-N_KINDS = 15
+(O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, SPARSE, COLUMN, RECUR, SKIP, INDENT, WORD3, MATCHED, IND1, IND2, WORDSKIP,
+ TAG) = range(20)
+N_KINDS = 20
 
 
 @dataclass(frozen=True)
@@ -127,23 +137,24 @@ class Level:
 
 
 # Segment counts shape decoding speed, tables shape memory; every level stays well under 2 GB.
-_ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, WORD3, SPARSE, COLUMN, RECUR, SKIP, INDENT)
+_ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, WORD3, WORDSKIP, SPARSE, COLUMN, RECUR, SKIP, INDENT, MATCHED, IND1,
+        IND2, TAG)
 LEVELS: dict[int, Level] = {
     1: Level((O1, O2, O3, O4, WORD), 18, 22, 6, 250, 10, 32, 1 << 13),
     2: Level((O1, O2, O3, O4, O6, WORD), 19, 22, 6, 250, 10, 32, 1 << 13),
     3: Level((O1, O2, O3, O4, O6, WORD, SPARSE, INDENT), 19, 23, 6, 250, 10, 24, 1 << 14),
     4: Level((O1, O2, O3, O4, O5, O6, WORD, WORD2, SPARSE, INDENT), 20, 23, 6, 250, 10, 16, 1 << 14),
     5: Level(_ALL, 20, 24, 6, 250, 10, 8, 1 << 15),
-    6: Level(_ALL, 20, 24, 6, 250, 10, 4, 1 << 16),
-    7: Level(_ALL, 20, 24, 6, 250, 10, 3, 1 << 17),
-    8: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 17),
-    9: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 18),
+    6: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 16),
+    7: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 17),
+    8: Level(_ALL, 20, 24, 6, 250, 10, 2, 1 << 18),
+    9: Level(_ALL, 20, 24, 6, 250, 10, 1, 1 << 18),
 }
 DEFAULT_LEVEL = 6
 
 # Per-segment scalar state: columns of Model.seg.
 (C0, C4, C8, POS, END, WORD0, WORD1, WORD_OLDER, MPTR, MLEN, LINE, LINE_PREV, RSTATE, NIB,
- INDENT_NOW, INDENT_PREV, LEADING, NFIELDS) = range(18)
+ INDENT_NOW, INDENT_PREV, LEADING, EXPECT, TAGH, TAGLEN, NFIELDS) = range(21)
 
 N_MIXERS = 6
 # Weight sets of each first-layer mixer: the partial byte; match length x partial byte;
@@ -158,7 +169,7 @@ S_PMIX, S_A1, S_A2, S_A3, S_MSM, S_FSEL = range(S_OUT0 + N_MIXERS, S_OUT0 + N_MI
 NSCRATCH = S_FSEL + 1
 
 N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match model
-PER_CTX = 3  # mixer inputs per context: stretched counter, bit history, linear counter
+PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
 MATCH_LEN_CAP = 15
 
@@ -178,8 +189,11 @@ class Model:
         # 16 uint32 per bucket: slot 0 = check, slots 1..15 = the nibble's binary tree.
         self.tables = np.zeros((n_ctx << level.table_bits) * 16, dtype=np.uint32)
         self.order0 = np.full(256, (1 << 31), dtype=np.int64)  # p16 << 16, by partial byte
-        self.history_map = np.full(n_ctx << 10, 1 << 15, dtype=np.int64)
+        # Bit-history maps (1024 per context), then run maps (32 per context).
+        self.history_map = np.full((n_ctx << 10) + (n_ctx << 5), 1 << 15, dtype=np.int64)
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
+        # The two bytes that last followed each byte, then each pair of bytes.
+        self.indirect = np.zeros(256 + 65536, dtype=np.int64)
         self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
         self.match_sm = np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15, dtype=np.int64)
         w0 = (1 << 16) * 3 // (self.n_inputs * 2)
@@ -213,14 +227,14 @@ class Model:
         seg[:, LINE] = seg[:, POS]
         seg[:, LINE_PREV] = seg[:, POS]
         seg[:, LEADING] = 1
-        ctx = np.zeros((len(starts), 2 * len(self.level.contexts)), dtype=np.int64)
-        scratch = np.zeros((len(starts), NSCRATCH + self.n_inputs + 2 * len(self.level.contexts)), dtype=np.int64)
+        ctx = np.zeros((len(starts), 3 * len(self.level.contexts)), dtype=np.int64)
+        scratch = np.zeros((len(starts), NSCRATCH + self.n_inputs + 3 * len(self.level.contexts)), dtype=np.int64)
         return seg, ctx, scratch
 
     def state(self) -> tuple:
         """The arrays `step` needs, in its argument order."""
-        return (self.params, self.kinds, self.tables, self.order0, self.history_map, self.history, self.match_table,
-                self.match_sm, self.weights, self.final_weights, self.apm1, self.apm2, SQUASH, STRETCH, RATE)
+        return (self.params, self.kinds, self.tables, self.order0, self.history_map, self.history, self.indirect,
+                self.match_table, self.match_sm, self.weights, self.final_weights, self.apm1, self.apm2, SQUASH, STRETCH, RATE)
 
 
 # --- 3. predicting and learning one bit --------------------------------------------------
@@ -241,14 +255,18 @@ def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool
 
 @njit(inline="always", cache=True)
 def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
-    """Find or claim the 16-slot bucket for context hash h in table i; return its index."""
+    """Find or claim the 16-slot bucket for context hash h in table i; return its index.
+
+    Slot 0 holds a 16-bit check of the hash and, in a byte's first bucket, the run:
+    the last byte seen in this context (bits 16-23) and how often in a row (24-31).
+    """
     mask = (1 << table_bits) - 1
     check = (h >> 16) | 1
     b0 = ((i << table_bits) + (h & mask)) * 16
     b1 = ((i << table_bits) + ((h ^ 1) & mask)) * 16
-    if tables[b0] == check:
+    if (tables[b0] & 0xFFFF) == check:
         return b0
-    if tables[b1] == check:
+    if (tables[b1] & 0xFFFF) == check:
         return b1
     # Replace the bucket whose first node has seen less.
     victim = b0 if (tables[b0 + 1] & 1023) <= (tables[b1 + 1] & 1023) else b1
@@ -259,8 +277,18 @@ def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
 
 
 @njit(inline="always", cache=True)
+def _find_buckets(tables: np.ndarray, table_bits: int, s: int, c0: int, ctx: np.ndarray, n_ctx: int) -> None:
+    """At a nibble boundary: the bucket of every context for the partial byte c0."""
+    for i in range(n_ctx):
+        b = _bucket(tables, table_bits, i, combine(ctx[s, i], c0))
+        ctx[s, n_ctx + i] = b
+        if c0 == 1:
+            ctx[s, 2 * n_ctx + i] = b
+
+
+@njit(inline="always", cache=True)
 def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray, history: np.ndarray,
-                    hmask: int) -> None:
+                    indirect: np.ndarray, hmask: int) -> None:
     """At a byte boundary: hash each context kind of segment s into ctx[s, i]."""
     c4 = seg[s, C4]
     c8 = seg[s, C8]
@@ -295,6 +323,16 @@ def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray,
             if above < seg[s, LINE]:
                 ch = history[above & hmask] + 1
             h = combine(min(col, 255) << 16 | ch, c4 & 0xFF)
+        elif k == MATCHED:  # the byte the match model expects, and how long the match is
+            h = seg[s, EXPECT] << 8 | min(seg[s, MLEN], 15) << 4 if seg[s, EXPECT] else 0
+        elif k == IND1:  # what followed the previous byte the last two times
+            h = (c4 & 0xFF) << 16 | indirect[c4 & 0xFF]
+        elif k == IND2:
+            h = combine(c4 & 0xFFFF, indirect[256 + (c4 & 0xFFFF)])
+        elif k == WORDSKIP:
+            h = combine(seg[s, WORD0], seg[s, WORD_OLDER])
+        elif k == TAG:
+            h = combine(seg[s, TAGH], c4 & 0xFF)
         elif k == RECUR:
             h = combine(seg[s, RSTATE], c4 & 0xFF)
         elif k == SKIP:
@@ -329,7 +367,7 @@ def _byte_class(c: int) -> int:
 
 @njit(cache=True)
 def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray,
-            history: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray,
+            history: np.ndarray, indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray,
             final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray,
             seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
     """The 12-bit probability that the next bit of segment s is a 1."""
@@ -337,6 +375,9 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     n_in = PER_CTX * n_ctx + N_EXTRA
     c0 = seg[s, C0]
     nib = seg[s, NIB]
+    bitpos = 0
+    while (c0 >> bitpos) > 1:
+        bitpos += 1
     x0 = NSCRATCH  # inputs live in scratch[s, x0 : x0 + n_in]; slot indexes after them
     nseen = 0
     for i in range(n_ctx):
@@ -353,6 +394,16 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
         scratch[s, x0 + N_EXTRA + n_ctx + i] = st[history_map[hidx] >> 4]
         # The same counter on a linear scale: confident predictions stand out less.
         scratch[s, x0 + N_EXTRA + 2 * n_ctx + i] = 0 if cnt == 0 else ((v >> 20) - 2048) >> 1
+        # The run: if the byte this context saw last agrees so far, a learned map of
+        # how often it repeated predicts its next bit.
+        run = np.int64(tables[ctx[s, 2 * n_ctx + i]]) >> 16
+        ridx = -1
+        if run >= 256 and ((run & 0xFF) | 256) >> (8 - bitpos) == c0:
+            ridx = (n_ctx << 10) + (i << 5) + (min(run >> 8, 15) << 1) + ((run >> (7 - bitpos)) & 1)
+            scratch[s, x0 + N_EXTRA + 3 * n_ctx + i] = st[history_map[ridx] >> 4]
+        else:
+            scratch[s, x0 + N_EXTRA + 3 * n_ctx + i] = 0
+        scratch[s, x0 + n_in + 2 * n_ctx + i] = ridx
     scratch[s, x0 + n_ctx] = st[order0[c0] >> 20]
     # Match model: the bit the longest recent repeat expects, weighted by its length.
     mlen = seg[s, MLEN]
@@ -362,9 +413,6 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
         ptr = seg[s, MPTR]
         if _known(ptr, base, seg_len, t, n, window):
             expected = history[ptr & (window - 1)] | 256
-            bitpos = 0
-            while (c0 >> bitpos) > 1:
-                bitpos += 1
             if (expected >> (8 - bitpos)) == c0:
                 mbit = (expected >> (7 - bitpos)) & 1
     if mbit >= 0:
@@ -382,9 +430,6 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
         mctx = 0
     # First-layer mixers, each with a weight set chosen by a different context; the
     # final mixer, with weights chosen by the partial byte, combines their outputs.
-    bitpos = 0
-    while (c0 >> bitpos) > 1:
-        bitpos += 1
     scratch[s, S_M0] = MIXER_BASE[0] + c0
     scratch[s, S_M0 + 1] = MIXER_BASE[1] + mctx * 256 + c0
     scratch[s, S_M0 + 2] = MIXER_BASE[2] + (seg[s, C4] & 0xFF)
@@ -440,7 +485,7 @@ def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np
 
 @njit(cache=True)
 def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray,
-           order0: np.ndarray, history_map: np.ndarray, history: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray,
+           order0: np.ndarray, history_map: np.ndarray, history: np.ndarray, indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray,
            weights: np.ndarray, final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray,
            sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
            scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
@@ -460,6 +505,9 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
         _train_counter(tables, scratch[s, x0 + n_in + i], bit, limit, rate)
         hidx = scratch[s, x0 + n_in + n_ctx + i]
         history_map[hidx] += ((t16 - history_map[hidx]) * 700) >> 16
+        ridx = scratch[s, x0 + n_in + 2 * n_ctx + i]
+        if ridx >= 0:
+            history_map[ridx] += ((t16 - history_map[ridx]) * 1500) >> 16
     v = order0[c0]
     p = v >> 16
     order0[c0] = (p + ((((65535 if bit else 0) - p) * 3000) >> 16)) << 16
@@ -476,9 +524,9 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
         err = (target12 - squash(out, sq)) * lr
         w = sel * n_in
         for i in range(n_in):
-            weights[w + i] += (scratch[s, x0 + i] * err) >> 16
+            weights[w + i] += (scratch[s, x0 + i] * err + 32768) >> 16
         ferr = target12 - scratch[s, S_PMIX]
-        final_weights[fsel + m] += (out * ferr) >> 14
+        final_weights[fsel + m] += (out * ferr + 8192) >> 14
     # Adaptive probability maps.
     a1 = scratch[s, S_A1]
     apm1[a1] += ((t16 - apm1[a1]) * 2000) >> 16
@@ -493,6 +541,20 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
         c = c0 & 0xFF
         pos = seg[s, POS]
         history[pos & hmask] = c
+        # Runs: the byte each context's first bucket saw last, and how often in a row.
+        for i in range(n_ctx):
+            first = ctx[s, 2 * n_ctx + i]
+            run = np.int64(tables[first]) >> 16
+            if (run & 0xFF) == c and run >= 256:
+                run = min(run + 256, 0xFFFF)
+            else:
+                run = 256 | c
+            tables[first] = np.uint32((np.int64(tables[first]) & 0xFFFF) | (run << 16))
+        # Indirect contexts: remember what followed the previous byte and byte pair.
+        c1 = seg[s, C4] & 0xFF
+        indirect[c1] = (indirect[c1] << 8 | c) & 0xFFFF
+        c21 = 256 + (seg[s, C4] & 0xFFFF)
+        indirect[c21] = (indirect[c21] << 8 | c) & 0xFFFF
         seg[s, C8] = ((seg[s, C8] << 8) | (seg[s, C4] >> 24)) & M32
         seg[s, C4] = ((seg[s, C4] << 8) | c) & M32
         # Words: letters (case-folded), digits and '_' extend the current word.
@@ -503,6 +565,15 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
             seg[s, WORD_OLDER] = seg[s, WORD1]
             seg[s, WORD1] = seg[s, WORD0]
             seg[s, WORD0] = 0
+        # The last markup tag or bracket: '<', '[' or '{' and the letters after it.
+        if c == 60 or c == 91 or c == 123:
+            seg[s, TAGH] = c
+            seg[s, TAGLEN] = 1
+        elif 0 < seg[s, TAGLEN] < 12 and (97 <= lower <= 122 or c == 47 or c == 58):
+            seg[s, TAGH] = combine(seg[s, TAGH], lower)
+            seg[s, TAGLEN] += 1
+        else:
+            seg[s, TAGLEN] = 0
         if c == 10:
             seg[s, LINE_PREV] = seg[s, LINE]
             seg[s, LINE] = pos + 1
@@ -546,33 +617,35 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
                         seg[s, MLEN] = length
                         seg[s, MPTR] = cand
             match_table[h] = pos
-        _context_hashes(seg, s, kinds, ctx, history, hmask)
+        # The byte the match model expects next, as a context (0: none).
+        seg[s, EXPECT] = 0
+        if seg[s, MLEN] > 0 and _known(seg[s, MPTR], base, seg_len, t, n, window):
+            seg[s, EXPECT] = 256 | history[seg[s, MPTR] & hmask]
+        _context_hashes(seg, s, kinds, ctx, history, indirect, hmask)
         c0 = 1
         nib = 1
     if nib >= 16:
         nib = 1
     if nib == 1:
-        for i in range(n_ctx):
-            ctx[s, n_ctx + i] = _bucket(tables, table_bits, i, combine(ctx[s, i], c0))
+        _find_buckets(tables, table_bits, s, c0, ctx, n_ctx)
     seg[s, C0] = c0
     seg[s, NIB] = nib
 
 
 @njit(cache=True)
-def start(params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
-          ctx: np.ndarray) -> None:
+def start(params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray, indirect: np.ndarray,
+          seg: np.ndarray, ctx: np.ndarray) -> None:
     """Hash the (empty) contexts of every segment at the start of a block."""
     n_ctx = len(kinds)
     for s in range(len(seg)):
-        _context_hashes(seg, s, kinds, ctx, history, len(history) - 1)
-        for i in range(n_ctx):
-            ctx[s, n_ctx + i] = _bucket(tables, params[0], i, combine(ctx[s, i], 1))
+        _context_hashes(seg, s, kinds, ctx, history, indirect, len(history) - 1)
+        _find_buckets(tables, params[0], s, 1, ctx, n_ctx)
 
 
 @njit(cache=True)
 def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_predict: int, t_predict: int,
          params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray, history: np.ndarray,
-         match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray, final_weights: np.ndarray,
+         indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray, final_weights: np.ndarray,
          apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray,
          ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Learn the last bit of the first n_update segments, then predict the next bit of n_predict.
@@ -583,16 +656,16 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
     of a step's bits before it can learn from them, computes exactly the same numbers.
     """
     for s in range(n_update):
-        update(s, bits[s], t_update, params, kinds, tables, order0, history_map, history, match_table, match_sm, weights,
+        update(s, bits[s], t_update, params, kinds, tables, order0, history_map, history, indirect, match_table, match_sm, weights,
                final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
     for s in range(n_predict):
-        probs[s] = (1.0 / 4096.0) * predict(s, t_predict, params, kinds, tables, order0, history_map, history, match_table, match_sm, weights,
+        probs[s] = (1.0 / 4096.0) * predict(s, t_predict, params, kinds, tables, order0, history_map, history, indirect, match_table, match_sm, weights,
                            final_weights, apm1, apm2, sq, st, seg, ctx, scratch, base, seg_len, n)
 
 
 @njit(cache=True)
 def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int,
-                  out_bits: np.ndarray, out_probs: np.ndarray, params, kinds, tables, order0, history_map, history,
+                  out_bits: np.ndarray, out_probs: np.ndarray, params, kinds, tables, order0, history_map, history, indirect,
                   match_table, match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch,
                   base: int, n: int) -> None:
     """The encoder's side of `step`: run a block whose bits are known, recording (bit, probability).
@@ -611,7 +684,7 @@ def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_s
         n_now = 0
         if k < n_steps:
             n_now = n_seg if t < last else n_seg - 1
-        step(bits, n_prev, t_prev, probs, n_now, t, params, kinds, tables, order0, history_map, history, match_table,
+        step(bits, n_prev, t_prev, probs, n_now, t, params, kinds, tables, order0, history_map, history, indirect, match_table,
              match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
         shift = 7 - (k & 7)
         for s in range(n_now):
