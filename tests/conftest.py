@@ -24,6 +24,13 @@ def digits_test() -> data.Dataset:
     return data.load("digits:test")
 
 
+@pytest.fixture
+def shots(tmp_path, digits_test) -> Path:
+    """A directory of 6 real 8x8 digit PNGs."""
+    write_images(tmp_path / "shots", digits_test.images, 6)
+    return tmp_path / "shots"
+
+
 @pytest.fixture(scope="session")
 def dense_codec(digits):
     cfg = TrainConfig(arch="deep", latent=12, hidden=(64,), lmbda=0.02, epochs=6, batch_size=64, seed=1)

@@ -94,8 +94,15 @@ def test_count_beyond_the_split_is_an_error() -> None:
         data.load("digits:test[:298]")
 
 
+def test_photos_are_patches_of_whole_photographs_per_split() -> None:
+    train, test = data.load("photos:train"), data.load("photos:test")
+    assert train.images.shape[1:] == test.images.shape[1:] == (96, 96, 3)
+    assert not set(train.labels) & set(test.labels)  # no photograph on both sides
+    assert np.array_equal(data.load("photos:test").images, test.images)  # the same patches every time
+
+
 def test_dataset_names_have_descriptions() -> None:
-    assert data.dataset_names() == ["digits", "fashion-mnist", "mnist"]
+    assert data.dataset_names() == ["digits", "fashion-mnist", "mnist", "photos"]
     descriptions = data.dataset_descriptions()
     assert "60,000" in descriptions["fashion-mnist"] and "test 297" in descriptions["digits"]
 

@@ -11,14 +11,7 @@ from PIL import Image
 
 from latentzip import data
 
-from .conftest import assert_clean_error, run_cli, write_images
-
-
-@pytest.fixture()
-def shots(tmp_path, digits_test):
-    """A directory of 6 real 8x8 digit PNGs."""
-    write_images(tmp_path / "shots", digits_test.images, 6)
-    return tmp_path / "shots"
+from .conftest import assert_clean_error, run_cli
 
 
 def test_train_encode_decode_eval(tmp_path, shots, digits_test):

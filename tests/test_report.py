@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,24 @@ def test_rate_distortion_and_speed(results):
     assert all(s["encode_images_per_s"] > 0 and s["decode_images_per_s"] > 0 for s in speeds.values())
 
 
+def test_applications(results):
+    denoise = results["denoise"]["methods"]
+    assert {"noisy input", "latentzip conv denoiser", "latentzip dense denoiser", "median", "nl-means",
+            "tv-chambolle"} == set(denoise)
+    assert all(0 < m["psnr"] < 100 for m in denoise.values())
+    anomaly = results["anomaly"]
+    assert len(anomaly["per_class"]) == 1 and anomaly["per_class"][0]["held_out"] == "0"
+    assert set(anomaly["mean_auc"]) == {"latentzip-error", "latentzip-bits", "latentzip-combined", "pca-error",
+                                        "isolation-forest"}
+    assert all(0 <= auc <= 1 for auc in anomaly["mean_auc"].values())
+    embed = results["embed"]["models"]
+    assert {"latentzip dense 32", "pca 32"} == set(embed)
+    assert all(0 <= m["knn_accuracy"] <= 1 and 0 <= m["trustworthiness"] <= 1 for m in embed.values())
+
+
 def test_figures_are_pngs(report_dir, results):
-    for key in ("variants", "code_size_sweep", "compression_levels", "per_class", "tsne", "rate_distortion", "speed"):
+    for key in ("variants", "code_size_sweep", "compression_levels", "per_class", "tsne", "rate_distortion", "speed",
+                "denoise", "anomaly"):
         for figure in results[key]["figures"]:
             assert (report_dir / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 
@@ -185,3 +202,14 @@ def test_bad_inputs_are_clean_errors(tmp_path, report_dir):
     write_png(mixed / "colour.png", np.full((8, 8, 3), (255, 0, 0), np.uint8))
     assert_clean_error(run_cli("report", "--data", str(mixed), "-o", str(tmp_path / "r2"), *TINY), "grey and colour")
     assert_clean_error(run_cli("report", "--data", "digits", "-o", str(tmp_path / "r3"), "--epochs", "0"), "epochs")
+
+
+def test_importing_latentzip_makes_torch_threads_sleep_while_they_wait():
+    """Spinning OpenMP waits made training ~20x slower whenever another process held a core."""
+    code = "import os; import latentzip, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True)
+    assert out.stdout.decode().strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True)
+    assert out.stdout.decode().strip() == "ACTIVE"

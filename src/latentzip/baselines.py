@@ -7,6 +7,8 @@ wherever the format allows it; WebP cannot, see `IMAGE_BASELINES`.
 
 `PCACodec` is the linear-transform baseline, and `BYTE_BASELINES` are the general-purpose
 compressors the lossless benchmarks compare with, at the levels the benchmarks use.
+`DENOISERS`, `pca_anomaly_scores` and `isolation_forest_scores` are the classical peers of
+the applications (denoising and anomaly detection).
 """
 
 from __future__ import annotations
@@ -406,3 +408,78 @@ BYTE_BASELINES: dict[str, ByteBaseline] = {
         ),
     )
 }
+
+
+# --- peers of the applications: classical denoisers and anomaly scores -------------------
+
+
+@dataclass(frozen=True)
+class Denoiser:
+    """A classical denoiser and the parameter values it is tuned over on validation images.
+
+    `run` takes one float image in [0, 1] ((H, W), or (H, W, C) with channel_axis -1), the
+    parameter and the true noise sigma (the denoisers that take one are told it)."""
+
+    name: str
+    run: Callable[[np.ndarray, float, float, int | None], np.ndarray] = field(repr=False)
+    parameters: tuple[float, ...]
+
+    def __call__(self, images: Images, parameter: float, sigma: float) -> np.ndarray:
+        """Cleaned uint8 images, each in its input's layout, rounded as a user would save them."""
+        out = []
+        for image in images:
+            x = np.asarray(image, dtype=np.float64) / 255.0
+            plane = x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x
+            out.append(self.run(plane, parameter, sigma, None if plane.ndim == 2 else -1).reshape(x.shape))
+        return np.clip(np.rint(np.stack(out) * 255.0), 0, 255).astype(np.uint8)
+
+    def tune(self, clean: Images, noisy: Images, sigma: float) -> tuple[float, float]:
+        """(best parameter, its mean PSNR) on validation images: never tune on test images."""
+        psnr, best = max((metrics.mean_psnr(clean, self(noisy, p, sigma)), p) for p in self.parameters)
+        return best, psnr
+
+
+def _median(image: np.ndarray, size: float, sigma: float, channel_axis: int | None) -> np.ndarray:
+    from scipy import ndimage
+
+    footprint = (int(size), int(size)) + ((1,) if channel_axis is not None else ())
+    return ndimage.median_filter(image, size=footprint)
+
+
+def _nl_means(image: np.ndarray, h: float, sigma: float, channel_axis: int | None) -> np.ndarray:
+    from skimage.restoration import denoise_nl_means
+
+    return denoise_nl_means(
+        image, h=h * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True, channel_axis=channel_axis
+    )
+
+
+def _tv(image: np.ndarray, weight: float, sigma: float, channel_axis: int | None) -> np.ndarray:
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(image, weight=weight, channel_axis=channel_axis)
+
+
+DENOISERS: dict[str, Denoiser] = {
+    d.name: d
+    for d in (
+        Denoiser("median", _median, (3, 5)),  # window size
+        Denoiser("nl-means", _nl_means, (0.4, 0.6, 0.8, 1.0, 1.2)),  # filter strength h, in units of sigma
+        Denoiser("tv-chambolle", _tv, (0.02, 0.05, 0.1, 0.2, 0.4)),  # total-variation weight
+    )
+}
+
+
+def pca_anomaly_scores(normal: np.ndarray, images: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Per-image MSE of the reconstruction by the top-k PCA basis of the normal images."""
+    rows, test = _rows(normal), _rows(images)
+    pca = PCA(n_components=min(k, *rows.shape), random_state=seed).fit(rows)
+    return ((pca.inverse_transform(pca.transform(test)) - test) ** 2).mean(axis=1)
+
+
+def isolation_forest_scores(normal: np.ndarray, images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """scikit-learn's IsolationForest on pixels, fitted on the normal images; higher = odder."""
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=200, random_state=seed).fit(_rows(normal))
+    return -forest.score_samples(_rows(images))

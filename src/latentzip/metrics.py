@@ -122,3 +122,23 @@ def ratio(original_bytes: int, compressed_bytes: int) -> float:
     if compressed_bytes <= 0:
         raise ValueError("compressed_bytes must be positive")
     return original_bytes / compressed_bytes
+
+
+def knn_accuracy(
+    reference: np.ndarray, reference_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, k: int = 5
+) -> float:
+    """Share of queries whose k nearest reference codes vote for their own label: how much
+    class information an embedding keeps, as a downstream classifier would see it."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    k = min(k, len(reference))
+    return float(KNeighborsClassifier(n_neighbors=k).fit(reference, reference_labels).score(queries, query_labels))
+
+
+def trustworthiness(pixels: np.ndarray, codes: np.ndarray, k: int = 5) -> float:
+    """scikit-learn's trustworthiness: 1 when the codes' k nearest neighbours were also
+    neighbours among the original pixels, i.e. the embedding invents no closeness."""
+    from sklearn.manifold import trustworthiness as sk_trustworthiness
+
+    flat = np.asarray(pixels).reshape(len(pixels), -1).astype(np.float64)
+    return float(sk_trustworthiness(flat, np.asarray(codes, dtype=np.float64), n_neighbors=min(k, len(flat) // 2 - 1)))

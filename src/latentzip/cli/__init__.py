@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..errors import LatentzipError
-from . import image, lossless, report
+from . import apps, image, lossless, report
 
-FAMILIES = (image, lossless, report)
+FAMILIES = (image, lossless, report, apps)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ DEMO_DIR = "latentzip-demo"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="run the experiments on a data set and write an HTML report")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where index.html, results.json and figures/ go")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="where index.html, results.json and figures/ go")
     p.add_argument("--quick", action="store_true", help="a few epochs on a subset: minutes instead of hours")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs per model (overrides the budget)")
     p.add_argument("--images", type=int, default=None, metavar="N", help="train on at most N images")

@@ -109,10 +109,14 @@ def _model_rows(results: dict[str, dict[str, Any]], raw_bytes: int) -> list[list
             num(r["mse"], 1),
             num(r["psnr"]),
             num(r["ssim"], 3),
-            num(r.get("train_seconds"), 1),
+            num(r.get("train_seconds"), 1) + _capped(r),
         ]
         for name, r in results.items()
     ]
+
+
+def _capped(result: dict[str, Any]) -> str:
+    return f" (time cap hit in epoch {result['epochs']})" if result.get("stopped_early") else ""
 
 
 MODEL_COLUMNS = ["model", "code values", "bytes/image", "smaller than raw", "MSE", "PSNR dB", "SSIM", "training s"]
@@ -149,7 +153,8 @@ def variants(ctx: Context) -> Section:
         "variants",
         f"Autoencoder variants at code size {code}",
         f"Seven kinds of autoencoder and PCA, each with a code of about {code} numbers per image and "
-        f"the same training budget ({ctx.budget.describe()}). Autoencoder codes are quantized and entropy-coded into one real file for all "
+        f"the same training budget ({ctx.budget.describe()}). Autoencoder codes are quantized and "
+        f"entropy-coded into one real file for all "
         f"{len(inputs.test):,} test images; PCA keeps {code} float16 coefficients (2 bytes each, no header).",
         {"code_size": code, "models": results, "descriptions": {n: d for n, (d, _) in VARIANTS.items()}},
         [Table(MODEL_COLUMNS, _model_rows(results, inputs.dims), "Test-set figures; bytes are real file bytes.")],
@@ -244,8 +249,8 @@ def compression_levels(ctx: Context) -> Section:
     plot = figures.plot([
         figures.Axes(
             [
-                figures.Series("tutorial ratio (input / latent dimensions)", [1 / lv["tutorial_ratio"] for lv in levels],
-                               [lv["mse"] for lv in levels]),
+                figures.Series("tutorial ratio (input / latent dimensions)",
+                               [1 / lv["tutorial_ratio"] for lv in levels], [lv["mse"] for lv in levels]),
                 figures.Series("real files (raw bytes / file bytes)", [1 / lv["file_ratio"] for lv in levels],
                                [lv["mse"] for lv in levels]),
             ],
@@ -336,7 +341,9 @@ def per_class(ctx: Context) -> Section:
         errors = metrics.per_image_mse(originals, decoded)
         raw = {c: float(errors[labels == c].mean()) for c in present}
         by_level[f"{level:.0%}"] = {
-            inputs.classes[c]: {"mse": raw[c], "mse_per_ink": raw[c] / max(ink[c], 1e-6), "images": int(np.sum(labels == c))}
+            inputs.classes[c]: {
+                "mse": raw[c], "mse_per_ink": raw[c] / max(ink[c], 1e-6), "images": int(np.sum(labels == c))
+            }
             for c in present
         }
     names = [inputs.classes[c] for c in present]

@@ -22,18 +22,19 @@ class Budget:
     minutes_per_model: float | None  # a model stops early (and says so) past this
     tsne_points: int  # originals; as many reconstructions join them
     photo_epochs: int  # the STL-10-style conv network on 96x96 photo patches
+    anomaly_classes: int  # classes held out in turn as the anomalies (one model each)
     code: int = 32  # code size of the variants
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> Budget:
         """Minutes on a laptop CPU: a few epochs on a subset; the shapes of the curves show."""
-        return cls("quick", 5000, 1000, 300, 3, 1.0, 500, 2, seed=seed)
+        return cls("quick", 5000, 1000, 300, 3, 1.0, 500, 2, 1, seed=seed)
 
     @classmethod
     def full(cls, seed: int = 0) -> Budget:
         """The whole data set and real training: hours on a CPU."""
-        return cls("full", 60000, 10000, 2000, 20, 15.0, 2000, 40, seed=seed)
+        return cls("full", 60000, 10000, 2000, 20, 15.0, 2000, 40, 10, seed=seed)
 
     def limited(
         self, epochs: int | None = None, train_images: int | None = None, test_images: int | None = None

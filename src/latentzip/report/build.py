@@ -26,7 +26,7 @@ from .. import __version__
 from ..data import load as load_dataset
 from ..errors import DataError, LatentzipError
 from ..fsio import write_tree
-from . import autoencoders, embedding, page, rates
+from . import applications, autoencoders, embedding, page, rates
 from .bank import ModelBank
 from .budget import Budget
 from .inputs import prepare
@@ -40,6 +40,9 @@ EXPERIMENTS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("t-SNE", embedding.tsne),
     ("rate-distortion against classical codecs", rates.rate_distortion),
     ("speed", rates.speed),
+    ("denoising", applications.denoising),
+    ("anomaly detection", applications.anomaly),
+    ("dimensionality reduction", applications.embeddings),
 )
 
 

@@ -26,6 +26,7 @@ class Inputs:
     spec: str
     train: np.ndarray  # (N, H, W, C) uint8
     test: np.ndarray
+    train_labels: np.ndarray | None
     test_labels: np.ndarray | None
     classes: list[str] | None
     notes: list[str] = field(default_factory=list)
@@ -59,7 +60,10 @@ def prepare(spec: str, budget: Budget) -> Inputs:
     if spec in data.dataset_names():
         train, test = data.load(f"{spec}:train"), data.load(f"{spec}:test")
         n_train, n_test = min(len(train), budget.train_images), min(len(test), budget.test_images)
-        parts = (list(train.images[:n_train]), None), (list(test.images[:n_test]), test.labels[:n_test])
+        parts = (
+            (list(train.images[:n_train]), train.labels[:n_train]),
+            (list(test.images[:n_test]), test.labels[:n_test]),
+        )
         classes = test.classes
         notes = [f"{spec}: the first {n_train:,} training and {n_test:,} test images of its own splits"]
     else:
@@ -77,7 +81,7 @@ def prepare(spec: str, budget: Budget) -> Inputs:
         parts = pick(order[n_test:]), pick(order[:n_test])
         classes = loaded.classes
         notes = [f"{spec}: {len(loaded)} images, shuffled and split 80/20 by image"]
-    (train_images, _), (test_images, test_labels) = parts
+    (train_images, train_labels), (test_images, test_labels) = parts
     shapes = {im.shape for im in train_images + test_images}
     channels = {s[-1] for s in shapes}
     if len(channels) > 1:
@@ -85,7 +89,7 @@ def prepare(spec: str, budget: Budget) -> Inputs:
     if len(shapes) > 1 or max(max(s[0], s[1]) for s in shapes) > MAX_SIDE:
         smallest = min(min(s[0], s[1]) for s in shapes)
         side = min(MAX_SIDE, smallest)
-        train_x, _ = _patches(train_images, None, side, budget.train_images, rng)
+        train_x, train_labels = _patches(train_images, train_labels, side, budget.train_images, rng)
         test_x, test_labels = _patches(test_images, test_labels, side, budget.test_images, rng)
         notes.append(
             f"images cut into {side}x{side} patches at random places (dense autoencoders need one "
@@ -94,8 +98,9 @@ def prepare(spec: str, budget: Budget) -> Inputs:
     else:
         train_x = np.stack(train_images)[: budget.train_images]
         test_x = np.stack(test_images)[: budget.test_images]
+        train_labels = None if train_labels is None else train_labels[: budget.train_images]
         test_labels = None if test_labels is None else test_labels[: budget.test_images]
-    return Inputs(spec, train_x, test_x, test_labels, classes, notes)
+    return Inputs(spec, train_x, test_x, train_labels, test_labels, classes, notes)
 
 
 def _patches(

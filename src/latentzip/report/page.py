@@ -60,7 +60,9 @@ def table_text(table: Table) -> str:
 
 
 def _section(section: Section) -> str:
-    parts = [f'<section id="{escape(section.key)}">', f"<h2>{escape(section.title)}</h2>", f"<p>{escape(section.intro)}</p>"]
+    parts = [
+        f'<section id="{escape(section.key)}">', f"<h2>{escape(section.title)}</h2>", f"<p>{escape(section.intro)}</p>"
+    ]
     if section.findings:
         parts.append('<ul class="findings">' + "".join(f"<li>{escape(f)}</li>" for f in section.findings) + "</ul>")
     parts += [table_html(t) for t in section.tables]

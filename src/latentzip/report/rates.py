@@ -129,8 +129,9 @@ def _findings(ours: dict[str, dict[str, Any]], closest: dict[str, dict[str, Any]
         key=lambda item: item[1]["single_file_bytes"],
     )
     text = [
-        f"Near {reference:.1f} dB, latentzip {best_name} takes {best['single_file_bytes']:.0f} bytes for a file "
-        f"holding one image ({best['psnr']:.2f} dB); "
+        f"The smallest latentzip file holding one image at {reference - 0.5:.1f} dB or more: {best_name}, "
+        f"{best['single_file_bytes']:.0f} bytes at {best['psnr']:.2f} dB. The classical codecs at their quality "
+        f"closest to {reference:.1f} dB: "
         + "; ".join(f"{n} {p['bytes_per_image']:.0f} bytes ({p['psnr']:.2f} dB)" for n, p in lossy.items())
         + "."
     ]

@@ -1,0 +1,130 @@
+"""Verbs of the applications: denoise, anomaly, embed."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import data
+from ..errors import LatentzipError
+from ..fsio import write_bytes, write_tree
+from .image import _refuse_overwrite
+
+SPEC_HELP = "dataset name[:split][[:N]], a directory of images, an image or a .npy file"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("denoise", help="clean noisy images with a model trained with --noise")
+    _model_and_inputs(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="where the cleaned PNGs go")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing images in OUTDIR")
+    p.set_defaults(func=_denoise)
+
+    p = sub.add_parser("anomaly", help="score images by how unlike normal ones they are")
+    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+    p.add_argument("--fit", required=True, metavar="SPEC", help=f"normal images: {SPEC_HELP}")
+    p.add_argument("--score", required=True, metavar="SPEC", help=f"images to score: {SPEC_HELP}")
+    p.add_argument("--fpr", type=float, default=0.05, help="share of the --fit images to flag: sets the threshold")
+    p.add_argument("--by", choices=("combined", "error", "bits"), default="combined", help="score that flags")
+    p.add_argument("--csv", default=None, metavar="FILE", help="also write every score as CSV")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
+    p.set_defaults(func=_anomaly)
+
+    p = sub.add_parser("embed", help="export latent codes as .npy, .csv or .parquet")
+    _model_and_inputs(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="codes file: .npy, .csv or .parquet")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
+    p.set_defaults(func=_embed)
+
+
+def _model_and_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or directories")
+    p.add_argument("--data", default=None, metavar="SPEC", help=f"instead of INPUTs: {SPEC_HELP}")
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[str], list[np.ndarray]]:
+    """(names, images) from INPUTs or --data, whichever was given."""
+    if bool(args.inputs) == bool(args.data):
+        raise LatentzipError("give image files or directories, or --data SPEC (one of the two)")
+    if args.data:
+        dataset = data.load(args.data)
+        return dataset.names, list(dataset.images)
+    named = data.read_images(args.inputs)
+    return [name for name, _ in named], [image for _, image in named]
+
+
+def _output_file(path: str, force: bool) -> None:
+    """Refuse before any work an output that exists (without -f) or has no directory."""
+    _refuse_overwrite(path, force)
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise LatentzipError(f"cannot write {path}: directory {parent} does not exist")
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    from ..apps import denoise, trained_noise
+    from ..image.codec import load_model
+
+    codec = load_model(args.model)
+    names, images = _inputs(args)
+    files: dict[str, bytes] = {}
+    for name, image in zip(names, denoise(codec, images, progress=True)):
+        png = Path(name).with_suffix(".png").name
+        if png in files:
+            raise LatentzipError(f"two inputs would both be written as {png}")
+        files[png] = data.to_png_bytes(image)
+    write_tree(args.output, files, overwrite=args.force)
+    noise = trained_noise(codec)
+    how = f"trained on {noise[1]} noise {noise[0]:g}" if noise else "trained without --noise: reconstructed only"
+    print(f"{len(files)} image(s) -> {args.output}/ ({codec.label}: {how})", file=sys.stderr)
+    return 0
+
+
+def _anomaly(args: argparse.Namespace) -> int:
+    from ..apps import AnomalyDetector
+    from ..image.codec import load_model
+
+    if args.csv:
+        _output_file(args.csv, args.force)
+    detector = AnomalyDetector(load_model(args.model), fpr=args.fpr, score=args.by)
+    detector.fit(data.load(args.fit).images, progress=True)
+    new = data.load(args.score)
+    scores = detector.score(new.images, progress=True)
+    rows = [
+        (name, f"{e:.2f}", f"{b:.1f}", f"{c:.1f}", "yes" if flag else "no")
+        for name, e, b, c, flag in zip(new.names, scores.error, scores.bits, scores.combined, scores.flagged)
+    ]
+    header = ("name", "error", "bits", "combined", "anomaly")
+    if args.csv:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([header, *rows])
+        write_bytes(args.csv, text.getvalue().encode())
+    if not args.quiet:
+        width = max(len(header[0]), *(len(r[0]) for r in rows))
+        for row in [header, *rows]:
+            print(f"{row[0]:<{width}}  {row[1]:>10}  {row[2]:>10}  {row[3]:>9}  {row[4]}")
+    print(f"{int(scores.flagged.sum())} of {len(rows)} image(s) flagged: {args.by} score above "
+          f"{detector.threshold:.4g}, which {args.fpr:.1%} of the --fit images exceed", file=sys.stderr)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from ..apps import embed, write_codes
+    from ..apps.embed import codes_format
+    from ..image.codec import load_model
+
+    _output_file(args.output, args.force)
+    codes_format(args.output)
+    codec = load_model(args.model)
+    names, images = _inputs(args)
+    codes = embed(codec, images, progress=True)
+    write_codes(args.output, codes, names)
+    print(f"{len(codes)} image(s) -> {args.output}: {codes.shape[1]} numbers each", file=sys.stderr)
+    return 0
