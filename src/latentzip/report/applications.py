@@ -62,7 +62,7 @@ def denoising(ctx: Context) -> Section:
         "denoise",
         "Denoising",
         f"{len(clean):,} test images with {kind} noise (sigma {level:g} of full scale), cleaned by codecs "
-        "trained on noisy copies of the training images (`latentzip train --noise`), and by classical "
+        "trained on noisy copies of the training images (latentzip train --noise), and by classical "
         f"denoisers whose parameter was tuned on {VALIDATION_IMAGES} noisy training images and which are "
         "told the true noise level.",
         {"noise": {"kind": kind, "level": level, "sigma_after_clipping": sigma}, "images": len(clean),
@@ -181,7 +181,7 @@ def embeddings(ctx: Context) -> Section:
     return Section(
         "embed",
         "Dimensionality reduction",
-        f"The integer codes latentzip stores (`latentzip embed`) against PCA with as many dimensions: "
+        f"The integer codes latentzip stores (what latentzip embed writes) against PCA with as many dimensions: "
         f"{KNN}-NN classification accuracy (training codes as the reference, test codes as queries) and "
         f"scikit-learn's trustworthiness on {len(sample):,} test images.",
         {"neighbours": KNN, "models": results},
