@@ -27,6 +27,19 @@ def test_entropy_coder_round_trip_with_escapes():
         np.testing.assert_array_equal(a, b)
 
 
+def test_table_costs_match_what_the_coder_spends_escapes_included():
+    torch.manual_seed(3)
+    tables = FactorizedPrior(5).freeze()
+    rng = np.random.default_rng(1)
+    values = [rng.integers(-30, 30, size=3000) for _ in range(5)]
+    values[2][:50] = 20_000  # escapes: the escape symbol plus a uniform 16-bit code each
+    costs = [tables.costs(v, c) for c, v in enumerate(values)]
+    assert all(cost.shape == v.shape and (cost > 0).all() for cost, v in zip(costs, values))
+    assert (costs[2][:50] > 16).all()
+    blob = encode_channels(tables, tables.models(), values)
+    assert abs(8 * len(blob) - sum(cost.sum() for cost in costs)) < 64
+
+
 def test_frozen_tables_are_integers_summing_to_the_precision():
     tables = FactorizedPrior(4).freeze()
     assert tables.counts.dtype == np.int32

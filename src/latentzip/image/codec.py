@@ -200,10 +200,7 @@ class ImageCodec:
         for idx in self._groups([lat.shape for lat in latents]).values():
             stacked = np.stack([latents[i] for i in idx])
             for c in range(self.tables.channels):
-                # Few distinct values per channel: price each once with the tables' own rule.
-                values, where = np.unique(stacked[:, c].ravel(), return_inverse=True)
-                cost = np.array([self.tables.bits(values[j : j + 1], c) for j in range(len(values))])
-                bits[idx] += cost[where].reshape(len(idx), -1).sum(1)
+                bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
         return bits
 
     def latents(self, images: ImagesLike) -> list[np.ndarray]:

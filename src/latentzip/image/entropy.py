@@ -151,11 +151,12 @@ class CodingTables:
         index[outside] = self.lengths[channel]
         return index.astype(np.int32), values[outside]
 
-    def bits(self, values: np.ndarray, channel: int) -> float:
-        """Ideal cost in bits of coding integer `values` in `channel` with these tables."""
-        index, escaped = self.symbols(values, channel)
-        counts = self.counts[channel, index].astype(np.float64)
-        return float(-np.log2(counts / TOTAL).sum() + len(escaped) * np.log2(ESCAPE_RANGE))
+    def costs(self, values: np.ndarray, channel: int) -> np.ndarray:
+        """Ideal cost in bits of coding each integer of `values` in `channel` with these
+        tables: its symbol, plus the uniform escape code for a value outside the table."""
+        index, _ = self.symbols(values, channel)
+        cost = -np.log2(self.counts[channel, index].astype(np.float64) / TOTAL)
+        return cost + np.where(index == self.lengths[channel], np.log2(ESCAPE_RANGE), 0.0)
 
 
 def encode_channels(tables: CodingTables, models: list, values: list[np.ndarray]) -> bytes:
