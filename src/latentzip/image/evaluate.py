@@ -8,7 +8,7 @@ and files holding one image each (what a per-image codec such as JPEG pays).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -32,14 +32,18 @@ class Evaluation:
     encode_seconds: float
     decode_seconds: float
 
+    # The decoded images, when the caller asked to keep them (not a figure: left out of as_dict).
+    decoded: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "decoded"}
 
 
-def evaluate(codec: ImageCodec, images: ImagesLike, singles: int = 200) -> Evaluation:
+def evaluate(codec: ImageCodec, images: ImagesLike, singles: int = 200, keep_decoded: bool = False) -> Evaluation:
     """Code `images` through real files and compare the decoded pixels with the input.
 
-    `singles` images (the first ones) are also coded one per file."""
+    `singles` images (the first ones) are also coded one per file. `keep_decoded` keeps
+    the decoded images on the result, for callers that show or score them."""
     batch = [np.asarray(im) for im in images]
     t0 = time.perf_counter()
     blob = codec.encode(batch)
@@ -62,6 +66,7 @@ def evaluate(codec: ImageCodec, images: ImagesLike, singles: int = 200) -> Evalu
         bpp=metrics.bpp(len(blob), pixels),
         psnr=metrics.mean_psnr(originals, decoded),
         ssim=metrics.mean_ssim(originals, decoded),
+        decoded=decoded if keep_decoded else None,
         encode_seconds=t1 - t0,
         decode_seconds=t2 - t1,
     )

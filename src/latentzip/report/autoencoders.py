@@ -48,8 +48,8 @@ def squeeze_grey(images: np.ndarray) -> np.ndarray:
 
 def measure(codec: ImageCodec, images: np.ndarray, trained: Trained | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """A model's figures on real files, and the decoded images."""
-    ev = evaluate(codec, images, singles=min(100, len(images)))
-    decoded = np.stack(codec.decode(codec.encode(images)))
+    ev = evaluate(codec, images, singles=min(100, len(images)), keep_decoded=True)
+    decoded = np.stack(ev.decoded)
     values = int(codec.latents(images[:1])[0].size)
     result: dict[str, Any] = {
         **ev.as_dict(),
