@@ -15,10 +15,9 @@ from .. import baselines, metrics
 from ..apps import AnomalyDetector, add_noise, denoise, embed
 from ..apps.anomaly import SCORES
 from . import figures
-from .autoencoders import GRID_COLUMNS, squeeze_grey
+from .autoencoders import GRID_COLUMNS, VARIANTS, squeeze_grey
 from .section import Context, Figure, Section, Table, num
 
-NOISE = ("gaussian", 0.2)
 VALIDATION_IMAGES = 200  # the classical denoisers' parameters are tuned on these training images
 DENOISER = {"arch": "conv", "hidden": (32,), "lmbda": 1.0, "lr": 5e-3, "batch_size": 64}
 DETECTOR = {"arch": "deep", "hidden": (512, 256)}
@@ -28,7 +27,8 @@ TRUST_SAMPLE = 1000
 
 
 def denoising(ctx: Context) -> Section:
-    kind, level = NOISE
+    _, dense_settings = VARIANTS["denoising"]  # the variant: trained already, and its noise is the test's
+    kind, level = dense_settings.get("noise_kind", "gaussian"), dense_settings["noise"]
     inputs, seed = ctx.inputs, ctx.budget.seed
     clean = squeeze_grey(inputs.test[: ctx.budget.codec_images])
     noisy = add_noise(clean, level, kind, seed=seed + 1)
@@ -43,7 +43,7 @@ def denoising(ctx: Context) -> Section:
     outputs["latentzip conv denoiser"] = np.stack(denoise(conv.codec, noisy))
     settings["latentzip conv denoiser"] = {**DENOISER, "train_seconds": conv.seconds}
     dense = ctx.bank.get(f"denoising (code {ctx.budget.code})", inputs.train,
-                         ctx.bank.config(arch="dense", latent=ctx.budget.code, noise=level, noise_kind=kind))
+                         ctx.bank.config(**dense_settings, latent=ctx.budget.code))
     outputs["latentzip dense denoiser"] = np.stack(denoise(dense.codec, noisy))
     settings["latentzip dense denoiser"] = {"arch": "dense", "train_seconds": dense.seconds}
     for name, method in baselines.DENOISERS.items():
@@ -157,7 +157,7 @@ def _held_out(ctx: Context, held: int) -> tuple[dict[str, Any], dict[str, tuple[
 
 def embeddings(ctx: Context) -> Section:
     inputs, code = ctx.inputs, ctx.budget.code
-    trained = ctx.bank.get(f"dense (code {code})", inputs.train, ctx.bank.config(arch="dense", latent=code))
+    trained = ctx.bank.get(f"dense (code {code})", inputs.train, ctx.bank.config(**VARIANTS["dense"][1], latent=code))
     sample = np.random.default_rng(ctx.budget.seed).permutation(len(inputs.test))[:TRUST_SAMPLE]
     codes = {
         f"latentzip dense {code}": (embed(trained.codec, inputs.train), embed(trained.codec, inputs.test)),

@@ -50,9 +50,9 @@ def rate_distortion(ctx: Context) -> Section:
     images = ctx.inputs.test[: ctx.budget.codec_images]
     ours = _latentzip_points(ctx, images)
     theirs = _baseline_points(ctx, images)
-    ctx.shared["rd"] = (ours, theirs)
     reference = float(np.median([p["psnr"] for p in ours.values()]))
     closest = {name: min(pts, key=lambda p: abs(p["psnr"] - reference)) for name, pts in theirs.items()}
+    ctx.shared["rd"] = (ours, closest, reference)
     rows = [
         [f"latentzip {name}", "–", num(p["single_file_bytes"], 1), num(p["bytes_per_image"], 1),
          num(p["payload_bytes_per_image"], 1), num(p["psnr"]), num(p["ssim"], 3)]
@@ -151,16 +151,14 @@ def _findings(ours: dict[str, dict[str, Any]], closest: dict[str, dict[str, Any]
 
 
 def speed(ctx: Context) -> Section:
-    ours, theirs = ctx.shared["rd"]
-    reference = float(np.median([p["psnr"] for p in ours.values()]))
+    ours, closest, reference = ctx.shared["rd"]
     rows_data: list[tuple[str, str, dict[str, Any]]] = [
         (f"latentzip {name}", "–", {
             "psnr": p["psnr"], "encode_s": p["encode_seconds"], "decode_s": p["decode_seconds"], "images": p["images"],
         })
         for name, p in ours.items()
     ]
-    for name, pts in theirs.items():
-        p = min(pts, key=lambda p: abs(p["psnr"] - reference))
+    for name, p in closest.items():
         rows_data.append((name, "–" if p["quality"] is None else f"{p['quality']:g}", p))
     results = {
         name: {
