@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 import latentzip
 from latentzip import baselines, data, metrics
-from latentzip.apps import AnomalyDetector, add_noise, denoise, embed
-from latentzip.apps.anomaly import SCORES
+from latentzip.apps import add_noise, denoise, embed
+from latentzip.apps.anomaly import SCORES, against_peers
 from latentzip.image.train import TrainConfig, train
 
 import common
@@ -116,21 +115,8 @@ def anomaly_class(held: int, train_set: data.Dataset, test_set: data.Dataset, ar
 
     cfg = TrainConfig(epochs=args.epochs, seed=0, threads=1, **DETECTOR)
     codec = train(fit, cfg, progress=False).codec
-    detector = AnomalyDetector(codec, fpr=FPR).fit(calibrate)
-    scores = detector.score(test)
-    auc = {f"latentzip-{name}": float(roc_auc_score(is_anomaly, scores.by(name))) for name in SCORES}
-
-    auc["pca-error"] = float(roc_auc_score(is_anomaly, baselines.pca_anomaly_scores(fit, test, cfg.latent)))
-    auc["isolation-forest"] = float(roc_auc_score(is_anomaly, baselines.isolation_forest_scores(fit, test)))
-    return {
-        "held_out": test_set.classes[held],
-        "auc": auc,
-        "threshold": {
-            "score": detector.score_name,
-            "false_positive_rate": float(scores.flagged[~is_anomaly].mean()),
-            "detection_rate": float(scores.flagged[is_anomaly].mean()),
-        },
-    }
+    result, _ = against_peers(codec, fit, calibrate, test, is_anomaly, cfg.latent, FPR)
+    return {"held_out": test_set.classes[held], **result}
 
 
 def bench_anomaly(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,10 +13,11 @@ images comes out higher than asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .. import metrics
+from .. import baselines, metrics
 from ..errors import LatentzipError
 from ..image.codec import ImageCodec, ImagesLike
 from .progress import chunks
@@ -88,3 +89,36 @@ class AnomalyDetector:
         mse, cost = np.asarray(error), np.concatenate(bits)
         combined = cost + self.lmbda * mse * np.asarray(pixels)
         return AnomalyScores(mse, cost, combined, np.zeros(len(mse), dtype=bool))
+
+
+def against_peers(
+    codec: ImageCodec,
+    fit: np.ndarray,
+    calibrate: np.ndarray,
+    test: np.ndarray,
+    is_anomaly: np.ndarray,
+    k: int,
+    fpr: float = 0.05,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """ROC AUC of each latentzip score and of its classical peers on `test`, and what the
+    detector's threshold gives there; also every method's scores, for ROC curves.
+
+    The peers (PCA reconstruction error with `k` components, IsolationForest) are fitted
+    on `fit`, the normal images the codec was trained on; the detector's thresholds are
+    set on `calibrate`, other normal images."""
+    from sklearn.metrics import roc_auc_score
+
+    detector = AnomalyDetector(codec, fpr=fpr).fit(calibrate)
+    scores = detector.score(test)
+    by_method = {f"latentzip-{name}": scores.by(name) for name in SCORES}
+    by_method["pca-error"] = baselines.pca_anomaly_scores(fit, test, k, seed)
+    by_method["isolation-forest"] = baselines.isolation_forest_scores(fit, test, seed)
+    return {
+        "auc": {method: float(roc_auc_score(is_anomaly, s)) for method, s in by_method.items()},
+        "threshold": {
+            "score": detector.score_name,
+            "false_positive_rate": float(scores.flagged[~is_anomaly].mean()),
+            "detection_rate": float(scores.flagged[is_anomaly].mean()),
+        },
+    }, by_method

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from .. import baselines, metrics
-from ..apps import AnomalyDetector, add_noise, denoise, embed
-from ..apps.anomaly import SCORES
+from ..apps import add_noise, denoise, embed
+from ..apps.anomaly import against_peers
 from . import figures
 from .autoencoders import GRID_COLUMNS, VARIANTS, squeeze_grey
 from .section import Context, Figure, Section, Table, num
@@ -136,23 +136,10 @@ def _held_out(ctx: Context, held: int) -> tuple[dict[str, Any], dict[str, tuple[
     name = inputs.classes[held]
     trained = ctx.bank.get(f"deep (code {ctx.budget.code}) without '{name}'", fit,
                            ctx.bank.config(latent=ctx.budget.code, **DETECTOR))
-    detector = AnomalyDetector(trained.codec, fpr=FPR).fit(calibrate)
-    test, is_anomaly = inputs.test, inputs.test_labels == held
-    scores = detector.score(test)
-    by_method = {f"latentzip-{s}": scores.by(s) for s in SCORES}
-    by_method["pca-error"] = baselines.pca_anomaly_scores(fit, test, ctx.budget.code, ctx.budget.seed)
-    by_method["isolation-forest"] = baselines.isolation_forest_scores(fit, test, ctx.budget.seed)
-    auc = {m: float(roc_auc_score(is_anomaly, s)) for m, s in by_method.items()}
-    curves = {m: roc_curve(is_anomaly, s)[:2] for m, s in by_method.items()}
-    return {
-        "held_out": name,
-        "auc": auc,
-        "threshold": {
-            "score": detector.score_name,
-            "false_positive_rate": float(scores.flagged[~is_anomaly].mean()),
-            "detection_rate": float(scores.flagged[is_anomaly].mean()),
-        },
-    }, curves
+    result, by_method = against_peers(trained.codec, fit, calibrate, inputs.test, inputs.test_labels == held,
+                                      ctx.budget.code, FPR, ctx.budget.seed)
+    curves = {m: roc_curve(inputs.test_labels == held, s)[:2] for m, s in by_method.items()}
+    return {"held_out": name, **result}, curves
 
 
 def embeddings(ctx: Context) -> Section:
