@@ -2,6 +2,7 @@
 
     python scripts/train_zoo.py                      # every model (CPU: about an hour)
     python scripts/train_zoo.py fashion-mnist:q2     # just one
+    python scripts/train_zoo.py --refit-refinement   # keep the weights, refit the refinement tables
 
 Each model is trained on the dataset's training split, then measured on its test split
 through real files; those measured figures become the model's description in
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from latentzip import data
 from latentzip.image import zoo
 from latentzip.image.evaluate import evaluate
-from latentzip.image.train import TrainConfig, train
+from latentzip.image.codec import ImageCodec
+from latentzip.image.train import TrainConfig, split, train
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,19 @@ def config(point: Point, epochs: int) -> TrainConfig:
     )
 
 
-def build(name: str, epochs: int) -> None:
+def build(name: str, epochs: int, refit: bool) -> None:
+    """Train `name` (or, with `refit`, load it and refit its refinement tables on the
+    images `train` would use), measure it on the test split and write it."""
     dataset, _, level = name.partition(":")
     cfg = config(POINTS[level], epochs)
     started = time.time()
-    result = train(data.load(f"{dataset}:train").images, cfg)
-    codec = result.codec
+    images = data.load(f"{dataset}:train").images
+    if refit:
+        shipped = zoo.load(name)
+        bare = ImageCodec(shipped.model, shipped.tables, {k: v for k, v in shipped.meta.items() if k in ("train", "history", "train_minutes")})
+        codec = bare.with_refinement(split(images, TrainConfig(**shipped.meta["train"]))[1])
+    else:
+        codec = train(images, cfg).codec
     test = data.load(f"{dataset}:test")
     ev = evaluate(codec, list(test.images))
     codec.meta.update(
@@ -64,8 +73,8 @@ def build(name: str, epochs: int) -> None:
         fingerprint=codec.fingerprint.hex(),
         dataset=dataset,
         test=ev.as_dict(),
-        train_minutes=round((time.time() - started) / 60, 1),
     )
+    codec.meta.setdefault("train_minutes", round((time.time() - started) / 60, 1))
     zoo.MODEL_DIR.mkdir(parents=True, exist_ok=True)
     codec.save(zoo.path_of(name))
     print(f"{name}: {codec.meta['description']}", flush=True)
@@ -76,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     every = [f"{d}:{q}" for d in DATASETS for q in POINTS]
     parser.add_argument("names", nargs="*", default=every, metavar="NAME", help=f"models to train (default: all of {', '.join(every)})")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--refit-refinement", action="store_true", help="keep the shipped weights; refit the refinement tables only")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(every))
     if unknown:
         parser.error(f"unknown model name(s): {', '.join(unknown)}")
     for name in args.names:
-        build(name, args.epochs)
+        build(name, args.epochs, args.refit_refinement)
     return 0
 
 

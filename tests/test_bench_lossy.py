@@ -22,7 +22,7 @@ def test_runs_end_to_end(lossy, model_file, tmp_path, capsys):
     out = tmp_path / "results" / "lossy.json"
     argv = [
         "--data", "digits", "--limit", "40", "--codecs", "jpeg", "webp", "pca",
-        "--pca-k", "4", "8", "16", "--model", f"digits={model_file}", "--out", str(out),
+        "--pca-k", "4", "8", "16", "--model", f"digits={model_file}", "--max-errors", "8", "--out", str(out),
     ]
     returned = lossy.main(argv)
 
@@ -33,9 +33,11 @@ def test_runs_end_to_end(lossy, model_file, tmp_path, capsys):
     ds = result["datasets"]["digits"]
     assert ds["test_images"] == 40
     assert set(ds["baselines"]) == {"jpeg", "webp", "pca"}
-    (point,) = ds["latentzip"]
+    point, refined = ds["latentzip"]
     assert point["images"] == 40 and point["model_bytes"] == model_file.stat().st_size
     assert point["memory"]["peak_rss_bytes"] > point["memory"]["rss_before_coding_bytes"] > 0
+    assert point["max_error"] is None and refined["max_error"] == 8 and refined["max_abs_error"] <= 8
+    assert refined["psnr"] > point["psnr"] and refined["bytes_per_image"] > point["bytes_per_image"]
     assert {"below_baselines", "webp_ratio", "throughput"} <= ds["targets"].keys()
     assert isinstance(ds["targets"]["throughput"]["met"], bool)
     assert (out.parent / "lossy-digits.png").stat().st_size > 0

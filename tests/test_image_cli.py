@@ -186,3 +186,24 @@ def test_resume_with_other_settings_fails_cleanly(tmp_path, digits):
                    "-q", "--resume", "-o", str(model))
     assert_clean_error(proc, "other settings")
     assert not model.exists()
+
+
+def test_max_error_through_the_cli(tmp_path, shots, model_file):
+    out = tmp_path / "s.ltz"
+    proc = run_cli("encode", "-m", str(model_file), "--max-error", "3", str(shots), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    proc = run_cli("decode", str(out), "-m", str(model_file), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    for name in os.listdir(shots):
+        original = np.asarray(Image.open(shots / name)).astype(int)
+        restored = np.asarray(Image.open(tmp_path / "out" / name)).astype(int)
+        assert np.abs(original - restored).max() <= 3
+
+    proc = run_cli("eval", "-m", str(model_file), "--data", "digits:test[:30]", "--max-error", "0", "--json", str(tmp_path / "rd.json"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    record = json.loads((tmp_path / "rd.json").read_text())
+    assert record["max_error"] == 0 and record["max_abs_error"] == 0
+
+    proc = run_cli("encode", "-m", str(model_file), "--max-error", "400", str(shots), "-o", str(tmp_path / "bad.ltz"))
+    assert_clean_error(proc, "max error")
+    assert not (tmp_path / "bad.ltz").exists()

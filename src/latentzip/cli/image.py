@@ -14,6 +14,12 @@ from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
 
 
+MAX_ERROR_HELP = (
+    "add a refinement layer so that no pixel is off by more than D grey levels "
+    "(0 = lossless; more bytes, higher quality)"
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=_models)
@@ -44,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
+    p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="restore the images of a .ltz file as PNG")
@@ -57,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", required=True)
     p.add_argument("--data", required=True, metavar="SPEC")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
     p.set_defaults(func=_eval)
 
 
@@ -97,7 +105,7 @@ def _encode(args: argparse.Namespace) -> int:
     _refuse_overwrite(args.output, args.force)
     codec = load_model(args.model)
     named = data.read_images(args.inputs)
-    blob = codec.encode([im for _, im in named], [name for name, _ in named])
+    blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error)
     write_bytes(args.output, blob)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
@@ -136,7 +144,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     codec = load_model(args.model)
     dataset = data.load(args.data)
-    result = evaluate(codec, list(dataset.images))
+    result = evaluate(codec, list(dataset.images), max_error=args.max_error)
     rows = [
         ("images", f"{result.images}"),
         ("bytes/image (one file)", f"{result.bytes_per_image:.2f}"),
@@ -146,6 +154,7 @@ def _eval(args: argparse.Namespace) -> int:
         ("bpp", f"{result.bpp:.4f}"),
         ("PSNR (dB)", f"{result.psnr:.2f}"),
         ("SSIM", f"{result.ssim:.4f}"),
+        ("max |error| (grey levels)", f"{result.max_abs_error}"),
         ("encode images/s", f"{result.images / result.encode_seconds:.0f}"),
         ("decode images/s", f"{result.images / result.decode_seconds:.0f}"),
     ]

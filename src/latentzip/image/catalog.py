@@ -19,6 +19,7 @@ from ..errors import FormatError
 _NAMES = 1  # names are stored (otherwise they are 000000.png, 000001.png, ...)
 _UNIFORM = 2  # every image has the same shape, stored once
 _DEFLATED = 4  # the variable part is raw-deflated
+_REFINED = 8  # a refinement layer follows the latents; its max error is stored
 _DIGITS = re.compile(r"(\d+)")
 _MAX_DIGITS = 18
 MAX_IMAGES = 1 << 24  # bounds what a hostile header can make a decoder allocate
@@ -28,6 +29,7 @@ MAX_IMAGES = 1 << 24  # bounds what a hostile header can make a decoder allocate
 class Catalog:
     names: list[str]
     shapes: list[tuple[int, int, int]]  # (height, width, channels)
+    max_error: int | None = None  # the refinement layer's bound on every pixel's error, if any
 
 
 def default_names(count: int) -> list[str]:
@@ -37,6 +39,9 @@ def default_names(count: int) -> list[str]:
 def pack(catalog: Catalog) -> bytes:
     flags = 0
     fixed = put_varint(len(catalog.shapes))
+    if catalog.max_error is not None:
+        flags |= _REFINED
+        fixed += put_varint(catalog.max_error)
     body = bytearray()
     if catalog.shapes and all(s == catalog.shapes[0] for s in catalog.shapes):
         flags |= _UNIFORM
@@ -61,9 +66,12 @@ def pack(catalog: Catalog) -> bytes:
 def unpack(data: bytes) -> Catalog:
     reader = Reader(data, what="image catalog")
     flags = reader.take(1)[0]
+    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED):
+        raise FormatError("corrupt image catalog (unknown flags)")
     count = reader.varint()
     if count > MAX_IMAGES:
         raise FormatError(f"corrupt image catalog ({count} images is more than latentzip accepts)")
+    max_error = reader.varint() if flags & _REFINED else None
     uniform = tuple(reader.varint() for _ in range(3)) if flags & _UNIFORM else None
     body = reader.rest()
     if flags & _DEFLATED:
@@ -85,7 +93,7 @@ def unpack(data: bytes) -> Catalog:
         names = default_names(count)
     if not inner.done():
         raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes)  # type: ignore[arg-type]
+    return Catalog(names, shapes, max_error)  # type: ignore[arg-type]
 
 
 def safe_name(name: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import constriction
 import numpy as np
 import torch
 from safetensors import SafetensorError
@@ -28,7 +29,8 @@ from .. import container
 from ..errors import FormatError, LatentzipError, ModelError
 from ..fsio import write_bytes
 from . import catalog
-from .entropy import TOTAL, CodingTables, decode_channels, encode_channels
+from . import refine
+from .entropy import TOTAL, CodingTables, finish, read_channels, reader, write_channels
 from .model import Autoencoder
 from .transforms import NetConfig
 
@@ -45,9 +47,13 @@ ImagesLike = np.ndarray | Sequence[np.ndarray]
 class ImageCodec:
     """A trained autoencoder with its frozen prior: a complete lossy image codec."""
 
-    def __init__(self, model: Autoencoder, tables: CodingTables, meta: dict[str, Any] | None = None, name: str | None = None):
+    def __init__(
+        self, model: Autoencoder, tables: CodingTables, meta: dict[str, Any] | None = None, name: str | None = None,
+        refinement: refine.RefineTables | None = None,
+    ):
         self.model = model.eval()
         self.tables = tables
+        self.refinement = refinement
         self.meta = meta or {}
         self.name = name
         self._coders = tables.models()
@@ -72,6 +78,10 @@ class ImageCodec:
         tensors["tables.counts"] = torch.from_numpy(self.tables.counts)
         tensors["tables.offsets"] = torch.from_numpy(self.tables.offsets)
         tensors["tables.lengths"] = torch.from_numpy(self.tables.lengths)
+        if self.refinement is not None:
+            tensors["refine.value_edges"] = torch.from_numpy(self.refinement.value_edges)
+            tensors["refine.gradient_edges"] = torch.from_numpy(self.refinement.gradient_edges)
+            tensors["refine.histogram"] = torch.from_numpy(self.refinement.histogram.astype(np.int32))
         return tensors
 
     def _fingerprint(self) -> bytes:
@@ -116,9 +126,17 @@ class ImageCodec:
                 tensors["tables.lengths"].numpy().astype(np.int32),
             )
             _check_tables(tables, cfg)
+            refinement = None
+            if "refine.histogram" in tensors:
+                refinement = refine.RefineTables(
+                    tensors["refine.value_edges"].numpy().astype(np.int32),
+                    tensors["refine.gradient_edges"].numpy().astype(np.int32),
+                    tensors["refine.histogram"].numpy().astype(np.int64),
+                )
+                refinement.check()
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{what} is damaged ({str(exc).splitlines()[0]})") from None
-        return cls(model, tables, json.loads(meta.get("meta", "{}")), name)
+        return cls(model, tables, json.loads(meta.get("meta", "{}")), name, refinement)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ImageCodec":
@@ -136,20 +154,42 @@ class ImageCodec:
         self.name = name
         return self
 
+    def with_refinement(self, images: ImagesLike) -> "ImageCodec":
+        """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
+        can code with a bound on every pixel's error (`max_error`). A new model: its
+        fingerprint differs from this one's."""
+        batch = self._as_list(images)[: refine.FIT_IMAGES]
+        sizes = np.cumsum([im.size for im in batch])
+        batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
+        latents = self._analyse(batch)
+        base = self._synthesise(latents, [im.shape for im in batch])
+        groups = [(guides, originals - predicted) for _, guides, originals, predicted in self._residual_groups(batch, latents, base)]
+        return ImageCodec(self.model, self.tables, dict(self.meta), self.name, refine.fit(groups))
+
     # --- coding ----------------------------------------------------------------------
 
-    def encode(self, images: ImagesLike, names: Sequence[str] | None = None) -> bytes:
-        """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file."""
+    def encode(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None) -> bytes:
+        """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file.
+
+        With `max_error` d, a refinement layer follows the latents so that no decoded
+        pixel differs from its original by more than d grey levels (0: lossless)."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
+        self._check_refinement(max_error)
         names = list(names) if names is not None else catalog.default_names(len(batch))
         latents = self._analyse(batch)
         values = [np.concatenate([lat[c].ravel() for lat in latents]) for c in range(self.tables.channels)]
-        payload = encode_channels(self.tables, self._coders, values)
+        encoder = constriction.stream.queue.RangeEncoder()
+        write_channels(encoder, self.tables, self._coders, values)
+        if max_error is not None:
+            base = self._synthesise(latents, [im.shape for im in batch])
+            for _, guides, originals, predicted in self._residual_groups(batch, latents, base):
+                q = refine.quantize(originals - predicted, max_error)
+                refine.encode(encoder, self.refinement, max_error, guides, q)  # type: ignore[arg-type]
         shapes = [im.shape for im in batch]
-        header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes))
-        return container.pack(container.Kind.IMAGES, header, payload)
+        header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes, max_error))
+        return container.pack(container.Kind.IMAGES, header, finish(encoder))
 
     def decode(self, blob: bytes) -> list[np.ndarray]:
         """The images of a file, as uint8 arrays (H, W) for grey and (H, W, 3) for RGB."""
@@ -168,39 +208,74 @@ class ImageCodec:
         sizes = [sum(per_image)] * self.tables.channels
         if sum(sizes) > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
-        values = decode_channels(self.tables, self._coders, payload, sizes)
+        if cat.max_error is not None:
+            if not 0 <= cat.max_error <= refine.MAX_ERROR:
+                raise FormatError(f"corrupt image file (refinement max error {cat.max_error})")
+            self._check_refinement(cat.max_error)
+        decoder = reader(payload)
+        values = read_channels(decoder, self.tables, self._coders, sizes)
         stacked = np.stack(values)  # (channels, total latents per channel)
         starts = np.cumsum([0, *per_image])
         latents = [stacked[:, starts[i] : starts[i + 1]].reshape(self.tables.channels, *grids[i]) for i in range(len(grids))]
         images = self._synthesise(latents, cat.shapes)
+        if cat.max_error is not None:
+            for idx, guides, _, predicted in self._residual_groups(None, latents, images, cat.shapes):
+                q = refine.decode(decoder, self.refinement, cat.max_error, guides)  # type: ignore[arg-type]
+                for i, image in zip(idx, refine.restore(predicted, q, cat.max_error)):
+                    images[i] = image.reshape(images[i].shape)
         return list(zip(cat.names, images))
 
-    def estimate_bits(self, images: ImagesLike) -> float:
-        """What the learned (float) prior says the latents of `images` cost, in bits."""
-        latents = self._analyse(self._as_list(images))
+    def estimate_bits(self, images: ImagesLike, max_error: int | None = None) -> float:
+        """What the learned (float) prior says the latents of `images` cost, in bits, plus
+        the refinement layer's ideal cost under its tables with `max_error`."""
+        batch = self._as_list(images)
+        latents = self._analyse(batch)
         total = 0.0
         with torch.no_grad():
             for idx in self._groups([lat.shape for lat in latents]).values():
                 q = torch.from_numpy(np.stack([latents[i] for i in idx])).float()
                 total += float(-torch.log2(self.model.prior.likelihood(q)).sum())
+        if max_error is not None:
+            self._check_refinement(max_error)
+            base = self._synthesise(latents, [im.shape for im in batch])
+            for _, guides, originals, predicted in self._residual_groups(batch, latents, base):
+                q = refine.quantize(originals - predicted, max_error)
+                total += float(refine.costs(self.refinement, max_error, guides, q).sum())  # type: ignore[arg-type]
         return total
 
-    def reconstruct(self, images: ImagesLike) -> list[np.ndarray]:
-        """What decode(encode(images)) returns, without the range coder: analysis, rounding,
-        synthesis. Denoising and anomaly scores need the pixels, not the bytes."""
+    def reconstruct(self, images: ImagesLike, max_error: int | None = None) -> list[np.ndarray]:
+        """What decode(encode(images, max_error=...)) returns, without the range coder:
+        analysis, rounding, synthesis (and the quantized residual). Denoising and anomaly
+        scores need the pixels, not the bytes."""
         batch = self._as_list(images)
-        return self._synthesise(self._analyse(batch), [im.shape for im in batch])
+        self._check_refinement(max_error)
+        latents = self._analyse(batch)
+        out = self._synthesise(latents, [im.shape for im in batch])
+        if max_error is not None:
+            for idx, _, originals, predicted in self._residual_groups(batch, latents, out):
+                restored = refine.restore(predicted, refine.quantize(originals - predicted, max_error), max_error)
+                for i, image in zip(idx, restored):
+                    out[i] = image.reshape(out[i].shape)
+        return out
 
-    def code_bits(self, images: ImagesLike) -> np.ndarray:
-        """Each image's cost in bits under the frozen integer tables, escapes included: the
-        length the range coder reaches up to a few bytes per file. Unlike `estimate_bits`
-        it is exact and per image, so it can score how unusual an image is to the model."""
-        latents = self._analyse(self._as_list(images))
+    def code_bits(self, images: ImagesLike, max_error: int | None = None) -> np.ndarray:
+        """Each image's cost in bits under the frozen integer tables, escapes (and the
+        refinement layer, with `max_error`) included: the length the range coder reaches
+        up to a few bytes per file. Unlike `estimate_bits` it is exact and per image, so
+        it can score how unusual an image is to the model."""
+        batch = self._as_list(images)
+        self._check_refinement(max_error)
+        latents = self._analyse(batch)
         bits = np.zeros(len(latents))
         for idx in self._groups([lat.shape for lat in latents]).values():
             stacked = np.stack([latents[i] for i in idx])
             for c in range(self.tables.channels):
                 bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
+        if max_error is not None:
+            base = self._synthesise(latents, [im.shape for im in batch])
+            for idx, guides, originals, predicted in self._residual_groups(batch, latents, base):
+                q = refine.quantize(originals - predicted, max_error)
+                bits[idx] += refine.costs(self.refinement, max_error, guides, q)  # type: ignore[arg-type]
         return bits
 
     def latents(self, images: ImagesLike) -> list[np.ndarray]:
@@ -247,6 +322,37 @@ class ImageCodec:
                 raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
             self._grid(im.shape)
         return batch
+
+    def _check_refinement(self, max_error: int | None) -> None:
+        if max_error is None:
+            return
+        if self.refinement is None:
+            raise ModelError(f"{self.label} has no refinement tables, so it cannot bound the error; train it again with this version of latentzip")
+        try:
+            refine.check_max_error(max_error)
+        except ValueError as exc:
+            raise LatentzipError(str(exc)) from None
+
+    def _residual_groups(
+        self, batch: list[np.ndarray] | None, latents: list[np.ndarray], base: list[np.ndarray],
+        shapes: Sequence[tuple[int, int, int]] | None = None,
+    ):
+        """Per group of same-shape images: (indices, integer guides, originals, base
+        reconstructions), the last three stacked as int64 (n, H, W, C). Without `batch`
+        (decoding) the originals are None and `shapes` gives the shapes."""
+        shapes = [im.shape for im in batch] if batch is not None else shapes
+        for shape, idx in self._groups(shapes).items():  # type: ignore[arg-type]
+            h, w, c = shape
+            grid = np.stack([latents[i] for i in idx])
+            if self.cfg.dense:
+                linear = self.model.synthesis.linear
+                weights = (linear.weight.detach().numpy(), linear.bias.detach().numpy())
+            else:
+                weights = None
+            guides = refine.guide(self.cfg, weights, grid, (h, w))
+            predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int64)
+            originals = np.stack([batch[i] for i in idx]).astype(np.int64) if batch is not None else None
+            yield idx, guides, originals, predicted
 
     def _groups(self, shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
         groups: dict[tuple[int, ...], list[int]] = {}

@@ -159,10 +159,9 @@ class CodingTables:
         return cost + np.where(index == self.lengths[channel], np.log2(ESCAPE_RANGE), 0.0)
 
 
-def encode_channels(tables: CodingTables, models: list, values: list[np.ndarray]) -> bytes:
+def write_channels(encoder: constriction.stream.queue.RangeEncoder, tables: CodingTables, models: list, values: list[np.ndarray]) -> None:
     """Range-code `values[c]` (integer arrays) with channel c's table, channels in order,
-    then the escaped values. Trailing zero bytes are dropped; decode restores them."""
-    encoder = constriction.stream.queue.RangeEncoder()
+    then the escaped values."""
     escaped = []
     for c, v in enumerate(values):
         index, out = tables.symbols(v, c)
@@ -173,14 +172,10 @@ def encode_channels(tables: CodingTables, models: list, values: list[np.ndarray]
     if len(extra):
         shifted = np.clip(extra, -ESCAPE_RANGE // 2, ESCAPE_RANGE // 2 - 1) + ESCAPE_RANGE // 2
         encoder.encode(shifted.astype(np.int32), constriction.stream.model.Uniform(ESCAPE_RANGE))
-    data = encoder.get_compressed().astype("<u4").tobytes()
-    return data.rstrip(b"\0")
 
 
-def decode_channels(tables: CodingTables, models: list, data: bytes, sizes: list[int]) -> list[np.ndarray]:
-    """Inverse of encode_channels: `sizes[c]` values of channel c, as int64 arrays."""
-    padded = data + b"\0" * (-len(data) % 4)
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+def read_channels(decoder: constriction.stream.queue.RangeDecoder, tables: CodingTables, models: list, sizes: list[int]) -> list[np.ndarray]:
+    """Inverse of write_channels: `sizes[c]` values of channel c, as int64 arrays."""
     indices = [decoder.decode(models[c], n) if n else np.zeros(0, np.int32) for c, n in enumerate(sizes)]
     values, escapes = [], []
     for c, index in enumerate(indices):
@@ -196,6 +191,16 @@ def decode_channels(tables: CodingTables, models: list, data: bytes, sizes: list
             v[e] = extra[start : start + len(e)]
             start += len(e)
     return values
+
+
+def finish(encoder: constriction.stream.queue.RangeEncoder) -> bytes:
+    """The encoder's stream as bytes, trailing zero bytes dropped (`reader` restores them)."""
+    return encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def reader(data: bytes) -> constriction.stream.queue.RangeDecoder:
+    padded = data + b"\0" * (-len(data) % 4)
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
 
 
 def _to_counts(p: np.ndarray) -> np.ndarray:

@@ -28,9 +28,11 @@ class Evaluation:
     estimated_bytes_per_image: float  # what the learned prior predicts
     bpp: float  # of the one file, per real pixel
     psnr: float  # mean of per-image PSNR, dB
+    max_abs_error: int  # largest |decoded - original| over every pixel, grey levels
     ssim: float  # mean of per-image SSIM
     encode_seconds: float
     decode_seconds: float
+    max_error: int | None = None  # the refinement layer's bound, when one was asked for
 
     # The decoded images, when the caller asked to keep them (not a figure: left out of as_dict).
     decoded: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -39,21 +41,24 @@ class Evaluation:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "decoded"}
 
 
-def evaluate(codec: ImageCodec, images: ImagesLike, singles: int = 200, keep_decoded: bool = False) -> Evaluation:
+def evaluate(
+    codec: ImageCodec, images: ImagesLike, singles: int = 200, keep_decoded: bool = False, max_error: int | None = None,
+) -> Evaluation:
     """Code `images` through real files and compare the decoded pixels with the input.
 
     `singles` images (the first ones) are also coded one per file. `keep_decoded` keeps
-    the decoded images on the result, for callers that show or score them."""
+    the decoded images on the result, for callers that show or score them. `max_error`
+    codes with the refinement layer (see `ImageCodec.encode`)."""
     batch = [np.asarray(im) for im in images]
     t0 = time.perf_counter()
-    blob = codec.encode(batch)
+    blob = codec.encode(batch, max_error=max_error)
     t1 = time.perf_counter()
     decoded = codec.decode(blob)
     t2 = time.perf_counter()
     header, payload = container.unpack(blob, container.Kind.IMAGES)
     n = len(batch)
     pixels = sum(im.shape[0] * im.shape[1] for im in batch)
-    single = [len(codec.encode(batch[i : i + 1])) for i in range(min(singles, n))]
+    single = [len(codec.encode(batch[i : i + 1], max_error=max_error)) for i in range(min(singles, n))]
     originals = [im[..., 0] if im.ndim == 3 and im.shape[-1] == 1 else im for im in batch]
     return Evaluation(
         images=n,
@@ -62,12 +67,14 @@ def evaluate(codec: ImageCodec, images: ImagesLike, singles: int = 200, keep_dec
         bytes_per_image=len(blob) / n,
         payload_bytes_per_image=len(payload) / n,
         single_file_bytes=float(np.mean(single)),
-        estimated_bytes_per_image=codec.estimate_bits(batch) / 8 / n,
+        estimated_bytes_per_image=codec.estimate_bits(batch, max_error) / 8 / n,
         bpp=metrics.bpp(len(blob), pixels),
         psnr=metrics.mean_psnr(originals, decoded),
         ssim=metrics.mean_ssim(originals, decoded),
+        max_abs_error=max((int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(originals, decoded)), default=0),
         decoded=decoded if keep_decoded else None,
         encode_seconds=t1 - t0,
         decode_seconds=t2 - t1,
+        max_error=max_error,
     )
 

@@ -151,6 +151,14 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer)
     return int(meta.get("epoch", "0"))
 
 
+def split(images: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
+    be made again (to refit a trained model's refinement tables, for instance)."""
+    order = np.random.default_rng(cfg.seed).permutation(len(images))
+    n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
+    return images[order[:n_val]], images[order[n_val:]]
+
+
 def train(
     images: np.ndarray,
     cfg: TrainConfig,
@@ -170,10 +178,7 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(images))
-    n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
-    val, fit = images[order[:n_val]], images[order[n_val:]]
+    val, fit = split(images, cfg)
 
     model = Autoencoder(cfg.net(images))
     if model.cfg.dense and cfg.pca_gain is not None:
@@ -235,6 +240,7 @@ def train(
 
     model.eval()
     codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in history]})
+    codec = codec.with_refinement(fit)  # fitted on training images only, never on validation
     return TrainResult(codec, history, stopped_early)
 
 
