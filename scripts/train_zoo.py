@@ -31,9 +31,11 @@ class Point:
     latent: int
     gain: float
     lmbda: float
+    hidden: tuple[int, ...] = (512, 256)
 
 
 POINTS = {
+    "q0": Point(latent=10, gain=0.8, lmbda=0.0005, hidden=(256, 128)),
     "q1": Point(latent=32, gain=2.0, lmbda=0.003),
     "q2": Point(latent=64, gain=4.0, lmbda=0.01),
     "q3": Point(latent=128, gain=6.0, lmbda=0.03),
@@ -45,7 +47,7 @@ EPOCHS = 8
 
 def config(point: Point, epochs: int) -> TrainConfig:
     return TrainConfig(
-        arch="deep", hidden=(512, 256), latent=point.latent, pca_gain=point.gain, lmbda=point.lmbda,
+        arch="deep", hidden=point.hidden, latent=point.latent, pca_gain=point.gain, lmbda=point.lmbda,
         epochs=epochs, batch_size=128, seed=0, threads=1,
     )
 
@@ -68,7 +70,7 @@ def build(name: str, epochs: int, refit: bool) -> None:
     codec.meta.update(
         description=(
             f"{dataset} test set: {ev.bytes_per_image:.1f} B/image in one file, {ev.psnr:.2f} dB PSNR, "
-            f"SSIM {ev.ssim:.3f} (deep dense, {cfg.latent} latents)"
+            f"SSIM {ev.ssim:.3f} (deep dense {'-'.join(map(str, cfg.hidden))}, {cfg.latent} latents)"
         ),
         fingerprint=codec.fingerprint.hex(),
         dataset=dataset,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from torch import nn
 
 from latentzip import container
 from latentzip.errors import FormatError, LatentzipError, ModelError
-from latentzip.image import catalog, refine
+from latentzip.image import catalog, fixed, refine
 from latentzip.image.codec import ImageCodec, load_model
 from latentzip.image.entropy import TOTAL
 from latentzip.image.evaluate import evaluate
@@ -94,21 +97,53 @@ def test_file_claiming_an_impossible_bound_is_refused(dense_codec, digits_test):
         dense_codec.decode(forged)
 
 
-def test_dense_guide_is_exact_integer_arithmetic(dense_codec, digits_test):
-    """The guide that picks the coding tables must not depend on float rounding: compare
-    it with the same fixed-point sum done in Python's unbounded integers."""
-    lat = np.stack(dense_codec.latents(digits_test.images[:5]))
-    linear = dense_codec.model.synthesis.linear
-    weight, bias = linear.weight.detach().numpy(), linear.bias.detach().numpy()
-    got = refine.guide(dense_codec.cfg, (weight, bias), lat, (8, 8))
-    scale = 255.0 * (1 << refine.GUIDE_SHIFT)
-    w_int = [[int(round(float(v) * scale)) for v in row] for row in weight.astype(np.float64)]
-    b_int = [int(round(float(v) * scale)) for v in bias.astype(np.float64)]
-    half = 1 << (refine.GUIDE_SHIFT - 1)
-    for n in range(5):
-        for p in range(64):
-            acc = sum(int(q) * w for q, w in zip(lat[n], w_int[p])) + b_int[p]
-            assert got[n].ravel()[p] == min(max((acc + half) >> refine.GUIDE_SHIFT, 0), 255)
+def test_dense_decoding_is_exact_integer_arithmetic(dense_codec, digits_test):
+    """Decoded pixels (and so the refinement's choice of tables) must not depend on float
+    rounding: compare them with the same fixed-point network run in Python's integers."""
+    images = digits_test.images[:4]
+    lat = np.stack(dense_codec.latents(images))
+    synthesis = dense_codec.model.synthesis
+    layers = [m for m in synthesis.net if isinstance(m, nn.Linear)]
+
+    def affine(h, layer):
+        w = [[round(float(v) * 2**fixed.WEIGHT_BITS) for v in row] for row in layer.weight.double().tolist()]
+        b = [round(float(v) * 2 ** (fixed.WEIGHT_BITS + fixed.ACT_BITS)) for v in layer.bias.double().tolist()]
+        return [(sum(x * wi for x, wi in zip(h, row)) + bi + 2 ** (fixed.WEIGHT_BITS - 1)) >> fixed.WEIGHT_BITS for row, bi in zip(w, b)]
+
+    def gelu(v):
+        if abs(v) > fixed.GELU_LIMIT:
+            return max(v, 0)
+        return round(0.5 * v * (1 + math.erf(v / 2**fixed.ACT_BITS / math.sqrt(2))))
+
+    decoded = np.stack(dense_codec.decode(dense_codec.encode(images)))
+    for n in range(len(images)):
+        x = [int(v) << fixed.ACT_BITS for v in lat[n]]
+        h = x
+        for i, layer in enumerate(layers):
+            h = affine(h, layer)
+            if i < len(layers) - 1:
+                h = [gelu(v) for v in h]
+        out = [a + b for a, b in zip(h, affine(x, synthesis.linear))]
+        expected = [min(max((v * 255 + 2 ** (fixed.ACT_BITS - 1)) >> fixed.ACT_BITS, 0), 255) for v in out]
+        assert decoded[n].ravel().tolist() == expected
+
+
+def test_integer_decoding_matches_the_float_network(dense_codec, digits_test):
+    import torch
+
+    images = digits_test.images
+    lat = torch.from_numpy(np.stack(dense_codec.latents(images))).float()
+    with torch.no_grad():
+        floats = dense_codec.model.synthesise(lat, (8, 8))[:, 0].numpy() * 255
+    integer = np.stack(dense_codec.reconstruct(images)).astype(float)
+    assert np.abs(integer - floats).max() <= 1.0  # within one level of the unrounded float output
+
+
+def test_gelu_table_is_far_from_every_rounding_boundary():
+    """So any libm's erf, correct to 1e-12, builds the same table."""
+    scale = 2**fixed.ACT_BITS
+    values = [0.5 * i * (1 + math.erf(i / scale / math.sqrt(2))) for i in range(-fixed.GELU_LIMIT, fixed.GELU_LIMIT + 1)]
+    assert min(abs(v - math.floor(v) - 0.5) for v in values) > 1e-6
 
 
 @pytest.mark.parametrize("max_error", [0, 1, 7, refine.MAX_ERROR])
@@ -124,3 +159,21 @@ def test_quantizer_bound_holds_for_every_residual():
         q = refine.quantize(residual, d)
         assert np.abs(residual - q * (2 * d + 1)).max() <= d
         assert np.abs(q).max() <= refine.radius(d)
+
+
+def test_tables_adapt_to_the_file(dense_codec, digits):
+    """Images unlike the training set (here: noisy) teach the tables as a file is coded:
+    together they cost clearly fewer bits than one per file, where only the stored
+    tables are used."""
+    rng = np.random.default_rng(0)
+    noisy = np.clip(digits.images[:300].astype(int) + rng.normal(0, 25, digits.images[:300].shape), 0, 255).astype(np.uint8)
+    together = dense_codec.code_bits(noisy, max_error=2).sum()
+    apart = sum(dense_codec.code_bits(noisy[i : i + 1], max_error=2).sum() for i in range(len(noisy)))
+    assert together < 0.95 * apart
+
+
+def test_every_pass_and_chunk_boundary_round_trips(dense_codec, digits):
+    for count in (1, 2, 3, 7, 8, 9):
+        images = digits.images[:count]
+        decoded = np.stack(dense_codec.decode(dense_codec.encode(images, max_error=1)))
+        assert np.abs(decoded.astype(int) - images[..., 0].astype(int)).max() <= 1

@@ -28,9 +28,9 @@ from safetensors.torch import load, save
 from .. import container
 from ..errors import FormatError, LatentzipError, ModelError
 from ..fsio import write_bytes
-from . import catalog
-from . import refine
+from . import catalog, refine
 from .entropy import TOTAL, CodingTables, finish, read_channels, reader, write_channels
+from .fixed import FixedSynthesis
 from .model import Autoencoder
 from .transforms import NetConfig
 
@@ -58,6 +58,10 @@ class ImageCodec:
         self.name = name
         self._coders = tables.models()
         self.fingerprint = self._fingerprint()
+        try:
+            self._fixed = FixedSynthesis(model.synthesis) if model.cfg.dense else None
+        except ValueError as exc:
+            raise ModelError(f"{self.label}: {exc}") from None
 
     # --- construction and storage ------------------------------------------------------
 
@@ -184,9 +188,9 @@ class ImageCodec:
         write_channels(encoder, self.tables, self._coders, values)
         if max_error is not None:
             base = self._synthesise(latents, [im.shape for im in batch])
+            walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
             for _, guides, originals, predicted in self._residual_groups(batch, latents, base):
-                q = refine.quantize(originals - predicted, max_error)
-                refine.encode(encoder, self.refinement, max_error, guides, q)  # type: ignore[arg-type]
+                walk.encode(encoder, guides, refine.quantize(originals - predicted, max_error))
         shapes = [im.shape for im in batch]
         header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes, max_error))
         return container.pack(container.Kind.IMAGES, header, finish(encoder))
@@ -219,8 +223,9 @@ class ImageCodec:
         latents = [stacked[:, starts[i] : starts[i + 1]].reshape(self.tables.channels, *grids[i]) for i in range(len(grids))]
         images = self._synthesise(latents, cat.shapes)
         if cat.max_error is not None:
+            walk = refine.Walk(self.refinement, cat.max_error)  # type: ignore[arg-type]
             for idx, guides, _, predicted in self._residual_groups(None, latents, images, cat.shapes):
-                q = refine.decode(decoder, self.refinement, cat.max_error, guides)  # type: ignore[arg-type]
+                q = walk.decode(decoder, guides)
                 for i, image in zip(idx, refine.restore(predicted, q, cat.max_error)):
                     images[i] = image.reshape(images[i].shape)
         return list(zip(cat.names, images))
@@ -237,10 +242,7 @@ class ImageCodec:
                 total += float(-torch.log2(self.model.prior.likelihood(q)).sum())
         if max_error is not None:
             self._check_refinement(max_error)
-            base = self._synthesise(latents, [im.shape for im in batch])
-            for _, guides, originals, predicted in self._residual_groups(batch, latents, base):
-                q = refine.quantize(originals - predicted, max_error)
-                total += float(refine.costs(self.refinement, max_error, guides, q).sum())  # type: ignore[arg-type]
+            total += float(self._refinement_bits(batch, latents, max_error).sum())
         return total
 
     def reconstruct(self, images: ImagesLike, max_error: int | None = None) -> list[np.ndarray]:
@@ -272,10 +274,7 @@ class ImageCodec:
             for c in range(self.tables.channels):
                 bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
         if max_error is not None:
-            base = self._synthesise(latents, [im.shape for im in batch])
-            for idx, guides, originals, predicted in self._residual_groups(batch, latents, base):
-                q = refine.quantize(originals - predicted, max_error)
-                bits[idx] += refine.costs(self.refinement, max_error, guides, q)  # type: ignore[arg-type]
+            bits += self._refinement_bits(batch, latents, max_error)
         return bits
 
     def latents(self, images: ImagesLike) -> list[np.ndarray]:
@@ -333,6 +332,15 @@ class ImageCodec:
         except ValueError as exc:
             raise LatentzipError(str(exc)) from None
 
+    def _refinement_bits(self, batch: list[np.ndarray], latents: list[np.ndarray], max_error: int) -> np.ndarray:
+        """Each image's refinement cost in bits when `batch` is coded as one file."""
+        bits = np.zeros(len(batch))
+        base = self._synthesise(latents, [im.shape for im in batch])
+        walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
+        for idx, guides, originals, predicted in self._residual_groups(batch, latents, base):
+            bits[idx] = walk.costs(guides, refine.quantize(originals - predicted, max_error))
+        return bits
+
     def _residual_groups(
         self, batch: list[np.ndarray] | None, latents: list[np.ndarray], base: list[np.ndarray],
         shapes: Sequence[tuple[int, int, int]] | None = None,
@@ -343,14 +351,8 @@ class ImageCodec:
         shapes = [im.shape for im in batch] if batch is not None else shapes
         for shape, idx in self._groups(shapes).items():  # type: ignore[arg-type]
             h, w, c = shape
-            grid = np.stack([latents[i] for i in idx])
-            if self.cfg.dense:
-                linear = self.model.synthesis.linear
-                weights = (linear.weight.detach().numpy(), linear.bias.detach().numpy())
-            else:
-                weights = None
-            guides = refine.guide(self.cfg, weights, grid, (h, w))
             predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int64)
+            guides = predicted if self.cfg.dense else refine.activity(self.cfg, np.stack([latents[i] for i in idx]), (h, w))
             originals = np.stack([batch[i] for i in idx]).astype(np.int64) if batch is not None else None
             yield idx, guides, originals, predicted
 
@@ -372,13 +374,18 @@ class ImageCodec:
         return out
 
     def _synthesise(self, latents: list[np.ndarray], shapes: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+        """Decoded pixels: exact integer arithmetic for dense models (the same on every
+        machine), the float network for convolutional ones."""
         out: list[np.ndarray] = [None] * len(latents)  # type: ignore[list-item]
         for (h, w, c), idx in self._groups(shapes).items():
             for start in range(0, len(idx), BATCH):
                 chunk = idx[start : start + BATCH]
-                q = torch.from_numpy(np.stack([latents[i] for i in chunk])).float()
-                x = self.model.synthesise(q, (h, w))
-                pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                stacked = np.stack([latents[i] for i in chunk])
+                if self._fixed is not None:
+                    pixels = self._fixed(stacked).transpose(0, 2, 3, 1)
+                else:
+                    x = self.model.synthesise(torch.from_numpy(stacked).float(), (h, w))
+                    pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
                 for i, im in zip(chunk, pixels):
                     out[i] = im[..., 0] if c == 1 else im
         return out

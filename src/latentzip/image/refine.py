@@ -10,25 +10,26 @@ residual r = x - x_base of every pixel is quantized near-losslessly,
 so that |x - x_hat| <= d for every pixel (clipping only moves a value towards the
 truth); d = 0 is lossless. One model then covers any quality, from its own rate up.
 
-Which coding table a residual uses is chosen from a *guide*, an integer image computed
-from the integer latents alone, never from the float network output, so the parse of a
-file cannot depend on a machine's floating-point arithmetic:
+Which coding table a residual uses is chosen from a *guide*, an integer image the
+decoder knows exactly before it reads the residuals, so the parse of a file cannot
+depend on a machine's floating-point arithmetic:
 
-- dense models: the synthesis's linear path in exact integer arithmetic (weights scaled
-  to integers; integer-valued float64 products and sums below 2**53 are exact, so
-  any BLAS gives the same result);
+- dense models: the base reconstruction itself, which they compute in exact integer
+  arithmetic (see `fixed`);
 - convolutional models: the latent activity (sum of |q| over channels) of the cell
   that holds the pixel.
 
 The guide's value and local gradient, bucketed at quantiles of training guides, make
 the context. Per context the model stores a histogram of raw residuals r (-255..255)
 on training images; the coding table for any d is derived from it by integer
-arithmetic alone.
+arithmetic alone. Coding then sharpens those tables in two ways (see `Walk`): pixels
+whose neighbours are already decoded also use what those neighbours' residuals say,
+and the tables adapt to the file as it is coded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import constriction
 import numpy as np
@@ -38,10 +39,18 @@ from .transforms import NetConfig
 
 LEVELS = 511  # residual values -255 .. 255
 MAX_ERROR = 127
-GUIDE_SHIFT = 12  # fixed-point bits of the integer linear path
 VALUE_BUCKETS = 8
 GRADIENT_BUCKETS = 8
 FIT_IMAGES = 5_000
+NEIGHBOUR_CLASSES = 7  # neighbours all zero, or sign of their sum x (one step, more)
+DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))
+DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+# The passes over each chunk: which known neighbours give context, and where their classes start.
+PASSES = ((None, 0), (DIAGONAL, 1), (DIRECT, 1 + NEIGHBOUR_CLASSES))
+CLASSES = 1 + 2 * NEIGHBOUR_CLASSES  # contexts per guide context
+PRIOR_WEIGHT = 64  # the stored table counts as this many observed symbols
+CHUNK = 1024  # images coded between two updates of the tables, at most
+SEEN_LIMIT = 1 << 20  # counts of a context are halved past this many symbols
 FIT_VALUES = 1 << 27  # pixel values fitted at most: keeps every count within int32
 
 
@@ -52,7 +61,6 @@ class RefineTables:
     value_edges: np.ndarray  # int32, ascending: guide value bucket boundaries
     gradient_edges: np.ndarray  # int32, ascending: guide gradient bucket boundaries
     histogram: np.ndarray  # int64 (contexts, LEVELS): residual counts per context (stored as int32)
-    _coders: dict[int, list] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def contexts(self) -> int:
@@ -71,15 +79,6 @@ class RefineTables:
         for edges in (self.value_edges, self.gradient_edges):
             if edges.ndim != 1 or (len(edges) > 1 and np.any(np.diff(edges) <= 0)):
                 raise ValueError("refinement bucket edges are not ascending")
-
-    def coders(self, max_error: int) -> list[constriction.stream.model.Categorical]:
-        """One range-coder model per context for symbols q + Q, Q = (255 + d) // (2d + 1)."""
-        if max_error not in self._coders:
-            self._coders[max_error] = [
-                constriction.stream.model.Categorical(row.astype(np.float64) / TOTAL, perfect=False)
-                for row in _counts(self.histogram, max_error)
-            ]
-        return self._coders[max_error]
 
 
 def quantize(residual: np.ndarray, max_error: int) -> np.ndarray:
@@ -101,23 +100,12 @@ def check_max_error(max_error: int) -> None:
         raise ValueError(f"max error must be between 0 and {MAX_ERROR} grey levels, not {max_error}")
 
 
-def guide(cfg: NetConfig, weights: tuple[np.ndarray, np.ndarray] | None, latents: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Integer guide images (N, H, W, C) for latents of one shape (see the module doc).
-
-    `weights` is the dense synthesis's linear path (weight, bias) in float32; None for
-    convolutional models."""
-    n = len(latents)
+def activity(cfg: NetConfig, latents: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The guide of convolutional models: (N, H, W, C) sums of |q| over the latent
+    channels of the cell that covers each pixel (integers, so exact everywhere)."""
     h, w = size
-    if cfg.dense:
-        weight, bias = weights  # type: ignore[misc]
-        scale = 255.0 * (1 << GUIDE_SHIFT)
-        w_int = np.round(weight.astype(np.float64) * scale)
-        b_int = np.round(bias.astype(np.float64) * scale)
-        acc = latents.astype(np.float64) @ w_int.T + b_int  # exact: integers far below 2**53
-        pixels = np.clip((acc.astype(np.int64) + (1 << (GUIDE_SHIFT - 1))) >> GUIDE_SHIFT, 0, 255)
-        return pixels.reshape(n, cfg.channels, h, w).transpose(0, 2, 3, 1)
-    activity = np.abs(latents).sum(axis=1)  # (N, h', w')
-    up = activity.repeat(cfg.stride, axis=1).repeat(cfg.stride, axis=2)[:, :h, :w]
+    total = np.abs(latents).sum(axis=1)  # (N, h', w')
+    up = total.repeat(cfg.stride, axis=1).repeat(cfg.stride, axis=2)[:, :h, :w]
     return np.repeat(up[..., None], cfg.channels, axis=3)
 
 
@@ -132,37 +120,98 @@ def fit(groups: list[tuple[np.ndarray, np.ndarray]]) -> RefineTables:
     return tables
 
 
-def encode(encoder: constriction.stream.queue.RangeEncoder, tables: RefineTables, max_error: int, guides: np.ndarray, q: np.ndarray) -> None:
-    """Append the residual symbols of one group of images, context by context."""
-    ctx = tables.context(guides).ravel()
-    symbols = (q.ravel() + radius(max_error)).astype(np.int32)
-    coders = tables.coders(max_error)
-    order = np.argsort(ctx, kind="stable")
-    bounds = np.searchsorted(ctx[order], np.arange(tables.contexts + 1))
-    for c in range(tables.contexts):
-        if bounds[c + 1] > bounds[c]:
-            encoder.encode(symbols[order[bounds[c] : bounds[c + 1]]], coders[c])
+class Walk:
+    """Codes residual symbols in a fixed order, learning as it goes; one per file.
 
+    Within each group of images the walk takes chunks of 1, 2, 4, ... up to CHUNK images.
+    Each chunk is coded in three passes over the 2x2 pixel grid (`PASSES`): first the
+    pixels at (even row, even column), whose context is their guide context alone; then
+    those at (odd, odd), whose context adds what their four diagonal neighbours (all
+    coded by then) say; then the rest, with their four direct neighbours. Within a pass,
+    symbols go context by context in increasing number, then in (image, row, column,
+    channel) order. After every chunk each context's table becomes its stored prior
+    (worth PRIOR_WEIGHT observations) plus the counts seen so far in the file, so a file
+    of many images is coded with statistics fitted to itself and a single image with the
+    stored ones. All of it is integer arithmetic.
+    """
 
-def decode(decoder: constriction.stream.queue.RangeDecoder, tables: RefineTables, max_error: int, guides: np.ndarray) -> np.ndarray:
-    """Inverse of `encode`: the residual symbols q, shaped like `guides`."""
-    ctx = tables.context(guides).ravel()
-    coders = tables.coders(max_error)
-    order = np.argsort(ctx, kind="stable")
-    bounds = np.searchsorted(ctx[order], np.arange(tables.contexts + 1))
-    symbols = np.zeros(ctx.size, np.int64)
-    for c in range(tables.contexts):
-        if bounds[c + 1] > bounds[c]:
-            symbols[order[bounds[c] : bounds[c + 1]]] = decoder.decode(coders[c], int(bounds[c + 1] - bounds[c]))
-    return (symbols - radius(max_error)).reshape(guides.shape)
+    def __init__(self, tables: RefineTables, max_error: int):
+        self.tables = tables
+        self.offset = radius(max_error)
+        prior = _counts(tables.histogram, max_error)
+        self.prior = np.repeat(prior, CLASSES, axis=0) * PRIOR_WEIGHT
+        self.seen = np.zeros_like(self.prior)
+        self.counts = _allocate(self.prior)
+        self._models: dict[int, constriction.stream.model.Categorical] = {}
 
+    def encode(self, encoder: constriction.stream.queue.RangeEncoder, guides: np.ndarray, q: np.ndarray) -> None:
+        """Append the symbols q of one group of images (shaped like `guides`)."""
+        self._run(guides, q=q, encoder=encoder)
 
-def costs(tables: RefineTables, max_error: int, guides: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Bits each image's residual costs under the tables (ideal code length)."""
-    counts = _counts(tables.histogram, max_error)
-    ctx = tables.context(guides)
-    bits = -np.log2(counts[ctx, q + radius(max_error)].astype(np.float64) / TOTAL)
-    return bits.reshape(len(q), -1).sum(1)
+    def decode(self, decoder: constriction.stream.queue.RangeDecoder, guides: np.ndarray) -> np.ndarray:
+        """The symbols q of one group of images, shaped like `guides`."""
+        return self._run(guides, decoder=decoder)[0]
+
+    def costs(self, guides: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Bits each image's symbols cost on this walk (ideal code length)."""
+        return self._run(guides, q=q)[1]
+
+    def _run(self, guides: np.ndarray, q: np.ndarray | None = None, encoder=None, decoder=None) -> tuple[np.ndarray, np.ndarray]:
+        n, h, w = guides.shape[:3]
+        base = self.tables.context(guides) * CLASSES
+        phase = _phases(h, w)
+        out = np.zeros(guides.shape, np.int64) if q is None else q.astype(np.int64)
+        bits = np.zeros(n)
+        start, size = 0, 1
+        while start < n:
+            stop = min(start + size, n)
+            seen_ctx, seen_sym = [], []
+            for step, (neighbours, first_class) in enumerate(PASSES):
+                here = phase == step
+                ctx = base[start:stop][:, here]
+                if neighbours is not None:
+                    ctx = ctx + first_class + _neighbour_class(out[start:stop], neighbours)[:, here]
+                ctx = ctx.ravel()
+                known = None if q is None else out[start:stop][:, here].ravel() + self.offset
+                symbols = np.zeros(len(ctx), np.int64)
+                order = np.argsort(ctx, kind="stable")
+                used, first, count = np.unique(ctx[order], return_index=True, return_counts=True)
+                for c, i, m in zip(used.tolist(), first.tolist(), count.tolist()):
+                    where = order[i : i + m]
+                    model = self._model(c)
+                    if decoder is not None:
+                        symbols[where] = decoder.decode(model, m)
+                    else:
+                        symbols[where] = known[where]  # type: ignore[index]
+                        if encoder is not None:
+                            encoder.encode(symbols[where].astype(np.int32), model)
+                if q is None:
+                    block = out[start:stop]
+                    block[:, here] = (symbols - self.offset).reshape(stop - start, -1, guides.shape[3])
+                else:
+                    per_image = -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
+                    bits[start:stop] += per_image
+                seen_ctx.append(ctx)
+                seen_sym.append(symbols)
+            self._learn(np.concatenate(seen_ctx), np.concatenate(seen_sym))
+            start, size = stop, min(size * 2, CHUNK)
+        return out, bits
+
+    def _model(self, context: int) -> constriction.stream.model.Categorical:
+        if context not in self._models:
+            self._models[context] = constriction.stream.model.Categorical(
+                self.counts[context].astype(np.float64) / TOTAL, perfect=False
+            )
+        return self._models[context]
+
+    def _learn(self, ctx: np.ndarray, symbols: np.ndarray) -> None:
+        np.add.at(self.seen, (ctx, symbols), 1)
+        touched = np.unique(ctx)
+        full = touched[self.seen[touched].sum(1) > SEEN_LIMIT]
+        self.seen[full] = (self.seen[full] + 1) // 2
+        self.counts[touched] = _allocate(self.prior[touched] + self.seen[touched] * TOTAL)
+        for c in touched.tolist():
+            self._models.pop(c, None)
 
 
 # --- internals ---------------------------------------------------------------------------
@@ -183,19 +232,48 @@ def _edges(values: np.ndarray, buckets: int) -> np.ndarray:
 def _counts(histogram: np.ndarray, max_error: int) -> np.ndarray:
     """Integer coding tables (contexts, 2Q + 1), rows summing to TOTAL, from residual counts.
 
-    Integer arithmetic only: every symbol gets at least 1, the rest of TOTAL is shared in
-    proportion to (count + 1) by floor division, and what floors leave goes to the
-    largest entries, earliest first."""
+    Residual counts are summed into the symbols they quantize to; each symbol's weight is
+    its count + 1 (see `_allocate`)."""
     q = quantize(np.arange(-255, 256), max_error) + radius(max_error)
     width = 2 * radius(max_error) + 1
     grouped = np.zeros((len(histogram), width), np.int64)
     for level in range(LEVELS):
         grouped[:, q[level]] += histogram[:, level]
-    weights = grouped + 1
-    spare = TOTAL - width
-    counts = 1 + weights * spare // weights.sum(1, keepdims=True)
-    short = TOTAL - counts.sum(1)
-    for row, missing in enumerate(short):
-        top = np.argsort(-weights[row], kind="stable")[:missing]
-        counts[row, top] += 1
+    return _allocate(grouped + 1)
+
+
+def _allocate(weights: np.ndarray) -> np.ndarray:
+    """Integer tables from non-negative integer weights (rows), each row summing to TOTAL:
+    every symbol gets 1, the rest is shared in proportion to the weights by floor
+    division, and what the floors leave goes one each to the heaviest symbols (ties:
+    lower symbol first)."""
+    width = weights.shape[1]
+    weights = weights.astype(np.int64)
+    total = np.maximum(weights.sum(1, keepdims=True), 1)
+    counts = 1 + weights * (TOTAL - width) // total
+    for row, missing in enumerate((TOTAL - counts.sum(1)).tolist()):
+        if missing:
+            counts[row, np.argsort(-weights[row], kind="stable")[:missing]] += 1
     return counts
+
+
+def _phases(h: int, w: int) -> np.ndarray:
+    """Which pass codes each pixel: 0 at (even, even), 1 at (odd, odd), 2 elsewhere."""
+    y, x = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
+    return np.where(y == x, y, 2)
+
+
+def _neighbour_sum(values: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Sum over `offsets` (dy, dx) of the neighbours of every pixel of (N, H, W, C) values (0 outside)."""
+    h, w = values.shape[1:3]
+    p = np.pad(values, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return sum(p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in offsets)  # type: ignore[return-value]
+
+
+def _neighbour_class(q: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """What a pixel's known neighbours say about it, in NEIGHBOUR_CLASSES classes: all
+    zero, or the sign of their sum (residuals of one region share a sign) and whether
+    more than one of them is off by one step."""
+    total = _neighbour_sum(q, offsets)
+    size = np.minimum(_neighbour_sum(np.abs(q), offsets), 2)
+    return np.where(size > 0, 1 + (np.sign(total) + 1) * 2 + size - 1, 0)
