@@ -46,9 +46,12 @@ def squeeze_grey(images: np.ndarray) -> np.ndarray:
     return images[..., 0] if images.shape[-1] == 1 else images
 
 
-def measure(codec: ImageCodec, images: np.ndarray, trained: Trained | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    """A model's figures on real files, and the decoded images."""
-    ev = evaluate(codec, images, singles=min(100, len(images)), keep_decoded=True)
+def measure(
+    codec: ImageCodec, images: np.ndarray, trained: Trained | None = None, max_error: int | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """A model's figures on real files (with its refinement layer at `max_error`, if
+    given), and the decoded images."""
+    ev = evaluate(codec, images, singles=min(100, len(images)), keep_decoded=True, max_error=max_error)
     decoded = np.stack(ev.decoded)
     values = int(codec.latents(images[:1])[0].size)
     result: dict[str, Any] = {

@@ -21,6 +21,8 @@ from .autoencoders import measure
 from .section import Context, Figure, Section, Table, num
 
 PCA_SIZES = (4, 8, 16, 32, 64, 128)
+REFINED = "deep (code"  # the model also measured with its refinement layer
+REFINE_BOUNDS = (32, 16, 8)
 
 
 def _baseline_points(ctx: Context, images: np.ndarray) -> dict[str, list[dict[str, Any]]]:
@@ -41,8 +43,10 @@ def _latentzip_points(ctx: Context, images: np.ndarray) -> dict[str, dict[str, A
             models[f"shipped {name}"] = zoo.load(name)
     points = {}
     for name, codec in models.items():
-        result, _ = measure(codec, images)
-        points[name] = result
+        points[name], _ = measure(codec, images)
+    for name in [n for n in models if n.startswith(REFINED)][:1]:
+        for bound in REFINE_BOUNDS:
+            points[f"{name} max-error {bound}"], _ = measure(models[name], images, max_error=bound)
     return points
 
 
@@ -67,6 +71,8 @@ def rate_distortion(ctx: Context) -> Section:
         "Rate and distortion against classical codecs",
         f"Every codec codes the same {len(images):,} test images. latentzip: the models trained above"
         + (" and the shipped ones" if any(n.startswith("shipped") for n in ours) else "")
+        + (f", the deep one also with its refinement layer (no pixel off by more than "
+           f"{', '.join(map(str, REFINE_BOUNDS))} grey levels)" if any("max-error" in n for n in ours) else "")
         + "; JPEG, WebP, AVIF, JPEG XL at a sweep of qualities, PNG as the lossless point, and PCA "
         "(float16 coefficients) at several sizes.",
         {
