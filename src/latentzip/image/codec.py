@@ -2,7 +2,8 @@
 
 A file holds 1..N images of any shapes the model accepts. Its payload is one range-coded
 stream: channel by channel, every image's integer latents in file order, then any
-escaped values. The header names the model by fingerprint (a hash of its config,
+escaped values, then (with a max error) the refinement layer (see `refine`). Dense
+models decode in exact integer arithmetic (see `fixed`). The header names the model by fingerprint (a hash of its config,
 weights and tables), so decoding with the wrong model is an error, never noise.
 
 A model file is a safetensors file (weights and integer tables; no pickle) whose

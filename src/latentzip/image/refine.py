@@ -156,7 +156,14 @@ class Walk:
         """Bits each image's symbols cost on this walk (ideal code length)."""
         return self._run(guides, q=q)[1]
 
-    def _run(self, guides: np.ndarray, q: np.ndarray | None = None, encoder=None, decoder=None) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, guides: np.ndarray, q: np.ndarray | None = None,
+        encoder: constriction.stream.queue.RangeEncoder | None = None,
+        decoder: constriction.stream.queue.RangeDecoder | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The walk over one group: decode (with `decoder`) or, with the symbols `q`
+        known, encode them (with `encoder`) or just price them. Returns the symbols and
+        each image's cost in bits (zero when decoding)."""
         n, h, w = guides.shape[:3]
         base = self.tables.context(guides) * CLASSES
         phase = _phases(h, w)
