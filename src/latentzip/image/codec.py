@@ -163,12 +163,12 @@ class ImageCodec:
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
         can code with a bound on every pixel's error (`max_error`). A new model: its
         fingerprint differs from this one's."""
-        batch = self._as_list(images)[: refine.FIT_IMAGES]
+        batch = self._as_list(images[: refine.FIT_IMAGES])
         sizes = np.cumsum([im.size for im in batch])
         batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
         latents = self._analyse(batch)
         base = self._synthesise(latents, [im.shape for im in batch])
-        groups = [(guides, originals - predicted) for _, guides, originals, predicted in self._residual_groups(batch, latents, base)]
+        groups = [(guides, residuals) for _, guides, residuals, _ in self._residual_groups(batch, latents, base)]
         return ImageCodec(self.model, self.tables, dict(self.meta), self.name, refine.fit(groups))
 
     # --- coding ----------------------------------------------------------------------
@@ -190,8 +190,8 @@ class ImageCodec:
         if max_error is not None:
             base = self._synthesise(latents, [im.shape for im in batch])
             walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
-            for _, guides, originals, predicted in self._residual_groups(batch, latents, base):
-                walk.encode(encoder, guides, refine.quantize(originals - predicted, max_error))
+            for _, guides, residuals, _ in self._residual_groups(batch, latents, base):
+                walk.encode(encoder, guides, refine.quantize(residuals, max_error))
         shapes = [im.shape for im in batch]
         header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes, max_error))
         return container.pack(container.Kind.IMAGES, header, finish(encoder))
@@ -255,8 +255,8 @@ class ImageCodec:
         latents = self._analyse(batch)
         out = self._synthesise(latents, [im.shape for im in batch])
         if max_error is not None:
-            for idx, _, originals, predicted in self._residual_groups(batch, latents, out):
-                restored = refine.restore(predicted, refine.quantize(originals - predicted, max_error), max_error)
+            for idx, _, residuals, predicted in self._residual_groups(batch, latents, out):
+                restored = refine.restore(predicted, refine.quantize(residuals, max_error), max_error)
                 for i, image in zip(idx, restored):
                     out[i] = image.reshape(out[i].shape)
         return out
@@ -338,24 +338,24 @@ class ImageCodec:
         bits = np.zeros(len(batch))
         base = self._synthesise(latents, [im.shape for im in batch])
         walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
-        for idx, guides, originals, predicted in self._residual_groups(batch, latents, base):
-            bits[idx] = walk.costs(guides, refine.quantize(originals - predicted, max_error))
+        for idx, guides, residuals, _ in self._residual_groups(batch, latents, base):
+            bits[idx] = walk.costs(guides, refine.quantize(residuals, max_error))
         return bits
 
     def _residual_groups(
         self, batch: list[np.ndarray] | None, latents: list[np.ndarray], base: list[np.ndarray],
         shapes: Sequence[tuple[int, int, int]] | None = None,
     ):
-        """Per group of same-shape images: (indices, integer guides, originals, base
-        reconstructions), the last three stacked as int64 (n, H, W, C). Without `batch`
-        (decoding) the originals are None and `shapes` gives the shapes."""
+        """Per group of same-shape images: (indices, integer guides, residuals (original
+        minus base), base reconstructions), the last three stacked as int64 (n, H, W, C).
+        Without `batch` (decoding) the residuals are None and `shapes` gives the shapes."""
         shapes = [im.shape for im in batch] if batch is not None else shapes
         for shape, idx in self._groups(shapes).items():  # type: ignore[arg-type]
             h, w, c = shape
             predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int64)
             guides = predicted if self.cfg.dense else refine.activity(self.cfg, np.stack([latents[i] for i in idx]), (h, w))
-            originals = np.stack([batch[i] for i in idx]).astype(np.int64) if batch is not None else None
-            yield idx, guides, originals, predicted
+            residuals = np.stack([batch[i] for i in idx]).astype(np.int64) - predicted if batch is not None else None
+            yield idx, guides, residuals, predicted
 
     def _groups(self, shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
         groups: dict[tuple[int, ...], list[int]] = {}

@@ -258,10 +258,10 @@ def _allocate(weights: np.ndarray) -> np.ndarray:
     weights = weights.astype(np.int64)
     total = np.maximum(weights.sum(1, keepdims=True), 1)
     counts = 1 + weights * (TOTAL - width) // total
-    for row, missing in enumerate((TOTAL - counts.sum(1)).tolist()):
-        if missing:
-            counts[row, np.argsort(-weights[row], kind="stable")[:missing]] += 1
-    return counts
+    missing = TOTAL - counts.sum(1, keepdims=True)
+    rank = np.empty_like(weights)  # each symbol's place in its row, heaviest first
+    np.put_along_axis(rank, np.argsort(-weights, axis=1, kind="stable"), np.arange(width)[None, :], axis=1)
+    return counts + (rank < missing)
 
 
 def _phases(h: int, w: int) -> np.ndarray:
