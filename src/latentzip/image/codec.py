@@ -184,7 +184,7 @@ class ImageCodec:
         self._check_refinement(max_error)
         names = list(names) if names is not None else catalog.default_names(len(batch))
         latents = self._analyse(batch)
-        values = [np.concatenate([lat[c].ravel() for lat in latents]) for c in range(self.tables.channels)]
+        values = list(np.concatenate([lat.reshape(self.tables.channels, -1) for lat in latents], axis=1))
         encoder = constriction.stream.queue.RangeEncoder()
         write_channels(encoder, self.tables, self._coders, values)
         if max_error is not None:
@@ -347,14 +347,14 @@ class ImageCodec:
         shapes: Sequence[tuple[int, int, int]] | None = None,
     ):
         """Per group of same-shape images: (indices, integer guides, residuals (original
-        minus base), base reconstructions), the last three stacked as int64 (n, H, W, C).
+        minus base), base reconstructions), the last three stacked as int16 (n, H, W, C).
         Without `batch` (decoding) the residuals are None and `shapes` gives the shapes."""
         shapes = [im.shape for im in batch] if batch is not None else shapes
         for shape, idx in self._groups(shapes).items():  # type: ignore[arg-type]
             h, w, c = shape
-            predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int64)
+            predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int16)
             guides = predicted if self.cfg.dense else refine.activity(self.cfg, np.stack([latents[i] for i in idx]), (h, w))
-            residuals = np.stack([batch[i] for i in idx]).astype(np.int64) - predicted if batch is not None else None
+            residuals = np.stack([batch[i] for i in idx]).astype(np.int16) - predicted if batch is not None else None
             yield idx, guides, residuals, predicted
 
     def _groups(self, shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:

@@ -29,6 +29,7 @@ and the tables adapt to the file as it is coded.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import constriction
@@ -68,8 +69,8 @@ class RefineTables:
 
     def context(self, guide: np.ndarray) -> np.ndarray:
         """Context index of every pixel of guides shaped (N, H, W, C)."""
-        value = np.searchsorted(self.value_edges, guide, side="right")
-        gradient = np.searchsorted(self.gradient_edges, _gradient(guide), side="right")
+        value = _bucket(self.value_edges, guide)
+        gradient = _bucket(self.gradient_edges, _gradient(guide))
         return value * (len(self.gradient_edges) + 1) + gradient
 
     def check(self) -> None:
@@ -163,46 +164,46 @@ class Walk:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The walk over one group: decode (with `decoder`) or, with the symbols `q`
         known, encode them (with `encoder`) or just price them. Returns the symbols and
-        each image's cost in bits (zero when decoding)."""
-        n, h, w = guides.shape[:3]
-        base = self.tables.context(guides) * CLASSES
-        phase = _phases(h, w)
-        out = np.zeros(guides.shape, np.int64) if q is None else q.astype(np.int64)
+        each image's cost in bits (zero unless pricing)."""
+        n = len(guides)
+        base = (self.tables.context(guides) * CLASSES).astype(np.int16).reshape(n, -1)
+        passes = _pass_layout(*guides.shape[1:])
+        out = np.zeros((n, base.shape[1]), np.int16) if q is None else q.reshape(n, -1).astype(np.int16)
         bits = np.zeros(n)
         start, size = 0, 1
         while start < n:
             stop = min(start + size, n)
+            block = out[start:stop]
             seen_ctx, seen_sym = [], []
-            for step, (neighbours, first_class) in enumerate(PASSES):
-                here = phase == step
-                ctx = base[start:stop][:, here]
+            for (neighbours, first_class), (where, around) in zip(PASSES, passes):
+                ctx = base[start:stop][:, where]
                 if neighbours is not None:
-                    ctx = ctx + first_class + _neighbour_class(out[start:stop], neighbours)[:, here]
+                    ctx += first_class + _neighbour_class(block, around)
                 ctx = ctx.ravel()
-                known = None if q is None else out[start:stop][:, here].ravel() + self.offset
-                symbols = np.zeros(len(ctx), np.int64)
-                order = np.argsort(ctx, kind="stable")
-                used, first, count = np.unique(ctx[order], return_index=True, return_counts=True)
-                for c, i, m in zip(used.tolist(), first.tolist(), count.tolist()):
-                    where = order[i : i + m]
-                    model = self._model(c)
-                    if decoder is not None:
-                        symbols[where] = decoder.decode(model, m)
-                    else:
-                        symbols[where] = known[where]  # type: ignore[index]
-                        if encoder is not None:
-                            encoder.encode(symbols[where].astype(np.int32), model)
-                if q is None:
-                    block = out[start:stop]
-                    block[:, here] = (symbols - self.offset).reshape(stop - start, -1, guides.shape[3])
+                order = np.argsort(ctx, kind="stable")  # a radix sort on int16
+                ends = np.cumsum(np.bincount(ctx, minlength=len(self.counts)))
+                used = np.flatnonzero(np.diff(ends, prepend=0)).tolist()
+                if decoder is not None:
+                    ranked = np.empty(len(ctx), np.int32)
+                    for c in used:
+                        lo, hi = int(ends[c - 1]) if c else 0, int(ends[c])
+                        ranked[lo:hi] = decoder.decode(self._model(c), hi - lo)
+                    symbols = np.empty_like(ranked)
+                    symbols[order] = ranked
+                    block[:, where] = (symbols - self.offset).reshape(stop - start, -1)
                 else:
-                    per_image = -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
-                    bits[start:stop] += per_image
+                    symbols = (block[:, where].ravel() + self.offset).astype(np.int32)
+                    if encoder is not None:
+                        ranked = symbols[order]
+                        for c in used:
+                            encoder.encode(ranked[int(ends[c - 1]) if c else 0 : int(ends[c])], self._model(c))
+                    else:
+                        bits[start:stop] += -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
                 seen_ctx.append(ctx)
                 seen_sym.append(symbols)
             self._learn(np.concatenate(seen_ctx), np.concatenate(seen_sym))
             start, size = stop, min(size * 2, CHUNK)
-        return out, bits
+        return out.reshape(guides.shape), bits
 
     def _model(self, context: int) -> constriction.stream.model.Categorical:
         if context not in self._models:
@@ -212,8 +213,9 @@ class Walk:
         return self._models[context]
 
     def _learn(self, ctx: np.ndarray, symbols: np.ndarray) -> None:
-        np.add.at(self.seen, (ctx, symbols), 1)
-        touched = np.unique(ctx)
+        contexts, width = self.seen.shape
+        self.seen += np.bincount(ctx.astype(np.int64) * width + symbols, minlength=contexts * width).reshape(contexts, width)
+        touched = np.flatnonzero(np.bincount(ctx, minlength=contexts))
         full = touched[self.seen[touched].sum(1) > SEEN_LIMIT]
         self.seen[full] = (self.seen[full] + 1) // 2
         self.counts[touched] = _allocate(self.prior[touched] + self.seen[touched] * TOTAL)
@@ -226,8 +228,18 @@ class Walk:
 
 def _gradient(guide: np.ndarray) -> np.ndarray:
     """|vertical| + |horizontal| central difference of (N, H, W, C) guides, edges replicated."""
-    g = np.pad(guide.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    g = np.pad(guide.astype(np.int32), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     return np.abs(g[:, 2:, 1:-1] - g[:, :-2, 1:-1]) + np.abs(g[:, 1:-1, 2:] - g[:, 1:-1, :-2])
+
+
+def _bucket(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.searchsorted(edges, values, side="right") as int16, by table lookup when the
+    values span a small range (guides usually do), which is several times faster."""
+    lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
+    if hi - lo > 1 << 16:
+        return np.searchsorted(edges, values, side="right").astype(np.int16)
+    table = np.searchsorted(edges, np.arange(lo, hi + 1), side="right").astype(np.int16)
+    return table[values - lo]
 
 
 def _edges(values: np.ndarray, buckets: int) -> np.ndarray:
@@ -264,23 +276,34 @@ def _allocate(weights: np.ndarray) -> np.ndarray:
     return counts + (rank < missing)
 
 
-def _phases(h: int, w: int) -> np.ndarray:
-    """Which pass codes each pixel: 0 at (even, even), 1 at (odd, odd), 2 elsewhere."""
+@functools.lru_cache(maxsize=64)
+def _pass_layout(h: int, w: int, c: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per pass of `PASSES`, for images of (h, w, c) flattened: the positions it codes
+    (pass 0 at (even, even), 1 at (odd, odd), 2 elsewhere) and, for the passes with
+    neighbours, the positions of those neighbours (k, positions), h*w*c where outside."""
     y, x = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
-    return np.where(y == x, y, 2)
+    phase = np.repeat(np.where(y == x, y, 2)[..., None], c, axis=2).ravel()
+    row, col, chan = np.unravel_index(np.arange(h * w * c), (h, w, c))
+    layout: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for step, (neighbours, _) in enumerate(PASSES):
+        where = np.flatnonzero(phase == step)
+        around = None
+        if neighbours is not None:
+            around = np.empty((len(neighbours), len(where)), np.int64)
+            for k, (dy, dx) in enumerate(neighbours):
+                ny, nx = row[where] + dy, col[where] + dx
+                inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+                around[k] = np.where(inside, (ny * w + nx) * c + chan[where], h * w * c)
+        layout.append((where, around))
+    return layout
 
 
-def _neighbour_sum(values: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Sum over `offsets` (dy, dx) of the neighbours of every pixel of (N, H, W, C) values (0 outside)."""
-    h, w = values.shape[1:3]
-    p = np.pad(values, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return sum(p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in offsets)  # type: ignore[return-value]
-
-
-def _neighbour_class(q: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """What a pixel's known neighbours say about it, in NEIGHBOUR_CLASSES classes: all
-    zero, or the sign of their sum (residuals of one region share a sign) and whether
-    more than one of them is off by one step."""
-    total = _neighbour_sum(q, offsets)
-    size = np.minimum(_neighbour_sum(np.abs(q), offsets), 2)
-    return np.where(size > 0, 1 + (np.sign(total) + 1) * 2 + size - 1, 0)
+def _neighbour_class(block: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """What the known neighbours (positions `around`) of each pixel of the flattened
+    (n, pixels) symbols `block` say about it, in NEIGHBOUR_CLASSES classes: all zero, or
+    the sign of their sum (residuals of one region share a sign) and whether more than
+    one of them is off by one step."""
+    near = np.concatenate([block, np.zeros((len(block), 1), block.dtype)], axis=1)[:, around]
+    total = near.sum(1, dtype=np.int16)
+    size = np.minimum(np.abs(near).sum(1, dtype=np.int16), 2)
+    return np.where(size > 0, 1 + (np.sign(total) + 1) * 2 + size - 1, 0).astype(np.int16)
