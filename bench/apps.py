@@ -37,6 +37,7 @@ import latentzip
 from latentzip import baselines, data, metrics
 from latentzip.apps import add_noise, denoise, embed
 from latentzip.apps.anomaly import SCORES, against_peers
+from latentzip.image import zoo
 from latentzip.image.train import TrainConfig, train
 
 import common
@@ -48,7 +49,6 @@ DENOISER = dict(arch="conv", latent=32, hidden=(32,), lmbda=1.0, lr=5e-3, batch_
 DETECTOR = dict(arch="deep", latent=32, hidden=(512, 256), lmbda=0.01, pca_gain=4.0)
 FPR = 0.05
 KNN_K = 5
-EMBED_MODELS = ("q1", "q2", "q3", "q4")
 
 
 # --- denoising ---------------------------------------------------------------------------
@@ -150,21 +150,23 @@ def embedding_quality(train_codes: np.ndarray, train_labels: np.ndarray, test_co
 
 def bench_embed(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    runs = [(name, level) for name in args.data for level in EMBED_MODELS]
+    # One run per shipped network (its preset without a bound: the others share its codes).
+    runs = [(name, model) for name in args.data for model in zoo.names()
+            if model.startswith(f"{name}:") and zoo.preset(model).max_error is None]
     rng = np.random.default_rng(0)
-    for name, level in tqdm(runs, desc="embed", unit="model", file=sys.stderr):
+    for name, model in tqdm(runs, desc="embed", unit="model", file=sys.stderr):
         train_set, test_set = data.load(f"{name}:train"), data.load(f"{name}:test")
         reference = train_set.images[: args.knn_train]
         test = test_set.images[: args.limit]
         labels, test_labels = train_set.labels[: args.knn_train], test_set.labels[: args.limit]
         pixels = test.reshape(len(test), -1) / 255.0
         sample = rng.choice(len(test), size=min(args.trust_sample, len(test)), replace=False)
-        codec = latentzip.load_model(f"{name}:{level}")
+        codec = latentzip.load_model(model)
         dims = codec.cfg.latent
         pca = PCA(n_components=dims, random_state=0).fit(reference.reshape(len(reference), -1) / 255.0)
         rows = result.setdefault(name, {"knn_train": len(reference), "test_images": len(test), "models": []})
         rows["models"].append({
-            "model": f"{name}:{level}",
+            "model": model,
             "dims": dims,
             "latentzip": embedding_quality(embed(codec, reference), labels, embed(codec, test), test_labels, pixels, sample),
             "pca": embedding_quality(pca.transform(reference.reshape(len(reference), -1) / 255.0), labels,

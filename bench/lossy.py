@@ -176,9 +176,17 @@ def derive(ours: list[Point], sweeps: dict[str, list[Point]]) -> dict[str, Any]:
 
 
 def latentzip_models(dataset: str, extra: dict[str, list[str]]) -> list[tuple[str, Path]]:
-    """(name, file) of the shipped models of `dataset` and of those given with --model."""
-    shipped = [(name, zoo.path_of(name)) for name in zoo.names() if name.startswith(f"{dataset}:")]
+    """(name, file) of the shipped networks of `dataset`, each named by its preset without
+    a bound (the others are that network at a bound the sweep measures), and of the models
+    given with --model."""
+    shipped = [(name, zoo.preset(name).path) for name in zoo.names()
+               if name.startswith(f"{dataset}:") and zoo.preset(name).max_error is None]
     return shipped + [(path, Path(path)) for path in extra.get(dataset, [])]
+
+
+def preset_of(path: Path, max_error: int | None) -> str | None:
+    """The shipped name that is this network at this bound, if any."""
+    return next((n for n in zoo.names() if (zoo.preset(n).path, zoo.preset(n).max_error) == (path, max_error)), None)
 
 
 def measure_latentzip(name: str, path: Path, images: np.ndarray, spec: str, max_error: int | None) -> Point:
@@ -189,6 +197,7 @@ def measure_latentzip(name: str, path: Path, images: np.ndarray, spec: str, max_
     return {
         "codec": "latentzip",
         "model": name if max_error is None else f"{name} max-error {max_error}",
+        "preset": preset_of(path, max_error),
         "model_bytes": path.stat().st_size,
         "parameters": sum(p.numel() for p in codec.model.parameters()),
         **measured.as_dict(),
@@ -279,13 +288,13 @@ def markdown(result: dict[str, Any]) -> str:
             lines += [
                 f"latentzip's efficient points ({len(best)} of the {len(ds['latentzip'])} measured; all are in the JSON):",
                 "",
-                "| latentzip model | B/img (one file) | B/img (one image per file) | PSNR dB | max error | SSIM "
-                "| enc+dec img/s | model size | parameters | peak RSS loaded / coding |",
-                "|---" * 10 + "|",
+                "| latentzip model | shipped as | B/img (one file) | B/img (one image per file) | PSNR dB | max error "
+                "| SSIM | enc+dec img/s | model size | parameters | peak RSS loaded / coding |",
+                "|---" * 11 + "|",
             ]
             for p in best:
                 lines.append(
-                    f"| {p['model']} | {p['bytes_per_image']:.1f} | {p['single_file_bytes']:.1f} "
+                    f"| {p['model']} | {p.get('preset') or ''} | {p['bytes_per_image']:.1f} | {p['single_file_bytes']:.1f} "
                     f"| {p['psnr']:.2f} | {p['max_abs_error']} | {p['ssim']:.3f} | {p['images_per_s']:,.0f} "
                     f"| {common.mib(p['model_bytes'])} | {p['parameters']:,} "
                     f"| {common.mib(p['memory']['rss_before_coding_bytes'])} / "
@@ -296,7 +305,8 @@ def markdown(result: dict[str, Any]) -> str:
         for note in ds["notes"]:
             lines.append(f"- {note}")
         lines.append("")
-    lines.append(f"Peak RSS of the whole benchmark: {common.mib(result['peak_rss_bytes'])}.")
+    lines.append(f"Shipped model files, all of them: {common.mib(result['shipped_models_bytes'])}. "
+                 f"Peak RSS of the whole benchmark: {common.mib(result['peak_rss_bytes'])}.")
     return "\n".join(lines)
 
 
@@ -434,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         models = latentzip_models(name, args.models)
         result["datasets"][name] = run_dataset(name, args, models)
     result["peak_rss_bytes"] = common.peak_rss_bytes()
+    result["shipped_models_bytes"] = sum(path.stat().st_size for path in zoo.MODEL_DIR.glob(f"*{zoo.SUFFIX}"))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name, ds in result["datasets"].items():

@@ -28,13 +28,13 @@ def test_runs_end_to_end(lossy, model_file, tmp_path, capsys):
 
     result = json.loads(out.read_text())
     assert result == json.loads(json.dumps(returned))
-    assert {"command", "date", "machine", "settings", "datasets", "peak_rss_bytes"} <= result.keys()
+    assert {"command", "date", "machine", "settings", "datasets", "peak_rss_bytes", "shipped_models_bytes"} <= result.keys()
     assert {"platform", "cpu_count", "python", "torch", "numpy"} <= result["machine"].keys()
     ds = result["datasets"]["digits"]
     assert ds["test_images"] == 40
     assert set(ds["baselines"]) == {"jpeg", "webp", "pca"}
     point, refined = ds["latentzip"]
-    assert point["images"] == 40 and point["model_bytes"] == model_file.stat().st_size
+    assert point["images"] == 40 and point["model_bytes"] == model_file.stat().st_size and point["preset"] is None
     assert point["memory"]["peak_rss_bytes"] > point["memory"]["rss_before_coding_bytes"] > 0
     assert point["max_error"] is None and refined["max_error"] == 8 and refined["max_abs_error"] <= 8
     assert refined["psnr"] > point["psnr"] and refined["bytes_per_image"] > point["bytes_per_image"]

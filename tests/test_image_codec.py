@@ -10,7 +10,7 @@ import torch
 from latentzip import container
 from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import catalog
-from latentzip.image.codec import ImageCodec, load_model
+from latentzip.image.codec import SCALE, ImageCodec, _pack, _unpack, load_model
 from latentzip.image.entropy import FactorizedPrior, finish, read_channels, reader, write_channels
 from latentzip.image.evaluate import evaluate
 
@@ -167,6 +167,33 @@ def test_damaged_model_file_is_refused(model_file, tmp_path):
     (tmp_path / "text.model").write_bytes(b"hello")
     with pytest.raises(ModelError):
         ImageCodec.load(tmp_path / "text.model")
+
+
+def test_transform_weights_are_stored_as_int8_rows(dense_codec, model_file):
+    from safetensors import safe_open
+
+    with safe_open(str(model_file), "pt") as stored:
+        keys = set(stored.keys())
+        matrices = [k for k in keys if k.startswith(("net.analysis.", "net.synthesis.")) and k.endswith(".weight")]
+        assert matrices
+        for key in matrices:
+            assert stored.get_tensor(key).dtype == torch.int8 and key + SCALE in keys
+    # The weights in use are exactly what the file holds: storing them again changes nothing.
+    for key, value in dense_codec.model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(_unpack(_pack(key, value)), value), key
+
+
+def test_model_of_another_format_version_is_refused(model_file, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load, save
+
+    raw = model_file.read_bytes()
+    with safe_open(str(model_file), "pt") as stored:
+        meta = dict(stored.metadata())
+    (tmp_path / "old.model").write_bytes(save(load(raw), metadata={**meta, "version": "1"}))
+    with pytest.raises(ModelError, match="format version 1"):
+        ImageCodec.load(tmp_path / "old.model")
 
 
 def test_evaluate_counts_real_bytes(dense_codec, digits_test):

@@ -16,7 +16,7 @@ from ..fsio import read_bytes, write_bytes, write_tree
 
 MAX_ERROR_HELP = (
     "add a refinement layer so that no pixel is off by more than D grey levels "
-    "(0 = lossless; more bytes, higher quality)"
+    "(0 = lossless; more bytes, higher quality); default: the shipped model's own bound, if it has one"
 )
 
 

@@ -32,7 +32,7 @@ class Evaluation:
     ssim: float  # mean of per-image SSIM
     encode_seconds: float
     decode_seconds: float
-    max_error: int | None = None  # the refinement layer's bound, when one was asked for
+    max_error: int | None = None  # the refinement layer's bound, when it coded with one
 
     # The decoded images, when the caller asked to keep them (not a figure: left out of as_dict).
     decoded: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -48,7 +48,7 @@ def evaluate(
 
     `singles` images (the first ones) are also coded one per file. `keep_decoded` keeps
     the decoded images on the result, for callers that show or score them. `max_error`
-    codes with the refinement layer (see `ImageCodec.encode`)."""
+    codes with the refinement layer (None: the codec's own bound; see `ImageCodec.encode`)."""
     batch = [np.asarray(im) for im in images]
     t0 = time.perf_counter()
     blob = codec.encode(batch, max_error=max_error)
@@ -75,6 +75,6 @@ def evaluate(
         decoded=decoded if keep_decoded else None,
         encode_seconds=t1 - t0,
         decode_seconds=t2 - t1,
-        max_error=max_error,
+        max_error=codec.max_error if max_error is None else max_error,
     )
 

@@ -1,13 +1,17 @@
-"""The models latentzip ships, by name ("fashion-mnist:q2").
+"""The models latentzip ships, by name ("fashion-mnist:q3").
 
-Each is a model file in latentzip/models named like the model with ':' as '-'. Its
-description and fingerprint sit in the file's metadata, so listing models and finding
-the one a file needs reads a few hundred bytes per model, not the weights.
+A shipped name is a quality preset: one of the model files in latentzip/models (a
+trained network) and the refinement bound it codes with (none for the network alone).
+Each file lists its presets, with their descriptions measured on the test set, in its
+metadata, so listing models and finding the one a file needs reads a few hundred bytes
+per file, not the weights. Presets of one network share its fingerprint: a file made
+with any of them decodes with any other.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,39 +24,50 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 SUFFIX = ".safetensors"
 
 
-def path_of(name: str) -> Path:
-    return MODEL_DIR / (name.replace(":", "-", 1) + SUFFIX)
+@dataclass(frozen=True)
+class Preset:
+    path: Path  # the network's model file
+    max_error: int | None  # the refinement bound it codes with
+    description: str
+    fingerprint: str  # hex, of the network
+
+
+def network_path(dataset: str, network: str) -> Path:
+    """Where the model file of a shipped network ("fashion-mnist", "dense32") lives."""
+    return MODEL_DIR / f"{dataset}-{network}{SUFFIX}"
 
 
 def names() -> list[str]:
-    return sorted(_catalog())
+    return sorted(_catalog(), key=lambda name: (name.split(":")[0], int(name.split(":q")[-1])))
+
+
+def preset(name: str) -> Preset:
+    if name not in _catalog():
+        raise ModelError(f"no shipped model named {name!r} (shipped: {', '.join(names()) or 'none'})")
+    return _catalog()[name]
 
 
 def describe(name: str) -> str:
-    return _catalog()[name].get("description", "")
+    return preset(name).description
 
 
 def find(fingerprint: bytes) -> str | None:
-    """The shipped model with this fingerprint, if any."""
-    for name, meta in _catalog().items():
-        if meta.get("fingerprint") == fingerprint.hex():
-            return name
-    return None
+    """A shipped model whose network has this fingerprint (the one without a bound first)."""
+    found = [n for n in names() if _catalog()[n].fingerprint == fingerprint.hex()]
+    return min(found, key=lambda n: _catalog()[n].max_error is not None, default=None)
 
 
 def load(name: str) -> ImageCodec:
-    if name not in _catalog():
-        raise ModelError(f"no shipped model named {name!r} (shipped: {', '.join(names()) or 'none'})")
-    return ImageCodec.load(path_of(name)).named(name)
+    chosen = preset(name)
+    return ImageCodec.load(chosen.path).named(name).bounded(chosen.max_error)
 
 
 @lru_cache(maxsize=1)
-def _catalog() -> dict[str, dict]:
+def _catalog() -> dict[str, Preset]:
     found = {}
     for path in sorted(MODEL_DIR.glob(f"*{SUFFIX}")):
-        stem = path.name[: -len(SUFFIX)]
-        dataset, _, point = stem.rpartition("-")
         with safe_open(str(path), "pt") as handle:
             meta = json.loads((handle.metadata() or {}).get("meta", "{}"))
-        found[f"{dataset}:{point}"] = meta
+        for name, entry in meta.get("presets", {}).items():
+            found[name] = Preset(path, entry["max_error"], entry.get("description", ""), meta.get("fingerprint", ""))
     return found

@@ -1,0 +1,78 @@
+"""The shipped models: quality presets over a few trained networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latentzip
+from latentzip import data
+from latentzip.image import zoo
+
+from .conftest import run_cli, write_images
+
+
+def _images(count: int) -> np.ndarray:
+    """28x28 grey images with smooth shapes and noise (real pixels, any content)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:28, :28]
+    out = []
+    for _ in range(count):
+        cy, cx, r = rng.uniform(8, 20), rng.uniform(8, 20), rng.uniform(4, 9)
+        blob = 220 * (((y - cy) ** 2 + (x - cx) ** 2) < r * r)
+        out.append(np.clip(blob + rng.normal(0, 12, (28, 28)), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def ladder() -> list[str]:
+    names = [n for n in zoo.names() if n.startswith("mnist:")]
+    if len(names) < 4:
+        pytest.skip("no shipped MNIST presets in this checkout")
+    return names
+
+
+def test_every_preset_names_its_network_and_bound(ladder):
+    for name in zoo.names():
+        chosen = zoo.preset(name)
+        assert chosen.path.is_file() and chosen.description and len(chosen.fingerprint) == 16
+    bounds = [zoo.preset(n).max_error for n in ladder]
+    plain = [b for b in bounds if b is None]
+    refined = [b for b in bounds if b is not None]
+    assert bounds[: len(plain)] == plain and refined == sorted(refined, reverse=True)  # quality rises with q
+
+
+def test_a_preset_codes_within_its_bound_and_any_call_can_override_it(ladder):
+    name = next(n for n in ladder if zoo.preset(n).max_error)
+    bound = zoo.preset(name).max_error
+    codec = latentzip.load_model(name)
+    images = _images(20)
+    decoded = np.stack(codec.decode(codec.encode(images)))
+    error = np.abs(decoded.astype(int) - images.astype(int)).max()
+    assert 0 < error <= bound
+    assert np.array_equal(decoded, np.stack(codec.reconstruct(images)))
+    assert np.array_equal(np.stack(codec.decode(codec.encode(images, max_error=0))), images)
+
+
+def test_presets_of_one_network_read_each_others_files(ladder):
+    by_network: dict[str, list[str]] = {}
+    for name in ladder:
+        by_network.setdefault(zoo.preset(name).fingerprint, []).append(name)
+    names = max(by_network.values(), key=len)
+    assert len(names) > 1
+    first, last = (latentzip.load_model(n) for n in (names[0], names[-1]))
+    images = _images(5)
+    assert np.array_equal(np.stack(first.decode(last.encode(images))), np.stack(last.decode(last.encode(images))))
+    assert zoo.find(first.fingerprint) == names[0] and zoo.preset(names[0]).max_error is None
+
+
+def test_cli_encodes_at_the_preset_bound_and_decodes_without_naming_a_model(ladder, tmp_path):
+    name = min((n for n in ladder if zoo.preset(n).max_error is not None), key=lambda n: zoo.preset(n).max_error)
+    bound = zoo.preset(name).max_error
+    images = _images(4)
+    write_images(tmp_path / "in", images, 4)
+    assert run_cli("encode", "-m", name, str(tmp_path / "in"), "-o", str(tmp_path / "x.ltz")).returncode == 0
+    proc = run_cli("decode", str(tmp_path / "x.ltz"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    back = np.stack([image for _, image in data.read_images([tmp_path / "out"])])
+    assert np.abs(back.reshape(images.shape).astype(int) - images.astype(int)).max() <= bound
