@@ -76,3 +76,18 @@ def test_cli_encodes_at_the_preset_bound_and_decodes_without_naming_a_model(ladd
     assert proc.returncode == 0, proc.stderr.decode()
     back = np.stack([image for _, image in data.read_images([tmp_path / "out"])])
     assert np.abs(back.reshape(images.shape).astype(int) - images.astype(int)).max() <= bound
+
+
+def test_applications_use_the_network_alone(ladder):
+    from latentzip.apps import AnomalyDetector, denoise
+
+    name = next(n for n in ladder if zoo.preset(n).max_error)
+    preset = latentzip.load_model(name)
+    plain = preset.bounded(None)
+    assert preset.max_error == zoo.preset(name).max_error and plain.max_error is None  # a view, not a change
+    assert plain.fingerprint == preset.fingerprint
+    images = _images(6)
+    cleaned = np.stack(denoise(preset, images))
+    assert np.array_equal(cleaned, np.stack(plain.reconstruct(images)))
+    assert not np.array_equal(cleaned, np.stack(preset.reconstruct(images)))
+    assert AnomalyDetector(preset).codec.max_error is None

@@ -53,7 +53,7 @@ class AnomalyDetector:
             lmbda = codec.meta.get("train", {}).get("lmbda")
             if lmbda is None:
                 raise LatentzipError(f"{codec.label} does not record the lmbda it was trained with; pass lmbda")
-        self.codec = codec
+        self.codec = codec.bounded(None)  # the scores are the network's own rate and distortion
         self.fpr = fpr
         self.score_name = score
         self.lmbda = float(lmbda)

@@ -15,6 +15,7 @@ else as float16.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -173,11 +174,13 @@ class ImageCodec:
         return self
 
     def bounded(self, max_error: int | None) -> "ImageCodec":
-        """This codec, coding with the refinement layer at `max_error` whenever a call
-        names no bound (what a shipped quality preset is)."""
+        """A view of this codec (same network, same fingerprint) that codes with the
+        refinement layer at `max_error` whenever a call names no bound: what a shipped
+        quality preset is. `bounded(None)` is the network alone."""
         self._check_refinement(max_error)
-        self.max_error = max_error
-        return self
+        view = copy.copy(self)
+        view.max_error = max_error
+        return view
 
     def with_refinement(self, images: ImagesLike) -> "ImageCodec":
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
