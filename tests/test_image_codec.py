@@ -194,6 +194,11 @@ def test_model_of_another_format_version_is_refused(model_file, tmp_path):
     (tmp_path / "old.model").write_bytes(save(load(raw), metadata={**meta, "version": "1"}))
     with pytest.raises(ModelError, match="format version 1"):
         ImageCodec.load(tmp_path / "old.model")
+    tensors = load(raw)
+    del tensors[next(k for k in tensors if k.endswith(SCALE))]
+    (tmp_path / "unscaled.model").write_bytes(save(tensors, metadata=meta))
+    with pytest.raises(ModelError, match="damaged"):
+        ImageCodec.load(tmp_path / "unscaled.model")
 
 
 def test_evaluate_counts_real_bytes(dense_codec, digits_test):

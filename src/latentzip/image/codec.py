@@ -437,6 +437,8 @@ def _pack(key: str, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | N
 def _unpack(packed: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
     """The float32 weight a stored one stands for (exact: int8 x float16 fits float32)."""
     value, scale = packed
+    if (value.dtype == torch.int8) != (scale is not None):
+        raise ValueError("a weight and its scale do not match")
     if scale is None:
         return value.float()
     return value.float() * scale.float().view(-1, *[1] * (value.ndim - 1))

@@ -181,12 +181,13 @@ class Walk:
                     ctx += first_class + _neighbour_class(block, around)
                 ctx = ctx.ravel()
                 order = np.argsort(ctx, kind="stable")  # a radix sort on int16
-                ends = np.cumsum(np.bincount(ctx, minlength=len(self.counts)))
-                used = np.flatnonzero(np.diff(ends, prepend=0)).tolist()
+                counts = np.bincount(ctx, minlength=len(self.counts))
+                ends = np.cumsum(counts)
+                # (context, first, end) of each context's run of symbols in `order`
+                runs = [(c, int(ends[c] - counts[c]), int(ends[c])) for c in np.flatnonzero(counts).tolist()]
                 if decoder is not None:
                     ranked = np.empty(len(ctx), np.int32)
-                    for c in used:
-                        lo, hi = int(ends[c - 1]) if c else 0, int(ends[c])
+                    for c, lo, hi in runs:
                         ranked[lo:hi] = decoder.decode(self._model(c), hi - lo)
                     symbols = np.empty_like(ranked)
                     symbols[order] = ranked
@@ -195,8 +196,8 @@ class Walk:
                     symbols = (block[:, where].ravel() + self.offset).astype(np.int32)
                     if encoder is not None:
                         ranked = symbols[order]
-                        for c in used:
-                            encoder.encode(ranked[int(ends[c - 1]) if c else 0 : int(ends[c])], self._model(c))
+                        for c, lo, hi in runs:
+                            encoder.encode(ranked[lo:hi], self._model(c))
                     else:
                         bits[start:stop] += -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
                 seen_ctx.append(ctx)
