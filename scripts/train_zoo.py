@@ -1,6 +1,6 @@
 """Train the networks latentzip ships, from scratch, into src/latentzip/models.
 
-    python scripts/train_zoo.py                          # every network (CPU: about 30 minutes)
+    python scripts/train_zoo.py                          # every network (2 CPU cores: about 15 minutes)
     python scripts/train_zoo.py fashion-mnist:dense32    # just one
     python scripts/train_zoo.py --refit-refinement       # keep the weights, refit the refinement tables
 
