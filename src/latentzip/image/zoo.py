@@ -38,7 +38,12 @@ def network_path(dataset: str, network: str) -> Path:
 
 
 def names() -> list[str]:
-    return sorted(_catalog(), key=lambda name: (name.split(":")[0], int(name.split(":q")[-1])))
+    """Shipped names by dataset, then quality (q2 before q10)."""
+    def order(name: str) -> tuple[str, int, str]:
+        dataset, _, point = name.partition(":")
+        return dataset, len(point), point
+
+    return sorted(_catalog(), key=order)
 
 
 def preset(name: str) -> Preset:
