@@ -181,10 +181,10 @@ class Walk:
                     ctx += first_class + _neighbour_class(block, around)
                 ctx = ctx.ravel()
                 order = np.argsort(ctx, kind="stable")  # a radix sort on int16
-                counts = np.bincount(ctx, minlength=len(self.counts))
-                ends = np.cumsum(counts)
+                sizes = np.bincount(ctx, minlength=len(self.counts))  # symbols per context
+                ends = np.cumsum(sizes)
                 # (context, first, end) of each context's run of symbols in `order`
-                runs = [(c, int(ends[c] - counts[c]), int(ends[c])) for c in np.flatnonzero(counts).tolist()]
+                runs = [(c, int(ends[c] - sizes[c]), int(ends[c])) for c in np.flatnonzero(sizes).tolist()]
                 if decoder is not None:
                     ranked = np.empty(len(ctx), np.int32)
                     for c, lo, hi in runs:
