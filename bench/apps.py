@@ -150,9 +150,7 @@ def embedding_quality(train_codes: np.ndarray, train_labels: np.ndarray, test_co
 
 def bench_embed(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    # One run per shipped network (its preset without a bound: the others share its codes).
-    runs = [(name, model) for name in args.data for model in zoo.names()
-            if model.startswith(f"{name}:") and zoo.preset(model).max_error is None]
+    runs = [(name, model) for name in args.data for model in zoo.networks(name)]
     rng = np.random.default_rng(0)
     for name, model in tqdm(runs, desc="embed", unit="model", file=sys.stderr):
         train_set, test_set = data.load(f"{name}:train"), data.load(f"{name}:test")

@@ -179,8 +179,7 @@ def latentzip_models(dataset: str, extra: dict[str, list[str]]) -> list[tuple[st
     """(name, file) of the shipped networks of `dataset`, each named by its preset without
     a bound (the others are that network at a bound the sweep measures), and of the models
     given with --model."""
-    shipped = [(name, zoo.preset(name).path) for name in zoo.names()
-               if name.startswith(f"{dataset}:") and zoo.preset(name).max_error is None]
+    shipped = [(name, zoo.preset(name).path) for name in zoo.networks(dataset)]
     return shipped + [(path, Path(path)) for path in extra.get(dataset, [])]
 
 

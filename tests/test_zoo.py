@@ -36,6 +36,8 @@ def test_every_preset_names_its_network_and_bound(ladder):
     for name in zoo.names():
         chosen = zoo.preset(name)
         assert chosen.path.is_file() and chosen.description and len(chosen.fingerprint) == 16
+    assert zoo.networks("mnist") == [n for n in ladder if zoo.preset(n).max_error is None]
+    assert {zoo.preset(n).path for n in zoo.networks("mnist")} == {zoo.preset(n).path for n in ladder}
     bounds = [zoo.preset(n).max_error for n in ladder]
     plain = [b for b in bounds if b is None]
     refined = [b for b in bounds if b is not None]

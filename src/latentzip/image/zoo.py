@@ -46,6 +46,12 @@ def names() -> list[str]:
     return sorted(_catalog(), key=order)
 
 
+def networks(dataset: str) -> list[str]:
+    """One shipped name per network of `dataset`: the one that codes with no bound (the
+    others are that network at a bound, with the same latents)."""
+    return [n for n in names() if n.partition(":")[0] == dataset and _catalog()[n].max_error is None]
+
+
 def preset(name: str) -> Preset:
     if name not in _catalog():
         raise ModelError(f"no shipped model named {name!r} (shipped: {', '.join(names()) or 'none'})")
