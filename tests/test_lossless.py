@@ -16,7 +16,7 @@ import pytest
 
 from latentzip import container
 from latentzip.errors import FormatError
-from latentzip.lossless import PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress
+from latentzip.lossless import PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress, primer
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
 
@@ -58,11 +58,69 @@ def test_round_trip_around_segment_boundaries(n: int) -> None:
     assert decompress(compress(data, level=FAST)) == data
 
 
-def test_round_trip_default_level_many_segments() -> None:
+def test_round_trip_default_level_primed_by_size() -> None:
+    """At the default level an input of 64 KiB or more is primed without being asked."""
     data = _text(50000) + random.Random(2).randbytes(2000) + _text(20000)
-    blob = compress(data)
+    c = Compressor()
+    blob = c.compress(data) + c.flush()
+    assert c.primed and _primer_field(blob) == primer.PRIMER_ID
     assert len(blob) < len(data) // 3
     assert decompress(blob) == data
+
+
+def _primer_field(blob: bytes) -> int:
+    header = container.parse_bytes_header(bytearray(blob))
+    assert header is not None
+    reader = container.Reader(header[0], what="header")
+    return [reader.varint() for _ in range(4)][3]
+
+
+ENGLISH = (b"When the committee met again in the spring, most of the members agreed that the old bridge "
+           b"could not be repaired for much longer. The river had risen twice during the winter, and each "
+           b"time the water carried away more of the stone that held the eastern pier in place. A new bridge "
+           b"would cost more than the town could raise in one year, so the treasurer proposed that the work "
+           b"be divided into three parts, paid for over three years, and that a small toll be charged to "
+           b"carts and carriages until the debt was cleared. Several members objected that farmers, who "
+           b"crossed the river every market day, would bear most of the burden, while merchants in the town "
+           b"would pay almost nothing. After a long discussion it was decided to ask the county for help.\n")
+
+
+def test_primer_shrinks_a_small_text_and_replays() -> None:
+    data = ENGLISH
+    plain, primed = compress(data, level=6), compress(data, level=6, primer=True)
+    assert _primer_field(plain) == 0 and _primer_field(primed) == primer.PRIMER_ID
+    assert len(primed) < 0.8 * len(plain)
+    assert decompress(primed) == data
+
+
+def test_primed_strongest_level_replays() -> None:
+    """Level 9 (another window and match length than the level the prior was made at) primes and replays."""
+    data = ENGLISH * 3
+    assert decompress(compress(data, level=9, primer=True)) == data
+
+
+def test_fast_levels_are_never_primed() -> None:
+    c = Compressor(level=5, primer=True)
+    blob = c.compress(_text(2000)) + c.flush()
+    assert not c.primed and _primer_field(blob) == 0
+
+
+def test_unknown_primer_is_refused() -> None:
+    fields = b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, 6, 4096, primer.PRIMER_ID + 1))
+    with pytest.raises(FormatError, match="unknown primer"):
+        decompress(container.bytes_header(fields) + container.end_record(0, 0))
+
+
+def test_damaged_primer_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "primer.xz"
+    bad.write_bytes(b"not xz")
+    monkeypatch.setattr(primer, "_PATH", bad)
+    primer.text.cache_clear()
+    try:
+        with pytest.raises(FormatError, match="primer.*reinstall"):
+            compress(b"abc", level=6, primer=True)
+    finally:
+        primer.text.cache_clear()
 
 
 @pytest.mark.parametrize("level", [5, 9])

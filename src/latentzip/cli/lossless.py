@@ -34,10 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     for level in sorted(LEVELS):
         p.add_argument(f"-{level}", dest="level", action="store_const", const=level,
                        help=argparse.SUPPRESS if level not in (1, DEFAULT_LEVEL, 9) else
-                       {1: "fastest", DEFAULT_LEVEL: "default", 9: "strongest, slowest"}[level])
+                       {1: "fastest", DEFAULT_LEVEL: "default",
+                        9: "64 MiB window for repeats (more memory)"}[level])
     p.add_argument("--level", type=int, choices=sorted(LEVELS), dest="level", help="level as a number")
     p.add_argument("--block-size", type=int, default=None, metavar="BYTES",
                    help="bytes per independently checked block (default 1 MiB); the model carries over blocks")
+    p.add_argument("--primer", action=argparse.BooleanOptionalAction, default=None,
+                   help="first learn the built-in primer text, levels 6-9 (default: for inputs of 64 KiB and more); "
+                        "costs a few seconds at both ends, pays most on text")
     p.add_argument("--stats", action="store_true",
                    help="print bits per byte, ratio, speed and what xz -9e gives on the same input")
     p.set_defaults(func=_compress, level=DEFAULT_LEVEL)
@@ -165,24 +169,25 @@ def _compress(args: argparse.Namespace) -> int:
         reader = _Counting(src, args.stats)
         with _open_output(out_path, args.force, args.input) as raw:
             writer = _CountingWriter(raw)
-            result = compress_stream(reader, writer, args.level, progress, block_size)  # type: ignore[arg-type]
+            result = compress_stream(reader, writer, args.level, progress, block_size,  # type: ignore[arg-type]
+                                     args.primer)
     seconds = time.perf_counter() - started
     if result.stored_blocks:
         print(f"latentzip: {result.stored_blocks} of {result.blocks} block(s) did not compress and were stored as is",
               file=sys.stderr)
     if args.stats:
-        _print_stats(reader, writer.size, seconds, args.level)
+        _print_stats(reader, writer.size, seconds, args.level, result.primed)
     _remove_input(args)
     return 0
 
 
-def _print_stats(reader: _Counting, out_size: int, seconds: float, level: int) -> None:
+def _print_stats(reader: _Counting, out_size: int, seconds: float, level: int, primed: bool) -> None:
     n = reader.size
     xz = reader.xz_total()
     bpb = 8 * out_size / n if n else 0.0
     xz_bpb = 8 * xz / n if n else 0.0
     lines = [
-        f"level      {level}",
+        f"level      {level}" + (" (primed)" if primed else ""),
         f"input      {n} bytes",
         f"output     {out_size} bytes",
         f"bpb        {bpb:.3f}  (xz -9e: {xz_bpb:.3f}, {out_size / xz:.2f}x its size)" if xz else f"bpb {bpb:.3f}",

@@ -12,8 +12,10 @@
     decompress_stream(src, dst)
 
 A context-mixing predictor (predict.py) learns the data while it codes it; the decoder
-replays it exactly. Nothing is stored but the bitstream: no weights. A block the model
-cannot shrink is stored as is, so output never grows by more than a few bytes per block.
+replays it exactly. Nothing is stored but the bitstream: no weights. From level 6 up the
+model first learns a built-in primer text (primer.py), on inputs large enough to earn
+that back or when asked (`primer=True`). A block the model cannot shrink is stored as is,
+so output never grows by more than a few bytes per block.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from .. import container
 from ..errors import FormatError
+from . import primer as _primer
 from .coder import decode_block, encode_block
 from .predict import DEFAULT_LEVEL, LEVELS, Model
 
@@ -33,14 +36,27 @@ __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_str
 
 BLOCK_SIZE = 1 << 20
 # Bumped whenever the predictor changes what it predicts: old files then fail loudly.
-PREDICTOR_REVISION = 3
+PREDICTOR_REVISION = 4
 _CHUNK = 1 << 16
 
 Progress = Callable[[int], None]
 
 
-def _fields(level: int, block_size: int) -> bytes:
-    return container.put_varint(PREDICTOR_REVISION) + container.put_varint(level) + container.put_varint(block_size)
+def _fields(level: int, block_size: int, primer_id: int) -> bytes:
+    return b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, level, block_size, primer_id))
+
+
+def _new_model(level: int, primed: bool) -> Model:
+    """A fresh model for a stream; both sides build it the same way."""
+    model = Model(LEVELS[level])
+    if primed:
+        model.prime(_primer.text())
+        for name, value in _primer.prior(PREDICTOR_REVISION).items():
+            target = getattr(model, name)
+            if target.shape != value.shape:
+                raise FormatError(f"the built-in prior does not fit level {level} ({name}); reinstall latentzip")
+            target[:] = value
+    return model
 
 
 def _learn_stored(model: Model, data: bytes) -> None:
@@ -52,7 +68,8 @@ class Compressor:
     """Compress a stream incrementally: feed `compress(chunk)`, finish with `flush()`."""
 
     def __init__(self, level: int = DEFAULT_LEVEL, block_size: int = BLOCK_SIZE,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, primer: bool | None = None) -> None:
+        """`primer`: learn the built-in primer first (levels 6-9 only); None decides by input size."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {min(LEVELS)}..{max(LEVELS)}, not {level}")
         if not 0 < block_size <= (1 << LEVELS[level].history_bits) // 2:
@@ -60,9 +77,10 @@ class Compressor:
         self.level = level
         self.block_size = block_size
         self.progress = progress
+        self.primer = primer
+        self.primed = False
         self._model: Model | None = None
         self._pending = bytearray()
-        self._started = False
         self._finished = False
         self._total = 0
         self._crc = 0
@@ -73,7 +91,7 @@ class Compressor:
         """Accept more input; return whatever compressed output is ready."""
         if self._finished:
             raise ValueError("compressor already flushed")
-        out = bytearray(self._start())
+        out = bytearray()
         self._pending += data
         while len(self._pending) >= self.block_size:
             block = bytes(self._pending[: self.block_size])
@@ -85,23 +103,26 @@ class Compressor:
         """Compress what is left and close the stream."""
         if self._finished:
             raise ValueError("compressor already flushed")
-        out = bytearray(self._start())
-        if self._pending:
+        out = bytearray()
+        if self._pending or self._model is None:
             out += self._block(bytes(self._pending))
             self._pending.clear()
         self._finished = True
         out += container.end_record(self._total, self._crc)
         return bytes(out)
 
-    def _start(self) -> bytes:
-        if self._started:
-            return b""
-        self._started = True
-        return container.bytes_header(_fields(self.level, self.block_size))
+    def _start(self, first_block: int) -> bytes:
+        """The header, written with the first block, when whether to prime is known."""
+        wanted = _primer.worth_priming(first_block) if self.primer is None else self.primer
+        self.primed = LEVELS[self.level].primed and wanted
+        self._model = _new_model(self.level, self.primed)
+        return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0))
 
     def _block(self, data: bytes) -> bytes:
-        if self._model is None:
-            self._model = Model(LEVELS[self.level])
+        header = self._start(len(data)) if self._model is None else b""
+        if not data:
+            return header
+        assert self._model is not None
         words = encode_block(self._model, data)
         payload = words.astype("<u4").tobytes()
         mode = container.BLOCK_CODED
@@ -113,7 +134,7 @@ class Compressor:
         self._crc = zlib.crc32(data, self._crc)
         if self.progress is not None:
             self.progress(len(data))
-        return container.block_record(mode, payload, data)
+        return header + container.block_record(mode, payload, data)
 
 
 class Decompressor:
@@ -166,17 +187,20 @@ class Decompressor:
             return False
         fields, used = got
         reader = container.Reader(fields, what="header")
-        revision, level, block_size = reader.varint(), reader.varint(), reader.varint()
+        revision = reader.varint()
         if revision != PREDICTOR_REVISION:
             raise FormatError(f"this file needs predictor revision {revision}; this build has {PREDICTOR_REVISION}")
+        level, block_size, primer_id = reader.varint(), reader.varint(), reader.varint()
         if level not in LEVELS:
             raise FormatError(f"latentzip file is corrupt (unknown level {level})")
         window = 1 << LEVELS[level].history_bits
         if not 0 < block_size <= window // 2:
             raise FormatError("latentzip file is corrupt (bad block size)")
+        if primer_id not in (0, _primer.PRIMER_ID) or (primer_id and not LEVELS[level].primed):
+            raise FormatError(f"latentzip file is corrupt or needs another build (unknown primer {primer_id})")
         del self._buf[:used]
         self.level, self._block_size = level, block_size
-        self._model = Model(LEVELS[level])
+        self._model = _new_model(level, primer_id != 0)
         return True
 
     def _restore(self, record: container.BlockRecord) -> bytes:
@@ -209,9 +233,9 @@ class Decompressor:
         self.eof = True
 
 
-def compress(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
+def compress(data: bytes, level: int = DEFAULT_LEVEL, primer: bool | None = None) -> bytes:
     """Compress bytes into one latentzip byte file."""
-    c = Compressor(level)
+    c = Compressor(level, primer=primer)
     return c.compress(bytes(data)) + c.flush()
 
 
@@ -224,9 +248,10 @@ def decompress(blob: bytes) -> bytes:
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, level: int = DEFAULT_LEVEL,
-                    progress: Progress | None = None, block_size: int = BLOCK_SIZE) -> Compressor:
+                    progress: Progress | None = None, block_size: int = BLOCK_SIZE,
+                    primer: bool | None = None) -> Compressor:
     """Compress file object src into dst, block by block; return the finished Compressor."""
-    c = Compressor(level, block_size, progress)
+    c = Compressor(level, block_size, progress, primer)
     while chunk := src.read(_CHUNK):
         dst.write(c.compress(chunk))
     dst.write(c.flush())
