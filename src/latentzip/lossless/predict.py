@@ -7,11 +7,12 @@ Read top to bottom:
 2. the per-level configuration (`Level`) and the model state (`Model`), plain NumPy
    arrays so that numba can work on them;
 3. `predict` and `update` for one segment and one bit, and `step`, which advances
-   every segment of a block by one bit.
+   every segment of a block by one bit; `prime_run`, which only counts a text.
 
 Every quantity that decides a probability is an integer, so the decoder, which runs
 the very same `step`, reproduces the encoder's probabilities exactly on any machine.
-The model learns online; no weights are stored.
+The model learns online; no weights are stored in a file. It may start from the
+built-in primer (primer.py), which every decoder has too.
 
 The byte is coded as 8 binary decisions, most significant bit first. The inputs to the
 mixer are:
@@ -23,26 +24,36 @@ mixer are:
     line serves four bits, given to the mixer four ways: stretched, on a linear scale,
     through a learned map of its recent bits and age (a bit history), and as a run:
     the last byte seen in the context and how often in a row, through a learned map;
+    one of the contexts is the pattern of the last six byte classes (letter, digit,
+    space, punctuation...) with the previous byte;
   * an order-0 counter;
   * a match model that follows the longest recent repeat of the last bytes (its
     learned confidence, and its length signed by the expected bit);
   * a decaying summary of the recent byte classes, hashed with the previous byte, as
     one more context: a cheap sense of "what kind of text am I in". It is a hashed
     context, not a trained recurrent network.
-The network that mixes them has two layers: six first-layer mixers whose weight sets
+The network that mixes them has two layers: ten first-layer mixers whose weight sets
 are chosen by different small contexts (partial byte; match length and partial byte;
-previous byte; how many contexts were seen before and bit position; the byte before
-that; the byte-class summary and the indentation), and a final mixer, with weights
-chosen by the partial byte, over their outputs.
-All weights are integers trained online by the same rule on both sides (updates are
-rounded, not floored, so small errors do not drag weights down). Three adaptive
-probability maps (SSE, by order 0, 1 and 2) refine the result, averaged with it,
-before it reaches the coder.
+previous byte and bit position; how many contexts were seen before and bit position;
+the byte before that; the byte-class summary and the indentation; the classes of the
+last two bytes and bit position; the current word; the previous word; a hash of the
+last three bytes), and a final mixer, with weights chosen by the partial byte, over
+their outputs. All weights are integers trained online by the same rule on both sides
+(updates are rounded, not floored, so small errors do not drag weights down). Four
+adaptive probability maps (SSE, by order 0, 1, 2 and hashed 3) refine the result,
+averaged with it, before it reaches the coder.
 
-Tried and not kept (none gained more than 0.05% on the tuning samples): counter
-limits 60 and 1000 instead of 250, mixer rates 6 and 16, final-mixer and SSE rates
-halved or doubled, other SSE weightings. The indirect and match-byte contexts cost
-the held-out prose about 0.4% together, but gain more on wiki and Python.
+Tried and not kept (none gained more than 0.05% on the tuning samples unless said):
+counter limits 40, 60, 100 and 1000 instead of 250, mixer rates 6, 8, 13 and 16, SSE
+rates 900, 2000 and 3000 and count-based SSE rates (+0.2-0.5%), other SSE weightings, a
+learned mix of the SSE outputs (+0.1%), an SSE stage on the match state, a bias input,
+an order-7 context, a word-or-previous-word context, mixer weight sets chosen by the
+order-2 context, the last two words or the match state in the final mixer, 2x larger
+tables (-0.06%, or -0.2% when primed, for 2x the memory). A small LSTM (32 or 64
+cells, trained online by truncated back-propagation, its bit prediction one more
+mixer input) gained 0.04% and 0.1% on the second tuning prose sample, at up to half
+the speed. The indirect and match-byte contexts cost prose about 0.4% together, but
+gain more on wiki and Python.
 """
 
 from __future__ import annotations
