@@ -99,6 +99,13 @@ def test_primed_strongest_level_replays() -> None:
     assert decompress(compress(data, level=9, primer=True)) == data
 
 
+def test_cli_primer_flag_in_separate_processes() -> None:
+    r = _cli("compress", "--primer", "--stats", "-", stdin=ENGLISH)
+    assert r.returncode == 0 and b"(primed)" in r.stderr
+    r2 = _cli("decompress", "-", stdin=r.stdout)
+    assert r2.returncode == 0 and r2.stdout == ENGLISH
+
+
 def test_fast_levels_are_never_primed() -> None:
     c = Compressor(level=5, primer=True)
     blob = c.compress(_text(2000)) + c.flush()
