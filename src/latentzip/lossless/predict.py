@@ -173,8 +173,10 @@ DEFAULT_LEVEL = 6
 
 N_MIXERS = 10
 # Weight sets of each first-layer mixer: the partial byte; match length x partial byte;
-# the previous byte; how many contexts have been seen before x bit position; the byte
-# before the previous one; the byte-class summary x indentation.
+# the previous byte x bit position; how many contexts have been seen before x bit
+# position; the byte before the previous one; the byte-class summary x indentation; the
+# classes of the last two bytes x bit position; the current word; the previous word; the
+# last three bytes (hashed).
 MIXER_SETS = (256, 8 * 256, 256 * 8, 16 * 8, 256, 1024, 13 * 13 * 8, 2048, 2048, 4096)
 MIXER_BASE = tuple(sum(MIXER_SETS[:m]) for m in range(N_MIXERS))
 # Scratch kept between predict and update of one bit: columns of Model.scratch.
@@ -216,7 +218,7 @@ class Model:
         self.final_weights = np.full(256 * N_MIXERS, (1 << 16) // N_MIXERS, dtype=np.int64)
         centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
         self.apm1 = np.tile(centre, 256 + 65536)  # order 0, then order 1
-        self.apm2 = np.tile(centre, 1 << 18)
+        self.apm2 = np.tile(centre, 1 << 18)  # hashed order 2 (first quarter), hashed order 3
         self.params = np.array(
             [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
             dtype=np.int64,
@@ -499,7 +501,7 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     pa1 = (apm1[a1] * (128 - wt) + apm1[a1 + 1] * wt) >> 11
     pa2 = (apm2[a2] * (128 - wt) + apm2[a2 + 1] * wt) >> 11
     pa3 = (apm1[a3] * (128 - wt) + apm1[a3 + 1] * wt) >> 11
-    a4 = ((1 << 16) + (combine(seg[s, C4] & 0xFFFFFF, c0) & 0x3FFFF) % (3 << 16)) * APM_STEPS + lo
+    a4 = ((1 << 16) + (combine(seg[s, C4] & 0xFFFFFF, c0) & 0x3FFFF) % (3 << 16)) * APM_STEPS + lo  # order 3
     scratch[s, S_A4] = a4 if wt < 64 else a4 + 1
     pa4 = (apm2[a4] * (128 - wt) + apm2[a4 + 1] * wt) >> 11
     pf = (2 * p + 2 * pa1 + 4 * pa2 + 4 * pa3 + 4 * pa4 + 8) >> 4
