@@ -93,6 +93,8 @@ class Compressor:
             raise ValueError("compressor already flushed")
         out = bytearray()
         self._pending += data
+        if self._model is None and len(self._pending) >= self.block_size:
+            out += self._start(len(self._pending))
         while len(self._pending) >= self.block_size:
             block = bytes(self._pending[: self.block_size])
             del self._pending[: self.block_size]
@@ -104,24 +106,23 @@ class Compressor:
         if self._finished:
             raise ValueError("compressor already flushed")
         out = bytearray()
-        if self._pending or self._model is None:
+        if self._model is None:
+            out += self._start(len(self._pending))
+        if self._pending:
             out += self._block(bytes(self._pending))
             self._pending.clear()
         self._finished = True
         out += container.end_record(self._total, self._crc)
         return bytes(out)
 
-    def _start(self, first_block: int) -> bytes:
-        """The header, written with the first block, when whether to prime is known."""
-        wanted = _primer.worth_priming(first_block) if self.primer is None else self.primer
+    def _start(self, received: int) -> bytes:
+        """The header, written before the first block once `received` bytes are in hand."""
+        wanted = _primer.worth_priming(received) if self.primer is None else self.primer
         self.primed = LEVELS[self.level].primed and wanted
         self._model = _new_model(self.level, self.primed)
         return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0))
 
     def _block(self, data: bytes) -> bytes:
-        header = self._start(len(data)) if self._model is None else b""
-        if not data:
-            return header
         assert self._model is not None
         words = encode_block(self._model, data)
         payload = words.astype("<u4").tobytes()
@@ -134,7 +135,7 @@ class Compressor:
         self._crc = zlib.crc32(data, self._crc)
         if self.progress is not None:
             self.progress(len(data))
-        return header + container.block_record(mode, payload, data)
+        return container.block_record(mode, payload, data)
 
 
 class Decompressor:

@@ -33,8 +33,9 @@ from ..errors import FormatError
 
 PRIMER_ID = 1
 PRIMER_SHA256 = "d53c30a91f6d82506974fcd24980212b58d8bbea5f9c80f77382b03180b78b11"
-# Inputs whose first block is smaller than this are not primed unless asked: learning the
-# primer takes about as long as coding 200 KB, which small inputs would not earn back.
+# Inputs smaller than this (as far as the compressor has seen when it starts the first
+# block) are not primed unless asked: learning the primer takes about as long as coding
+# 150-250 KB, which small inputs would not earn back.
 AUTO_MIN_BYTES = 1 << 16
 _PATH = Path(__file__).with_name("primer.xz")
 _PRIOR = Path(__file__).with_name("prior.xz")
@@ -67,6 +68,6 @@ def prior(revision: int) -> dict[str, np.ndarray]:
     return {name: value.astype(np.int64) for name, value in tensors.items()}
 
 
-def worth_priming(first_block: int) -> bool:
-    """The automatic choice: prime when the input's first block is large enough."""
-    return first_block >= AUTO_MIN_BYTES
+def worth_priming(received: int) -> bool:
+    """The automatic choice: prime when the input seen so far is large enough."""
+    return received >= AUTO_MIN_BYTES
