@@ -118,6 +118,20 @@ def test_unknown_primer_is_refused() -> None:
         decompress(container.bytes_header(fields) + container.end_record(0, 0))
 
 
+def test_damaged_or_foreign_prior_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FormatError, match="made for another predictor"):
+        primer.prior(PREDICTOR_REVISION + 1)
+    bad = tmp_path / "prior.xz"
+    bad.write_bytes(b"not xz")
+    monkeypatch.setattr(primer, "_PRIOR", bad)
+    primer.prior.cache_clear()
+    try:
+        with pytest.raises(FormatError, match="prior.*damaged.*reinstall"):
+            primer.prior(PREDICTOR_REVISION)
+    finally:
+        primer.prior.cache_clear()
+
+
 def test_damaged_primer_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "primer.xz"
     bad.write_bytes(b"not xz")
