@@ -118,30 +118,25 @@ def test_unknown_primer_is_refused() -> None:
         decompress(container.bytes_header(fields) + container.end_record(0, 0))
 
 
-def test_damaged_or_foreign_prior_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prior_for_another_predictor_is_refused() -> None:
     with pytest.raises(FormatError, match="made for another predictor"):
         primer.prior(PREDICTOR_REVISION + 1)
-    bad = tmp_path / "prior.xz"
+
+
+@pytest.mark.parametrize("attr, what", [("_PATH", "primer"), ("_PRIOR", "prior")])
+def test_damaged_primer_files_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attr: str, what: str) -> None:
+    """A broken installation fails with the file's name, through the public API, before any output."""
+    bad = tmp_path / f"{what}.xz"
     bad.write_bytes(b"not xz")
-    monkeypatch.setattr(primer, "_PRIOR", bad)
+    monkeypatch.setattr(primer, attr, bad)
+    primer.text.cache_clear()
     primer.prior.cache_clear()
     try:
-        with pytest.raises(FormatError, match="prior.*damaged.*reinstall"):
-            primer.prior(PREDICTOR_REVISION)
-    finally:
-        primer.prior.cache_clear()
-
-
-def test_damaged_primer_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = tmp_path / "primer.xz"
-    bad.write_bytes(b"not xz")
-    monkeypatch.setattr(primer, "_PATH", bad)
-    primer.text.cache_clear()
-    try:
-        with pytest.raises(FormatError, match="primer.*reinstall"):
+        with pytest.raises(FormatError, match=f"{what}.*damaged.*reinstall"):
             compress(b"abc", level=6, primer=True)
     finally:
         primer.text.cache_clear()
+        primer.prior.cache_clear()
 
 
 @pytest.mark.parametrize("level", [5, 9])
