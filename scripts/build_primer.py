@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save as save_tensors
 
+from latentzip.fsio import atomic_writer
 from latentzip.lossless import DEFAULT_LEVEL, LEVELS, PREDICTOR_REVISION, primer
 from latentzip.lossless.coder import encode_block
 from latentzip.lossless.predict import Model
@@ -38,7 +39,8 @@ HERE = ROOT / "src" / "latentzip" / "lossless"
 
 def _write(name: str, data: bytes) -> None:
     path = HERE / name
-    path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    with atomic_writer(path) as handle:
+        handle.write(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
     print(f"{path.relative_to(ROOT)}: {len(data):,} bytes, {path.stat().st_size:,} stored")
 
 
