@@ -51,7 +51,7 @@ print(json.dumps({"codec_s": t2 - t1, "process_s": time.perf_counter() - t0,
 def _child(src: Path, dst: Path, level: str) -> dict:
     """Compress (level "1".."9", "u" for unprimed) or decompress (level "0") src into dst in a fresh process."""
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), str(level), str(BENCH)], capture_output=True, check=True)
+    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), level, str(BENCH)], capture_output=True, check=True)
     stats = json.loads(r.stdout)
     stats["wall_s"] = time.perf_counter() - started
     return stats
@@ -73,7 +73,7 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> di
         if restored.read_bytes() != data:
             raise SystemExit(f"round trip failed on {name} at level {level}")
         bpb = 8 * packed.stat().st_size / n
-        row["latentzip"][str(level)] = {
+        row["latentzip"][level] = {
             "bpb": round(bpb, 4),
             "ratio": round(n / packed.stat().st_size, 3),
             "vs_best_classical": round(bpb / row["classical_bpb"][best_tool], 4),
@@ -83,7 +83,7 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> di
             "decompress_kb_s_codec_only": round(n / 1e3 / dec["codec_s"], 1),
             "peak_mb": round(max(enc["peak_mb"], dec["peak_mb"]), 1),
         }
-        print(name, level, row["latentzip"][str(level)], flush=True)
+        print(name, level, row["latentzip"][level], flush=True)
     return row
 
 

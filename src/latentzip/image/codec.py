@@ -206,7 +206,7 @@ class ImageCodec:
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
-        max_error = self._bound(max_error)
+        max_error = self.bound_for(max_error)
         names = list(names) if names is not None else catalog.default_names(len(batch))
         latents = self._analyse(batch)
         values = list(np.concatenate([lat.reshape(self.tables.channels, -1) for lat in latents], axis=1))
@@ -260,7 +260,7 @@ class ImageCodec:
         """What the learned (float) prior says the latents of `images` cost, in bits, plus
         the refinement layer's ideal cost under its tables with `max_error`."""
         batch = self._as_list(images)
-        max_error = self._bound(max_error)
+        max_error = self.bound_for(max_error)
         latents = self._analyse(batch)
         total = 0.0
         with torch.no_grad():
@@ -276,7 +276,7 @@ class ImageCodec:
         analysis, rounding, synthesis (and the quantized residual). Denoising and anomaly
         scores need the pixels, not the bytes."""
         batch = self._as_list(images)
-        max_error = self._bound(max_error)
+        max_error = self.bound_for(max_error)
         latents = self._analyse(batch)
         out = self._synthesise(latents, [im.shape for im in batch])
         if max_error is not None:
@@ -292,7 +292,7 @@ class ImageCodec:
         up to a few bytes per file. Unlike `estimate_bits` it is exact and per image, so
         it can score how unusual an image is to the model."""
         batch = self._as_list(images)
-        max_error = self._bound(max_error)
+        max_error = self.bound_for(max_error)
         latents = self._analyse(batch)
         bits = np.zeros(len(latents))
         for idx in self._groups([lat.shape for lat in latents]).values():
@@ -348,8 +348,9 @@ class ImageCodec:
             self._grid(im.shape)
         return batch
 
-    def _bound(self, max_error: int | None) -> int | None:
-        """The bound a call codes with: its own, else the codec's (None: no refinement)."""
+    def bound_for(self, max_error: int | None) -> int | None:
+        """The bound a call with `max_error` codes with: its own, else the codec's (None: no
+        refinement); refused if this codec cannot refine."""
         bound = self.max_error if max_error is None else max_error
         self._check_refinement(bound)
         return bound

@@ -50,6 +50,7 @@ def evaluate(
     the decoded images on the result, for callers that show or score them. `max_error`
     codes with the refinement layer (None: the codec's own bound; see `ImageCodec.encode`)."""
     batch = [np.asarray(im) for im in images]
+    max_error = codec.bound_for(max_error)
     t0 = time.perf_counter()
     blob = codec.encode(batch, max_error=max_error)
     t1 = time.perf_counter()
@@ -75,6 +76,6 @@ def evaluate(
         decoded=decoded if keep_decoded else None,
         encode_seconds=t1 - t0,
         decode_seconds=t2 - t1,
-        max_error=codec.max_error if max_error is None else max_error,
+        max_error=max_error,
     )
 

@@ -405,6 +405,7 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     n_ctx = len(kinds)
     n_in = PER_CTX * n_ctx + N_EXTRA
     c0 = seg[s, C0]
+    c4 = seg[s, C4]
     nib = seg[s, NIB]
     bitpos = 0
     while (c0 >> bitpos) > 1:
@@ -463,16 +464,15 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     # final mixer, with weights chosen by the partial byte, combines their outputs.
     scratch[s, S_M0] = MIXER_BASE[0] + c0
     scratch[s, S_M0 + 1] = MIXER_BASE[1] + mctx * 256 + c0
-    scratch[s, S_M0 + 2] = MIXER_BASE[2] + (seg[s, C4] & 0xFF) * 8 + bitpos
+    scratch[s, S_M0 + 2] = MIXER_BASE[2] + (c4 & 0xFF) * 8 + bitpos
     scratch[s, S_M0 + 3] = MIXER_BASE[3] + min(nseen, 15) * 8 + bitpos
-    scratch[s, S_M0 + 4] = MIXER_BASE[4] + ((seg[s, C4] >> 8) & 0xFF)
+    scratch[s, S_M0 + 4] = MIXER_BASE[4] + ((c4 >> 8) & 0xFF)
     layout = min(seg[s, INDENT_NOW], 7) * 2 + seg[s, LEADING]
     scratch[s, S_M0 + 5] = MIXER_BASE[5] + (seg[s, RSTATE] >> 10) * 16 + layout
-    c4 = seg[s, C4]
     scratch[s, S_M0 + 6] = MIXER_BASE[6] + (_byte_class(c4 & 0xFF) * 13 + _byte_class((c4 >> 8) & 0xFF)) * 8 + bitpos
     scratch[s, S_M0 + 7] = MIXER_BASE[7] + (seg[s, WORD0] & 2047)
     scratch[s, S_M0 + 8] = MIXER_BASE[8] + (seg[s, WORD1] & 2047)
-    scratch[s, S_M0 + 9] = MIXER_BASE[9] + (combine(seg[s, C4] & 0xFFFFFF, 0) & 4095)
+    scratch[s, S_M0 + 9] = MIXER_BASE[9] + (combine(c4 & 0xFFFFFF, 0) & 4095)
     fsel = c0 * N_MIXERS
     scratch[s, S_FSEL] = fsel
     dot_final = 0
@@ -492,16 +492,16 @@ def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.nd
     x = st[p] + 2048
     lo = x >> 7
     a1 = c0 * APM_STEPS + lo
-    a2 = (combine(seg[s, C4] & 0xFFFF, c0) & 0xFFFF) * APM_STEPS + lo
+    a2 = (combine(c4 & 0xFFFF, c0) & 0xFFFF) * APM_STEPS + lo
     wt = x & 127
     scratch[s, S_A1] = a1 if wt < 64 else a1 + 1
     scratch[s, S_A2] = a2 if wt < 64 else a2 + 1
-    a3 = (256 + ((seg[s, C4] & 0xFF) << 8 | c0)) * APM_STEPS + lo
+    a3 = (256 + ((c4 & 0xFF) << 8 | c0)) * APM_STEPS + lo
     scratch[s, S_A3] = a3 if wt < 64 else a3 + 1
     pa1 = (apm1[a1] * (128 - wt) + apm1[a1 + 1] * wt) >> 11
     pa2 = (apm2[a2] * (128 - wt) + apm2[a2 + 1] * wt) >> 11
     pa3 = (apm1[a3] * (128 - wt) + apm1[a3 + 1] * wt) >> 11
-    a4 = ((1 << 16) + (combine(seg[s, C4] & 0xFFFFFF, c0) & 0x3FFFF) % (3 << 16)) * APM_STEPS + lo  # order 3
+    a4 = ((1 << 16) + (combine(c4 & 0xFFFFFF, c0) & 0x3FFFF) % (3 << 16)) * APM_STEPS + lo  # order 3
     scratch[s, S_A4] = a4 if wt < 64 else a4 + 1
     pa4 = (apm2[a4] * (128 - wt) + apm2[a4 + 1] * wt) >> 11
     pf = (2 * p + 2 * pa1 + 4 * pa2 + 4 * pa3 + 4 * pa4 + 8) >> 4
