@@ -1,9 +1,15 @@
 """Benchmark the lossless codec against xz, bzip2, zstd and brotli on held-out 1 MB samples.
 
-    python bench/lossless.py [--levels 6 6u 9] [--out bench/results/lossless.json]
+    python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--out bench/results/lossless.json]
 
 A level with a "u" suffix runs unprimed (primer=False), to show what the built-in
 primer contributes; the others decide as the codec does (primed on these inputs).
+
+paq8px -8, the reference for the strong level, is not packaged anywhere these tools
+install from; it is run when its binary is given (--paq8px) or found on PATH as
+`paq8px`, and left out of the results otherwise. Build it from its source
+(github.com/hxim/paq8px, build/build-linux-with-gcc.sh). It takes a few minutes per
+sample each way.
 
 Each (level, sample, direction) runs in a fresh process, so speed is whole-process
 (imports and model set-up included) and peak memory is that process's own. The
@@ -15,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +66,44 @@ def _child(src: Path, dst: Path, level: str) -> dict:
     return stats
 
 
-def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> dict:
+def _timed(cmd: list[str]) -> tuple[str, float, float]:
+    """Run a command; return its output, wall seconds and peak memory (MiB, from wait4)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {out.strip()[-300:]}")
+    peak = usage.ru_maxrss / 2**20 if sys.platform == "darwin" else usage.ru_maxrss / 2**10
+    return out, time.perf_counter() - started, peak
+
+
+def paq8px_version(binary: str) -> str:
+    """The version paq8px prints in its banner, e.g. "v216"."""
+    run = subprocess.run([binary], capture_output=True, text=True, timeout=60)
+    out = run.stdout + run.stderr
+    found = re.search(r"paq8px\S* data compressor (v\S+)", out)
+    return found.group(1) if found else "unknown"
+
+
+def bench_paq8px(binary: str, src: Path, workdir: Path) -> dict:
+    """paq8px -8 on src both ways, each a whole process, checked byte for byte."""
+    packed, restored = workdir / f"{src.name}.paq8px", workdir / f"{src.name}.paq8px.out"
+    _, enc_s, enc_peak = _timed([binary, "-8", str(src), str(packed)])
+    _, dec_s, dec_peak = _timed([binary, "-d", str(packed), str(restored)])
+    if not restored.exists() or restored.read_bytes() != src.read_bytes():
+        raise SystemExit(f"paq8px round trip failed on {src.name}")
+    n = src.stat().st_size
+    return {
+        "bpb": round(8 * packed.stat().st_size / n, 4),
+        "compress_kb_s": round(n / 1e3 / enc_s, 2),
+        "decompress_kb_s": round(n / 1e3 / dec_s, 2),
+        "peak_mb": round(max(enc_peak, dec_peak), 1),
+    }
+
+
+def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8px: str | None) -> dict:
     n = len(data)
     row: dict = {"bytes": n, "classical_bpb": {}, "latentzip": {}}
     for label, tool in CLASSICAL.items():
@@ -66,6 +112,9 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> di
     row["best_classical"] = best_tool
     src = workdir / f"{name}.bin"
     src.write_bytes(data)
+    if paq8px:
+        row["paq8px -8"] = bench_paq8px(paq8px, src, workdir)
+        print(name, "paq8px -8", row["paq8px -8"], flush=True)
     for level in levels:
         packed, restored = workdir / f"{name}.{level}.lzc", workdir / f"{name}.{level}.out"
         enc = _child(src, packed, level)
@@ -83,6 +132,11 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> di
             "decompress_kb_s_codec_only": round(n / 1e3 / dec["codec_s"], 1),
             "peak_mb": round(max(enc["peak_mb"], dec["peak_mb"]), 1),
         }
+        if paq8px:
+            ref, ours = row["paq8px -8"], row["latentzip"][level]
+            ours["vs_paq8px"] = round(bpb / ref["bpb"], 4)
+            ours["speed_vs_paq8px"] = round(min(ours["compress_kb_s"] / ref["compress_kb_s"],
+                                                ours["decompress_kb_s"] / ref["decompress_kb_s"]), 2)
         print(name, level, row["latentzip"][level], flush=True)
     return row
 
@@ -90,17 +144,21 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", nargs="+", default=["6", "6u", "9"])
+    parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
     samples = corpora.held_out()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {name: bench_sample(name, data, args.levels, Path(tmp)) for name, data in samples.items()}
+        rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
     result = {
         "samples": rows,
+        "paq8px": (f"paq8px {paq8px_version(args.paq8px)} -8, built from source, run in the same run"
+                   if args.paq8px else "not run (no paq8px binary)"),
         "held_out": corpora.HELD_OUT,
         "tuned_on": corpora.TUNING,
         "primer": corpora.PRIMER,
-        "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O)",
+        "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O); "
+                 "speed_vs_paq8px = the smaller of the two speed-ups over paq8px, direction by direction",
         "machine": common.machine(packages=("numpy", "numba", "constriction")),
         "date": common.now(),
     }

@@ -40,7 +40,7 @@ def encode_block(model: Model, data: bytes) -> np.ndarray:
     seg, ctx, scratch = model.begin_block(n)
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
-    start(model.params, model.kinds, model.tables, model.history, model.indirect, seg, ctx)
+    start(*model.state(), seg, ctx)
     bits = np.zeros(8 * n, dtype=np.int32)
     probs = np.zeros(8 * n, dtype=np.float64)
     run_known(np.frombuffer(data, dtype=np.uint8), starts, seg_len, last, n_steps, bits, probs,
@@ -59,9 +59,9 @@ def decode_block(model: Model, words: np.ndarray, n: int,
     seg, ctx, scratch = model.begin_block(n)
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
-    state = model.state()
+    ints, tables, history = model.state()
     base = model.stream_pos
-    start(model.params, model.kinds, model.tables, model.history, model.indirect, seg, ctx)
+    start(ints, tables, history, seg, ctx)
     n_seg = len(starts)
     bits = np.zeros(n_seg, dtype=np.int32)
     probs = np.zeros(n_seg, dtype=np.float64)
@@ -69,17 +69,19 @@ def decode_block(model: Model, words: np.ndarray, n: int,
     decode = decoder.decode
     report_every = 8 * 4096
     reported = 0
+    # One round trip per step: the loop body is kept lean, as it runs 8 times a byte.
     for k in range(n_steps + 1):
         t = k >> 3
         n_now = 0 if k == n_steps else (n_seg if t < last else n_seg - 1)
-        step(bits, n_prev, t_prev, probs, n_now, t, *state, seg, ctx, scratch, base, seg_len, n)
-        if n_now:
+        step(bits, n_prev, t_prev, probs, n_now, t, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
+        if n_now == n_seg:
+            bits = decode(_FAMILY, probs)
+        elif n_now:
             bits[:n_now] = decode(_FAMILY, probs[:n_now])
         n_prev, t_prev = n_now, t
         if progress is not None and k % report_every == report_every - 1:
             progress(n_now * report_every // 8)
             reported += n_now * report_every // 8
-    history = model.history
     mask = len(history) - 1
     out = history[(np.arange(base, base + n) & mask)].tobytes()
     model.stream_pos += n

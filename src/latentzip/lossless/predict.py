@@ -185,6 +185,12 @@ S_OUT0 = S_M0 + N_MIXERS
 S_PMIX, S_A1, S_A2, S_A3, S_MSM, S_FSEL, S_A4 = range(S_OUT0 + N_MIXERS, S_OUT0 + N_MIXERS + 7)
 NSCRATCH = S_A4 + 1
 
+# The int64 arrays of a Model, in the order they sit in its one buffer (Model.ints).
+PARTS = ("params", "kinds", "order0", "history_map", "indirect", "match_table", "match_sm", "weights",
+         "final_weights", "apm1", "apm2")
+(P_PARAMS, P_KINDS, P_ORDER0, P_HISTORY_MAP, P_INDIRECT, P_MATCH_TABLE, P_MATCH_SM, P_WEIGHTS, P_FINAL_WEIGHTS,
+ P_APM1, P_APM2) = range(len(PARTS))
+
 N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match model
 PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
@@ -202,27 +208,37 @@ class Model:
         self.level = level
         n_ctx = len(level.contexts)
         self.n_inputs = PER_CTX * n_ctx + N_EXTRA
-        self.kinds = np.array(level.contexts, dtype=np.int64)
         # 16 uint32 per bucket: slot 0 = check, slots 1..15 = the nibble's binary tree.
         self.tables = np.zeros((n_ctx << level.table_bits) * 16, dtype=np.uint32)
-        self.order0 = np.full(256, (1 << 31), dtype=np.int64)  # p16 << 16, by partial byte
-        # Bit-history maps (1024 per context), then run maps (32 per context).
-        self.history_map = np.full((n_ctx << 10) + (n_ctx << 5), 1 << 15, dtype=np.int64)
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
-        # The two bytes that last followed each byte, then each pair of bytes.
-        self.indirect = np.zeros(256 + 65536, dtype=np.int64)
-        self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
-        self.match_sm = np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15, dtype=np.int64)
         w0 = (1 << 16) * 3 // (self.n_inputs * 2)
-        self.weights = np.full(sum(MIXER_SETS) * self.n_inputs, w0, dtype=np.int64)
-        self.final_weights = np.full(256 * N_MIXERS, (1 << 16) // N_MIXERS, dtype=np.int64)
         centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
-        self.apm1 = np.tile(centre, 256 + 65536)  # order 0, then order 1
-        self.apm2 = np.tile(centre, 1 << 18)  # hashed order 2 (first quarter), hashed order 3
-        self.params = np.array(
-            [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
-            dtype=np.int64,
-        )
+        parts = {  # in the order of PARTS
+            "params": [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
+            "kinds": level.contexts,
+            "order0": np.full(256, 1 << 31),  # p16 << 16, by partial byte
+            # Bit-history maps (1024 per context), then run maps (32 per context).
+            "history_map": np.full((n_ctx << 10) + (n_ctx << 5), 1 << 15),
+            # The two bytes that last followed each byte, then each pair of bytes.
+            "indirect": np.zeros(256 + 65536),
+            "match_table": np.zeros(1 << (level.history_bits - 2)),
+            "match_sm": np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15),
+            "weights": np.full(sum(MIXER_SETS) * self.n_inputs, w0),
+            "final_weights": np.full(256 * N_MIXERS, (1 << 16) // N_MIXERS),
+            "apm1": np.tile(centre, 256 + 65536),  # order 0, then order 1
+            "apm2": np.tile(centre, 1 << 18),  # hashed order 2 (first quarter), hashed order 3
+        }
+        # Every int64 array lives in one buffer, after the offsets where each starts and
+        # the last ends, so that the decoder's per-bit call hands numba one array, not
+        # eleven: unpacking arguments is most of what a call costs.
+        head = len(PARTS) + 1
+        bounds = np.cumsum([head, *(len(v) for v in parts.values())])
+        self.ints = np.zeros(int(bounds[-1]), dtype=np.int64)
+        self.ints[:head] = bounds
+        for k, name in enumerate(PARTS):
+            view = self.ints[bounds[k]:bounds[k + 1]]
+            view[:] = parts[name]
+            setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
 
     def segments(self, n: int) -> np.ndarray:
@@ -255,18 +271,22 @@ class Model:
         times faster than coding; the text also seeds the match model's history.
         """
         seg, ctx, _ = self.begin_block(len(text), whole=True)
-        start(self.params, self.kinds, self.tables, self.history, self.indirect, seg, ctx)
-        prime_run(np.frombuffer(text, dtype=np.uint8), self.params, self.kinds, self.tables, self.history,
-                  self.indirect, self.match_table, RATE, seg, ctx, self.stream_pos)
+        start(self.ints, self.tables, self.history, seg, ctx)
+        prime_run(np.frombuffer(text, dtype=np.uint8), self.ints, self.tables, self.history, seg, ctx, self.stream_pos)
         self.stream_pos += len(text)
 
-    def state(self) -> tuple:
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The arrays `step` needs, in its argument order."""
-        return (self.params, self.kinds, self.tables, self.order0, self.history_map, self.history, self.indirect,
-                self.match_table, self.match_sm, self.weights, self.final_weights, self.apm1, self.apm2, SQUASH, STRETCH, RATE)
+        return self.ints, self.tables, self.history
 
 
 # --- 3. predicting and learning one bit --------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _part(ints: np.ndarray, k: int) -> np.ndarray:
+    """Array k of PARTS, a view into a Model's one int64 buffer."""
+    return ints[ints[k]:ints[k + 1]]
 
 
 @njit(inline="always", cache=True)
@@ -397,11 +417,13 @@ def _byte_class(c: int) -> int:
 
 
 @njit(cache=True)
-def predict(s: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray,
-            history: np.ndarray, indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray,
-            final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray,
-            seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
+def predict(s: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+            ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
     """The 12-bit probability that the next bit of segment s is a 1."""
+    params, kinds, order0 = _part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0)
+    history_map, match_sm, weights = _part(ints, P_HISTORY_MAP), _part(ints, P_MATCH_SM), _part(ints, P_WEIGHTS)
+    final_weights, apm1, apm2 = _part(ints, P_FINAL_WEIGHTS), _part(ints, P_APM1), _part(ints, P_APM2)
+    sq, st = SQUASH, STRETCH
     n_ctx = len(kinds)
     n_in = PER_CTX * n_ctx + N_EXTRA
     c0 = seg[s, C0]
@@ -523,10 +545,11 @@ def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np
 
 
 @njit(inline="always", cache=True)
-def _advance(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray,
-             indirect: np.ndarray, match_table: np.ndarray, seg: np.ndarray, ctx: np.ndarray, base: int, seg_len: int,
-             n: int) -> None:
+def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+             ctx: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Move segment s past the bit just coded: partial byte, then at byte ends the byte-level state."""
+    params, kinds = _part(ints, P_PARAMS), _part(ints, P_KINDS)
+    indirect, match_table = _part(ints, P_INDIRECT), _part(ints, P_MATCH_TABLE)
     n_ctx = len(kinds)
     table_bits = params[0]
     window = 1 << params[1]
@@ -632,12 +655,13 @@ def _advance(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, ta
 
 
 @njit(cache=True)
-def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray,
-           order0: np.ndarray, history_map: np.ndarray, history: np.ndarray, indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray,
-           weights: np.ndarray, final_weights: np.ndarray, apm1: np.ndarray, apm2: np.ndarray,
-           sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
-           scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
+def update(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+           ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Teach every component of segment s the bit just coded, then advance its state."""
+    params, kinds, order0 = _part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0)
+    history_map, match_sm, weights = _part(ints, P_HISTORY_MAP), _part(ints, P_MATCH_SM), _part(ints, P_WEIGHTS)
+    final_weights, apm1, apm2 = _part(ints, P_FINAL_WEIGHTS), _part(ints, P_APM1), _part(ints, P_APM2)
+    sq, rate = SQUASH, RATE
     n_ctx = len(kinds)
     n_in = PER_CTX * n_ctx + N_EXTRA
     x0 = NSCRATCH
@@ -681,43 +705,40 @@ def update(s: int, bit: int, t: int, params: np.ndarray, kinds: np.ndarray, tabl
     apm2[a4] += ((t16 - apm2[a4]) * 1300) >> 16
     a2 = scratch[s, S_A2]
     apm2[a2] += ((t16 - apm2[a2]) * 1300) >> 16
-    _advance(s, bit, t, params, kinds, tables, history, indirect, match_table, seg, ctx, base, seg_len, n)
+    _advance(s, bit, t, ints, tables, history, seg, ctx, base, seg_len, n)
 
 
 @njit(cache=True)
-def prime_run(data: np.ndarray, params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray,
-              indirect: np.ndarray, match_table: np.ndarray, rate: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
-              base: int) -> None:
+def prime_run(data: np.ndarray, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+              ctx: np.ndarray, base: int) -> None:
     """Teach the context statistics a text both sides know, without predicting or mixing: fast."""
     n = len(data)
-    n_ctx = len(kinds)
-    limit = params[3]
+    n_ctx = len(_part(ints, P_KINDS))
+    limit = _part(ints, P_PARAMS)[3]
     for t in range(n):
         c = data[t]
         for k in range(7, -1, -1):
             bit = (c >> k) & 1
             nib = seg[0, NIB]
             for i in range(n_ctx):
-                _train_counter(tables, ctx[0, n_ctx + i] + nib, bit, limit, rate)
-            _advance(0, bit, t, params, kinds, tables, history, indirect, match_table, seg, ctx, base, n, n)
+                _train_counter(tables, ctx[0, n_ctx + i] + nib, bit, limit, RATE)
+            _advance(0, bit, t, ints, tables, history, seg, ctx, base, n, n)
 
 
 @njit(cache=True)
-def start(params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, history: np.ndarray, indirect: np.ndarray,
-          seg: np.ndarray, ctx: np.ndarray) -> None:
+def start(ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray) -> None:
     """Hash the (empty) contexts of every segment at the start of a block."""
+    kinds = _part(ints, P_KINDS)
     n_ctx = len(kinds)
     for s in range(len(seg)):
-        _context_hashes(seg, s, kinds, ctx, history, indirect, len(history) - 1)
-        _find_buckets(tables, params[0], s, 1, ctx, n_ctx)
+        _context_hashes(seg, s, kinds, ctx, history, _part(ints, P_INDIRECT), len(history) - 1)
+        _find_buckets(tables, _part(ints, P_PARAMS)[0], s, 1, ctx, n_ctx)
 
 
 @njit(cache=True)
 def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_predict: int, t_predict: int,
-         params: np.ndarray, kinds: np.ndarray, tables: np.ndarray, order0: np.ndarray, history_map: np.ndarray, history: np.ndarray,
-         indirect: np.ndarray, match_table: np.ndarray, match_sm: np.ndarray, weights: np.ndarray, final_weights: np.ndarray,
-         apm1: np.ndarray, apm2: np.ndarray, sq: np.ndarray, st: np.ndarray, rate: np.ndarray, seg: np.ndarray,
-         ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
+         ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
+         scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Learn the last bit of the first n_update segments, then predict the next bit of n_predict.
 
     `t_update` and `t_predict` count the bytes every segment had completed when those
@@ -726,18 +747,15 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
     of a step's bits before it can learn from them, computes exactly the same numbers.
     """
     for s in range(n_update):
-        update(s, bits[s], t_update, params, kinds, tables, order0, history_map, history, indirect, match_table, match_sm, weights,
-               final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
+        update(s, bits[s], t_update, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
     for s in range(n_predict):
-        probs[s] = (1.0 / 4096.0) * predict(s, t_predict, params, kinds, tables, order0, history_map, history, indirect, match_table, match_sm, weights,
-                           final_weights, apm1, apm2, sq, st, seg, ctx, scratch, base, seg_len, n)
+        probs[s] = (1.0 / 4096.0) * predict(s, t_predict, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
 
 
 @njit(cache=True)
-def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int,
-                  out_bits: np.ndarray, out_probs: np.ndarray, params, kinds, tables, order0, history_map, history, indirect,
-                  match_table, match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch,
-                  base: int, n: int) -> None:
+def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int, out_bits: np.ndarray,
+              out_probs: np.ndarray, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
+              ctx: np.ndarray, scratch: np.ndarray, base: int, n: int) -> None:
     """The encoder's side of `step`: run a block whose bits are known, recording (bit, probability).
 
     It lives here, beside `step`, so that numba's cache, which tracks one source file,
@@ -754,8 +772,7 @@ def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_s
         n_now = 0
         if k < n_steps:
             n_now = n_seg if t < last else n_seg - 1
-        step(bits, n_prev, t_prev, probs, n_now, t, params, kinds, tables, order0, history_map, history, indirect, match_table,
-             match_sm, weights, final_weights, apm1, apm2, sq, st, rate, seg, ctx, scratch, base, seg_len, n)
+        step(bits, n_prev, t_prev, probs, n_now, t, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
         shift = 7 - (k & 7)
         for s in range(n_now):
             b = (data[starts[s] + t] >> shift) & 1
