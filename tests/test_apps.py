@@ -59,6 +59,14 @@ def test_code_bits_are_what_the_coder_spends(dense_codec, digits_test):
     assert single == pytest.approx(bits[7])  # per image: independent of the batch around it
 
 
+@pytest.mark.parametrize("max_error", [None, 2])
+def test_reconstruct_with_bits_is_both_from_one_analysis(dense_codec, digits_test, max_error):
+    images = digits_test.images[:30]
+    restored, bits = dense_codec.reconstruct_with_bits(images, max_error=max_error)
+    assert np.array_equal(np.stack(restored), np.stack(dense_codec.reconstruct(images, max_error=max_error)))
+    assert np.array_equal(bits, dense_codec.code_bits(images, max_error=max_error))
+
+
 # --- denoising -----------------------------------------------------------------------
 
 

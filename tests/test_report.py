@@ -93,6 +93,8 @@ def test_rate_distortion_and_speed(results):
     assert set(rd["baselines"]) == CODECS
     for name, point in rd["latentzip"].items():
         assert point["payload_bytes_per_image"] < point["single_file_bytes"], name
+    refined = [name for name in rd["latentzip"] if "max-error" in name]  # the deep model, at three bounds
+    assert len(refined) == 3 and all(name.startswith("deep (code") for name in refined)
     assert rd["baselines"]["jxl"][0]["payload_bytes_per_image"] is None
     jpeg = rd["baselines"]["jpeg"][0]
     assert 0 < jpeg["payload_bytes_per_image"] < jpeg["bytes_per_image"]

@@ -82,10 +82,10 @@ class AnomalyDetector:
     def _scores(self, images: ImagesLike, progress: bool) -> AnomalyScores:
         error, bits, pixels = [], [], []
         for chunk in chunks(images, "score", progress):
-            restored = self.codec.reconstruct(chunk)
+            restored, cost = self.codec.reconstruct_with_bits(chunk)
             error.extend(metrics.mse(np.reshape(im, out.shape), out) for im, out in zip(chunk, restored))
             pixels.extend(out.shape[0] * out.shape[1] for out in restored)
-            bits.append(self.codec.code_bits(chunk))
+            bits.append(cost)
         mse, cost = np.asarray(error), np.concatenate(bits)
         combined = cost + self.lmbda * mse * np.asarray(pixels)
         return AnomalyScores(mse, cost, combined, np.zeros(len(mse), dtype=bool))

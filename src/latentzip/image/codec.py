@@ -276,15 +276,7 @@ class ImageCodec:
         analysis, rounding, synthesis (and the quantized residual). Denoising and anomaly
         scores need the pixels, not the bytes."""
         batch = self._as_list(images)
-        max_error = self.bound_for(max_error)
-        latents = self._analyse(batch)
-        out = self._synthesise(latents, [im.shape for im in batch])
-        if max_error is not None:
-            for idx, _, residuals, predicted in self._residual_groups(batch, latents, out):
-                restored = refine.restore(predicted, refine.quantize(residuals, max_error), max_error)
-                for i, image in zip(idx, restored):
-                    out[i] = image.reshape(out[i].shape)
-        return out
+        return self._reconstruct(batch, self._analyse(batch), self.bound_for(max_error))
 
     def code_bits(self, images: ImagesLike, max_error: int | None = None) -> np.ndarray:
         """Each image's cost in bits under the frozen integer tables, escapes (and the
@@ -292,16 +284,16 @@ class ImageCodec:
         up to a few bytes per file. Unlike `estimate_bits` it is exact and per image, so
         it can score how unusual an image is to the model."""
         batch = self._as_list(images)
-        max_error = self.bound_for(max_error)
+        return self._code_bits(batch, self._analyse(batch), self.bound_for(max_error))
+
+    def reconstruct_with_bits(self, images: ImagesLike,
+                              max_error: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """`reconstruct` and `code_bits` from one pass of the analysis network: anomaly
+        scores need both."""
+        batch = self._as_list(images)
         latents = self._analyse(batch)
-        bits = np.zeros(len(latents))
-        for idx in self._groups([lat.shape for lat in latents]).values():
-            stacked = np.stack([latents[i] for i in idx])
-            for c in range(self.tables.channels):
-                bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
-        if max_error is not None:
-            bits += self._refinement_bits(batch, latents, max_error)
-        return bits
+        max_error = self.bound_for(max_error)
+        return self._reconstruct(batch, latents, max_error), self._code_bits(batch, latents, max_error)
 
     def latents(self, images: ImagesLike) -> list[np.ndarray]:
         """Integer latents of each image: (latent,) for dense models, (latent, h, w) for conv."""
@@ -394,6 +386,26 @@ class ImageCodec:
         for i, shape in enumerate(shapes):
             groups.setdefault(tuple(shape), []).append(i)
         return groups
+
+    def _reconstruct(self, batch: list[np.ndarray], latents: list[np.ndarray],
+                     max_error: int | None) -> list[np.ndarray]:
+        out = self._synthesise(latents, [im.shape for im in batch])
+        if max_error is not None:
+            for idx, _, residuals, predicted in self._residual_groups(batch, latents, out):
+                restored = refine.restore(predicted, refine.quantize(residuals, max_error), max_error)
+                for i, image in zip(idx, restored):
+                    out[i] = image.reshape(out[i].shape)
+        return out
+
+    def _code_bits(self, batch: list[np.ndarray], latents: list[np.ndarray], max_error: int | None) -> np.ndarray:
+        bits = np.zeros(len(latents))
+        for idx in self._groups([lat.shape for lat in latents]).values():
+            stacked = np.stack([latents[i] for i in idx])
+            for c in range(self.tables.channels):
+                bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
+        if max_error is not None:
+            bits += self._refinement_bits(batch, latents, max_error)
+        return bits
 
     def _analyse(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         out: list[np.ndarray] = [None] * len(batch)  # type: ignore[list-item]

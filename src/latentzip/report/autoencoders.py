@@ -23,6 +23,7 @@ from .bank import Trained
 from .section import Context, Figure, Section, Table, num
 
 GRID_COLUMNS = 10
+REFINED_VARIANT = "deep"  # the variant the rate-distortion section also measures with its refinement layer
 CODE_SIZES = (128, 32, 8)
 LEVELS = (0.50, 0.90, 0.95, 0.99)
 PER_CLASS_LEVELS = (0.95, 0.99)
@@ -131,9 +132,12 @@ def _grid(test: np.ndarray, decoded: dict[str, np.ndarray]) -> bytes:
     return figures.image_grid(rows)
 
 
-def _remember(ctx: Context, name: str, codec: ImageCodec) -> None:
-    """Models the rate-distortion and speed sections measure again, on their images."""
+def _remember(ctx: Context, name: str, codec: ImageCodec, refined: bool = False) -> None:
+    """Models the rate-distortion and speed sections measure again, on their images (the
+    `refined` one also with its refinement layer)."""
     ctx.shared.setdefault("models", {}).setdefault(name, codec)
+    if refined:
+        ctx.shared.setdefault("refined", name)
 
 
 # --- 1. variants -------------------------------------------------------------------------
@@ -148,7 +152,7 @@ def variants(ctx: Context) -> Section:
         trained = ctx.bank.get(f"{name} (code {code})", inputs.train, ctx.bank.config(**settings, **extra))
         results[name], decoded[name] = measure(trained.codec, inputs.test, trained)
         results[name]["settings"] = {**settings, **extra}
-        _remember(ctx, f"{name} (code {code})", trained.codec)
+        _remember(ctx, f"{name} (code {code})", trained.codec, refined=name == REFINED_VARIANT)
     results["pca"], decoded["pca"] = measure_pca(ctx, code)
     best = max(results, key=lambda n: results[n]["psnr"])
     smallest = min(results, key=lambda n: results[n]["bytes_per_image"])

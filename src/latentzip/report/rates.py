@@ -21,7 +21,6 @@ from .autoencoders import measure
 from .section import Context, Figure, Section, Table, num
 
 PCA_SIZES = (4, 8, 16, 32, 64, 128)
-REFINED = "deep (code"  # the model also measured with its refinement layer
 REFINE_BOUNDS = (32, 16, 8)
 
 
@@ -44,7 +43,8 @@ def _latentzip_points(ctx: Context, images: np.ndarray) -> dict[str, dict[str, A
     points = {}
     for name, codec in models.items():
         points[name], _ = measure(codec, images)
-    for name in [n for n in models if n.startswith(REFINED)][:1]:
+    refined = ctx.shared.get("refined")  # the model also measured with its refinement layer
+    for name in [refined] if refined in models else []:
         for bound in REFINE_BOUNDS:
             points[f"{name} max-error {bound}"], _ = measure(models[name], images, max_error=bound)
     return points
