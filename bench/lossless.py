@@ -1,13 +1,13 @@
-"""Benchmark the lossless codec against xz, bzip2, zstd and brotli on held-out 1 MB samples.
+"""Benchmark the lossless codec against xz, bzip2, zstd, brotli and paq8px on held-out 1 MB samples.
 
     python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--out bench/results/lossless.json]
 
 A level with a "u" suffix runs unprimed (primer=False), to show what the built-in
 primer contributes; the others decide as the codec does (primed on these inputs).
 
-paq8px -8, the reference for the strong level, is not packaged anywhere these tools
-install from; it is run when its binary is given (--paq8px) or found on PATH as
-`paq8px`, and left out of the results otherwise. Build it from its source
+paq8px -8, the reference for the strong level, is not packaged for pip, apt or npm; it
+is run when its binary is given (--paq8px) or found on PATH as `paq8px`, and left out
+of the results otherwise. Build it from its source
 (github.com/hxim/paq8px, build/build-linux-with-gcc.sh). It takes a few minutes per
 sample each way.
 
