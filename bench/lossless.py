@@ -66,8 +66,8 @@ def _child(src: Path, dst: Path, level: str) -> dict:
     return stats
 
 
-def _timed(cmd: list[str]) -> tuple[str, float, float]:
-    """Run a command; return its output, wall seconds and peak memory (MiB, from wait4)."""
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Run a command; return its wall seconds and peak memory (MiB, from wait4)."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read().decode(errors="replace")
@@ -76,7 +76,7 @@ def _timed(cmd: list[str]) -> tuple[str, float, float]:
     if proc.returncode:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {out.strip()[-300:]}")
     peak = usage.ru_maxrss / 2**20 if sys.platform == "darwin" else usage.ru_maxrss / 2**10
-    return out, time.perf_counter() - started, peak
+    return time.perf_counter() - started, peak
 
 
 def paq8px_version(binary: str) -> str:
@@ -90,8 +90,8 @@ def paq8px_version(binary: str) -> str:
 def bench_paq8px(binary: str, src: Path, workdir: Path) -> dict:
     """paq8px -8 on src both ways, each a whole process, checked byte for byte."""
     packed, restored = workdir / f"{src.name}.paq8px", workdir / f"{src.name}.paq8px.out"
-    _, enc_s, enc_peak = _timed([binary, "-8", str(src), str(packed)])
-    _, dec_s, dec_peak = _timed([binary, "-d", str(packed), str(restored)])
+    enc_s, enc_peak = _timed([binary, "-8", str(src), str(packed)])
+    dec_s, dec_peak = _timed([binary, "-d", str(packed), str(restored)])
     if not restored.exists() or restored.read_bytes() != src.read_bytes():
         raise SystemExit(f"paq8px round trip failed on {src.name}")
     n = src.stat().st_size
@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
+    if args.paq8px and not os.access(args.paq8px, os.X_OK):
+        parser.error(f"--paq8px: {args.paq8px} is not an executable file")
     samples = corpora.held_out()
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
