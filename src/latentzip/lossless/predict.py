@@ -99,7 +99,7 @@ AGE_BUCKET = np.searchsorted([1, 2, 3, 4, 5, 7, 10, 14, 20, 28, 40, 56, 80, 112,
 RATE = np.array([(2 << 16) // (2 * n + 3) for n in range(1024)], dtype=np.int64)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def squash(x: int, table: np.ndarray) -> int:
     if x > 2047:
         x = 2047
@@ -108,7 +108,7 @@ def squash(x: int, table: np.ndarray) -> int:
     return table[x + 2047]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def mix32(h: int) -> int:
     """A 32-bit integer hash (multiply-xorshift); every product stays below 2**63."""
     h &= M32
@@ -120,7 +120,7 @@ def mix32(h: int) -> int:
     return h
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def combine(h: int, x: int) -> int:
     return mix32((h & M32) * 0x2F0B4C27 + (x & M32) + 0x9E3779B)
 
@@ -283,13 +283,13 @@ class Model:
 # --- 3. predicting and learning one bit --------------------------------------------------
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _part(ints: np.ndarray, k: int) -> np.ndarray:
     """Array k of PARTS, a view into a Model's one int64 buffer."""
     return ints[ints[k]:ints[k + 1]]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool:
     """Whether stream position q is already decoded when every segment has done t bytes.
 
@@ -302,7 +302,7 @@ def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool
     return (q - base) % seg_len < t
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
     """Find or claim the 16-slot bucket for context hash h in table i; return its index.
 
@@ -325,7 +325,7 @@ def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
     return victim
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _find_buckets(tables: np.ndarray, table_bits: int, s: int, c0: int, ctx: np.ndarray, n_ctx: int) -> None:
     """At a nibble boundary: the bucket of every context for the partial byte c0."""
     for i in range(n_ctx):
@@ -335,7 +335,7 @@ def _find_buckets(tables: np.ndarray, table_bits: int, s: int, c0: int, ctx: np.
             ctx[s, 2 * n_ctx + i] = b
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray, history: np.ndarray,
                     indirect: np.ndarray, hmask: int) -> None:
     """At a byte boundary: hash each context kind of segment s into ctx[s, i]."""
@@ -394,7 +394,7 @@ def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray,
         ctx[s, i] = combine(h, k + 1)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _byte_class(c: int) -> int:
     """A coarse class of a byte for the byte-class summary: letter, digit, space, punctuation..."""
     if 97 <= c <= 122:
@@ -531,7 +531,7 @@ def predict(s: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.nd
     return pf
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np.ndarray) -> None:
     v = np.int64(tables[slot])
     p = v >> 16
@@ -544,7 +544,7 @@ def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np
     tables[slot] = np.uint32((p << 16) | (bits6 << 10) | cnt)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
              ctx: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Move segment s past the bit just coded: partial byte, then at byte ends the byte-level state."""
