@@ -417,12 +417,18 @@ def _byte_class(c: int) -> int:
 
 
 @njit(cache=True)
+def _bit_parts(ints: np.ndarray) -> tuple:
+    """The arrays both `predict` and `update` work on, as views of a Model's buffer."""
+    return (_part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0), _part(ints, P_HISTORY_MAP),
+            _part(ints, P_MATCH_SM), _part(ints, P_WEIGHTS), _part(ints, P_FINAL_WEIGHTS), _part(ints, P_APM1),
+            _part(ints, P_APM2))
+
+
+@njit(cache=True)
 def predict(s: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
             ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
     """The 12-bit probability that the next bit of segment s is a 1."""
-    params, kinds, order0 = _part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0)
-    history_map, match_sm, weights = _part(ints, P_HISTORY_MAP), _part(ints, P_MATCH_SM), _part(ints, P_WEIGHTS)
-    final_weights, apm1, apm2 = _part(ints, P_FINAL_WEIGHTS), _part(ints, P_APM1), _part(ints, P_APM2)
+    params, kinds, order0, history_map, match_sm, weights, final_weights, apm1, apm2 = _bit_parts(ints)
     sq, st = SQUASH, STRETCH
     n_ctx = len(kinds)
     n_in = PER_CTX * n_ctx + N_EXTRA
@@ -658,9 +664,7 @@ def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, his
 def update(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
            ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Teach every component of segment s the bit just coded, then advance its state."""
-    params, kinds, order0 = _part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0)
-    history_map, match_sm, weights = _part(ints, P_HISTORY_MAP), _part(ints, P_MATCH_SM), _part(ints, P_WEIGHTS)
-    final_weights, apm1, apm2 = _part(ints, P_FINAL_WEIGHTS), _part(ints, P_APM1), _part(ints, P_APM2)
+    params, kinds, order0, history_map, match_sm, weights, final_weights, apm1, apm2 = _bit_parts(ints)
     sq, rate = SQUASH, RATE
     n_ctx = len(kinds)
     n_in = PER_CTX * n_ctx + N_EXTRA
