@@ -74,8 +74,9 @@ def build(dataset: str, network: str, epochs: int, refit: bool) -> None:
     path = zoo.network_path(dataset, network)
     if refit:
         shipped = ImageCodec.load(path)
-        bare = ImageCodec(shipped.model, shipped.tables, {k: v for k, v in shipped.meta.items() if k in ("train", "history", "train_minutes")})
-        codec = bare.with_refinement(split(images, TrainConfig(**shipped.meta["train"]))[1])
+        codec = shipped.with_refinement(split(images, TrainConfig(**shipped.meta["train"]))[1])
+        for key in [k for k in codec.meta if k not in ("train", "history", "train_minutes")]:
+            del codec.meta[key]
     else:
         codec = train(images, cfg).codec
     test = list(data.load(f"{dataset}:test").images)

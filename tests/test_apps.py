@@ -128,7 +128,7 @@ def test_embed_gives_the_latents(dense_codec, conv_codec, digits_test):
     codes = latentzip.embed(dense_codec, images)
     assert codes.shape == (30, 12) and codes.dtype == np.float32
     assert np.array_equal(codes, np.stack(dense_codec.latents(images)))
-    assert embed(conv_codec, images).shape == (30, 8 * 2 * 2)
+    assert embed(conv_codec, images).shape == (30, 8 * (8 // conv_codec.cfg.stride) ** 2)
     mixed = [images[0, ..., 0], np.zeros((16, 12), np.uint8)]
     with pytest.raises(LatentzipError, match="one size"):
         embed(conv_codec, mixed)

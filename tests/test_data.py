@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import dataclasses
 import gzip
 import os
@@ -338,10 +340,8 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
         (lambda: Image.fromarray(np.full((4, 4), 40000, np.uint16)), ["I;16", "8-bit grey or RGB"]),
         (lambda: Image.new("CMYK", (4, 4)), ["CMYK"]),
         (lambda: Image.new("F", (4, 4)), ["mode F"]),
-        (lambda: Image.new("RGBA", (4, 4), (1, 2, 3, 100)), ["transparent"]),
-        (lambda: Image.new("LA", (4, 4), (9, 0)), ["transparent"]),
     ],
-    ids=["16-bit", "cmyk", "float", "rgba", "la"],
+    ids=["16-bit", "cmyk", "float"],
 )
 def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) -> None:
     path = tmp_path / "bad.tif"
@@ -351,13 +351,30 @@ def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) 
     assert str(path) in str(info.value) and all(word in str(info.value) for word in words)
 
 
-def test_palette_transparency_in_use_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make", "channels"),
+    [
+        (lambda: Image.new("RGBA", (4, 4), (1, 2, 3, 100)), 4),
+        (lambda: Image.new("RGBA", (4, 4), (1, 2, 3, 255)), 3),  # opaque: alpha dropped
+        (lambda: Image.new("LA", (4, 4), (9, 0)), 2),
+        (lambda: Image.new("LA", (4, 4), (9, 255)), 1),
+    ],
+    ids=["rgba", "opaque-rgba", "la", "opaque-la"],
+)
+def test_alpha_is_kept_where_it_is_used(tmp_path: Path, make, channels: int) -> None:
+    make().save(tmp_path / "a.png")
+    image = data.read_images([tmp_path / "a.png"])[0][1]
+    assert image.shape == (4, 4, channels)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data.to_png_bytes(image)))).reshape(image.shape), image)
+
+
+def test_palette_transparency_becomes_alpha_where_it_is_used(tmp_path: Path) -> None:
     image = Image.new("P", (4, 4), 0)
     image.putpalette([0, 0, 0, 255, 0, 0])
     image.putpixel((1, 1), 1)
     image.save(tmp_path / "t.png", transparency=1)
-    with pytest.raises(DataError, match="transparent"):
-        data.read_images([tmp_path / "t.png"])
+    found = data.read_images([tmp_path / "t.png"])[0][1]
+    assert found.shape == (4, 4, 4) and found[1, 1, 3] == 0 and found[0, 0, 3] == 255
     image.save(tmp_path / "t.png", transparency=2)  # a transparent entry no pixel uses is fine
     assert data.read_images([tmp_path / "t.png"])[0][1].shape == (4, 4, 3)
 

@@ -10,7 +10,9 @@ import torch
 from latentzip import container
 from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import catalog
-from latentzip.image.codec import SCALE, ImageCodec, _pack, _unpack, load_model
+from latentzip.image.codec import ImageCodec
+from latentzip.image.modelfile import SCALE, pack, unpack
+from latentzip.image.zoo import load_model
 from latentzip.image.entropy import FactorizedPrior, finish, read_channels, reader, write_channels
 from latentzip.image.evaluate import evaluate
 
@@ -181,7 +183,7 @@ def test_transform_weights_are_stored_as_int8_rows(dense_codec, model_file):
     # The weights in use are exactly what the file holds: storing them again changes nothing.
     for key, value in dense_codec.model.state_dict().items():
         if value.is_floating_point():
-            assert torch.equal(_unpack(_pack(key, value)), value), key
+            assert torch.equal(unpack(*pack("net." + key, value)), value), key
 
 
 def test_model_of_another_format_version_is_refused(model_file, tmp_path):

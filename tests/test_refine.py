@@ -11,7 +11,9 @@ from torch import nn
 from latentzip import container
 from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import catalog, fixed, refine
-from latentzip.image.codec import ImageCodec, load_model
+from latentzip.image.codec import ImageCodec
+from latentzip.image.modelfile import ModelFile
+from latentzip.image.zoo import load_model
 from latentzip.image.entropy import TOTAL
 from latentzip.image.evaluate import evaluate
 
@@ -72,7 +74,9 @@ def test_saved_model_keeps_its_refinement(dense_codec, model_file, digits_test):
 
 
 def test_refinement_is_part_of_the_fingerprint(dense_codec, digits):
-    bare = ImageCodec(dense_codec.model, dense_codec.tables, dense_codec.meta)
+    stored = dense_codec.file
+    tensors = {k: v for k, v in stored.tensors.items() if not k.startswith("refine.")}
+    bare = ImageCodec(dense_codec.model, ModelFile(stored.version, stored.net, tensors, stored.meta))
     assert bare.fingerprint != dense_codec.fingerprint
     with pytest.raises(ModelError, match="no refinement tables"):
         bare.encode(digits.images[:3], max_error=4)

@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ".image.codec",
+    "load_model": ".image.zoo",
     "ImageCodec": ".image.codec",
     "train": ".image.train",
     "TrainConfig": ".image.train",

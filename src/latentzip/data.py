@@ -54,8 +54,9 @@ _FASHION_CLASSES = (
 class Dataset:
     """Images with their names and, for built-in sets, class labels.
 
-    ``images`` is one uint8 array of shape (N, H, W, C), C = 1 (grey) or 3 (RGB), when every
-    image has the same shape; a directory of mixed sizes gives a list of (H, W, C) arrays.
+    ``images`` is one uint8 array of shape (N, H, W, C), C = 1 (grey), 2 (grey + alpha), 3
+    (RGB) or 4 (RGBA), when every image has the same shape; a directory of mixed sizes gives
+    a list of (H, W, C) arrays.
     """
 
     images: np.ndarray | list[np.ndarray]
@@ -308,7 +309,8 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _to_array(image: Image.Image, mode: str, path: Path) -> np.ndarray:
-    """Grey or RGB uint8 (H, W, C); transparency is refused only where it is actually used."""
+    """Grey or RGB uint8 (H, W, C), with an alpha channel where transparency is actually
+    used (C = 2 or 4); an alpha channel that is opaque everywhere is dropped."""
     if mode not in _GREY_MODES | _COLOUR_MODES:
         raise DataError(
             f"unsupported image mode {mode} in {path} (latentzip reads 8-bit grey or RGB)"
@@ -316,16 +318,13 @@ def _to_array(image: Image.Image, mode: str, path: Path) -> np.ndarray:
     has_alpha = mode.endswith("A") or "transparency" in image.info
     base = "L" if mode in _GREY_MODES else "RGB"
     array = np.asarray(image.convert(base + "A" if has_alpha else base))
-    if has_alpha:
-        if (array[..., -1] != 255).any():
-            raise DataError(
-                f"{path} has transparent pixels; latentzip reads opaque grey or RGB images"
-            )
-        array = array[..., :-1]
+    if has_alpha and (array[..., -1] == 255).all():
+        array, has_alpha = array[..., :-1], False
     if array.ndim == 2:
         array = array[..., np.newaxis]
-    if mode in ("P", "PA") and _is_grey(array):
-        array = array[..., :1]
+    colour = array[..., :-1] if has_alpha else array
+    if mode in ("P", "PA") and colour.shape[-1] == 3 and _is_grey(colour):
+        array = array[..., [0, 3]] if has_alpha else array[..., :1]
     return np.ascontiguousarray(array)
 
 
@@ -334,9 +333,9 @@ def _is_grey(rgb: np.ndarray) -> bool:
 
 
 def to_png_bytes(image: np.ndarray) -> bytes:
-    """Encode a uint8 grey (H, W) / (H, W, 1) or RGB (H, W, 3) array as PNG."""
+    """Encode a uint8 (H, W) or (H, W, C) array as PNG: C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
-        image.ndim == 3 and image.shape[-1] not in (1, 3)
+        image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)
     ):
         raise DataError(f"cannot write a {image.dtype} array of shape {image.shape} as PNG")
     buffer = io.BytesIO()

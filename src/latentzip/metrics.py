@@ -6,6 +6,10 @@ so a batch may also be a list of images of different sizes.
 
 Rates are counted per real pixel: `bpp` divides by H*W of the original image, never by
 channels and never by any padding a codec adds.
+
+Images with alpha, (H, W, 2) grey + alpha or (H, W, 4) RGBA, are compared as they show:
+colour premultiplied by alpha (the image composited over black), plus alpha itself, so
+the colour of a transparent pixel counts for nothing and a half-transparent one half.
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ Batch = np.ndarray | Sequence[np.ndarray]
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error over every pixel and channel, in squared 8-bit levels."""
+    """Mean squared error over every pixel and channel, in squared 8-bit levels (of what
+    shows, for images with alpha)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    diff = a.astype(np.float64) - b.astype(np.float64)
+    diff = visible(a) - visible(b)
     return float(np.mean(diff * diff))
+
+
+def visible(image: np.ndarray) -> np.ndarray:
+    """An image as float64; with alpha, colour premultiplied by alpha (see above)."""
+    out = np.asarray(image).astype(np.float64)
+    if out.ndim == 3 and out.shape[-1] in (2, 4):
+        out[..., :-1] *= out[..., -1:] / PEAK
+    return out
 
 
 def psnr_from_mse(error: float) -> float:

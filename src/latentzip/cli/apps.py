@@ -70,7 +70,7 @@ def _output_file(path: str, force: bool) -> None:
 
 def _denoise(args: argparse.Namespace) -> int:
     from ..apps import denoise, trained_noise
-    from ..image.codec import load_model
+    from ..image.zoo import load_model
 
     codec = load_model(args.model)
     names, images = _inputs(args)
@@ -89,7 +89,7 @@ def _denoise(args: argparse.Namespace) -> int:
 
 def _anomaly(args: argparse.Namespace) -> int:
     from ..apps import AnomalyDetector
-    from ..image.codec import load_model
+    from ..image.zoo import load_model
 
     if args.csv:
         _output_file(args.csv, args.force)
@@ -118,7 +118,7 @@ def _anomaly(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from ..apps import embed, write_codes
     from ..apps.embed import codes_format
-    from ..image.codec import load_model
+    from ..image.zoo import load_model
 
     _output_file(args.output, args.force)
     codes_format(args.output)

@@ -1,4 +1,7 @@
-"""Verbs of the lossy image codec: models, train, encode, decode, eval."""
+"""Verbs of the lossy image codec: models, train, encode, decode, eval.
+
+A MODEL is a shipped name (`fashion-mnist:q3`), a model file, or a model file with one
+of its presets (`my.model:q2`, see `latentzip train`'s output)."""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .. import data
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
+from ..image.transforms import ARCHS
+
+DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs nor --minutes is given
 
 
 MAX_ERROR_HELP = (
@@ -24,22 +28,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("train", help="train a codec on your images")
+    p = sub.add_parser("train", help="train a codec on your images",
+                       description="Train a codec on your images. Every setting left out is chosen from the "
+                                   "images and the time budget, and printed.")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
-    p.add_argument("--arch", choices=("dense", "deep", "conv", "vae"), default="conv")
+    p.add_argument("--arch", choices=ARCHS, default=None,
+                   help="network (default: deep for small images of one size, else conv)")
+    p.add_argument("--prior", choices=("factorized", "hyperprior"), default=None,
+                   help="latent codec (default: hyperprior for conv, factorized for dense)")
     p.add_argument("--reg", choices=("none", "sparse", "contractive"), default="none")
     p.add_argument("--reg-weight", type=float, default=None, metavar="W", help="weight of the --reg penalty")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="denoising: corrupt inputs while training")
     p.add_argument("--noise-kind", choices=("gaussian", "salt-pepper"), default="gaussian")
-    p.add_argument("--latent", type=int, default=32, metavar="N", help="code size (dense) or latent channels (conv)")
+    p.add_argument("--latent", type=int, default=None, metavar="N", help="code size (dense) or latent channels (conv)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W", help="layer widths (dense) or channels (conv)")
-    p.add_argument("--levels", type=int, default=2, help="conv: downsampling steps (each halves H and W)")
-    p.add_argument("--lmbda", type=float, default=0.01, metavar="L", help="rate-distortion trade-off: higher = better quality, more bytes")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--levels", type=int, default=None, help="conv: downsampling steps (each halves H and W; default 4)")
+    p.add_argument("--qualities", type=int, default=None, metavar="N",
+                   help="conv: qualities one model codes at (default 6, or 1 with --lmbda)")
+    p.add_argument("--lmbda", type=float, default=None, metavar="L",
+                   help="rate-distortion trade-off: higher = better quality, more bytes (conv: of the top quality)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--minutes", type=float, default=None,
+                   help=f"time budget; the model is written when it runs out (default {DEFAULT_MINUTES:g} without --epochs)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--crop", type=int, default=None, metavar="PX", help="conv: side of the random training crops")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--minutes", type=float, default=None, help="time budget; the model is written when it runs out")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                   help="where to train (auto: a GPU when PyTorch sees one; mixed precision there)")
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, metavar="MODEL")
@@ -79,28 +95,39 @@ def _models(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..image.train import TrainConfig, train
 
+    minutes = args.minutes if args.minutes is not None or args.epochs is not None else DEFAULT_MINUTES
     cfg = TrainConfig(
         arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
-        reg=args.reg, reg_weight=args.reg_weight, noise=args.noise, noise_kind=args.noise_kind, lmbda=args.lmbda,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, minutes=args.minutes,
+        prior=args.prior, qualities=args.qualities, reg=args.reg, reg_weight=args.reg_weight, noise=args.noise,
+        noise_kind=args.noise_kind, lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
+        lr=args.lr, seed=args.seed, minutes=minutes, device=args.device,
     )
     output = Path(args.output)
     if not output.parent.is_dir():
         raise LatentzipError(f"cannot write {output}: directory {output.parent} does not exist")
-    images = _uniform(data.load(args.data), args.data)
+    dataset = data.load(args.data)
     checkpoint = output.with_name(output.name + ".ckpt")
-    result = train(images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
+    result = train(dataset.images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
+                   on_start=None if args.quiet else _say_settings)
     result.codec.save(output)
     checkpoint.unlink(missing_ok=True)
-    last = result.history[-1] if result.history else None
     note = " (stopped by --minutes)" if result.stopped_early else ""
-    if last:
-        print(f"wrote {output}{note}: validation {last.val_bpp:.3f} bpp (estimated), {last.val_psnr:.2f} dB")
+    print(f"wrote {output}{note}", file=sys.stderr)
+    for name, preset in result.codec.presets().items():
+        print(f"  {args.output}:{name:<4} {preset['description']}", file=sys.stderr)
     return 0
 
 
+def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa: F821
+    """Print what a run uses, the settings it chose included."""
+    net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {cfg.prior}, {cfg.qualities} qualities, "
+                                                  f"crops of {cfg.crop}" if cfg.arch == "conv" else "")
+    budget = f"{cfg.epochs} epochs" + (f" within {cfg.minutes:g} min" if cfg.minutes else "")
+    print(f"training {net} on {images:,} images, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
+
+
 def _encode(args: argparse.Namespace) -> int:
-    from ..image.codec import load_model
+    from ..image.zoo import load_model
 
     _refuse_overwrite(args.output, args.force)
     codec = load_model(args.model)
@@ -116,7 +143,8 @@ def _encode(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     from ..image import zoo
     from ..image.catalog import safe_name
-    from ..image.codec import file_fingerprint, load_model
+    from ..image.codec import file_fingerprint
+    from ..image.zoo import load_model
 
     blob = read_bytes(args.input)
     need = file_fingerprint(blob)
@@ -139,7 +167,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..image.codec import load_model
+    from ..image.zoo import load_model
     from ..image.evaluate import evaluate
 
     codec = load_model(args.model)
@@ -164,13 +192,6 @@ def _eval(args: argparse.Namespace) -> int:
         record = {"model": args.model, "data": args.data, **result.as_dict()}
         write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())
     return 0
-
-
-def _uniform(dataset: data.Dataset, spec: str) -> np.ndarray:
-    """Training batches need one image size; say so instead of failing deep in torch."""
-    if isinstance(dataset.images, list):
-        raise LatentzipError(f"{spec}: training needs images of one size; these differ (crop or resize them first)")
-    return dataset.images
 
 
 def _refuse_overwrite(path: str, force: bool) -> None:

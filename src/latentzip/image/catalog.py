@@ -20,6 +20,8 @@ _NAMES = 1  # names are stored (otherwise they are 000000.png, 000001.png, ...)
 _UNIFORM = 2  # every image has the same shape, stored once
 _DEFLATED = 4  # the variable part is raw-deflated
 _REFINED = 8  # a refinement layer follows the latents; its max error is stored
+_QUALITY = 16  # the model codes at several qualities; the one used is stored
+_ALPHA = 32  # an alpha refinement layer bounds the alpha channel; its max error is stored
 _DIGITS = re.compile(r"(\d+)")
 _MAX_DIGITS = 18
 MAX_IMAGES = 1 << 24  # bounds what a hostile header can make a decoder allocate
@@ -30,6 +32,8 @@ class Catalog:
     names: list[str]
     shapes: list[tuple[int, int, int]]  # (height, width, channels)
     max_error: int | None = None  # the refinement layer's bound on every pixel's error, if any
+    quality: int | None = None  # which of the model's qualities (0-based) coded the latents
+    alpha_error: int | None = None  # the bound on every alpha value's error, for models with alpha
 
 
 def default_names(count: int) -> list[str]:
@@ -39,9 +43,10 @@ def default_names(count: int) -> list[str]:
 def pack(catalog: Catalog) -> bytes:
     flags = 0
     fixed = put_varint(len(catalog.shapes))
-    if catalog.max_error is not None:
-        flags |= _REFINED
-        fixed += put_varint(catalog.max_error)
+    for flag, value in ((_REFINED, catalog.max_error), (_QUALITY, catalog.quality), (_ALPHA, catalog.alpha_error)):
+        if value is not None:
+            flags |= flag
+            fixed += put_varint(value)
     body = bytearray()
     if catalog.shapes and all(s == catalog.shapes[0] for s in catalog.shapes):
         flags |= _UNIFORM
@@ -66,12 +71,12 @@ def pack(catalog: Catalog) -> bytes:
 def unpack(data: bytes) -> Catalog:
     reader = Reader(data, what="image catalog")
     flags = reader.take(1)[0]
-    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED):
+    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA):
         raise FormatError("corrupt image catalog (unknown flags)")
     count = reader.varint()
     if count > MAX_IMAGES:
         raise FormatError(f"corrupt image catalog ({count} images is more than latentzip accepts)")
-    max_error = reader.varint() if flags & _REFINED else None
+    max_error, quality, alpha_error = (reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA))
     uniform = tuple(reader.varint() for _ in range(3)) if flags & _UNIFORM else None
     body = reader.rest()
     if flags & _DEFLATED:
@@ -82,7 +87,7 @@ def unpack(data: bytes) -> Catalog:
     inner = Reader(body, what="image catalog")
     shapes = [uniform] * count if uniform else [tuple(inner.varint() for _ in range(3)) for _ in range(count)]
     for h, w, c in shapes:  # type: ignore[misc]
-        if not (h and w and c in (1, 3)):
+        if not (h and w and 1 <= c <= 4):
             raise FormatError(f"corrupt image catalog (impossible shape {h}x{w}x{c})")
     if flags & _NAMES:
         names, previous = [], ""
@@ -93,7 +98,7 @@ def unpack(data: bytes) -> Catalog:
         names = default_names(count)
     if not inner.done():
         raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes, max_error)  # type: ignore[arg-type]
+    return Catalog(names, shapes, max_error, quality, alpha_error)  # type: ignore[arg-type]
 
 
 def safe_name(name: str) -> str:

@@ -1,161 +1,113 @@
-"""ImageCodec: uint8 images <-> the bytes of one .ltz file, and the model file format.
+"""ImageCodec: uint8 images <-> the bytes of one .ltz file.
 
-A file holds 1..N images of any shapes the model accepts. Its payload is one range-coded
-stream: channel by channel, every image's integer latents in file order, then any
-escaped values, then (with a max error) the refinement layer (see `refine`). Dense
-models decode in exact integer arithmetic (see `fixed`). The header names the model by fingerprint (a hash of its config,
-weights and tables), so decoding with the wrong model is an error, never noise.
+A file holds 1..N images of any shapes the model accepts, in chunks: runs of
+consecutive images of one shape, of at most CHUNK_PIXELS pixels (a dense model codes
+the whole file as one chunk). Each chunk's payload follows the last one's in a single
+range-coded stream: its latents as the latent codec writes them (latents.py), then,
+for models with alpha, the alpha refinement layer, then (with a max error) the colour
+refinement layer (refine.py). So a decoder holds one chunk at a time, whatever the
+number of images.
 
-A model file is a safetensors file (weights and integer tables; no pickle) whose
-metadata holds the network config as JSON. It is safe to open from strangers. The
-transforms' weight matrices are stored as int8, one float16 scale per output row (a
-quarter of float32's bytes; on the shipped models it costs under 0.01 dB), everything
-else as float16.
+Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
+a file decodes to the same pixels on every machine, thread count and device. The
+header names the model by fingerprint (modelfile.py), so decoding with the wrong model
+is an error, never noise.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import constriction
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
 
 from .. import container
 from ..errors import FormatError, LatentzipError, ModelError
 from ..fsio import write_bytes
 from . import catalog, refine
-from .entropy import TOTAL, CodingTables, finish, read_channels, reader, write_channels
-from .fixed import FixedSynthesis
+from .entropy import finish, reader
+from .fixed import FixedConvSynthesis, FixedSynthesis
+from .latents import Symbols
 from .model import Autoencoder
-from .transforms import NetConfig
+from .modelfile import FINGERPRINT_SIZE, VERSION, ModelFile, stored_shapes
+from .transforms import CHANNEL_NAMES, NetConfig, check_config
 
-MODEL_FORMAT = "latentzip-image-model"
-MODEL_VERSION = 2  # 2: transform matrices stored as int8 rows with float16 scales
-FINGERPRINT_SIZE = 8
 MAX_PIXELS = 1 << 26  # per image; bounds what a hostile header can make us allocate
 MAX_LATENTS = 1 << 30  # per file, for the same reason
-BATCH = 500
-SCALE = ":scale"  # suffix of the tensor holding an int8 weight's row scales
+BATCH = 500  # images per analysis call of a dense model
+CHUNK_PIXELS = 1 << 22  # pixels coded together, at most (a single larger image is one chunk)
+REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
 
 class ImageCodec:
-    """A trained autoencoder with its frozen prior: a complete lossy image codec."""
+    """A trained autoencoder with its frozen latent codec: a complete lossy image codec."""
 
-    def __init__(
-        self, model: Autoencoder, tables: CodingTables, meta: dict[str, Any] | None = None, name: str | None = None,
-        refinement: refine.RefineTables | None = None,
-    ):
+    def __init__(self, model: Autoencoder, file: ModelFile, name: str | None = None):
         self.model = model.eval()
-        self.tables = tables
-        self.refinement = refinement
-        self.meta = meta or {}
+        self.file = file
         self.name = name
+        self.fingerprint = file.fingerprint
+        self.meta = file.meta
+        self.refinement = _refine_tables(file, REFINE_PREFIX)
+        self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)
         self.max_error: int | None = None  # the bound coding uses when a call names none
-        self._coders = tables.models()
-        self.fingerprint = self._fingerprint()
+        self.quality = int(self.meta.get("default_quality", self.cfg.qualities))  # likewise, 1-based
         try:
-            self._fixed = FixedSynthesis(model.synthesis) if model.cfg.dense else None
+            if self.cfg.record.fixed_size:
+                self._fixed: Any = FixedSynthesis(model.synthesis)
+            else:
+                self._fixed = FixedConvSynthesis(model.synthesis)
         except ValueError as exc:
             raise ModelError(f"{self.label}: {exc}") from None
 
     # --- construction and storage ------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None) -> "ImageCodec":
-        """Round a trained model's weights to what its file stores (see `_pack`), freeze
-        its prior into integer tables, and wrap it as a codec."""
+    def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None,
+                   refinement: dict[str, refine.RefineTables] | None = None) -> "ImageCodec":
+        """Round a trained model's weights to what its file stores, freeze its latent
+        codec into integer tables, and wrap it as a codec (with refinement tables, by
+        prefix, if given)."""
+        tensors = ModelFile.pack_weights(model.state_dict())
+        weights = ModelFile(VERSION, {}, tensors).weights()
         with torch.no_grad():
             for key, value in model.state_dict().items():
-                if value.is_floating_point():
-                    value.copy_(_unpack(_pack(key, value)))
-        return cls(model, model.prior.freeze(), meta)
-
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        """What the model file stores: the weights (exactly the values in use, see
-        `_pack`) and the int32 tables."""
-        tensors = {}
-        for key, value in self.model.state_dict().items():
-            packed = _pack(key, value.detach())
-            tensors[f"net.{key}"] = packed[0].contiguous()
-            if packed[1] is not None:
-                tensors[f"net.{key}{SCALE}"] = packed[1]
-        tensors["tables.counts"] = torch.from_numpy(self.tables.counts)
-        tensors["tables.offsets"] = torch.from_numpy(self.tables.offsets)
-        tensors["tables.lengths"] = torch.from_numpy(self.tables.lengths)
-        if self.refinement is not None:
-            tensors["refine.value_edges"] = torch.from_numpy(self.refinement.value_edges)
-            tensors["refine.gradient_edges"] = torch.from_numpy(self.refinement.gradient_edges)
-            tensors["refine.histogram"] = torch.from_numpy(self.refinement.histogram.astype(np.int32))
-        return tensors
-
-    def _fingerprint(self) -> bytes:
-        digest = hashlib.sha256(json.dumps(asdict(self.model.cfg), sort_keys=True).encode())
-        for key, value in sorted(self._tensors().items()):
-            digest.update(key.encode())
-            digest.update(str(tuple(value.shape)).encode())
-            array = value.numpy()
-            digest.update(array.astype(array.dtype.newbyteorder("<")).tobytes())
-        return digest.digest()[:FINGERPRINT_SIZE]
-
-    def to_bytes(self) -> bytes:
-        meta = {
-            "format": MODEL_FORMAT,
-            "version": str(MODEL_VERSION),
-            "net": json.dumps(asdict(self.model.cfg)),
-            "meta": json.dumps(self.meta),
-        }
-        return save(self._tensors(), metadata=meta)
+                value.copy_(weights[key])
+        tables = model.latents.freeze()
+        tensors.update({f"tables.{k}": torch.from_numpy(v.astype(np.int32)) for k, v in tables.items()})
+        if "tables.inverse_gains" in tensors:  # they need more than 32 bits
+            tensors["tables.inverse_gains"] = torch.from_numpy(tables["inverse_gains"].astype(np.int64))
+        for prefix, found in (refinement or {}).items():
+            tensors.update({prefix + k: torch.from_numpy(v) for k, v in found.to_store().items()})
+        return cls(model, ModelFile(VERSION, asdict(model.cfg), tensors, dict(meta or {})))
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str | None = None) -> "ImageCodec":
         what = name or "model file"
+        file = ModelFile.parse(data, what, _check_shapes)
+        cfg = _config(file.version, file.net)
+        model = Autoencoder(cfg)
         try:
-            header_len = int.from_bytes(data[:8], "little")
-            header = json.loads(data[8 : 8 + header_len])
-            tensors = load(data)
-        except (SafetensorError, ValueError, UnicodeDecodeError):
-            raise ModelError(f"{what} is not a latentzip model (not a safetensors file)") from None
-        meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
-        if meta.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{what} is not a latentzip image model")
-        if meta.get("version") != str(MODEL_VERSION):
-            raise ModelError(f"{what} has model format version {meta.get('version')}; this build reads {MODEL_VERSION}")
-        try:
-            cfg = NetConfig(**json.loads(meta["net"]))
-            model = Autoencoder(cfg)
-            model.load_state_dict({
-                k[4:]: _unpack((v, tensors.get(k + SCALE)))
-                for k, v in tensors.items() if k.startswith("net.") and not k.endswith(SCALE)
-            })
-            tables = CodingTables(
-                tensors["tables.counts"].numpy().astype(np.int32),
-                tensors["tables.offsets"].numpy().astype(np.int32),
-                tensors["tables.lengths"].numpy().astype(np.int32),
-            )
-            _check_tables(tables, cfg)
-            refinement = None
-            if "refine.histogram" in tensors:
-                refinement = refine.RefineTables(
-                    tensors["refine.value_edges"].numpy().astype(np.int32),
-                    tensors["refine.gradient_edges"].numpy().astype(np.int32),
-                    tensors["refine.histogram"].numpy().astype(np.int64),
-                )
-                refinement.check()
+            weights = file.weights()
+            if file.version == 2:  # the single density was the model's own `prior`
+                weights = {("latents." + k if k.startswith("prior.") else k): v for k, v in weights.items()}
+            model.load_state_dict(weights)
+            model.latents.thaw(file.integers("tables."))
+            codec = cls(model, file, name)
+            for found in (codec.refinement, codec.alpha_refinement):
+                if found is not None:
+                    found.check()
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{what} is damaged ({str(exc).splitlines()[0]})") from None
-        return cls(model, tables, json.loads(meta.get("meta", "{}")), name, refinement)
+        return codec
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ImageCodec":
@@ -165,6 +117,9 @@ class ImageCodec:
             raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from None
         return cls.from_bytes(data, name=str(path))
 
+    def to_bytes(self) -> bytes:
+        return self.file.to_bytes()
+
     def save(self, path: str | os.PathLike[str]) -> None:
         write_bytes(path, self.to_bytes())
 
@@ -173,59 +128,118 @@ class ImageCodec:
         self.name = name
         return self
 
-    def bounded(self, max_error: int | None) -> "ImageCodec":
-        """A view of this codec (same network, same fingerprint) that codes with the
-        refinement layer at `max_error` whenever a call names no bound: what a shipped
-        quality preset is. `bounded(None)` is the network alone."""
+    def bounded(self, max_error: int | None, quality: int | None = None) -> "ImageCodec":
+        """A view of this codec (same network, same fingerprint) that codes at `quality`
+        with the refinement layer at `max_error` whenever a call names neither: what a
+        shipped quality preset is. `bounded(None)` is the network alone."""
         self._check_refinement(max_error)
         view = copy.copy(self)
         view.max_error = max_error
+        if quality is not None:
+            view.quality = self.quality_for(quality)
         return view
 
     def with_refinement(self, images: ImagesLike) -> "ImageCodec":
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
-        can code with a bound on every pixel's error (`max_error`). A new model: its
-        fingerprint differs from this one's."""
+        can code with a bound on every pixel's error (`max_error`), and, for models with
+        alpha, code alpha within its own bound. A new model: its fingerprint differs."""
         batch = self._as_list(images[: refine.FIT_IMAGES])
         sizes = np.cumsum([im.size for im in batch])
         batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
-        latents = self._analyse(batch)
-        base = self._synthesise(latents, [im.shape for im in batch])
-        groups = [(guides, residuals) for _, guides, residuals, _ in self._residual_groups(batch, latents, base)]
-        return ImageCodec(self.model, self.tables, dict(self.meta), self.name, refine.fit(groups))
+        groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {REFINE_PREFIX: [], ALPHA_PREFIX: []}
+        for quality in range(1, self.cfg.qualities + 1):
+            for start, stop in self._chunks([im.shape for im in batch]):
+                x = np.stack(batch[start:stop])
+                base = self._base(self._symbols(x, quality), x.shape, quality)
+                colour, alpha = self._split(x)
+                base_colour, base_alpha = self._split(base)
+                groups[REFINE_PREFIX].append((base_colour, colour - base_colour))
+                if alpha is not None:
+                    groups[ALPHA_PREFIX].append((base_alpha, alpha - base_alpha))
+        fitted = {prefix: refine.fit(found) for prefix, found in groups.items() if found}
+        tensors = {k: v for k, v in self.file.tensors.items() if not k.startswith((REFINE_PREFIX, ALPHA_PREFIX))}
+        for prefix, found in fitted.items():
+            tensors.update({prefix + k: torch.from_numpy(v) for k, v in found.to_store().items()})
+        file = ModelFile(self.file.version, self.file.net, tensors, dict(self.meta))
+        codec = ImageCodec(self.model, file, self.name)
+        codec.max_error, codec.quality = self.max_error, self.quality
+        return codec
+
+    def with_presets(self, ladder: Sequence[tuple[int, int | None]], images: ImagesLike) -> "ImageCodec":
+        """This codec with named presets q1, q2, ... for the (quality, max error) points
+        of `ladder`, lowest first, each described by its figures measured on `images`
+        (one real file each). Presets are metadata: the fingerprint stays."""
+        from .. import metrics
+
+        batch = self._as_list(images)
+        pixels = sum(im.shape[0] * im.shape[1] for im in batch)
+        presets = {}
+        for i, (quality, max_error) in enumerate(ladder, start=1):
+            blob = self.encode(batch, quality=quality, max_error=max_error)
+            psnr = metrics.mean_psnr([_restore_channels(im, im.shape[-1]) for im in batch], self.decode(blob))
+            bound = "" if max_error is None else f", max error {max_error}"
+            presets[f"q{i}"] = {"quality": quality, "max_error": max_error,
+                                "description": f"quality {quality}{bound}: {8 * len(blob) / pixels:.3f} bpp, "
+                                               f"{psnr:.2f} dB on {len(batch)} validation images"}
+        default = next((n for n, p in presets.items() if p["quality"] == self.quality and p["max_error"] is None), None)
+        file = ModelFile(self.file.version, self.file.net, self.file.tensors,
+                         {**self.meta, "presets": presets, "default_preset": default})
+        return ImageCodec(self.model, file, self.name)
+
+    def presets(self) -> dict[str, dict[str, Any]]:
+        """The named presets of this model file (see `with_presets`)."""
+        return dict(self.meta.get("presets", {}))
+
+    def preset(self, name: str) -> "ImageCodec":
+        """A view of this codec that codes at its preset `name` (q1, q2, ...)."""
+        found = self.presets().get(name)
+        if found is None:
+            raise ModelError(f"{self.label} has no preset {name!r} (it has: {', '.join(self.presets()) or 'none'})")
+        return self.bounded(found["max_error"], found["quality"]).named(f"{self.label}:{name}")
 
     # --- coding ----------------------------------------------------------------------
 
-    def encode(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None) -> bytes:
+    def encode(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
+               quality: int | None = None, alpha_error: int | None = None) -> bytes:
         """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file.
 
-        With `max_error` d, a refinement layer follows the latents so that no decoded
-        pixel differs from its original by more than d grey levels (0: lossless). None
-        takes the codec's own bound (see `bounded`; a plain model has none). The other
-        methods take `max_error` the same way."""
+        `quality` picks one of the model's qualities (1 .. its number of qualities,
+        higher is better; None: the codec's own). With `max_error` d, a refinement layer
+        follows the latents so that no decoded colour value differs from its original
+        by more than d levels (0: lossless). None takes the codec's own bound (see
+        `bounded`; a plain model has none). Alpha, for models with alpha, is always
+        kept within `alpha_error` (default 0: lossless). The other methods take these
+        the same way."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
-        max_error = self.bound_for(max_error)
         names = list(names) if names is not None else catalog.default_names(len(batch))
-        latents = self._analyse(batch)
-        values = list(np.concatenate([lat.reshape(self.tables.channels, -1) for lat in latents], axis=1))
+        for name in names:
+            catalog.safe_name(name)
+        max_error, quality, alpha_error = self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error)
         encoder = constriction.stream.queue.RangeEncoder()
-        write_channels(encoder, self.tables, self._coders, values)
-        if max_error is not None:
-            base = self._synthesise(latents, [im.shape for im in batch])
-            walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
-            for _, guides, residuals, _ in self._residual_groups(batch, latents, base):
-                walk.encode(encoder, guides, refine.quantize(residuals, max_error))
-        shapes = [im.shape for im in batch]
-        header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes, max_error))
+        walks = self._walks(max_error, alpha_error)
+        for start, stop in self._chunks([im.shape for im in batch]):
+            x = np.stack(batch[start:stop])
+            symbols = self._symbols(x, quality)
+            self.model.latents.write(encoder, symbols, quality - 1)
+            if walks:
+                self._refine(walks, x, self._base(symbols, x.shape, quality), encoder=encoder)
+        cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality), alpha_error)
+        header = self.fingerprint + catalog.pack(cat)
         return container.pack(container.Kind.IMAGES, header, finish(encoder))
 
     def decode(self, blob: bytes) -> list[np.ndarray]:
-        """The images of a file, as uint8 arrays (H, W) for grey and (H, W, 3) for RGB."""
-        return [image for _, image in self.decode_named(blob)]
+        """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise."""
+        return [image for _, image in self.iter_decode(blob)]
 
     def decode_named(self, blob: bytes) -> list[tuple[str, np.ndarray]]:
+        return list(self.iter_decode(blob))
+
+    def iter_decode(self, blob: bytes) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, image) of each image of a file in order, decoding one chunk at a time,
+        so memory does not grow with the number of images. The whole file is checked
+        (checksum, model, catalog) before the first image comes out."""
         header, payload = container.unpack(blob, container.Kind.IMAGES)
         found = read_fingerprint(header)
         if found != self.fingerprint:
@@ -234,70 +248,67 @@ class ImageCodec:
             )
         cat = catalog.unpack(header[FINGERPRINT_SIZE:])
         grids = [self._grid(shape) for shape in cat.shapes]
-        per_image = [math.prod(g) for g in grids]
-        sizes = [sum(per_image)] * self.tables.channels
-        if sum(sizes) > MAX_LATENTS:
+        if sum(math.prod(g) for g in grids) * self.cfg.latent > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
-        if cat.max_error is not None:
-            if not 0 <= cat.max_error <= refine.MAX_ERROR:
-                raise FormatError(f"corrupt image file (refinement max error {cat.max_error})")
-            self._check_refinement(cat.max_error)
+        quality = self._file_quality(cat)
+        for bound in (cat.max_error, cat.alpha_error):
+            if bound is not None and not 0 <= bound <= refine.MAX_ERROR:
+                raise FormatError(f"corrupt image file (max error {bound})")
+        self._check_refinement(cat.max_error)
+        if (cat.alpha_error is None) != (not self.cfg.has_alpha):
+            raise FormatError("corrupt image file (alpha bound does not match the model)")
         decoder = reader(payload)
-        values = read_channels(decoder, self.tables, self._coders, sizes)
-        stacked = np.stack(values)  # (channels, total latents per channel)
-        starts = np.cumsum([0, *per_image])
-        latents = [stacked[:, starts[i] : starts[i + 1]].reshape(self.tables.channels, *grids[i]) for i in range(len(grids))]
-        images = self._synthesise(latents, cat.shapes)
-        if cat.max_error is not None:
-            walk = refine.Walk(self.refinement, cat.max_error)  # type: ignore[arg-type]
-            for idx, guides, _, predicted in self._residual_groups(None, latents, images, cat.shapes):
-                q = walk.decode(decoder, guides)
-                for i, image in zip(idx, refine.restore(predicted, q, cat.max_error)):
-                    images[i] = image.reshape(images[i].shape)
-        return list(zip(cat.names, images))
+        walks = self._walks(cat.max_error, cat.alpha_error)
+        for start, stop in self._chunks(cat.shapes):
+            shape = (stop - start, *cat.shapes[start])
+            symbols = self.model.latents.read(decoder, stop - start, grids[start], quality - 1)
+            images = self._base(symbols, shape, quality)
+            if walks:
+                images = self._refine(walks, None, images, decoder=decoder)
+            for i in range(start, stop):
+                yield cat.names[i], _restore_channels(images[i - start], cat.shapes[i][2])
 
-    def estimate_bits(self, images: ImagesLike, max_error: int | None = None) -> float:
-        """What the learned (float) prior says the latents of `images` cost, in bits, plus
-        the refinement layer's ideal cost under its tables with `max_error`."""
+    def estimate_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> float:
+        """What the learned (float) densities say the latents of `images` cost, in bits,
+        plus the refinement layers' ideal cost under their tables."""
         batch = self._as_list(images)
-        max_error = self.bound_for(max_error)
-        latents = self._analyse(batch)
+        max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         total = 0.0
-        with torch.no_grad():
-            for idx in self._groups([lat.shape for lat in latents]).values():
-                q = torch.from_numpy(np.stack([latents[i] for i in idx])).float()
-                total += float(-torch.log2(self.model.prior.likelihood(q)).sum())
-        if max_error is not None:
-            total += float(self._refinement_bits(batch, latents, max_error).sum())
+        for start, stop in self._chunks([im.shape for im in batch]):
+            y = self._analyse(np.stack(batch[start:stop]))
+            total += self.model.latents.estimate(y, quality - 1)
+        if max_error is not None or self.cfg.has_alpha:
+            total += float(self._pass(batch, max_error, quality, self._alpha_bound(None), latents=False)[1].sum())
         return total
 
-    def reconstruct(self, images: ImagesLike, max_error: int | None = None) -> list[np.ndarray]:
-        """What decode(encode(images, max_error=...)) returns, without the range coder:
-        analysis, rounding, synthesis (and the quantized residual). Denoising and anomaly
+    def reconstruct(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> list[np.ndarray]:
+        """What decode(encode(images, ...)) returns, without the range coder: analysis,
+        rounding, exact synthesis (and the quantized residuals). Denoising and anomaly
         scores need the pixels, not the bytes."""
-        batch = self._as_list(images)
-        return self._reconstruct(batch, self._analyse(batch), self.bound_for(max_error))
+        return self.reconstruct_with_bits(images, max_error, quality)[0]
 
-    def code_bits(self, images: ImagesLike, max_error: int | None = None) -> np.ndarray:
-        """Each image's cost in bits under the frozen integer tables, escapes (and the
-        refinement layer, with `max_error`) included: the length the range coder reaches
-        up to a few bytes per file. Unlike `estimate_bits` it is exact and per image, so
-        it can score how unusual an image is to the model."""
-        batch = self._as_list(images)
-        return self._code_bits(batch, self._analyse(batch), self.bound_for(max_error))
+    def code_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> np.ndarray:
+        """Each image's cost in bits under the frozen integer tables, escapes and
+        refinement layers included: the length the range coder reaches up to a few bytes
+        per file. Unlike `estimate_bits` it is exact and per image, so it can score how
+        unusual an image is to the model."""
+        return self.reconstruct_with_bits(images, max_error, quality)[1]
 
-    def reconstruct_with_bits(self, images: ImagesLike,
-                              max_error: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    def reconstruct_with_bits(self, images: ImagesLike, max_error: int | None = None,
+                              quality: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """`reconstruct` and `code_bits` from one pass of the analysis network: anomaly
         scores need both."""
         batch = self._as_list(images)
-        latents = self._analyse(batch)
-        max_error = self.bound_for(max_error)
-        return self._reconstruct(batch, latents, max_error), self._code_bits(batch, latents, max_error)
+        return self._pass(batch, self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(None))
 
-    def latents(self, images: ImagesLike) -> list[np.ndarray]:
+    def latents(self, images: ImagesLike, quality: int | None = None) -> list[np.ndarray]:
         """Integer latents of each image: (latent,) for dense models, (latent, h, w) for conv."""
-        return self._analyse(self._as_list(images))
+        batch = self._as_list(images)
+        quality = self.quality_for(quality)
+        out: list[np.ndarray] = []
+        for start, stop in self._chunks([im.shape for im in batch]):
+            out.extend(self._symbols(np.stack(batch[start:stop]), quality)["y"])
+        return out
 
     # --- internals ---------------------------------------------------------------------
 
@@ -309,36 +320,13 @@ class ImageCodec:
     def cfg(self) -> NetConfig:
         return self.model.cfg
 
-    def _grid(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
-        """Latent grid of one image of `shape`, after checking the model can code it."""
-        h, w, c = shape
-        cfg = self.cfg
-        if c != cfg.channels:
-            kinds = {1: "grey", 3: "RGB"}
-            raise ModelError(f"{self.label} codes {kinds[cfg.channels]} images, not {kinds.get(c, f'{c}-channel')} ones")
-        if cfg.dense:
-            if (h, w) != (cfg.height, cfg.width):
-                raise ModelError(f"{self.label} codes {cfg.height}x{cfg.width} images only, not {h}x{w}")
-            return ()
-        if h * w > MAX_PIXELS:
-            raise FormatError(f"image of {h}x{w} pixels is larger than latentzip accepts")
-        return (-(-h // cfg.stride), -(-w // cfg.stride))
-
-    def _as_list(self, images: ImagesLike) -> list[np.ndarray]:
-        """(H, W, C) uint8 arrays, one per image, each checked against the model."""
-        if isinstance(images, np.ndarray):
-            if images.ndim == 3 and self.cfg.channels == 1:
-                images = images[..., None]
-            if images.ndim != 4:
-                raise LatentzipError(f"expected a batch of images shaped (N, H, W[, C]), got shape {images.shape}")
-            batch = list(images)
-        else:
-            batch = [im[..., None] if im.ndim == 2 else im for im in images]
-        for im in batch:
-            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3:
-                raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
-            self._grid(im.shape)
-        return batch
+    def quality_for(self, quality: int | None) -> int:
+        """The quality a call with `quality` codes at: its own, else the codec's."""
+        chosen = self.quality if quality is None else quality
+        if not isinstance(chosen, (int, np.integer)) or not 1 <= chosen <= self.cfg.qualities:
+            only = "1" if self.cfg.qualities == 1 else f"1 to {self.cfg.qualities}"
+            raise LatentzipError(f"{self.label} codes at quality {only}, not {chosen}")
+        return int(chosen)
 
     def bound_for(self, max_error: int | None) -> int | None:
         """The bound a call with `max_error` codes with: its own, else the codec's (None: no
@@ -346,6 +334,32 @@ class ImageCodec:
         bound = self.max_error if max_error is None else max_error
         self._check_refinement(bound)
         return bound
+
+    def _alpha_bound(self, alpha_error: int | None) -> int | None:
+        if not self.cfg.has_alpha:
+            if alpha_error is not None:
+                raise LatentzipError(f"{self.label} codes no alpha channel")
+            return None
+        bound = 0 if alpha_error is None else alpha_error
+        try:
+            refine.check_max_error(bound)
+        except ValueError as exc:
+            raise LatentzipError(f"alpha: {exc}") from None
+        if self.alpha_refinement is None:
+            raise ModelError(f"{self.label} has no alpha refinement tables; train it again with this version of latentzip")
+        return bound
+
+    def _stored_quality(self, quality: int) -> int | None:
+        """What the catalog stores: 0-based, and nothing for a model of one quality."""
+        return quality - 1 if self.cfg.qualities > 1 else None
+
+    def _file_quality(self, cat: catalog.Catalog) -> int:
+        if (cat.quality is None) != (self.cfg.qualities == 1):
+            raise FormatError("corrupt image file (quality does not match the model)")
+        quality = 1 if cat.quality is None else cat.quality + 1
+        if quality > self.cfg.qualities:
+            raise FormatError(f"corrupt image file (quality {quality} of a model with {self.cfg.qualities})")
+        return quality
 
     def _check_refinement(self, max_error: int | None) -> None:
         if max_error is None:
@@ -357,104 +371,196 @@ class ImageCodec:
         except ValueError as exc:
             raise LatentzipError(str(exc)) from None
 
-    def _refinement_bits(self, batch: list[np.ndarray], latents: list[np.ndarray], max_error: int) -> np.ndarray:
-        """Each image's refinement cost in bits when `batch` is coded as one file."""
+    def _grid(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
+        """Latent grid of one image of `shape`, after checking the model can code it."""
+        h, w, c = shape
+        cfg = self.cfg
+        if not _fits(c, cfg.channels):
+            raise ModelError(f"{self.label} codes {CHANNEL_NAMES[cfg.channels]} images, not {CHANNEL_NAMES.get(c, f'{c}-channel')} ones")
+        if h * w > MAX_PIXELS:
+            raise FormatError(f"image of {h}x{w} pixels is larger than latentzip accepts")
+        grid = cfg.record.grid(cfg, h, w)
+        if grid is None:
+            raise ModelError(f"{self.label} codes {cfg.height}x{cfg.width} images only, not {h}x{w}")
+        return grid
+
+    def _as_list(self, images: ImagesLike) -> list[np.ndarray]:
+        """(H, W, C) uint8 arrays, one per image, each checked against the model."""
+        if isinstance(images, np.ndarray):
+            if images.ndim == 3:
+                images = images[..., None]
+            if images.ndim != 4:
+                raise LatentzipError(f"expected a batch of images shaped (N, H, W[, C]), got shape {images.shape}")
+            batch = list(images)
+        else:
+            batch = [im[..., None] if isinstance(im, np.ndarray) and im.ndim == 2 else im for im in images]
+        for im in batch:
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3:
+                raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
+            self._grid(im.shape)
+        return batch
+
+    def _chunks(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+        """(start, stop) of each chunk: a run of one shape, at most CHUNK_PIXELS pixels."""
+        if self.cfg.record.fixed_size:
+            return [(0, len(shapes))] if shapes else []
+        out: list[tuple[int, int]] = []
+        start = 0
+        for i in range(1, len(shapes) + 1):
+            if i == len(shapes) or shapes[i] != shapes[start] or (i - start + 1) * shapes[start][0] * shapes[start][1] > CHUNK_PIXELS:
+                out.append((start, i))
+                start = i
+        return out
+
+    def _model_input(self, x: np.ndarray) -> torch.Tensor:
+        """uint8 (n, H, W, C) as the network's float (n, C', H, W) input in [0, 1]."""
+        return torch.from_numpy(_fit_channels(x, self.cfg.channels)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def _analyse(self, x: np.ndarray) -> torch.Tensor:
+        """Float latents of one chunk (n, H, W, C), analysed BATCH images at a time."""
+        step = BATCH if self.cfg.record.fixed_size else max(1, CHUNK_PIXELS // (x.shape[1] * x.shape[2]))
+        return torch.cat([self.model.analyse(self._model_input(x[i : i + step])) for i in range(0, len(x), step)])
+
+    def _symbols(self, x: np.ndarray, quality: int) -> Symbols:
+        return self.model.latents.quantize(self._analyse(x), quality - 1)
+
+    def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int) -> np.ndarray:
+        """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
+        arithmetic, with the model's channels."""
+        n, h, w = shape[:3]
+        if self.cfg.record.fixed_size:
+            pixels = self._fixed(symbols["y"])
+        else:
+            pixels = self._fixed(self.model.latents.fixed_input(symbols, quality - 1))
+        return np.ascontiguousarray(pixels[:, :, :h, :w].transpose(0, 2, 3, 1))
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(colour channels, alpha channel or None) of (n, H, W, C') model-channel images."""
+        if not self.cfg.has_alpha:
+            return x, None
+        return x[..., :-1], x[..., -1:]
+
+    def _walks(self, max_error: int | None, alpha_error: int | None) -> list[tuple[str, refine.Walk]]:
+        """The refinement walks a file codes, in payload order: alpha, then colour."""
+        walks = []
+        if alpha_error is not None:
+            walks.append(("alpha", refine.Walk(self.alpha_refinement, alpha_error)))  # type: ignore[arg-type]
+        if max_error is not None:
+            walks.append(("colour", refine.Walk(self.refinement, max_error)))  # type: ignore[arg-type]
+        return walks
+
+    def _refine(self, walks: list[tuple[str, refine.Walk]], x: np.ndarray | None, base: np.ndarray,
+                encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None) -> np.ndarray:
+        """Code (encoder), decode (decoder) or price (bits) one chunk's refinement layers
+        over the base reconstruction; returns the restored chunk (n, H, W, C')."""
+        original = None if x is None else _fit_channels(x, self.cfg.channels)
+        parts = dict(zip(("colour", "alpha"), self._split(base)))
+        truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
+        for part, walk in walks:
+            guide = parts[part]
+            if decoder is not None:
+                q = walk.decode(decoder, guide)
+            else:
+                q = refine.quantize(truth[part].astype(np.int16) - guide, walk.max_error)
+                if encoder is not None:
+                    walk.encode(encoder, guide, q)
+                if bits is not None:
+                    bits += walk.costs(guide, q)
+            parts[part] = refine.restore(guide, q, walk.max_error)
+        colour, alpha = parts["colour"], parts.get("alpha")
+        return colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
+
+    def _pass(self, batch: list[np.ndarray], max_error: int | None, quality: int,
+              alpha_error: int | None, latents: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
+        """Reconstructions and exact bits of `batch` coded as one file (no range coder);
+        the bits of the refinement layers alone unless `latents`."""
+        images: list[np.ndarray] = []
         bits = np.zeros(len(batch))
-        base = self._synthesise(latents, [im.shape for im in batch])
-        walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
-        for idx, guides, residuals, _ in self._residual_groups(batch, latents, base):
-            bits[idx] = walk.costs(guides, refine.quantize(residuals, max_error))
-        return bits
-
-    def _residual_groups(
-        self, batch: list[np.ndarray] | None, latents: list[np.ndarray], base: list[np.ndarray],
-        shapes: Sequence[tuple[int, int, int]] | None = None,
-    ):
-        """Per group of same-shape images: (indices, integer guides, residuals (original
-        minus base), base reconstructions), the last three stacked as int16 (n, H, W, C).
-        Without `batch` (decoding) the residuals are None and `shapes` gives the shapes."""
-        shapes = [im.shape for im in batch] if batch is not None else shapes
-        for shape, idx in self._groups(shapes).items():  # type: ignore[arg-type]
-            h, w, c = shape
-            predicted = np.stack([base[i].reshape(h, w, c) for i in idx]).astype(np.int16)
-            guides = predicted if self.cfg.dense else refine.activity(self.cfg, np.stack([latents[i] for i in idx]), (h, w))
-            residuals = np.stack([batch[i] for i in idx]).astype(np.int16) - predicted if batch is not None else None
-            yield idx, guides, residuals, predicted
-
-    def _groups(self, shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault(tuple(shape), []).append(i)
-        return groups
-
-    def _reconstruct(self, batch: list[np.ndarray], latents: list[np.ndarray],
-                     max_error: int | None) -> list[np.ndarray]:
-        out = self._synthesise(latents, [im.shape for im in batch])
-        if max_error is not None:
-            for idx, _, residuals, predicted in self._residual_groups(batch, latents, out):
-                restored = refine.restore(predicted, refine.quantize(residuals, max_error), max_error)
-                for i, image in zip(idx, restored):
-                    out[i] = image.reshape(out[i].shape)
-        return out
-
-    def _code_bits(self, batch: list[np.ndarray], latents: list[np.ndarray], max_error: int | None) -> np.ndarray:
-        bits = np.zeros(len(latents))
-        for idx in self._groups([lat.shape for lat in latents]).values():
-            stacked = np.stack([latents[i] for i in idx])
-            for c in range(self.tables.channels):
-                bits[idx] += self.tables.costs(stacked[:, c], c).reshape(len(idx), -1).sum(1)
-        if max_error is not None:
-            bits += self._refinement_bits(batch, latents, max_error)
-        return bits
-
-    def _analyse(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        out: list[np.ndarray] = [None] * len(batch)  # type: ignore[list-item]
-        for _, idx in self._groups([im.shape for im in batch]).items():
-            for start in range(0, len(idx), BATCH):
-                chunk = idx[start : start + BATCH]
-                x = torch.from_numpy(np.stack([batch[i] for i in chunk])).permute(0, 3, 1, 2).float().div_(255.0)
-                q = self.model.analyse(x).to(torch.int64).numpy()
-                for i, lat in zip(chunk, q):
-                    out[i] = lat
-        return out
-
-    def _synthesise(self, latents: list[np.ndarray], shapes: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
-        """Decoded pixels: exact integer arithmetic for dense models (the same on every
-        machine), the float network for convolutional ones."""
-        out: list[np.ndarray] = [None] * len(latents)  # type: ignore[list-item]
-        for (h, w, c), idx in self._groups(shapes).items():
-            for start in range(0, len(idx), BATCH):
-                chunk = idx[start : start + BATCH]
-                stacked = np.stack([latents[i] for i in chunk])
-                if self._fixed is not None:
-                    pixels = self._fixed(stacked).transpose(0, 2, 3, 1)
-                else:
-                    x = self.model.synthesise(torch.from_numpy(stacked).float(), (h, w))
-                    pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                for i, im in zip(chunk, pixels):
-                    out[i] = im[..., 0] if c == 1 else im
-        return out
+        walks = self._walks(max_error, alpha_error)
+        for start, stop in self._chunks([im.shape for im in batch]):
+            x = np.stack(batch[start:stop])
+            symbols = self._symbols(x, quality)
+            if latents:
+                bits[start:stop] = self.model.latents.bits(symbols, quality - 1)
+            out = self._base(symbols, x.shape, quality)
+            if walks:
+                out = self._refine(walks, x, out, bits=bits[start:stop])
+            images.extend(_restore_channels(im, x.shape[-1]) for im in out)
+        return images, bits
 
 
-def _pack(key: str, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """How a model file stores one weight: a transform's matrix or kernel as int8 with a
-    float16 scale per output row (slice along the first axis), anything else as float16."""
-    if value.ndim < 2 or not key.startswith(("analysis.", "synthesis.")):
-        return value.half(), None
-    scale = (value.abs().flatten(1).amax(1) / 127).half()
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    rows = scale.float().view(-1, *[1] * (value.ndim - 1))
-    return torch.round(value / rows).clamp(-127, 127).to(torch.int8), scale
+def _fits(channels: int, model_channels: int) -> bool:
+    """Whether an image of `channels` can be coded by a model of `model_channels`: its
+    own, grey by a colour model, and one without alpha by a model with alpha."""
+    colour, alpha = (channels - 1) // 2 * 2 + 1, channels % 2 == 0
+    model_colour, model_alpha = (model_channels - 1) // 2 * 2 + 1, model_channels % 2 == 0
+    return colour <= model_colour and (model_alpha or not alpha)
 
 
-def _unpack(packed: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-    """The float32 weight a stored one stands for (exact: int8 x float16 fits float32)."""
-    value, scale = packed
-    if (value.dtype == torch.int8) != (scale is not None):
-        raise ValueError("a weight and its scale do not match")
-    if scale is None:
-        return value.float()
-    return value.float() * scale.float().view(-1, *[1] * (value.ndim - 1))
+def _fit_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(n, H, W, c) images with the model's channels: grey repeated as RGB, opaque alpha
+    added where the model has alpha and the image none."""
+    have = x.shape[-1]
+    if have == channels:
+        return x
+    colour, alpha = (x[..., :-1], x[..., -1:]) if have % 2 == 0 else (x, None)
+    if channels >= 3 and colour.shape[-1] == 1:
+        colour = np.repeat(colour, 3, axis=-1)
+    if channels % 2 == 0:
+        alpha = alpha if alpha is not None else np.full(x.shape[:-1] + (1,), 255, np.uint8)
+        return np.concatenate([colour, alpha], axis=-1)
+    return colour
+
+
+def _restore_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded (H, W, C') image with the channels its original had: a grey original
+    takes the rounded mean of the colour channels, an original without alpha drops it."""
+    have = image.shape[-1]
+    if have != channels:
+        colour = image[..., :-1] if have % 2 == 0 else image
+        alpha = image[..., -1:] if have % 2 == 0 and channels % 2 == 0 else None
+        if channels <= 2 and colour.shape[-1] == 3:
+            colour = ((colour.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8)
+        image = colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _refine_tables(file: ModelFile, prefix: str) -> refine.RefineTables | None:
+    found = file.integers(prefix)
+    return refine.RefineTables.from_store(found) if found else None
+
+
+def _config(version: int, net: dict[str, Any]) -> NetConfig:
+    """The checked network config of a model file (ValueError if unusable)."""
+    try:
+        cfg = NetConfig(**net)
+        check_config(cfg)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad network config: {exc}") from None
+    if version == 2 and not cfg.record.fixed_size:
+        raise ModelError("this convolutional model was made by an earlier version of latentzip; train it again")
+    return cfg
+
+
+def _check_shapes(version: int, net: dict[str, Any], stored: dict[str, tuple[int, ...]]) -> None:
+    """Raise ValueError unless the stored tensors are those of the network `net`
+    describes, with tables of sane rank: the network is built on the meta device,
+    which allocates nothing."""
+    cfg = _config(version, net)
+    with torch.device("meta"):
+        state = Autoencoder(cfg).state_dict()
+    if version == 2:
+        state = {k.removeprefix("latents."): v for k, v in state.items()}
+    expected = stored_shapes({k: v.shape for k, v in state.items()})
+    for key, shape in stored.items():
+        if key.startswith("net."):
+            if expected.get(key) != shape:
+                raise ValueError(f"tensor {key[:60]} has shape {shape}, the config needs {expected.get(key)}")
+        elif not key.startswith(("tables.", REFINE_PREFIX, ALPHA_PREFIX)) or len(shape) > 2:
+            raise ValueError(f"unexpected tensor {key[:60]}")
+    missing = [k for k in expected if k not in stored]
+    if missing:
+        raise ValueError(f"tensor {missing[0][:60]} is missing")
 
 
 def read_fingerprint(header: bytes) -> bytes:
@@ -467,26 +573,3 @@ def file_fingerprint(blob: bytes) -> bytes:
     """The fingerprint of the model an image file needs, after checking the file."""
     header, _ = container.unpack(blob, container.Kind.IMAGES)
     return read_fingerprint(header)
-
-
-def _check_tables(tables: CodingTables, cfg: NetConfig) -> None:
-    if tables.counts.ndim != 2 or tables.channels != cfg.latent or len(tables.lengths) != cfg.latent:
-        raise ValueError("coding tables do not match the network")
-    for c in range(tables.channels):
-        n = int(tables.lengths[c])
-        row = tables.counts[c]
-        if not 0 < n < row.shape[0] or row[: n + 1].min() < 1 or int(row[: n + 1].sum()) != TOTAL:
-            raise ValueError(f"coding table of channel {c} is invalid")
-
-
-def load_model(model: str | os.PathLike[str]) -> ImageCodec:
-    """A shipped model by name (see `latentzip models`) or a model file by path."""
-    from . import zoo
-
-    if isinstance(model, str) and model in zoo.names():
-        return zoo.load(model)
-    path = Path(model)
-    if not path.exists():
-        shipped = ", ".join(zoo.names()) or "none"
-        raise ModelError(f"no model named {model!r} and no such file (shipped models: {shipped})")
-    return ImageCodec.load(path)

@@ -129,6 +129,32 @@ class CodingTables:
             counts[c, : len(row)] = row
         return cls(counts, np.asarray(offsets, np.int32), np.asarray(lengths, np.int32))
 
+    @classmethod
+    def empty(cls) -> "CodingTables":
+        return cls(np.zeros((0, 2), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+    @classmethod
+    def stored(cls, tensors: dict[str, np.ndarray], prefix: str, channels: int) -> "CodingTables":
+        """The tables a model file stores under `prefix`; ValueError (KeyError) if damaged."""
+        tables = cls(*(np.asarray(tensors[prefix + part]).astype(np.int32) for part in ("counts", "offsets", "lengths")))
+        tables.check(channels)
+        return tables
+
+    def to_store(self, prefix: str) -> dict[str, np.ndarray]:
+        return {prefix + "counts": self.counts, prefix + "offsets": self.offsets, prefix + "lengths": self.lengths}
+
+    def check(self, channels: int) -> None:
+        """Raise ValueError unless these are `channels` valid tables (a damaged model file)."""
+        if self.counts.ndim != 2 or self.channels != channels or self.lengths.shape != (channels,) or len(self.counts) != channels:
+            raise ValueError("coding tables do not match the network")
+        if np.abs(self.offsets.astype(np.int64)).max(initial=0) > 1 << 24:
+            raise ValueError("coding table offsets out of range")
+        for c in range(channels):
+            n = int(self.lengths[c])
+            row = self.counts[c]
+            if not 0 < n < row.shape[0] or row[: n + 1].min() < 1 or int(row[: n + 1].astype(np.int64).sum()) != TOTAL:
+                raise ValueError(f"coding table {c} is invalid")
+
     @property
     def channels(self) -> int:
         return len(self.offsets)

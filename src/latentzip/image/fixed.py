@@ -19,9 +19,13 @@ network's, none further, and mean PSNR agrees to 0.001 dB.
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Callable
 
 import numpy as np
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .transforms import DenseSynthesis
 
@@ -86,3 +90,116 @@ def _gelu_table() -> np.ndarray:
         [round(0.5 * i * (1.0 + math.erf(i / scale / math.sqrt(2.0)))) for i in range(-GELU_LIMIT, GELU_LIMIT + 1)],
         dtype=np.int64,
     )
+
+
+# --- convolutional networks ---------------------------------------------------------------
+#
+# The convolutional synthesis and the hyperprior's synthesis run the same way: every
+# value is an integer in units of 2**-ACT_BITS, every weight an integer in units of
+# 2**-CONV_WEIGHT_BITS, and each convolution is an integer product sum done by torch in
+# float64, exact because every term and partial sum is an integer below 2**52 (checked
+# when the network is frozen), so neither the summation order, the thread count nor the
+# device can change a result. Inverse GDN takes an exact integer square root.
+
+CONV_WEIGHT_BITS = 16
+GDN_INPUT_BITS = 8  # GDN squares its inputs at 2**-8 ...
+GDN_WEIGHT_BITS = 12  # ... and weighs them by gamma in units of 2**-12
+CONV_LIMIT = 1 << (ACT_BITS + 6)  # activations are clamped to +-64
+
+
+def _check_exact(weight: torch.Tensor, bias: torch.Tensor, limit: int) -> None:
+    """Refuse weights whose integer sums could reach EXACT_LIMIT for inputs within +-limit."""
+    if limit * float(weight.abs().flatten(1).sum(1).max()) + float(bias.abs().max()) >= EXACT_LIMIT:
+        raise ValueError("weights too large for exact integer synthesis")
+
+
+class _Conv:
+    def __init__(self, layer: nn.Conv2d):
+        self.weight = torch.round(layer.weight.detach().double() * (1 << CONV_WEIGHT_BITS))
+        bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(len(self.weight), dtype=torch.float64)
+        self.bias = torch.round(bias * (1 << (CONV_WEIGHT_BITS + ACT_BITS)))
+        self.padding = layer.padding
+        _check_exact(self.weight, self.bias, CONV_LIMIT)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        acc = F.conv2d(x.double(), self.weight, self.bias, padding=self.padding).to(torch.int64)
+        return (acc + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
+
+
+class _InverseGDN:
+    """y_i = x_i * sqrt(beta_i + sum_j gamma_ij x_j^2), exact."""
+
+    NORM_BITS = 2 * GDN_INPUT_BITS + GDN_WEIGHT_BITS
+
+    def __init__(self, layer: nn.Module):
+        beta, gamma = (v.detach().double() for v in layer.coefficients())
+        self.gamma = torch.round(gamma * (1 << GDN_WEIGHT_BITS))[:, :, None, None]
+        self.beta = torch.round(beta * (1 << self.NORM_BITS))
+        _check_exact(self.gamma, self.beta, (CONV_LIMIT >> (ACT_BITS - GDN_INPUT_BITS)) ** 2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shift = ACT_BITS - GDN_INPUT_BITS
+        coarse = (x + (1 << (shift - 1))) >> shift
+        norm = F.conv2d((coarse * coarse).double(), self.gamma, self.beta).to(torch.int64)
+        half = self.NORM_BITS // 2  # the root is in units of 2**-half
+        return (x * _isqrt(norm) + (1 << (half - 1))) >> half
+
+
+def _isqrt(n: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(n)) of non-negative int64 values below 2**53, exactly: the float64 root
+    is within one of it, and integer corrections settle it."""
+    root = n.double().sqrt().floor().to(torch.int64)
+    for _ in range(2):
+        root = root - (root * root > n).to(torch.int64)
+        root = root + ((root + 1) * (root + 1) <= n).to(torch.int64)
+    return root
+
+
+class FixedNet:
+    """A torch network of Conv2d, inverse GDN, ReLU and PixelShuffle layers frozen to
+    integers; `__call__` maps int64 values (units of 2**-ACT_BITS) to int64 values."""
+
+    def __init__(self, net: nn.Module):
+        from .transforms import GDN
+
+        self.layers: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        for layer in [net] if isinstance(net, nn.Conv2d) else list(net.children()):
+            if isinstance(layer, nn.Conv2d):
+                self.layers.append(_Conv(layer))
+            elif isinstance(layer, GDN) and layer.inverse:
+                self.layers.append(_InverseGDN(layer))
+            elif isinstance(layer, nn.ReLU):
+                self.layers.append(lambda x: x.clamp_min(0))
+            elif isinstance(layer, nn.PixelShuffle):
+                self.layers.append(partial(F.pixel_shuffle, upscale_factor=layer.upscale_factor))
+            else:
+                raise ValueError(f"{type(layer).__name__} has no integer form")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x).clamp(-CONV_LIMIT, CONV_LIMIT)
+        return x
+
+
+def to_fixed(values: torch.Tensor) -> torch.Tensor:
+    """Real numbers as int64 in units of 2**-ACT_BITS, rounded half up."""
+    return torch.floor(values.double() * (1 << ACT_BITS) + 0.5).to(torch.int64)
+
+
+def to_pixels(values: torch.Tensor) -> np.ndarray:
+    """Values in units of 2**-ACT_BITS on a [0, 1] scale as uint8 levels, rounded half up."""
+    return ((values * 255 + (1 << (ACT_BITS - 1))) >> ACT_BITS).clamp(0, 255).to(torch.uint8).numpy()
+
+
+class FixedConvSynthesis:
+    """The convolutional synthesis (`transforms.ConvSynthesis`) in integer arithmetic:
+    int64 latents in units of 2**-ACT_BITS to uint8 pixels (N, C, h*s, w*s)."""
+
+    def __init__(self, synthesis: nn.Module):
+        self.linear = FixedNet(synthesis.linear)
+        self.net = FixedNet(synthesis.net)
+        self.stride = synthesis.stride
+
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        blocks = self.linear(latents) + self.net(latents)
+        return to_pixels(F.pixel_shuffle(blocks, self.stride) + (1 << (ACT_BITS - 1)))

@@ -1,7 +1,8 @@
-"""The autoencoder as one module: analysis -> quantization -> prior -> synthesis.
+"""The autoencoder as one module: analysis -> latent codec -> synthesis.
 
-`forward` is for training (it returns the reconstruction and the likelihoods); coding
-goes through `analyse` and `synthesise` with rounded latents and the frozen tables.
+`forward` is for training (the reconstruction and each image's estimated bits); coding
+goes through `analyse`, the latent codec's integer symbols, and the codec's exact
+synthesis (see codec.py).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .entropy import FactorizedPrior, quantize
-from .transforms import NetConfig, build, pad_to_stride
+from .latents import LatentCodec, build_latents
+from .transforms import NetConfig, build
+
+LOGVAR_RANGE = (-12.0, 6.0)
 
 
 @dataclass
 class Output:
-    x_hat: torch.Tensor  # reconstruction, same size as the input, in [0, 1]
-    likelihoods: torch.Tensor  # P(q) of every latent under the prior
+    x_hat: torch.Tensor  # reconstruction, same size as the input
+    bits: torch.Tensor  # estimated bits of each image's latents
     y: torch.Tensor  # latents before quantization
     kl: torch.Tensor | None  # VAE only: KL(q(z|x) || N(0, I)) per image, averaged
 
@@ -28,39 +31,32 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.analysis, self.synthesis = build(cfg)
-        self.prior = FactorizedPrior(cfg.latent)
+        self.latents: LatentCodec = build_latents(cfg)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Latents (N, latent[, h, w]) and, for the VAE, the posterior log-variance."""
-        if not self.cfg.dense:
-            x = pad_to_stride(x, self.cfg.stride)
         out = self.analysis(x)
-        if self.cfg.arch == "vae":
+        if self.cfg.record.variational:
             mean, logvar = out.chunk(2, dim=1)
-            return mean, logvar.clamp(-12.0, 6.0)
+            return mean, logvar.clamp(*LOGVAR_RANGE)
         return out, None
 
-    def _decode(self, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x_hat = self.synthesis(q)
-        return x_hat[..., : size[0], : size[1]]
-
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor, quality: int = 0) -> Output:
         y, logvar = self._encode(x)
         kl = None
         if logvar is not None:
             kl = 0.5 * (y.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
-            y_dec = y + torch.randn_like(y) * (0.5 * logvar).exp()
+            _, bits = self.latents(y, quality)  # the rate of the mean, which is what is coded
+            y_hat, _ = self.latents(y + torch.randn_like(y) * (0.5 * logvar).exp(), quality)
         else:
-            y_dec = y
-        likelihoods = self.prior.likelihood(quantize(y, "noise"))
-        x_hat = self._decode(quantize(y_dec, "ste"), x.shape[-2:])
-        return Output(x_hat, likelihoods, y, kl)
+            y_hat, bits = self.latents(y, quality)
+        return Output(self.synthesise(y_hat, x.shape[-2:], clamp=False), bits, y, kl)
 
     @torch.no_grad()
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer latents for coding (the VAE codes its posterior mean)."""
-        return torch.round(self._encode(x)[0])
+        """Float latents for coding (the VAE codes its posterior mean)."""
+        return self._encode(x)[0]
 
-    @torch.no_grad()
-    def synthesise(self, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        return self._decode(q, size).clamp(0.0, 1.0)
+    def synthesise(self, y_hat: torch.Tensor, size: tuple[int, int], clamp: bool = True) -> torch.Tensor:
+        x_hat = self.synthesis(y_hat)[..., : size[0], : size[1]]
+        return x_hat.clamp(0.0, 1.0) if clamp else x_hat

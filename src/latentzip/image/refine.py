@@ -14,10 +14,8 @@ Which coding table a residual uses is chosen from a *guide*, an integer image th
 decoder knows exactly before it reads the residuals, so the parse of a file cannot
 depend on a machine's floating-point arithmetic:
 
-- dense models: the base reconstruction itself, which they compute in exact integer
-  arithmetic (see `fixed`);
-- convolutional models: the latent activity (sum of |q| over channels) of the cell
-  that holds the pixel.
+the base reconstruction itself, which every model computes in exact integer
+arithmetic (see `fixed`).
 
 The guide's value and local gradient, bucketed at quantiles of training guides, make
 the context. Per context the model stores a histogram of raw residuals r (-255..255)
@@ -36,7 +34,6 @@ import constriction
 import numpy as np
 
 from .entropy import TOTAL
-from .transforms import NetConfig
 
 LEVELS = 511  # residual values -255 .. 255
 MAX_ERROR = 127
@@ -73,6 +70,16 @@ class RefineTables:
         gradient = _bucket(self.gradient_edges, _gradient(guide))
         return value * (len(self.gradient_edges) + 1) + gradient
 
+    @classmethod
+    def from_store(cls, tensors: dict[str, np.ndarray]) -> "RefineTables":
+        """The tables a model file stores (KeyError if one is missing; see `check`)."""
+        return cls(tensors["value_edges"].astype(np.int32), tensors["gradient_edges"].astype(np.int32),
+                   tensors["histogram"].astype(np.int64))
+
+    def to_store(self) -> dict[str, np.ndarray]:
+        return {"value_edges": self.value_edges, "gradient_edges": self.gradient_edges,
+                "histogram": self.histogram.astype(np.int32)}
+
     def check(self) -> None:
         """Raise ValueError unless the tables are usable (a damaged model file)."""
         if self.histogram.ndim != 2 or self.histogram.shape != (self.contexts, LEVELS) or self.histogram.min() < 0:
@@ -99,15 +106,6 @@ def radius(max_error: int) -> int:
 def check_max_error(max_error: int) -> None:
     if not 0 <= max_error <= MAX_ERROR:
         raise ValueError(f"max error must be between 0 and {MAX_ERROR} grey levels, not {max_error}")
-
-
-def activity(cfg: NetConfig, latents: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The guide of convolutional models: (N, H, W, C) sums of |q| over the latent
-    channels of the cell that covers each pixel (integers, so exact everywhere)."""
-    h, w = size
-    total = np.abs(latents).sum(axis=1)  # (N, h', w')
-    up = total.repeat(cfg.stride, axis=1).repeat(cfg.stride, axis=2)[:, :h, :w]
-    return np.repeat(up[..., None], cfg.channels, axis=3)
 
 
 def fit(groups: list[tuple[np.ndarray, np.ndarray]]) -> RefineTables:
@@ -138,6 +136,7 @@ class Walk:
 
     def __init__(self, tables: RefineTables, max_error: int):
         self.tables = tables
+        self.max_error = max_error
         self.offset = radius(max_error)
         prior = _counts(tables.histogram, max_error)
         self.prior = np.repeat(prior, CLASSES, axis=0) * PRIOR_WEIGHT

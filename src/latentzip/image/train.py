@@ -1,9 +1,18 @@
 """The rate-distortion training loop.
 
-loss = bpp + lmbda * 255^2 * MSE (+ the variant's penalty). bpp is the rate the prior
-estimates under additive uniform noise, per real pixel; MSE is on [0, 1] pixels, so
-lmbda follows the convention of the learned-compression literature (bigger lmbda,
-more bits, higher quality).
+loss = bits per pixel + lmbda * 255^2 * MSE (+ the variant's penalty). The rate is
+what the latent codec estimates under additive uniform noise, per real pixel; MSE is
+on [0, 1] pixels (colour errors weighted by alpha where there is alpha: what shows),
+so lmbda follows the learned-compression literature (bigger lmbda, more bits, higher
+quality). A model with a quality ladder trains one lmbda per quality, a different
+quality each step.
+
+`latentzip train --data DIR -o M` alone should give a good codec for that collection,
+so every setting left as None is chosen from the images and the time budget
+(`choose`): the architecture from the image size, the latent size from the block
+size, the batch and crop from the image sizes, the number of steps from a measured
+step time. Dense models start from PCA and convolutional ones from a block KLT, so a
+codec is at a good linear code's quality at step zero and training improves on it.
 
 Every epoch ends with a validation pass and a checkpoint, so an interrupted run
 resumes where it stopped; each epoch reseeds from (seed, epoch), so a resumed run
@@ -15,9 +24,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,51 +37,137 @@ from tqdm.auto import tqdm
 from ..errors import LatentzipError
 from ..fsio import atomic_writer
 from .codec import ImageCodec
+from .latents import HyperpriorLatents
 from .model import Autoencoder
 from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
-from .transforms import NetConfig, init_from_pca
+from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_linear
 
-DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (64,)}
+DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (96,)}
 DEFAULT_REG_WEIGHT = {"none": 0.0, "sparse": 1e-3, "contractive": 1e-3}
+DENSE_MAX_PIXELS = 32 * 32  # larger images train a convolutional model by default
+TRAIN_MAX_PIXELS = 1 << 28  # pixels a training set may hold in memory as uint8 (256 MiB per channel)
+CROP_MAX = 128  # convolutional models train on random crops of at most this side
+BATCH_PIXELS = 1 << 16  # pixels per convolutional batch: 4 crops of 128, 16 of 64
+EPOCH_STEPS = 100  # a convolutional "epoch": steps between checkpoints
+LADDER_LMBDA = 0.3  # the top quality's lmbda; each quality below takes LADDER_RATIO less
+LADDER_RATIO = 3.0
+LADDER_QUALITIES = 6
+KLT_BLOCKS = 20_000
+MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
+VALIDATION_IMAGES = 64
+VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
 
 
 @dataclass
 class TrainConfig:
-    arch: str = "conv"
-    latent: int = 32
+    arch: str | None = None  # None: dense ("deep") for small images of one size, else conv
+    latent: int | None = None  # None: per arch (32 dense; conv: C*s*s capped at 320)
     hidden: tuple[int, ...] | None = None  # layer widths (dense) or channels (conv); None = per arch
-    levels: int = 2  # conv only: downsampling steps, each a factor of 2
+    levels: int | None = None  # conv only: downsampling steps, each a factor of 2 (None: from the image size, at most 4)
+    prior: str | None = None  # "factorized" or "hyperprior" (None: hyperprior for conv)
+    qualities: int | None = None  # conv: rungs of the quality ladder (None: 6, or 1 with --lmbda)
     reg: str = "none"
     reg_weight: float | None = None  # None = the default for `reg`
     noise: float = 0.0  # denoising: corruption level while training
     noise_kind: str = "gaussian"
     beta: float = 1e-3  # VAE only: weight of the KL term
-    lmbda: float = 0.01
-    epochs: int = 10
-    batch_size: int = 128
+    lmbda: float | None = None  # None: 0.01 (dense); conv: the top quality's (LADDER_LMBDA)
+    epochs: int | None = None  # None: as many as `minutes` allows (conv), 10 (dense)
+    batch_size: int | None = None  # None: 128 (dense), BATCH_PIXELS worth of crops (conv)
+    crop: int | None = None  # conv: crop side (None: from the image sizes)
     lr: float = 1e-3
     seed: int = 0
     minutes: float | None = None  # stop (and still write the model) after this long
     val_fraction: float = 0.1
     pca_gain: float | None = 4.0  # dense: start from PCA, step 1/gain per coefficient; None = random start
     threads: int | None = None
+    device: str = "cpu"  # "auto", "cpu", "cuda" or "mps"
 
     def __post_init__(self) -> None:
         if self.reg not in REGULARIZERS:
             raise LatentzipError(f"unknown regularizer {self.reg!r}; choose one of {', '.join(REGULARIZERS)}")
-        if self.hidden is None:
-            self.hidden = DEFAULT_HIDDEN.get(self.arch, (64,))
+        if self.arch is not None and self.arch not in ARCHS:
+            raise LatentzipError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.reg_weight is None:
             self.reg_weight = DEFAULT_REG_WEIGHT[self.reg]
-        if self.latent < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise LatentzipError("latent, epochs and batch size must be positive")
+        for name in ("latent", "epochs", "batch_size", "qualities", "crop", "levels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise LatentzipError(f"{name.replace('_', ' ')} must be positive")
+        if self.minutes is not None and not self.minutes > 0:
+            raise LatentzipError("the time budget (minutes) must be positive")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise LatentzipError(f"unknown device {self.device!r}; choose auto, cpu, cuda or mps")
 
-    def net(self, images: np.ndarray) -> NetConfig:
-        n, h, w, c = images.shape
+    @property
+    def dense(self) -> bool:
+        return self.arch != "conv"
+
+    def net(self, channels: int, height: int, width: int) -> NetConfig:
         try:
-            return NetConfig(self.arch, self.latent, c, h, w, tuple(self.hidden or ()), self.levels)
+            cfg = NetConfig(self.arch or "conv", self.latent or 1, channels, height, width, tuple(self.hidden or ()),
+                            self.levels or 1, self.prior or "factorized", self.qualities or 1,
+                            self._hyper())
+            check_config(cfg)
         except ValueError as exc:
-            raise LatentzipError(str(exc)) from None
+            raise LatentzipError(f"cannot train this network: {exc}") from None
+        return cfg
+
+    def _hyper(self) -> int:
+        """Side channels of the hyperprior: a quarter of the latents, at least 16."""
+        return max(16, (self.latent or 1) // 4) if self.prior == "hyperprior" else 0
+
+    def ladder(self) -> list[float]:
+        """The lmbda of each quality, lowest first."""
+        top = self.lmbda if self.lmbda is not None else (LADDER_LMBDA if not self.dense else 0.01)
+        n = self.qualities or 1
+        return [top / LADDER_RATIO ** (n - 1 - q) for q in range(n)]
+
+
+def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
+    """`cfg` with every None filled in from the images: what the run will use."""
+    shapes = {im.shape for im in images}
+    channels = max(s[2] for s in shapes)
+    small = len(shapes) == 1 and next(iter(shapes))[0] * next(iter(shapes))[1] <= DENSE_MAX_PIXELS
+    arch = cfg.arch or ("deep" if small else "conv")
+    if arch != "conv" and len(shapes) > 1:
+        raise LatentzipError(f"a {arch} model codes one image size, and these images have {len(shapes)}; "
+                             "use --arch conv (or crop or resize them first)")
+    if arch != "conv" and next(iter(shapes))[0] * next(iter(shapes))[1] * channels > 1 << 16:
+        raise LatentzipError(f"a {arch} model is for small images (at most 65,536 values each); "
+                             "these are larger: use --arch conv")
+    chosen = replace(cfg, arch=arch)
+    if arch == "conv":
+        side = _small_side(images)
+        levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
+        crop = cfg.crop or _crop_side(side, 2**levels)
+        latent = cfg.latent or min(channels * 4**levels, 320)
+        qualities = cfg.qualities or (1 if cfg.lmbda is not None else LADDER_QUALITIES)
+        chosen = replace(chosen, levels=levels, crop=crop, latent=latent, qualities=qualities,
+                         prior=cfg.prior or "hyperprior", hidden=cfg.hidden or DEFAULT_HIDDEN["conv"],
+                         batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
+    else:
+        chosen = replace(chosen, latent=cfg.latent or 32, hidden=cfg.hidden or DEFAULT_HIDDEN[arch],
+                         prior=cfg.prior or "factorized", qualities=1, levels=cfg.levels or 2,
+                         batch_size=cfg.batch_size or 128, epochs=cfg.epochs or (None if cfg.minutes else 10))
+    if chosen.prior == "hyperprior" and arch != "conv":
+        raise LatentzipError("the hyperprior needs --arch conv")
+    return replace(chosen, lmbda=chosen.lmbda if chosen.lmbda is not None else chosen.ladder()[-1])
+
+
+Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
+
+
+def _small_side(images: Images) -> int:
+    """The side 90% of the images are at least as large as."""
+    sides = np.sort([min(im.shape[:2]) for im in images])
+    return int(sides[len(sides) // 10])
+
+
+def _crop_side(side: int, stride: int) -> int:
+    """Crops as large as `side` allows, up to CROP_MAX, in whole blocks where possible."""
+    side = min(CROP_MAX, side)
+    return side // stride * stride if side >= stride else side
 
 
 @dataclass
@@ -91,133 +187,242 @@ class TrainResult:
     codec: ImageCodec
     history: list[EpochStats] = field(default_factory=list)
     stopped_early: bool = False
+    config: TrainConfig | None = None  # what the run used, every setting chosen
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LatentzipError("--device cuda: PyTorch sees no CUDA GPU here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LatentzipError("--device mps: PyTorch sees no Apple GPU here")
+    return torch.device(name)
 
 
-def _losses(model: Autoencoder, x: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, float, float]:
+def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def distortion(x_hat: torch.Tensor, x: torch.Tensor, alpha: bool) -> torch.Tensor:
+    """Mean squared error per image on [0, 1] pixels; with alpha (the last channel),
+    colour errors count as much as they show (weighted by the true alpha)."""
+    if alpha:
+        weight = torch.cat([x[:, -1:].expand_as(x[:, :-1]), torch.ones_like(x[:, -1:])], dim=1)
+        return (((x_hat - x) * weight) ** 2).flatten(1).mean(1)
+    return ((x_hat - x) ** 2).flatten(1).mean(1)
+
+
+def _losses(model: Autoencoder, x: torch.Tensor, cfg: TrainConfig, quality: int, lmbda: float) -> tuple[torch.Tensor, float, float]:
     """(loss, bpp, psnr) of one batch; the input is corrupted first for denoising."""
     noisy = corrupt(x, cfg.noise, cfg.noise_kind)
     if cfg.reg == "contractive":
         noisy = noisy.detach().requires_grad_(True)
-    out = model(noisy)
+    out = model(noisy, quality)
     pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
-    bpp = -torch.log2(out.likelihoods).sum() / pixels
-    mse = torch.mean((out.x_hat - x) ** 2)
-    loss = bpp + cfg.lmbda * 255.0**2 * mse
+    bpp = out.bits.sum() / pixels
+    mse = distortion(out.x_hat, x, model.cfg.has_alpha).mean()
+    loss = bpp + lmbda * 255.0**2 * mse
     if cfg.reg == "sparse":
         loss = loss + cfg.reg_weight * sparse_penalty(out.y)
     elif cfg.reg == "contractive":
         loss = loss + cfg.reg_weight * contractive_penalty(noisy, out.y)
     if out.kl is not None:
         loss = loss + cfg.beta * out.kl / (x.shape[-2] * x.shape[-1])
-    psnr = float(10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)))
+    psnr = float(10 * torch.log10(1.0 / mse.detach().float().clamp_min(1e-10)))
     return loss, float(bpp.detach()), psnr
 
 
 def _save_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig) -> None:
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, state in opt.state_dict()["state"].items():
         for key, value in state.items():
-            tensors[f"opt.{i}.{key}"] = value.detach().reshape(-1) if value.dim() == 0 else value.contiguous()
+            value = value.detach().cpu()
+            tensors[f"opt.{i}.{key}"] = value.reshape(-1) if value.dim() == 0 else value.contiguous()
     meta = {"epoch": str(epoch), "config": json.dumps(asdict(cfg))}
     with atomic_writer(path) as handle:
         handle.write(save(tensors, metadata=meta))
 
 
-def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer) -> int:
-    """Restore model and optimizer; return the last finished epoch."""
+_RESUMABLE = ("threads", "device", "minutes", "epochs")  # settings a resumed run may change
+
+
+def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
+                     cfg: TrainConfig) -> tuple[int, TrainConfig]:
+    """Restore model and optimizer; return the last finished epoch and the run's
+    settings (its epochs kept, unless this run asks for others)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = load_file(str(path))
+        saved = json.loads(meta.get("config", "{}"))
     except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise LatentzipError(f"cannot resume from {path}: {exc}") from None
+        raise LatentzipError(f"cannot resume from {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    if {k: v for k, v in saved.items() if k not in _RESUMABLE} != {
+            k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _RESUMABLE}:
+        raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume")
+    if cfg.epochs is None:
+        cfg = replace(cfg, epochs=int(saved.get("epochs") or 10))
     state = opt.state_dict()
+    device = next(model.parameters()).device
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, i, key = name.split(".", 2)
             slot = state["state"].setdefault(int(i), {})
-            slot[key] = value.reshape(()) if key == "step" else value
+            slot[key] = value.reshape(()) if key == "step" else value.to(device)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         opt.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError):
         raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume") from None
-    return int(meta.get("epoch", "0"))
+    return int(meta.get("epoch", "0")), cfg
 
 
-def split(images: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
     """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
     be made again (to refit a trained model's refinement tables, for instance)."""
     order = np.random.default_rng(cfg.seed).permutation(len(images))
     n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
-    return images[order[:n_val]], images[order[n_val:]]
+    if isinstance(images, np.ndarray):
+        return images[order[:n_val]], images[order[n_val:]]
+    return [images[i] for i in order[:n_val]], [images[i] for i in order[n_val:]]
+
+
+class Batches:
+    """Where training batches come from: the images themselves (dense models, one size)
+    or random crops with random horizontal flips (convolutional models, any sizes)."""
+
+    def __init__(self, images: Images, cfg: TrainConfig):
+        self.images, self.cfg = images, cfg
+        if cfg.dense:
+            self.array = np.asarray(images)
+            self.steps = math.ceil(len(self.array) / cfg.batch_size)  # type: ignore[operator]
+        else:
+            crop = cfg.crop or CROP_MAX
+            self.usable = [i for i, im in enumerate(images) if min(im.shape[:2]) >= crop]
+            if not self.usable:
+                raise LatentzipError(f"no training image is at least {crop}x{crop} pixels; pass a smaller --crop")
+            self.steps = EPOCH_STEPS
+
+    def epoch(self, epoch: int) -> "Callable[[int], np.ndarray]":
+        """The batch of each step of `epoch`, drawn from (seed, epoch) alone."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # the noise of quantization, too
+        if cfg.dense:
+            perm = torch.randperm(len(self.array)).numpy()
+            return lambda step: self.array[perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]]  # type: ignore[operator]
+        rng = np.random.default_rng([cfg.seed, epoch])
+        crop, size = cfg.crop, cfg.batch_size
+        plan = []
+        for _ in range(self.steps):
+            picks = []
+            for i in rng.choice(self.usable, size=size):
+                h, w = self.images[i].shape[:2]
+                picks.append((i, int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1)), bool(rng.integers(2))))
+            plan.append(picks)
+        channels = max(im.shape[2] for im in self.images)
+
+        def batch(step: int) -> np.ndarray:
+            out = np.empty((size, crop, crop, channels), np.uint8)  # type: ignore[arg-type]
+            for k, (i, top, left, flip) in enumerate(plan[step]):
+                patch = _with_channels(self.images[i][top : top + crop, left : left + crop], channels)  # type: ignore[operator]
+                out[k] = patch[:, ::-1] if flip else patch
+            return out
+
+        return batch
+
+
+def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """An (H, W, c) image with `channels`: grey repeated as colour, opaque alpha added."""
+    from .codec import _fit_channels
+
+    return _fit_channels(image[None], channels)[0]
 
 
 def train(
-    images: np.ndarray,
+    images: Images,
     cfg: TrainConfig,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    on_start: Callable[[TrainConfig, int, str], None] | None = None,
 ) -> TrainResult:
-    """Train a codec on uint8 images (N, H, W, C) and return it frozen, ready to code.
+    """Train a codec on uint8 images ((N, H, W, C) or a list of (H, W, C) of any sizes)
+    and return it frozen, ready to code.
 
     `on_epoch` is called after each epoch's checkpoint is written (for progress reports
-    of callers; an exception it raises stops training with the checkpoint in place)."""
-    if images.ndim != 4 or images.dtype != np.uint8:
-        raise LatentzipError("training images must be a uint8 array of shape (N, H, W, C)")
-    if len(images) < 2:
-        raise LatentzipError("need at least 2 training images")
+    of callers; an exception it raises stops training with the checkpoint in place);
+    `on_start` with the settings chosen, the number of images and the device, once
+    the run knows them."""
+    images = _checked(images)
+    cfg = choose(cfg, images)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     val, fit = split(images, cfg)
-
-    model = Autoencoder(cfg.net(images))
-    if model.cfg.dense and cfg.pca_gain is not None:
-        _start_from_pca(model, fit, cfg)
+    channels = max(im.shape[2] for im in images)
+    h, w = images[0].shape[:2]
+    model = Autoencoder(cfg.net(channels, h, w))
+    if cfg.dense and cfg.pca_gain is not None:
+        _start_from_pca(model, np.asarray(fit), cfg)
+    elif not cfg.dense:
+        _start_from_klt(model, fit, cfg)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(fit) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    batches = Batches(fit, cfg)
+    began = time.monotonic()
+    budget = None if cfg.minutes is None else cfg.minutes * 60
     ckpt = Path(checkpoint) if checkpoint else None
     start = 0
     if resume:
         if ckpt is None or not ckpt.exists():
             raise LatentzipError(f"nothing to resume: checkpoint {ckpt} does not exist")
-        start = _load_checkpoint(ckpt, model, opt)
+        start, cfg = _load_checkpoint(ckpt, model, opt, cfg)
+    elif cfg.epochs is None:
+        cfg = replace(cfg, epochs=_affordable_epochs(model, batches, cfg, device, budget))  # type: ignore[arg-type]
 
+    if on_start is not None:
+        on_start(cfg, len(images), str(device))
+    total_steps = cfg.epochs * batches.steps  # type: ignore[operator]
+    ladder = cfg.ladder()
     history: list[EpochStats] = []
     stopped_early = False
-    began = time.monotonic()
-    x_val = _to_tensor(val)
-    for epoch in range(start, cfg.epochs):
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(len(fit))
+    x_val = _validation(val, channels, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    for epoch in range(start, cfg.epochs):  # type: ignore[arg-type]
+        draw = batches.epoch(epoch)
         model.train()
         sums = np.zeros(3)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(range(batches.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         t0 = time.monotonic()
         for step in bar:
-            # Cosine decay, a function of the global step alone, so resuming needs no state.
-            done_fraction = (epoch * steps_per_epoch + step) / total_steps
+            # Cosine decay over the run: a function of the global step alone, so resuming
+            # needs no state, except that a run slower than its budget planned for (a busy
+            # machine) follows the clock instead, so it still ends with a small rate.
+            global_step = epoch * batches.steps + step
+            progressed = global_step / total_steps
+            if budget is not None:
+                progressed = max(progressed, (time.monotonic() - began) / budget)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * done_fraction))
-            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size].numpy()
-            loss, bpp, psnr = _losses(model, _to_tensor(fit[idx]), cfg)
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progressed, 1.0)))
+            quality = global_step % len(ladder)
+            x = _to_tensor(draw(step), device)
+            with autocast:
+                loss, bpp, psnr = _losses(model, x, cfg, quality, ladder[quality])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
-            if cfg.minutes is not None and time.monotonic() - began > cfg.minutes * 60:
+            if budget is not None and time.monotonic() - began > budget:
                 stopped_early = True
                 break
         bar.close()
@@ -238,10 +443,93 @@ def train(
         if on_epoch is not None:
             on_epoch(stats)
 
-    model.eval()
-    codec = ImageCodec.from_model(model, meta={"train": asdict(cfg), "history": [asdict(h) for h in history]})
-    codec = codec.with_refinement(fit)  # fitted on training images only, never on validation
-    return TrainResult(codec, history, stopped_early)
+    model.to("cpu").eval()
+    meta = {"train": _record(cfg), "history": [asdict(h) for h in history],
+            "default_quality": -(-2 * model.cfg.qualities // 3)}
+    codec = ImageCodec.from_model(model, meta=meta)
+    # Refinement tables are fitted on training images only, never on validation ones.
+    codec = codec.with_refinement(_fit_subset(fit, cfg))
+    return TrainResult(codec.with_presets(_ladder(codec), _validation_images(val, channels)), history, stopped_early, cfg)
+
+
+def _checked(images: Images) -> Images:
+    """The training images, refused with a clear message when training could not use them."""
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise LatentzipError("training images must be a uint8 array of shape (N, H, W, C)")
+    elif not all(isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 for im in images):
+        raise LatentzipError("training images must be uint8 arrays of shape (H, W, C)")
+    if len(images) < 2:
+        raise LatentzipError("need at least 2 training images")
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    if pixels > TRAIN_MAX_PIXELS:
+        raise LatentzipError(f"the training images hold {pixels:,} pixels; latentzip trains on at most "
+                             f"{TRAIN_MAX_PIXELS:,} at once (use fewer or smaller images)")
+    return images
+
+
+def _record(cfg: TrainConfig) -> dict:
+    """The training settings a model file records (every choice, device left out)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("threads",)}
+
+
+def _fit_subset(fit: Images, cfg: TrainConfig) -> Images:
+    """Training images to fit the refinement tables on: all of a dense model's (up to
+    refine's own cap), the first MAX_FIT_PIXELS worth of a convolutional one's."""
+    if cfg.dense:
+        return fit
+    sizes = np.cumsum([im.shape[0] * im.shape[1] for im in fit])
+    return fit[: max(1, int(np.searchsorted(sizes, MAX_FIT_PIXELS, side="right")))]
+
+
+def _affordable_epochs(model: Autoencoder, batches: Batches, cfg: TrainConfig, device: torch.device,
+                       budget: float | None) -> int:
+    """Epochs that fit the time budget, from the time of a few real steps (forward and
+    backward; nothing is updated); 10 without a budget."""
+    if budget is None:
+        return 10
+    draw = batches.epoch(0)
+    ladder = cfg.ladder()
+    times = []
+    for step in range(4):
+        t0 = time.monotonic()
+        loss, _, _ = _losses(model, _to_tensor(draw(step), device), cfg, step % len(ladder), ladder[step % len(ladder)])
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        times.append(time.monotonic() - t0)
+    per_step = float(np.median(times[1:]))
+    # Keep a tenth of the budget for validation passes and fitting the refinement tables.
+    return max(1, int(0.9 * budget / (per_step * batches.steps)))
+
+
+def _validation_images(images: Images, channels: int) -> list[np.ndarray]:
+    """The first VALIDATION_IMAGES validation images, centre-cropped to VALIDATION_SIDE."""
+    out = []
+    for im in list(images)[:VALIDATION_IMAGES]:
+        h, w = im.shape[:2]
+        ch, cw = min(h, VALIDATION_SIDE), min(w, VALIDATION_SIDE)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        out.append(_with_channels(im[top : top + ch, left : left + cw], channels))
+    return out
+
+
+def _validation(images: Images, channels: int, device: torch.device) -> list[torch.Tensor]:
+    """Validation images as tensors, grouped by size."""
+    groups: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for im in _validation_images(images, channels):
+        groups.setdefault(im.shape, []).append(im)
+    return [_to_tensor(np.stack(g), device) for g in groups.values()]
+
+
+DENSE_BOUNDS = (56, 40, 24, 16, 10, 6, 3)  # a dense model's presets above the network alone
+
+
+def _ladder(codec: ImageCodec) -> list[tuple[int, int | None]]:
+    """(quality, max error) of each preset, lowest first: a convolutional model's
+    qualities, a dense model's network alone and then refinement bounds."""
+    if codec.cfg.qualities > 1 or not codec.cfg.record.fixed_size:
+        return [(q, None) for q in range(1, codec.cfg.qualities + 1)]
+    return [(1, None), *((1, d) for d in DENSE_BOUNDS)]
 
 
 def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) -> None:
@@ -257,21 +545,53 @@ def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) ->
     )
 
 
+def _start_from_klt(model: Autoencoder, images: Images, cfg: TrainConfig) -> None:
+    """Fit a KLT on random s x s blocks of the training images and make it the linear
+    path; start each quality as a uniform quantizer matched to its lmbda."""
+    s, channels = model.cfg.stride, model.cfg.channels
+    rng = np.random.default_rng(cfg.seed)
+    usable = [im for im in images if min(im.shape[:2]) >= s]
+    blocks = np.empty((KLT_BLOCKS, s, s, channels), np.uint8)
+    for k, i in enumerate(rng.integers(len(usable), size=KLT_BLOCKS)):
+        im = usable[i]
+        top, left = rng.integers(im.shape[0] - s + 1), rng.integers(im.shape[1] - s + 1)
+        blocks[k] = _with_channels(im[top : top + s, left : left + s], channels)
+    # Blocks as the analysis sees them: channel-major (pixel unshuffle), centred on 1/2.
+    flat = blocks.transpose(0, 3, 1, 2).reshape(KLT_BLOCKS, -1).astype(np.float64) / 255.0 - 0.5
+    mean = flat.mean(0)
+    values, vectors = np.linalg.eigh(np.cov(flat - mean, rowvar=False))
+    components = vectors[:, ::-1].T[: model.cfg.latent]
+    deviations = np.zeros(model.cfg.latent)
+    deviations[: len(components)] = np.sqrt(np.clip(values[::-1][: model.cfg.latent], 0, None))
+    init_linear(model.analysis, model.synthesis, torch.from_numpy(components.copy()).float(),
+                torch.from_numpy(mean).float())
+    # A uniform quantizer of step d (grey levels) costs MSE d^2/12; the lmbda that
+    # balances it at high rate is about 3.2 / d^2 (calibrated on natural images).
+    steps = torch.tensor([math.sqrt(3.2 / lmbda) / 255.0 for lmbda in cfg.ladder()])
+    model.latents.gains.set_steps(steps)  # type: ignore[union-attr]
+    if isinstance(model.latents, HyperpriorLatents):
+        model.latents.start(torch.from_numpy(deviations).float())
+
+
 @torch.no_grad()
-def _validate(model: Autoencoder, x: torch.Tensor, cfg: TrainConfig, batch: int = 1000) -> tuple[float, float, float]:
-    """Validation loss, estimated bpp and PSNR with rounded latents, as when coding."""
+def _validate(model: Autoencoder, groups: list[torch.Tensor], cfg: TrainConfig) -> tuple[float, float, float]:
+    """Validation loss, estimated bpp and mean PSNR with rounded latents, as when coding,
+    at the model's top quality."""
     model.eval()
-    bits, sq, psnr_sum, n_img = 0.0, 0.0, 0.0, 0
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
-        y = model.analyse(xb)
-        bits += float(-torch.log2(model.prior.likelihood(y)).sum())
-        x_hat = model.synthesise(y, xb.shape[-2:])
-        per_image = ((x_hat - xb) ** 2).flatten(1).mean(1)
-        sq += float(per_image.sum())
-        psnr_sum += float((10 * torch.log10(1.0 / per_image.clamp_min(1e-10))).sum())
-        n_img += len(xb)
-    pixels = n_img * x.shape[-2] * x.shape[-1]
+    quality = model.cfg.qualities - 1
+    lmbda = cfg.ladder()[quality]
+    bits, sq, psnr_sum, n_img, pixels = 0.0, 0.0, 0.0, 0, 0
+    for x in groups:
+        for i in range(0, len(x), 256):
+            xb = x[i : i + 256]
+            y = model.analyse(xb)
+            out_bits = model.latents.estimate(y, quality)
+            x_hat = model.synthesise(model.latents.rounded(y, quality), xb.shape[-2:])
+            per_image = distortion(x_hat, xb, model.cfg.has_alpha)
+            bits += out_bits
+            sq += float(per_image.sum())
+            psnr_sum += float((10 * torch.log10(1.0 / per_image.clamp_min(1e-10))).sum())
+            n_img += len(xb)
+            pixels += len(xb) * xb.shape[-2] * xb.shape[-1]
     bpp = bits / pixels
-    mse = sq / n_img
-    return bpp + cfg.lmbda * 255.0**2 * mse, bpp, psnr_sum / n_img
+    return bpp + lmbda * 255.0**2 * sq / n_img, bpp, psnr_sum / n_img

@@ -1,27 +1,35 @@
-"""Analysis (encoder) and synthesis (decoder) networks.
+"""Analysis (encoder) and synthesis (decoder) networks, one record per architecture.
 
-Images enter as float tensors (N, C, H, W) in [0, 1]. Dense transforms flatten a fixed
-image size to a code vector of `latent` numbers; the convolutional transform is fully
-convolutional, mapping any H x W to a (latent, ceil(H/s), ceil(W/s)) grid with s = 2**levels.
-The VAE variant makes the analysis output a mean and a log-variance per latent.
+Images enter as float tensors (N, C, H, W) in [0, 1], C = 1 (grey), 2 (grey + alpha),
+3 (RGB) or 4 (RGBA). Dense transforms flatten a fixed image size to a code vector of
+`latent` numbers. The convolutional transform is fully convolutional: any H x W maps to
+a (latent, ceil(H/s), ceil(W/s)) grid, s = 2**levels.
+
+Both families start linear and learn what a linear code misses: the dense transforms
+start as PCA, and the convolutional one as a KLT of s x s blocks (PCA of the blocks,
+see `init_linear`) with a nonlinear branch beside it whose output starts at zero. A
+codec is therefore at the quality of a good linear transform coder at step zero, and
+training only has to improve on that; on a CPU budget of minutes that head start is
+most of the quality (see docs/format.md for the exact layer list).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-ARCHS = ("dense", "deep", "conv", "vae")
+MAX_CHANNELS = 4
+CHANNEL_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 
 
 @dataclass
 class NetConfig:
-    """What the networks need to be rebuilt; stored in the model file."""
+    """What the networks need to be rebuilt; stored in the model file as JSON."""
 
     arch: str = "conv"
     latent: int = 32
@@ -30,19 +38,46 @@ class NetConfig:
     width: int = 28
     hidden: tuple[int, ...] = (64,)
     levels: int = 2
+    prior: str = "factorized"  # the latent codec: "factorized" or "hyperprior" (see latents.py)
+    qualities: int = 1  # rungs of the quality ladder one model codes at (see latents.Gains)
+    hyper: int = 0  # hyperprior: side channels (0: none)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
     @property
-    def dense(self) -> bool:
-        return self.arch != "conv"
+    def record(self) -> "Architecture":
+        return ARCHITECTURES[self.arch]
 
     @property
     def stride(self) -> int:
         return 2**self.levels
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the codec needs to know of an architecture, in one place.
+
+    `build` makes (analysis, synthesis); `grid` is the latent grid of an image of
+    (height, width) after checking the model can code that size (None: it cannot);
+    `fixed_size` says the model codes only cfg.height x cfg.width images."""
+
+    name: str
+    description: str
+    build: Callable[[NetConfig], tuple[nn.Module, nn.Module]]
+    grid: Callable[[NetConfig, int, int], tuple[int, ...] | None]
+    fixed_size: bool
+    variational: bool = False
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+GDN_FLOOR = 1e-6
 
 
 class GDN(nn.Module):
@@ -57,21 +92,25 @@ class GDN(nn.Module):
         self.beta = nn.Parameter(torch.ones(channels))
         self.gamma = nn.Parameter(0.1 * torch.eye(channels))
 
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(beta, gamma) as the layer uses them: both non-negative."""
+        return self.beta.abs() + GDN_FLOOR, self.gamma.abs()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta.abs() + 1e-6
-        gamma = self.gamma.abs()
+        beta, gamma = self.coefficients()
         norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
 
 
-def _mlp(sizes: list[int], last: nn.Module | None) -> nn.Sequential:
+# --- dense ------------------------------------------------------------------------------
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
             layers.append(nn.GELU())
-    if last is not None:
-        layers.append(last)
     return nn.Sequential(*layers)
 
 
@@ -79,11 +118,12 @@ class DenseAnalysis(nn.Module):
     """A linear map plus an MLP. The linear part can start as PCA (see `init_from_pca`),
     so training begins at the best linear code and the MLP learns what PCA misses."""
 
-    def __init__(self, cfg: NetConfig, outputs: int):
+    def __init__(self, cfg: NetConfig):
         super().__init__()
         size = cfg.channels * cfg.height * cfg.width
+        outputs = cfg.latent * (2 if cfg.record.variational else 1)
         self.linear = nn.Linear(size, outputs)
-        self.net = _mlp([size, *cfg.hidden, outputs], None)
+        self.net = _mlp([size, *cfg.hidden, outputs])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1)
@@ -98,7 +138,7 @@ class DenseSynthesis(nn.Module):
         super().__init__()
         self.shape = (cfg.channels, cfg.height, cfg.width)
         self.linear = nn.Linear(cfg.latent, math.prod(self.shape))
-        self.net = _mlp([cfg.latent, *reversed(cfg.hidden), math.prod(self.shape)], None)
+        self.net = _mlp([cfg.latent, *reversed(cfg.hidden), math.prod(self.shape)])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return (self.linear(y) + self.net(y)).reshape(-1, *self.shape)
@@ -118,38 +158,73 @@ def init_from_pca(analysis: DenseAnalysis, synthesis: DenseSynthesis, components
     synthesis.linear.bias.copy_(mean)
 
 
-def _conv_stack(cfg: NetConfig, ins: int, outs: int, layer: Callable[[int, int], nn.Module], inverse: bool) -> nn.Sequential:
-    """`cfg.levels` stride-2 layers, GDN (or its inverse) between them."""
-    width = cfg.hidden[0]
-    layers: list[nn.Module] = []
-    for level in range(cfg.levels):
-        last = level == cfg.levels - 1
-        layers.append(layer(ins, outs if last else width))
-        if not last:
-            layers.append(GDN(width, inverse=inverse))
-        ins = width
-    return nn.Sequential(*layers)
+def _dense_grid(cfg: NetConfig, height: int, width: int) -> tuple[int, ...] | None:
+    return () if (height, width) == (cfg.height, cfg.width) else None
+
+
+# --- convolutional ----------------------------------------------------------------------
+#
+# Both transforms work on the grid of s x s blocks (s = 2**levels): a block's pixels are
+# its channels there (pixel unshuffle), so every layer runs at 1/s^2 of the resolution
+# and a network trains in minutes on a CPU. The linear path is a 1x1 layer, a block
+# transform; the nonlinear path sees 3x3 neighbourhoods of blocks, which lets the
+# synthesis blend blocks into each other instead of leaving seams.
 
 
 class ConvAnalysis(nn.Module):
-    def __init__(self, cfg: NetConfig, outputs: int):
+    def __init__(self, cfg: NetConfig):
         super().__init__()
-        self.net = _conv_stack(cfg, cfg.channels, outputs, lambda i, o: nn.Conv2d(i, o, 5, stride=2, padding=2), False)
+        block = cfg.channels * cfg.stride**2
+        width = cfg.hidden[0]
+        self.stride = cfg.stride
+        self.linear = nn.Conv2d(block, cfg.latent, 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(block, width, 1), GDN(width),
+            nn.Conv2d(width, width, 3, padding=1), GDN(width),
+            nn.Conv2d(width, cfg.latent, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        blocks = F.pixel_unshuffle(pad_to_stride(x, self.stride) - 0.5, self.stride)
+        return self.linear(blocks) + self.net(blocks)
 
 
 class ConvSynthesis(nn.Module):
+    """Latents (N, latent, h, w) to pixels (N, C, h*s, w*s), unbounded (decoding clamps).
+    Its layers are what `fixed.FixedConvSynthesis` runs in integer arithmetic."""
+
     def __init__(self, cfg: NetConfig):
         super().__init__()
-        self.net = _conv_stack(
-            cfg, cfg.latent, cfg.channels,
-            lambda i, o: nn.ConvTranspose2d(i, o, 5, stride=2, padding=2, output_padding=1), True,
+        block = cfg.channels * cfg.stride**2
+        width = cfg.hidden[0]
+        self.stride = cfg.stride
+        self.linear = nn.Conv2d(cfg.latent, block, 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.latent, width, 3, padding=1), GDN(width, inverse=True),
+            nn.Conv2d(width, width, 3, padding=1), GDN(width, inverse=True),
+            nn.Conv2d(width, block, 1),
         )
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(y))
+        return F.pixel_shuffle(self.linear(y) + self.net(y), self.stride) + 0.5
+
+
+@torch.no_grad()
+def init_linear(analysis: ConvAnalysis, synthesis: ConvSynthesis, components: torch.Tensor, mean: torch.Tensor) -> None:
+    """Start the convolutional transforms as a block KLT: latent k of a block is its
+    coefficient on component k (unit steps are then one grey level / 255: the quality
+    ladder's gains set the real step), and the nonlinear branches start at zero output.
+
+    `components` are (k, C*s*s) orthonormal rows over centred blocks, `mean` the mean
+    block minus 1/2 (the transforms centre pixels on 1/2)."""
+    k = components.shape[0]
+    for layer in (analysis.linear, synthesis.linear, analysis.net[-1], synthesis.net[-1]):
+        layer.weight.zero_()
+        layer.bias.zero_()
+    analysis.linear.weight[:k, :, 0, 0] = components
+    analysis.linear.bias[:k] = -(components @ mean)
+    synthesis.linear.weight[:, :k, 0, 0] = components.T
+    synthesis.linear.bias.copy_(mean)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -160,9 +235,59 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+def _conv_grid(cfg: NetConfig, height: int, width: int) -> tuple[int, ...] | None:
+    return (-(-height // cfg.stride), -(-width // cfg.stride))
+
+
+def _dense(cfg: NetConfig) -> tuple[nn.Module, nn.Module]:
+    return DenseAnalysis(cfg), DenseSynthesis(cfg)
+
+
+def _conv(cfg: NetConfig) -> tuple[nn.Module, nn.Module]:
+    return ConvAnalysis(cfg), ConvSynthesis(cfg)
+
+
+_DENSE_LIMITS = {"latent": 4096, "hidden": 8192, "layers": 8, "pixels": 1 << 16}
+_CONV_LIMITS = {"latent": 2048, "hidden": 1024, "layers": 1, "levels": 5}
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("dense", "784-64-code-64-784 style MLP, started from PCA", _dense, _dense_grid, True,
+                     limits=_DENSE_LIMITS),
+        Architecture("deep", "a deeper MLP, started from PCA", _dense, _dense_grid, True, limits=_DENSE_LIMITS),
+        Architecture("vae", "variational MLP (codes its posterior mean)", _dense, _dense_grid, True, True,
+                     limits=_DENSE_LIMITS),
+        Architecture("conv", "fully convolutional on s x s blocks, started from a block KLT, GDN branches",
+                     _conv, _conv_grid, False, limits=_CONV_LIMITS),
+    )
+}
+ARCHS = tuple(ARCHITECTURES)
+
+
+def check_config(cfg: NetConfig) -> None:
+    """Raise ValueError unless `cfg` describes a network of sane size: a model file is
+    checked against this before anything is built from it."""
+    limits = cfg.record.limits
+    if not 1 <= cfg.channels <= MAX_CHANNELS:
+        raise ValueError(f"{cfg.channels} image channels")
+    if not 1 <= cfg.latent <= limits["latent"]:
+        raise ValueError(f"{cfg.latent} latents")
+    if not 1 <= len(cfg.hidden) <= limits["layers"] or not all(1 <= h <= limits["hidden"] for h in cfg.hidden):
+        raise ValueError(f"hidden layers {cfg.hidden}")
+    if cfg.record.fixed_size:
+        if not (1 <= cfg.height and 1 <= cfg.width and cfg.height * cfg.width * cfg.channels <= limits["pixels"]):
+            raise ValueError(f"image size {cfg.height}x{cfg.width}")
+    elif not 1 <= cfg.levels <= limits["levels"]:
+        raise ValueError(f"{cfg.levels} downsampling levels")
+    if not 1 <= cfg.qualities <= 16 or not 0 <= cfg.hyper <= 512:
+        raise ValueError("quality ladder or hyperprior size")
+    if cfg.prior not in ("factorized", "hyperprior") or (cfg.prior == "hyperprior") != (cfg.hyper > 0):
+        raise ValueError(f"latent codec {cfg.prior!r} with {cfg.hyper} side channels")
+    if cfg.prior == "hyperprior" and cfg.record.fixed_size:
+        raise ValueError("a hyperprior needs a convolutional transform")
+
+
 def build(cfg: NetConfig) -> tuple[nn.Module, nn.Module]:
     """(analysis, synthesis) for `cfg`; the VAE analysis emits 2 x latent numbers."""
-    outputs = cfg.latent * (2 if cfg.arch == "vae" else 1)
-    if cfg.arch == "conv":
-        return ConvAnalysis(cfg, outputs), ConvSynthesis(cfg)
-    return DenseAnalysis(cfg, outputs), DenseSynthesis(cfg)
+    return cfg.record.build(cfg)

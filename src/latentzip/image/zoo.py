@@ -1,7 +1,8 @@
 """The models latentzip ships, by name ("fashion-mnist:q3").
 
 A shipped name is a quality preset: one of the model files in latentzip/models (a
-trained network) and the refinement bound it codes with (none for the network alone).
+trained network), the quality it codes at (for networks with several) and the
+refinement bound it codes with (none for the network alone).
 Each file lists its presets, with their descriptions measured on the test set, in its
 metadata, so listing models and finding the one a file needs reads a few hundred bytes
 per file, not the weights. Presets of one network share its fingerprint: a file made
@@ -11,6 +12,7 @@ with any of them decodes with any other.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +32,7 @@ class Preset:
     max_error: int | None  # the refinement bound it codes with
     description: str
     fingerprint: str  # hex, of the network
+    quality: int | None = None  # the network's quality it codes at (None: its default)
 
 
 def network_path(dataset: str, network: str) -> Path:
@@ -70,7 +73,22 @@ def find(fingerprint: bytes) -> str | None:
 
 def load(name: str) -> ImageCodec:
     chosen = preset(name)
-    return ImageCodec.load(chosen.path).named(name).bounded(chosen.max_error)
+    return ImageCodec.load(chosen.path).named(name).bounded(chosen.max_error, chosen.quality)
+
+
+def load_model(model: str | os.PathLike[str]) -> ImageCodec:
+    """A shipped model by name (see `latentzip models`), a model file by path, or a
+    model file's preset (`my.model:q3`)."""
+    if isinstance(model, str) and model in names():
+        return load(model)
+    path = Path(model)
+    if path.exists():
+        return ImageCodec.load(path)
+    base, _, preset = str(model).rpartition(":")
+    if base and Path(base).is_file():
+        return ImageCodec.load(base).preset(preset)
+    shipped = ", ".join(names()) or "none"
+    raise ModelError(f"no model named {str(model)!r} and no such file (shipped models: {shipped})")
 
 
 @lru_cache(maxsize=1)
@@ -80,5 +98,6 @@ def _catalog() -> dict[str, Preset]:
         with safe_open(str(path), "pt") as handle:
             meta = json.loads((handle.metadata() or {}).get("meta", "{}"))
         for name, entry in meta.get("presets", {}).items():
-            found[name] = Preset(path, entry["max_error"], entry.get("description", ""), meta.get("fingerprint", ""))
+            found[name] = Preset(path, entry["max_error"], entry.get("description", ""), meta.get("fingerprint", ""),
+                                 entry.get("quality"))
     return found

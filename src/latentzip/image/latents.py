@@ -1,0 +1,374 @@
+"""Latent codecs: how a transform's latents become symbols, bits and back.
+
+A latent codec does four things (the protocol, `LatentCodec`):
+
+- `forward(y, quality)`: for training, the latents the synthesis sees (quantized with a
+  straight-through gradient) and each image's estimated bits under a differentiable
+  density (quantization modelled by uniform noise);
+- `quantize(y, quality)`: the integer symbols of a batch of images for coding;
+- `write(encoder, symbols, quality)` / `read(decoder, n, grid, quality)`: range coding
+  with integer tables stored in the model file, so a file parses the same everywhere;
+- `bits(symbols, quality)`: each image's exact cost under those tables.
+
+Two implementations: `FactorizedLatents` (one learned density per channel, Ballé et al.
+2017) and `HyperpriorLatents` (Ballé et al. 2018): side latents z, coded with a
+factorized prior, tell the decoder the scale of every main latent, whose Gaussian table
+is then picked by a scale index. The hyperprior is the factorized codec composed with a
+scale-table codec; the indices come from the hyper-synthesis run in exact integer
+arithmetic (`fixed.FixedNet`), so encoder and decoder derive the same ones on every
+machine, thread count and device.
+
+Both carry an optional quality ladder (`Gains`): one model codes at several qualities,
+each scaling every latent channel by its own gain before rounding (a finer or coarser
+quantizer) and by an inverse gain before synthesis.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import constriction
+import numpy as np
+import torch
+from torch import nn
+
+from . import fixed
+from .entropy import CodingTables, FactorizedPrior, quantize, read_channels, write_channels
+
+Symbols = dict[str, np.ndarray]  # the integer arrays one batch of images is coded as
+
+SCALE_MIN, SCALE_MAX, SCALES = 0.11, 256.0, 64  # the Gaussian tables' scales, log-spaced
+SCALE_TAIL = 1e-6  # probability mass a scale table leaves to its escape symbol
+_LOG_LOW = round(math.log(SCALE_MIN) * (1 << fixed.ACT_BITS))  # units of 2**-ACT_BITS
+_LOG_STEP = round(math.log(SCALE_MAX / SCALE_MIN) / SCALES * (1 << fixed.ACT_BITS))
+LATENT_LIMIT = 1 << 15  # |latent| larger than this is clipped: no real image comes near
+GAIN_BITS = 16  # inverse gains carry this many bits more than activations
+
+
+class Gains(nn.Module):
+    """Per quality and channel: the gain applied before rounding, and the inverse gain
+    applied before synthesis (learned separately, as in Cui et al. 2021)."""
+
+    def __init__(self, qualities: int, channels: int):
+        super().__init__()
+        self.log_gain = nn.Parameter(torch.zeros(qualities, channels))
+        self.log_inverse = nn.Parameter(torch.zeros(qualities, channels))
+
+    @torch.no_grad()
+    def set_steps(self, steps: torch.Tensor) -> None:
+        """Start quality q as a uniform quantizer of step steps[q] on every channel."""
+        self.log_gain.copy_(-torch.log(steps)[:, None].expand_as(self.log_gain))
+        self.log_inverse.copy_(torch.log(steps)[:, None].expand_as(self.log_inverse))
+
+    def gain(self, quality: int, ndim: int) -> torch.Tensor:
+        return self.log_gain[quality].exp().view(1, -1, *[1] * (ndim - 2))
+
+    def inverse(self, quality: int, ndim: int) -> torch.Tensor:
+        return self.log_inverse[quality].exp().view(1, -1, *[1] * (ndim - 2))
+
+    def freeze(self) -> np.ndarray:
+        """The inverse gains as integers in units of 2**-(ACT_BITS + GAIN_BITS), what
+        exact decoding multiplies by. They are stored in the model file, so no
+        machine's exp() (not correctly rounded everywhere) decides them."""
+        exact = torch.floor(self.log_inverse.detach().double().exp() * (1 << (fixed.ACT_BITS + GAIN_BITS)) + 0.5)
+        return exact.to(torch.int64).numpy()
+
+
+class LatentCodec(nn.Module):
+    """The protocol every latent codec follows (see the module docstring)."""
+
+    qualities: int
+
+    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+        raise NotImplementedError
+
+    def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
+        raise NotImplementedError
+
+    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+        raise NotImplementedError
+
+    def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def freeze(self) -> dict[str, np.ndarray]:
+        """Integer tables from the learned densities; returns what the model file stores."""
+        raise NotImplementedError
+
+    def thaw(self, tables: dict[str, np.ndarray]) -> None:
+        """Take the integer tables a model file stores (raises ValueError if damaged)."""
+        raise NotImplementedError
+
+    def rounded(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+        """The float latents the synthesis sees once `y` is coded (rounded, then scaled
+        back), without making symbols: for validation."""
+        if self.gains is None:
+            return torch.round(y)
+        return torch.round(y * self.gains.gain(quality, y.ndim)) * self.gains.inverse(quality, y.ndim)
+
+    def dequantize(self, symbols: Symbols, quality: int) -> torch.Tensor:
+        """The float latents the synthesis network sees."""
+        q = torch.from_numpy(symbols["y"]).float()
+        return q if self.gains is None else q * self.gains.inverse(quality, q.ndim)
+
+    def fixed_input(self, symbols: Symbols, quality: int) -> torch.Tensor:
+        """The same, as int64 in units of 2**-ACT_BITS, exactly (for `fixed.FixedNet`)."""
+        q = torch.from_numpy(symbols["y"])
+        if self.gains is None:
+            return q << fixed.ACT_BITS
+        scaled = q * torch.from_numpy(self.inverse_gains[quality]).view(1, -1, *[1] * (q.ndim - 2))
+        return (scaled + (1 << (GAIN_BITS - 1))) >> GAIN_BITS
+
+    def _freeze_gains(self) -> dict[str, np.ndarray]:
+        if self.gains is None:
+            return {}
+        self.inverse_gains = self.gains.freeze()
+        return {"inverse_gains": self.inverse_gains}
+
+    def _thaw_gains(self, tables: dict[str, np.ndarray]) -> None:
+        if self.gains is not None:
+            found = np.asarray(tables["inverse_gains"], np.int64)
+            if found.shape != tuple(self.gains.log_gain.shape) or found.min() < 1 or found.max() > 1 << 40:
+                raise ValueError("inverse gains are damaged")
+            self.inverse_gains = found
+
+    gains: Gains | None
+    inverse_gains: np.ndarray  # int64 (qualities, channels), see Gains.freeze
+
+
+# --- the factorized prior ------------------------------------------------------------------
+
+
+class FactorizedLatents(LatentCodec):
+    """Every channel coded with its own learned density, one set per quality."""
+
+    def __init__(self, channels: int, qualities: int = 1, gains: bool = True):
+        super().__init__()
+        self.channels = channels
+        self.qualities = qualities
+        self.gains = Gains(qualities, channels) if gains else None
+        # A model of one quality without gains (the dense ones) keeps its single density
+        # under the name it always had, so its files keep their fingerprints.
+        if self._single:
+            self.prior = FactorizedPrior(channels)
+        else:
+            self.priors = nn.ModuleList(FactorizedPrior(channels) for _ in range(qualities))
+        self.tables: list[CodingTables] = []
+        self._models: list[list[Any]] = []
+
+    @property
+    def _single(self) -> bool:
+        return self.qualities == 1 and self.gains is None
+
+    @property
+    def _names(self) -> list[str]:
+        return [""] if self._single else [f"{q}." for q in range(self.qualities)]
+
+    def density(self, quality: int) -> FactorizedPrior:
+        return self.prior if self._single else self.priors[quality]
+
+    def _gained(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+        return y if self.gains is None else y * self.gains.gain(quality, y.ndim)
+
+    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self._gained(y, quality)
+        likelihood = self.density(quality).likelihood(quantize(v, "noise"))
+        y_hat = quantize(v, "ste")
+        if self.gains is not None:
+            y_hat = y_hat * self.gains.inverse(quality, y.ndim)
+        return y_hat, -torch.log2(likelihood).flatten(1).sum(1)
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+        v = torch.round(self._gained(y, quality)).clamp(-LATENT_LIMIT, LATENT_LIMIT)
+        return {"y": v.to(torch.int64).numpy()}
+
+    def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
+        q = symbols["y"]
+        write_channels(encoder, self.tables[quality], self._models[quality], [q[:, c].ravel() for c in range(q.shape[1])])
+
+    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+        tables = self.tables[quality]
+        values = read_channels(decoder, tables, self._models[quality], [n * math.prod(grid)] * tables.channels)
+        return {"y": np.stack(values).reshape(tables.channels, n, *grid).swapaxes(0, 1)}
+
+    def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
+        q = symbols["y"]
+        tables = self.tables[quality]
+        return sum(tables.costs(q[:, c], c).reshape(len(q), -1).sum(1) for c in range(q.shape[1]))  # type: ignore[return-value]
+
+    def estimate(self, y: torch.Tensor, quality: int) -> float:
+        """What the float density says the rounded latents cost, in bits."""
+        with torch.no_grad():
+            q = torch.round(self._gained(y, quality))
+            return float(-torch.log2(self.density(quality).likelihood(q)).sum())
+
+    @torch.no_grad()
+    def freeze(self) -> dict[str, np.ndarray]:
+        self._use([self.density(q).freeze() for q in range(self.qualities)])
+        return {**self._stored(), **self._freeze_gains()}
+
+    def thaw(self, tables: dict[str, np.ndarray]) -> None:
+        self._use([CodingTables.stored(tables, name, self.channels) for name in self._names])
+        self._thaw_gains(tables)
+
+    def _use(self, tables: list[CodingTables]) -> None:
+        self.tables = tables
+        self._models = [t.models() for t in tables]
+
+    def _stored(self) -> dict[str, np.ndarray]:
+        return {k: v for name, t in zip(self._names, self.tables) for k, v in t.to_store(name).items()}
+
+
+# --- the scale hyperprior -------------------------------------------------------------------
+
+
+def scale_index(log_scale: torch.Tensor) -> torch.Tensor:
+    """The table index of log-scales given as int64 in units of 2**-ACT_BITS: integer
+    arithmetic only, so every machine picks the same tables."""
+    return torch.div(log_scale - _LOG_LOW, _LOG_STEP, rounding_mode="floor").clamp(0, SCALES - 1)
+
+
+def scale_tables() -> CodingTables:
+    """One Gaussian table per scale index, for the scale at the middle of its interval."""
+    scales = np.exp((_LOG_LOW + (np.arange(SCALES) + 0.5) * _LOG_STEP) / (1 << fixed.ACT_BITS))
+    radius = int(math.ceil(SCALE_MAX * 6))
+    edges = np.arange(-radius, radius + 2) - 0.5
+    pmf = np.diff(np.array([[0.5 * math.erfc(-e / (s * math.sqrt(2))) for e in edges] for s in scales]), axis=1)
+    return CodingTables.from_pmf(pmf, -radius, SCALE_TAIL)
+
+
+class HyperpriorLatents(LatentCodec):
+    """Main latents coded with Gaussian tables whose scales side latents z predict."""
+
+    def __init__(self, channels: int, side: int, width: int, qualities: int = 1):
+        super().__init__()
+        self.qualities = qualities
+        self.gains = Gains(qualities, channels)
+        self.channels = channels
+        self.side = FactorizedLatents(side, qualities, gains=False)  # one density per quality, no gains
+        self.hyper_analysis = nn.Sequential(
+            nn.Conv2d(channels, width, 1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(width, side, 3, stride=2, padding=1),
+        )
+        self.hyper_synthesis = nn.Sequential(
+            nn.Conv2d(side, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+            nn.Conv2d(width, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+            nn.Conv2d(width, channels, 1),
+        )
+        self.log_scale_bias = nn.Parameter(torch.zeros(qualities, channels))
+        self.tables: CodingTables = CodingTables.empty()
+        self._models: list[Any] = []
+        self._fixed: fixed.FixedNet | None = None
+
+    @torch.no_grad()
+    def start(self, deviations: torch.Tensor) -> None:
+        """Start as a per-channel Gaussian: the side latents say nothing yet, and each
+        quality's scale of channel c is deviations[c] (of the latents before gains)
+        times its gain. Training then teaches the side latents what varies locally."""
+        last = self.hyper_synthesis[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        gains = self.gains.log_gain.exp()
+        self.log_scale_bias.copy_(torch.log((deviations[None, :] * gains).clamp_min(SCALE_MIN)))
+
+    def _log_scales(self, z_hat: torch.Tensor, size: tuple[int, int], quality: int) -> torch.Tensor:
+        t = self.hyper_synthesis(z_hat)[..., : size[0], : size[1]]
+        return t + self.log_scale_bias[quality].view(1, -1, 1, 1)
+
+    def _side(self, v: torch.Tensor) -> torch.Tensor:
+        return self.hyper_analysis(v.abs())
+
+    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v = y * self.gains.gain(quality, y.ndim)
+        z = self._side(v)
+        z_hat, side_bits = self.side(z, quality)
+        scales = self._log_scales(z_hat, v.shape[-2:], quality).exp().clamp(SCALE_MIN, SCALE_MAX)
+        noisy = quantize(v, "noise")
+        normal = torch.distributions.Normal(0.0, 1.0)
+        upper, lower = normal.cdf((0.5 - noisy.abs()) / scales), normal.cdf((-0.5 - noisy.abs()) / scales)
+        likelihood = (upper - lower).clamp_min(1e-9)
+        y_hat = quantize(v, "ste") * self.gains.inverse(quality, y.ndim)
+        return y_hat, side_bits - torch.log2(likelihood).flatten(1).sum(1)
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+        v = y * self.gains.gain(quality, y.ndim)
+        symbols = self.side.quantize(self._side(v), quality)
+        return {"z": symbols["y"], "y": torch.round(v).clamp(-LATENT_LIMIT, LATENT_LIMIT).to(torch.int64).numpy()}
+
+    def indices(self, z: np.ndarray, grid: tuple[int, ...], quality: int) -> np.ndarray:
+        """Each main latent's scale index from the side symbols, exactly."""
+        if self._fixed is None:
+            raise RuntimeError("freeze or thaw the hyperprior before coding")
+        t = self._fixed(torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
+        bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1, 1)
+        return scale_index(t + bias).numpy()
+
+    def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
+        self.side.write(encoder, {"y": symbols["z"]}, quality)
+        q = symbols["y"]
+        index = self.indices(symbols["z"], q.shape[2:], quality).ravel()
+        order = np.argsort(index, kind="stable")
+        ends = np.cumsum(np.bincount(index, minlength=SCALES))
+        ranked = q.ravel()[order]
+        write_channels(encoder, self.tables, self._models, np.split(ranked, ends[:-1]))  # type: ignore[arg-type]
+
+    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+        side_grid = tuple(-(-g // 4) for g in grid)
+        z = self.side.read(decoder, n, side_grid, quality)["y"]
+        index = self.indices(z, grid, quality).ravel()
+        order = np.argsort(index, kind="stable")
+        sizes = np.bincount(index, minlength=SCALES)
+        ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
+        q = np.empty_like(ranked)
+        q[order] = ranked
+        return {"z": z, "y": q.reshape(n, self.channels, *grid)}
+
+    def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
+        q = symbols["y"]
+        index = self.indices(symbols["z"], q.shape[2:], quality)
+        cost = np.zeros(q.shape)
+        for k in np.unique(index).tolist():
+            where = index == k
+            cost[where] = self.tables.costs(q[where], k)
+        return self.side.bits({"y": symbols["z"]}, quality) + cost.reshape(len(q), -1).sum(1)
+
+    def estimate(self, y: torch.Tensor, quality: int) -> float:
+        with torch.no_grad():
+            v = y * self.gains.gain(quality, y.ndim)
+            z = torch.round(self._side(v))
+            scales = self._log_scales(z, v.shape[-2:], quality).exp().clamp(SCALE_MIN, SCALE_MAX)
+            q = torch.round(v).abs()
+            normal = torch.distributions.Normal(0.0, 1.0)
+            p = (normal.cdf((0.5 - q) / scales) - normal.cdf((-0.5 - q) / scales)).clamp_min(1e-9)
+            return self.side.estimate(z, quality) - float(torch.log2(p).sum())
+
+    @torch.no_grad()
+    def freeze(self) -> dict[str, np.ndarray]:
+        side = self.side.freeze()
+        tables = scale_tables()
+        self._use(tables)
+        return {**{f"side.{k}": v for k, v in side.items()}, **tables.to_store("scales."), **self._freeze_gains()}
+
+    def thaw(self, tables: dict[str, np.ndarray]) -> None:
+        self.side.thaw({k[5:]: v for k, v in tables.items() if k.startswith("side.")})
+        self._use(CodingTables.stored(tables, "scales.", SCALES))
+        self._thaw_gains(tables)
+
+    def _use(self, tables: CodingTables) -> None:
+        self.tables = tables
+        self._models = tables.models()
+        self._fixed = fixed.FixedNet(self.hyper_synthesis)
+
+
+def build_latents(cfg: Any) -> LatentCodec:
+    """The latent codec a network config asks for."""
+    if cfg.prior == "hyperprior":
+        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities)
+    return FactorizedLatents(cfg.latent, cfg.qualities, gains=not cfg.record.fixed_size)

@@ -1,0 +1,183 @@
+"""The convolutional codec: any size and channel count, the hyperprior, the quality
+ladder, and decoding in exact integer arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentzip import metrics
+from latentzip.errors import FormatError, ModelError
+from latentzip.image import fixed, latents
+from latentzip.image.train import TrainConfig, train
+
+
+def _colour(digits, count, seed=0):
+    """Colour images of several sizes made from real digits: tinted, noisy and tiled."""
+    rng = np.random.default_rng(seed)
+    tiles = digits.images[:count * 4, :, :, 0].reshape(count, 2, 2, 8, 8).transpose(0, 1, 3, 2, 4).reshape(count, 16, 16)
+    tint = rng.uniform(0.3, 1.0, size=(count, 1, 1, 3))
+    rgb = tiles[..., None] * tint + rng.normal(0, 6, size=(count, 16, 16, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def hyper_codec(digits):
+    cfg = TrainConfig(arch="conv", levels=2, latent=24, hidden=(16,), qualities=3, epochs=2, seed=3)
+    return train(_colour(digits, 300), cfg, progress=False).codec
+
+
+@pytest.fixture(scope="module")
+def alpha_codec(digits):
+    images = _colour(digits, 200, seed=1)
+    alpha = (images.max(axis=-1, keepdims=True) > 60).astype(np.uint8) * 255
+    cfg = TrainConfig(arch="conv", levels=2, latent=16, hidden=(8,), qualities=2, epochs=1, seed=4)
+    return train(np.concatenate([images, alpha], axis=-1), cfg, progress=False).codec
+
+
+def test_hyperprior_round_trip_at_every_quality(hyper_codec, digits):
+    images = list(_colour(digits, 12, seed=7))
+    images.append(images[0][:13, :7])  # a size no block divides
+    sizes = []
+    for quality in (1, 2, 3):
+        blob = hyper_codec.encode(images, quality=quality)
+        decoded = hyper_codec.decode(blob)
+        assert [d.shape for d in decoded] == [im.shape for im in images]
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, hyper_codec.reconstruct(images, quality=quality)))
+        sizes.append(len(blob))
+    assert sizes[0] < sizes[1] < sizes[2]  # higher quality, more bytes
+
+
+def test_exact_bits_match_the_file(hyper_codec, digits):
+    images = _colour(digits, 40, seed=8)
+    blob = hyper_codec.encode(images, quality=2)
+    header_and_crc = 60
+    assert abs(len(blob) - hyper_codec.code_bits(images, quality=2).sum() / 8) < header_and_crc
+
+
+def test_scale_indices_do_not_depend_on_the_thread_count(hyper_codec, digits):
+    codec = hyper_codec.model.latents
+    y = hyper_codec._analyse(_colour(digits, 30, seed=9))
+    symbols = codec.quantize(y, 1)
+    before = torch.get_num_threads()
+    try:
+        found = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            found.append(codec.indices(symbols["z"], symbols["y"].shape[2:], 1))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(found[0], found[1])
+    assert found[0].min() >= 0 and found[0].max() < latents.SCALES
+
+
+def test_conv_synthesis_is_exact_integer_arithmetic(hyper_codec):
+    """Each fixed-point convolution equals the same sum over Python integers."""
+    layer = fixed._Conv(hyper_codec.model.synthesis.net[0])
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(-(1 << 16), 1 << 16, size=(1, layer.weight.shape[1], 3, 3)))
+    out = layer(x)
+    w = layer.weight.to(torch.int64)
+    b = layer.bias.to(torch.int64)
+    for o in range(w.shape[0]):
+        acc = int(b[o]) + sum(int(w[o, i, 1 + dy, 1 + dx]) * int(x[0, i, 1 + dy, 1 + dx])
+                              for i in range(w.shape[1]) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        assert int(out[0, o, 1, 1]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
+
+
+def test_integer_square_root_is_exact():
+    values = torch.tensor([0, 1, 2, 3, 4, 15, 16, 17, (1 << 52) - 1, (1 << 40) + 12345, 99_999_999_999], dtype=torch.int64)
+    roots = fixed._isqrt(values)
+    for v, r in zip(values.tolist(), roots.tolist()):
+        assert r * r <= v < (r + 1) * (r + 1)
+
+
+def test_integer_decoding_matches_the_float_network(hyper_codec, digits):
+    images = _colour(digits, 20, seed=10)
+    exact = np.stack(hyper_codec.reconstruct(images, quality=3)).astype(float)
+    y = hyper_codec._analyse(images)
+    latents_float = hyper_codec.model.latents.rounded(y, 2)
+    with torch.no_grad():
+        floats = hyper_codec.model.synthesise(latents_float, (16, 16)).permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(exact - floats).max() <= 1.0
+
+
+def test_grey_images_go_through_a_colour_model(hyper_codec, digits):
+    grey = digits.images[:5, :, :, 0]
+    decoded = hyper_codec.decode(hyper_codec.encode(grey))
+    assert all(d.shape == (8, 8) for d in decoded)
+
+
+def test_alpha_is_lossless_by_default_and_bounded_on_request(alpha_codec, digits):
+    images = _colour(digits, 10, seed=11)
+    alpha = np.where(images.max(axis=-1, keepdims=True) > 60, 255, 128).astype(np.uint8)
+    rgba = np.concatenate([images, alpha], axis=-1)
+    decoded = np.stack(alpha_codec.decode(alpha_codec.encode(rgba)))
+    np.testing.assert_array_equal(decoded[..., 3], rgba[..., 3])
+    loose = np.stack(alpha_codec.decode(alpha_codec.encode(rgba, alpha_error=8)))
+    assert np.abs(loose[..., 3].astype(int) - rgba[..., 3]).max() <= 8
+    # Opaque RGB images go through a model with alpha and come back as RGB.
+    assert alpha_codec.decode(alpha_codec.encode(images[:2]))[0].shape == (16, 16, 3)
+
+
+def test_alpha_psnr_counts_what_shows():
+    a = np.zeros((4, 4, 4), np.uint8)
+    b = a.copy()
+    b[..., :3] = 200  # colour under fully transparent pixels does not show
+    assert metrics.psnr(a, b) == float("inf")
+    a[..., 3] = b[..., 3] = 255
+    assert metrics.psnr(a, b) < 20
+
+
+def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits):
+    from latentzip import container
+    from latentzip.errors import LatentzipError
+    from latentzip.image import catalog
+
+    images = _colour(digits, 3)
+    with pytest.raises(LatentzipError, match="quality"):
+        hyper_codec.encode(images, quality=4)
+    blob = hyper_codec.encode(images, quality=1)
+    header, payload = container.unpack(blob, container.Kind.IMAGES)
+    cat = catalog.unpack(header[8:])
+    cat.quality = 7
+    forged = container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload)
+    with pytest.raises(FormatError, match="quality"):
+        hyper_codec.decode(forged)
+
+
+def test_presets_name_the_ladder(hyper_codec, tmp_path):
+    from latentzip.image.zoo import load_model
+
+    presets = hyper_codec.presets()
+    assert list(presets) == ["q1", "q2", "q3"] and all("bpp" in p["description"] for p in presets.values())
+    path = tmp_path / "colour.model"
+    hyper_codec.save(path)
+    assert load_model(f"{path}:q2").quality == 2
+    with pytest.raises(ModelError, match="no preset"):
+        load_model(f"{path}:q9")
+
+
+def test_model_file_asking_for_a_huge_network_is_refused_before_building_it(hyper_codec, tmp_path):
+    import json
+
+    from safetensors.torch import save
+
+    from latentzip.image.codec import ImageCodec
+
+    stored = hyper_codec.file
+    for change in ({"hidden": [20_000]}, {"levels": 100}, {"latent": 10**9}):
+        meta = {"format": "latentzip-image-model", "version": "3", "net": json.dumps({**stored.net, **change}), "meta": "{}"}
+        with pytest.raises(ModelError, match="damaged"):
+            ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
+    tensors = dict(stored.tensors)
+    key = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    meta = {"format": "latentzip-image-model", "version": "3", "net": json.dumps(stored.net), "meta": "{}"}
+    with pytest.raises(ModelError, match="not finite"):
+        ImageCodec.from_bytes(save(tensors, metadata=meta))
+    meta["meta"] = "not json"
+    with pytest.raises(ModelError, match="JSON"):
+        ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
