@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from latentzip.fsio import write_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,3 +98,43 @@ def write_json(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
 def mib(num_bytes: float) -> str:
     """A byte count as MiB for tables."""
     return f"{num_bytes / 2**20:.1f} MiB"
+
+
+# --- rate-distortion curves --------------------------------------------------------------
+
+
+def frontier(points: Sequence[Point]) -> list[tuple[float, float]]:
+    """(PSNR, bytes/image) of the points no other point beats, in increasing PSNR.
+
+    A setting that costs more bytes than another for no more PSNR (JPEG's lowest
+    qualities can do that) is one no user would pick, so it does not shape the curve.
+    """
+    best: list[tuple[float, float]] = []
+    by_bytes = sorted(((p["bytes_per_image"], p["psnr"]) for p in points), key=lambda bq: (bq[0], -bq[1]))
+    for size, quality in by_bytes:
+        if not best or quality > best[-1][0]:
+            best.append((quality, size))
+    return best
+
+
+def bytes_at(curve: Sequence[tuple[float, float]], psnr: float) -> float | None:
+    """Bytes/image at `psnr` on a frontier; None outside its measured PSNR range."""
+    if not curve or not curve[0][0] <= psnr <= curve[-1][0]:
+        return None
+    quality, size = np.array(curve).T
+    return float(np.exp(np.interp(psnr, quality, np.log(size))))
+
+
+def mean_ratio(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]],
+               step: float = 0.05) -> dict[str, Any] | None:
+    """Our bytes as a share of theirs at equal PSNR: the geometric mean over the PSNR
+    range both frontiers cover (sampled every `step` dB), as BD-rate averages the log
+    ratio; None where the ranges do not meet."""
+    if not ours or not theirs:
+        return None
+    low, high = max(ours[0][0], theirs[0][0]), min(ours[-1][0], theirs[-1][0])
+    if high <= low:
+        return None
+    grid = np.arange(low, high + step / 2, step)
+    logs = [np.log(bytes_at(ours, db) / bytes_at(theirs, db)) for db in grid]  # type: ignore[operator]
+    return {"ratio": float(np.exp(np.mean(logs))), "range_db": [float(low), float(high)]}

@@ -35,6 +35,7 @@ from latentzip.image import zoo
 from latentzip.image.evaluate import evaluate
 
 import common
+from common import bytes_at, frontier
 
 SCRIPT = "bench/lossy.py"
 LOSSY_CODECS = ("jpeg", "webp", "avif", "jxl")
@@ -65,28 +66,6 @@ print(json.dumps({"rss_before_coding_bytes": loaded, "peak_rss_bytes": peak_rss_
 
 
 # --- derived figures ---------------------------------------------------------------------
-
-
-def frontier(points: Sequence[Point]) -> list[tuple[float, float]]:
-    """(PSNR, bytes/image) of the points no other point beats, in increasing PSNR.
-
-    A setting that costs more bytes than another for no more PSNR (JPEG's lowest
-    qualities can do that) is one no user would pick, so it does not shape the curve.
-    """
-    best: list[tuple[float, float]] = []
-    by_bytes = sorted(((p["bytes_per_image"], p["psnr"]) for p in points), key=lambda bq: (bq[0], -bq[1]))
-    for size, quality in by_bytes:
-        if not best or quality > best[-1][0]:
-            best.append((quality, size))
-    return best
-
-
-def bytes_at(curve: Sequence[tuple[float, float]], psnr: float) -> float | None:
-    """Bytes/image at `psnr` on a frontier; None outside its measured PSNR range."""
-    if not curve or not curve[0][0] <= psnr <= curve[-1][0]:
-        return None
-    quality, size = np.array(curve).T
-    return float(np.exp(np.interp(psnr, quality, np.log(size))))
 
 
 def compare(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]]) -> dict[str, Any]:

@@ -38,15 +38,23 @@ Writer = Callable[[np.ndarray, float | None, Mapping[str, Any]], bytes]
 
 
 def _as_image(image: np.ndarray) -> np.ndarray:
-    """Check an 8-bit grey (H, W), (H, W, 1) or RGB (H, W, 3) image; (H, W, 1) becomes (H, W)."""
+    """Check an 8-bit grey (H, W), (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4) image;
+    (H, W, 1) becomes (H, W)."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got {image.shape}")
+    if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] in (3, 4)):
+        raise ValueError(f"expected a grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) image, got {image.shape}")
     return image
+
+
+def composite(image: np.ndarray) -> np.ndarray:
+    """An RGBA image over black (premultiplied colour, rounded), for formats without
+    alpha: what `metrics` compares of an image with alpha, less the alpha itself."""
+    rgb = image[..., :3].astype(np.float64) * image[..., 3:] / 255.0
+    return np.round(rgb).astype(np.uint8)
 
 
 def _channels(image: np.ndarray) -> int:
@@ -104,17 +112,17 @@ class ImageBaseline:
         return self.write(_as_image(image), quality, self.options)
 
     def decode(self, data: bytes, channels: int | None = None) -> np.ndarray:
-        """The image in `data` as (H, W) for channels=1 or (H, W, 3) for channels=3.
+        """The image in `data` as (H, W) for channels=1 or (H, W, C) for channels=C.
 
         None returns what the file holds, which for WebP is always RGB; pass the
         original's channel count to get its layout back.
         """
-        if channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if channels not in (None, 1, 3, 4):
+            raise ValueError(f"channels must be 1, 3 or 4, got {channels}")
         image = self.read(data)
         if channels is None or channels == _channels(image):
             return image
-        return np.array(Image.fromarray(image).convert("L" if channels == 1 else "RGB"))
+        return np.array(Image.fromarray(image).convert({1: "L", 3: "RGB", 4: "RGBA"}[channels]))
 
 
 # --- payload sizes: the coded image data of a file, headers and container left out -------

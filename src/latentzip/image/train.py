@@ -56,12 +56,13 @@ KLT_BLOCKS = 20_000
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
 VALIDATION_IMAGES = 64
 VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
+CLOCK_RESERVE = 0.08  # share of a time budget kept for fitting refinement tables and measuring presets
 
 
 @dataclass
 class TrainConfig:
     arch: str | None = None  # None: dense ("deep") for small images of one size, else conv
-    latent: int | None = None  # None: per arch (32 dense; conv: C*s*s capped at 320)
+    latent: int | None = None  # None: per arch (32 dense; conv: C*s*s, every value of a block)
     hidden: tuple[int, ...] | None = None  # layer widths (dense) or channels (conv); None = per arch
     levels: int | None = None  # conv only: downsampling steps, each a factor of 2 (None: from the image size, at most 4)
     prior: str | None = None  # "factorized" or "hyperprior" (None: hyperprior for conv)
@@ -72,7 +73,7 @@ class TrainConfig:
     noise_kind: str = "gaussian"
     beta: float = 1e-3  # VAE only: weight of the KL term
     lmbda: float | None = None  # None: 0.01 (dense); conv: the top quality's (LADDER_LMBDA)
-    epochs: int | None = None  # None: as many as `minutes` allows (conv), 10 (dense)
+    epochs: int | None = None  # None: as many as `minutes` allows, 10 without minutes
     batch_size: int | None = None  # None: 128 (dense), BATCH_PIXELS worth of crops (conv)
     crop: int | None = None  # conv: crop side (None: from the image sizes)
     lr: float = 1e-3
@@ -141,7 +142,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
         side = _small_side(images)
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
-        latent = cfg.latent or min(channels * 4**levels, 320)
+        latent = cfg.latent or channels * 4**levels  # the whole block: no quality ceiling
         qualities = cfg.qualities or (1 if cfg.lmbda is not None else LADDER_QUALITIES)
         chosen = replace(chosen, levels=levels, crop=crop, latent=latent, qualities=qualities,
                          prior=cfg.prior or "hyperprior", hidden=cfg.hidden or DEFAULT_HIDDEN["conv"],
@@ -149,7 +150,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
     else:
         chosen = replace(chosen, latent=cfg.latent or 32, hidden=cfg.hidden or DEFAULT_HIDDEN[arch],
                          prior=cfg.prior or "factorized", qualities=1, levels=cfg.levels or 2,
-                         batch_size=cfg.batch_size or 128, epochs=cfg.epochs or (None if cfg.minutes else 10))
+                         batch_size=cfg.batch_size or 128)
     if chosen.prior == "hyperprior" and arch != "conv":
         raise LatentzipError("the hyperprior needs --arch conv")
     return replace(chosen, lmbda=chosen.lmbda if chosen.lmbda is not None else chosen.ladder()[-1])
@@ -236,24 +237,24 @@ def _losses(model: Autoencoder, x: torch.Tensor, cfg: TrainConfig, quality: int,
     return loss, float(bpp.detach()), psnr
 
 
-def _save_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig) -> None:
+def _save_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig,
+                     elapsed: float) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, state in opt.state_dict()["state"].items():
         for key, value in state.items():
             value = value.detach().cpu()
             tensors[f"opt.{i}.{key}"] = value.reshape(-1) if value.dim() == 0 else value.contiguous()
-    meta = {"epoch": str(epoch), "config": json.dumps(asdict(cfg))}
+    meta = {"epoch": str(epoch), "config": json.dumps(asdict(cfg)), "elapsed": f"{elapsed:.3f}"}
     with atomic_writer(path) as handle:
         handle.write(save(tensors, metadata=meta))
 
 
-_RESUMABLE = ("threads", "device", "minutes", "epochs")  # settings a resumed run may change
+_RESUMABLE = ("threads", "device")  # settings a resumed run may change
 
 
-def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
-                     cfg: TrainConfig) -> tuple[int, TrainConfig]:
-    """Restore model and optimizer; return the last finished epoch and the run's
-    settings (its epochs kept, unless this run asks for others)."""
+def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, float]:
+    """Restore model and optimizer; return the last finished epoch and the seconds the
+    run had spent training by then (what a time budget counts)."""
     from safetensors import safe_open
 
     try:
@@ -266,8 +267,6 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
     if {k: v for k, v in saved.items() if k not in _RESUMABLE} != {
             k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _RESUMABLE}:
         raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume")
-    if cfg.epochs is None:
-        cfg = replace(cfg, epochs=int(saved.get("epochs") or 10))
     state = opt.state_dict()
     device = next(model.parameters()).device
     for name, value in tensors.items():
@@ -280,7 +279,7 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
         opt.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError):
         raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume") from None
-    return int(meta.get("epoch", "0")), cfg
+    return int(meta.get("epoch", "0")), float(meta.get("elapsed", "0"))
 
 
 def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
@@ -360,6 +359,7 @@ def train(
     of callers; an exception it raises stops training with the checkpoint in place);
     `on_start` with the settings chosen, the number of images and the device, once
     the run knows them."""
+    started = time.monotonic()
     images = _checked(images)
     cfg = choose(cfg, images)
     if cfg.threads:
@@ -377,42 +377,49 @@ def train(
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = Batches(fit, cfg)
-    began = time.monotonic()
     budget = None if cfg.minutes is None else cfg.minutes * 60
+    # Without a number of epochs, a budget is run by the clock: the learning rate decays
+    # over the time, and training stops in time to fit the refinement tables.
+    by_clock = cfg.epochs is None and budget is not None
+    if cfg.epochs is None and budget is None:
+        cfg = replace(cfg, epochs=10)
     ckpt = Path(checkpoint) if checkpoint else None
-    start = 0
+    start, spent = 0, 0.0
     if resume:
         if ckpt is None or not ckpt.exists():
             raise LatentzipError(f"nothing to resume: checkpoint {ckpt} does not exist")
-        start, cfg = _load_checkpoint(ckpt, model, opt, cfg)
-    elif cfg.epochs is None:
-        cfg = replace(cfg, epochs=_affordable_epochs(model, batches, cfg, device, budget))  # type: ignore[arg-type]
-
+        start, spent = _load_checkpoint(ckpt, model, opt, cfg)
     if on_start is not None:
         on_start(cfg, len(images), str(device))
-    total_steps = cfg.epochs * batches.steps  # type: ignore[operator]
+    began = started - spent  # a budget counts the whole run, set-up included
+
+    def elapsed() -> float:
+        return time.monotonic() - began
+
+    limit = None if budget is None else budget * (1 - CLOCK_RESERVE if by_clock else 1)
     ladder = cfg.ladder()
     history: list[EpochStats] = []
     stopped_early = False
     x_val = _validation(val, channels, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    for epoch in range(start, cfg.epochs):  # type: ignore[arg-type]
+    epoch = start
+    while by_clock or epoch < cfg.epochs:  # type: ignore[operator]
         draw = batches.epoch(epoch)
         model.train()
         sums = np.zeros(3)
-        bar = tqdm(range(batches.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        total = "" if by_clock else f"/{cfg.epochs}"
+        bar = tqdm(range(batches.steps), desc=f"epoch {epoch + 1}{total}", disable=not progress, leave=False)
         t0 = time.monotonic()
         for step in bar:
-            # Cosine decay over the run: a function of the global step alone, so resuming
-            # needs no state, except that a run slower than its budget planned for (a busy
-            # machine) follows the clock instead, so it still ends with a small rate.
-            global_step = epoch * batches.steps + step
-            progressed = global_step / total_steps
-            if budget is not None:
-                progressed = max(progressed, (time.monotonic() - began) / budget)
+            # Cosine decay over the run: by the clock, or by the global step alone (then
+            # resuming needs no state), except that a run slower than its budget allows
+            # also follows the clock, so it still ends with a small rate.
+            progressed = 0.0 if by_clock else (epoch * batches.steps + step) / (cfg.epochs * batches.steps)  # type: ignore[operator]
+            if limit is not None:
+                progressed = max(progressed, elapsed() / limit)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progressed, 1.0)))
-            quality = global_step % len(ladder)
+            quality = (epoch * batches.steps + step) % len(ladder)
             x = _to_tensor(draw(step), device)
             with autocast:
                 loss, bpp, psnr = _losses(model, x, cfg, quality, ladder[quality])
@@ -422,26 +429,31 @@ def train(
             opt.step()
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
-            if budget is not None and time.monotonic() - began > budget:
-                stopped_early = True
+            if limit is not None and elapsed() > limit:
+                stopped_early = not by_clock
                 break
         bar.close()
-        done = step + 1
+        out_of_time = limit is not None and elapsed() > limit
         vloss, vbpp, vpsnr = _validate(model, x_val, cfg)
-        stats = EpochStats(epoch + 1, *(sums / done), vloss, vbpp, vpsnr, time.monotonic() - t0)
+        stats = EpochStats(epoch + 1, *(sums / (step + 1)), vloss, vbpp, vpsnr, time.monotonic() - t0)
         history.append(stats)
         if progress:
             tqdm.write(
-                f"epoch {stats.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  bpp {stats.bpp:.3f}  "
+                f"epoch {stats.epoch}{total}  loss {stats.loss:.4f}  bpp {stats.bpp:.3f}  "
                 f"psnr {stats.psnr:.2f} dB | val loss {vloss:.4f}  bpp {vbpp:.3f}  psnr {vpsnr:.2f} dB  "
                 f"({stats.seconds:.0f}s)"
             )
-        if stopped_early:
+        epoch += 1
+        if out_of_time and step + 1 < batches.steps:
             break  # a partial epoch is not checkpointed: --resume redoes it
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, opt, epoch + 1, cfg)
+            _save_checkpoint(ckpt, model, opt, epoch, cfg, elapsed())
         if on_epoch is not None:
             on_epoch(stats)
+        if out_of_time:
+            break
+    if by_clock:
+        cfg = replace(cfg, epochs=epoch)
 
     model.to("cpu").eval()
     meta = {"train": _record(cfg), "history": [asdict(h) for h in history],
@@ -480,26 +492,6 @@ def _fit_subset(fit: Images, cfg: TrainConfig) -> Images:
         return fit
     sizes = np.cumsum([im.shape[0] * im.shape[1] for im in fit])
     return fit[: max(1, int(np.searchsorted(sizes, MAX_FIT_PIXELS, side="right")))]
-
-
-def _affordable_epochs(model: Autoencoder, batches: Batches, cfg: TrainConfig, device: torch.device,
-                       budget: float | None) -> int:
-    """Epochs that fit the time budget, from the time of a few real steps (forward and
-    backward; nothing is updated); 10 without a budget."""
-    if budget is None:
-        return 10
-    draw = batches.epoch(0)
-    ladder = cfg.ladder()
-    times = []
-    for step in range(4):
-        t0 = time.monotonic()
-        loss, _, _ = _losses(model, _to_tensor(draw(step), device), cfg, step % len(ladder), ladder[step % len(ladder)])
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        times.append(time.monotonic() - t0)
-    per_step = float(np.median(times[1:]))
-    # Keep a tenth of the budget for validation passes and fitting the refinement tables.
-    return max(1, int(0.9 * budget / (per_step * batches.steps)))
 
 
 def _validation_images(images: Images, channels: int) -> list[np.ndarray]:

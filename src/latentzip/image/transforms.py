@@ -181,7 +181,7 @@ class ConvAnalysis(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(block, width, 1), GDN(width),
             nn.Conv2d(width, width, 3, padding=1), GDN(width),
-            nn.Conv2d(width, cfg.latent, 3, padding=1),
+            nn.Conv2d(width, cfg.latent, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +200,7 @@ class ConvSynthesis(nn.Module):
         self.stride = cfg.stride
         self.linear = nn.Conv2d(cfg.latent, block, 1)
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.latent, width, 3, padding=1), GDN(width, inverse=True),
+            nn.Conv2d(cfg.latent, width, 1), GDN(width, inverse=True),
             nn.Conv2d(width, width, 3, padding=1), GDN(width, inverse=True),
             nn.Conv2d(width, block, 1),
         )
@@ -248,7 +248,7 @@ def _conv(cfg: NetConfig) -> tuple[nn.Module, nn.Module]:
 
 
 _DENSE_LIMITS = {"latent": 4096, "hidden": 8192, "layers": 8, "pixels": 1 << 16}
-_CONV_LIMITS = {"latent": 2048, "hidden": 1024, "layers": 1, "levels": 5}
+_CONV_LIMITS = {"latent": 4096, "hidden": 1024, "layers": 1, "levels": 5}
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
