@@ -135,6 +135,6 @@ def mean_ratio(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float
     low, high = max(ours[0][0], theirs[0][0]), min(ours[-1][0], theirs[-1][0])
     if high <= low:
         return None
-    grid = np.arange(low, high + step / 2, step)
+    grid = np.linspace(low, high, max(2, round((high - low) / step) + 1))
     logs = [np.log(bytes_at(ours, db) / bytes_at(theirs, db)) for db in grid]  # type: ignore[operator]
     return {"ratio": float(np.exp(np.mean(logs))), "range_db": [float(low), float(high)]}

@@ -122,7 +122,10 @@ def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa
     """Print what a run uses, the settings it chose included."""
     net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {cfg.prior}, {cfg.qualities} qualities, "
                                                   f"crops of {cfg.crop}" if cfg.arch == "conv" else "")
-    budget = f"{cfg.epochs} epochs" + (f" within {cfg.minutes:g} min" if cfg.minutes else "")
+    if cfg.epochs is None:
+        budget = f"for {cfg.minutes:g} min"
+    else:
+        budget = f"{cfg.epochs} epochs" + (f" within {cfg.minutes:g} min" if cfg.minutes else "")
     print(f"training {net} on {images:,} images, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
 
 

@@ -43,6 +43,7 @@ MAX_LATENTS = 1 << 30  # per file, for the same reason
 BATCH = 500  # images per analysis call of a dense model
 CHUNK_PIXELS = 1 << 22  # pixels coded together, at most (a single larger image is one chunk)
 REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
+ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
@@ -432,7 +433,18 @@ class ImageCodec:
             pixels = self._fixed(symbols["y"])
         else:
             pixels = self._fixed(self.model.latents.fixed_input(symbols, quality - 1))
-        return np.ascontiguousarray(pixels[:, :, :h, :w].transpose(0, 2, 3, 1))
+        base = np.ascontiguousarray(pixels[:, :, :h, :w].transpose(0, 2, 3, 1))
+        return self._alpha_guide(base) if self.cfg.has_alpha else base
+
+    def _alpha_guide(self, base: np.ndarray) -> np.ndarray:
+        """The network's alpha made a better guess for the alpha refinement: values within
+        ALPHA_SNAP of fully transparent or opaque become so, as most alpha is (icons and
+        cut-outs are flat inside and outside their edges)."""
+        out = base.copy()
+        alpha = out[..., -1]
+        alpha[alpha <= ALPHA_SNAP] = 0
+        alpha[alpha >= 255 - ALPHA_SNAP] = 255
+        return out
 
     def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(colour channels, alpha channel or None) of (n, H, W, C') model-channel images."""

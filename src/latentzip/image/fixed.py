@@ -122,8 +122,13 @@ class _Conv:
         _check_exact(self.weight, self.bias, CONV_LIMIT)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        acc = F.conv2d(x.double(), self.weight, self.bias, padding=self.padding).to(torch.int64)
-        return (acc + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
+        if self.weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
+            n, c, h, w = x.shape
+            columns = x.double().transpose(0, 1).reshape(c, -1)
+            acc = torch.addmm(self.bias[:, None], self.weight[:, :, 0, 0], columns).view(-1, n, h, w).transpose(0, 1)
+        else:
+            acc = F.conv2d(x.double(), self.weight, self.bias, padding=self.padding)
+        return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
 
 
 class _InverseGDN:

@@ -120,7 +120,8 @@ class LatentCodec(nn.Module):
         q = torch.from_numpy(symbols["y"])
         if self.gains is None:
             return q << fixed.ACT_BITS
-        scaled = q * torch.from_numpy(self.inverse_gains[quality]).view(1, -1, *[1] * (q.ndim - 2))
+        gains = torch.from_numpy(self.inverse_gains[quality][: q.shape[1]])  # the first channels, for slices
+        scaled = q * gains.view(1, -1, *[1] * (q.ndim - 2))
         return (scaled + (1 << (GAIN_BITS - 1))) >> GAIN_BITS
 
     def _freeze_gains(self) -> dict[str, np.ndarray]:
@@ -243,9 +244,14 @@ def scale_tables() -> CodingTables:
 
 
 class HyperpriorLatents(LatentCodec):
-    """Main latents coded with Gaussian tables whose scales side latents z predict."""
+    """Main latents coded with Gaussian tables whose scales side latents z predict.
 
-    def __init__(self, channels: int, side: int, width: int, qualities: int = 1):
+    The main latents are coded in `slices` groups of channels (in the transform's order,
+    which for a block KLT is decreasing energy), and the scales of each group also see
+    the magnitudes of the groups decoded before it (Minnen and Singh 2020): how busy a
+    block is in its low frequencies says much about its high ones."""
+
+    def __init__(self, channels: int, side: int, width: int, qualities: int = 1, slices: int = 1):
         super().__init__()
         self.qualities = qualities
         self.gains = Gains(qualities, channels)
@@ -259,42 +265,45 @@ class HyperpriorLatents(LatentCodec):
         self.hyper_synthesis = nn.Sequential(
             nn.Conv2d(side, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
             nn.Conv2d(width, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
-            nn.Conv2d(width, channels, 1),
+        )
+        self.bounds = [round(channels * k / slices) for k in range(slices + 1)]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width + self.bounds[k], width, 1), nn.ReLU(),
+                          nn.Conv2d(width, self.bounds[k + 1] - self.bounds[k], 1))
+            for k in range(slices)
         )
         self.log_scale_bias = nn.Parameter(torch.zeros(qualities, channels))
         self.tables: CodingTables = CodingTables.empty()
         self._models: list[Any] = []
-        self._fixed: fixed.FixedNet | None = None
+        self._fixed: list[fixed.FixedNet] = []
 
     @torch.no_grad()
     def start(self, deviations: torch.Tensor) -> None:
         """Start as a per-channel Gaussian: the side latents say nothing yet, and each
         quality's scale of channel c is deviations[c] (of the latents before gains)
         times its gain. Training then teaches the side latents what varies locally."""
-        last = self.hyper_synthesis[-1]
-        last.weight.zero_()
-        last.bias.zero_()
+        for head in self.heads:
+            head[-1].weight.zero_()
+            head[-1].bias.zero_()
         gains = self.gains.log_gain.exp()
         self.log_scale_bias.copy_(torch.log((deviations[None, :] * gains).clamp_min(SCALE_MIN)))
 
-    def _log_scales(self, z_hat: torch.Tensor, size: tuple[int, int], quality: int) -> torch.Tensor:
-        t = self.hyper_synthesis(z_hat)[..., : size[0], : size[1]]
-        return t + self.log_scale_bias[quality].view(1, -1, 1, 1)
+    def _log_scales(self, z_hat: torch.Tensor, y_hat: torch.Tensor, quality: int) -> torch.Tensor:
+        """Log-scales of every main latent from the side latents and, slice by slice,
+        the magnitudes of the (dequantized) main latents of the slices before."""
+        features = self.hyper_synthesis(z_hat)[..., : y_hat.shape[-2], : y_hat.shape[-1]]
+        t = [head(torch.cat([features, y_hat[:, : self.bounds[k]].abs()], dim=1)) for k, head in enumerate(self.heads)]
+        return torch.cat(t, dim=1) + self.log_scale_bias[quality].view(1, -1, 1, 1)
 
     def _side(self, v: torch.Tensor) -> torch.Tensor:
         return self.hyper_analysis(v.abs())
 
     def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         v = y * self.gains.gain(quality, y.ndim)
-        z = self._side(v)
-        z_hat, side_bits = self.side(z, quality)
-        scales = self._log_scales(z_hat, v.shape[-2:], quality).exp().clamp(SCALE_MIN, SCALE_MAX)
-        noisy = quantize(v, "noise")
-        normal = torch.distributions.Normal(0.0, 1.0)
-        upper, lower = normal.cdf((0.5 - noisy.abs()) / scales), normal.cdf((-0.5 - noisy.abs()) / scales)
-        likelihood = (upper - lower).clamp_min(1e-9)
+        z_hat, side_bits = self.side(self._side(v), quality)
         y_hat = quantize(v, "ste") * self.gains.inverse(quality, y.ndim)
-        return y_hat, side_bits - torch.log2(likelihood).flatten(1).sum(1)
+        scales = self._log_scales(z_hat, y_hat, quality).exp().clamp(SCALE_MIN, SCALE_MAX)
+        return y_hat, side_bits - torch.log2(_gaussian(quantize(v, "noise"), scales)).flatten(1).sum(1)
 
     @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
@@ -302,37 +311,57 @@ class HyperpriorLatents(LatentCodec):
         symbols = self.side.quantize(self._side(v), quality)
         return {"z": symbols["y"], "y": torch.round(v).clamp(-LATENT_LIMIT, LATENT_LIMIT).to(torch.int64).numpy()}
 
-    def indices(self, z: np.ndarray, grid: tuple[int, ...], quality: int) -> np.ndarray:
-        """Each main latent's scale index from the side symbols, exactly."""
-        if self._fixed is None:
+    def indices(self, z: np.ndarray, q: np.ndarray, quality: int) -> np.ndarray:
+        """The scale index of every main latent, from the side symbols and the main
+        symbols of the slices before each, exactly."""
+        scales = self._scales(z, q, quality)
+        return np.concatenate([scales(q, k) for k in range(len(self.heads))], axis=1)
+
+    def _scales(self, z: np.ndarray, q: np.ndarray, quality: int):
+        """A function (q, k) -> the scale indices of slice k, given the main symbols
+        decoded so far in q (only the slices before k are read)."""
+        if not self._fixed:
             raise RuntimeError("freeze or thaw the hyperprior before coding")
-        t = self._fixed(torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
+        grid = q.shape[2:]
+        features = self._fixed[0](torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
         bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1, 1)
-        return scale_index(t + bias).numpy()
+
+        def of_slice(q: np.ndarray, k: int) -> np.ndarray:
+            known = self.fixed_input({"y": q[:, : self.bounds[k]]}, quality).abs()
+            t = self._fixed[1 + k](torch.cat([features, known], dim=1))
+            return scale_index(t + bias[:, self.bounds[k] : self.bounds[k + 1]]).numpy()
+
+        return of_slice
 
     def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
         self.side.write(encoder, {"y": symbols["z"]}, quality)
         q = symbols["y"]
-        index = self.indices(symbols["z"], q.shape[2:], quality).ravel()
-        order = np.argsort(index, kind="stable")
-        ends = np.cumsum(np.bincount(index, minlength=SCALES))
-        ranked = q.ravel()[order]
-        write_channels(encoder, self.tables, self._models, np.split(ranked, ends[:-1]))  # type: ignore[arg-type]
+        scales = self._scales(symbols["z"], q, quality)
+        for k in range(len(self.heads)):
+            flat = scales(q, k).ravel()
+            order = np.argsort(flat, kind="stable")
+            ends = np.cumsum(np.bincount(flat, minlength=SCALES))
+            part = q[:, self.bounds[k] : self.bounds[k + 1]].ravel()
+            write_channels(encoder, self.tables, self._models, np.split(part[order], ends[:-1]))  # type: ignore[arg-type]
 
     def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
         side_grid = tuple(-(-g // 4) for g in grid)
         z = self.side.read(decoder, n, side_grid, quality)["y"]
-        index = self.indices(z, grid, quality).ravel()
-        order = np.argsort(index, kind="stable")
-        sizes = np.bincount(index, minlength=SCALES)
-        ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
-        q = np.empty_like(ranked)
-        q[order] = ranked
-        return {"z": z, "y": q.reshape(n, self.channels, *grid)}
+        q = np.zeros((n, self.channels, *grid), np.int64)
+        scales = self._scales(z, q, quality)
+        for k in range(len(self.heads)):
+            flat = scales(q, k).ravel()
+            order = np.argsort(flat, kind="stable")
+            sizes = np.bincount(flat, minlength=SCALES)
+            ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
+            values = np.empty_like(ranked)
+            values[order] = ranked
+            q[:, self.bounds[k] : self.bounds[k + 1]] = values.reshape(n, -1, *grid)
+        return {"z": z, "y": q}
 
     def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
         q = symbols["y"]
-        index = self.indices(symbols["z"], q.shape[2:], quality)
+        index = self.indices(symbols["z"], q, quality)
         cost = np.zeros(q.shape)
         for k in np.unique(index).tolist():
             where = index == k
@@ -343,11 +372,9 @@ class HyperpriorLatents(LatentCodec):
         with torch.no_grad():
             v = y * self.gains.gain(quality, y.ndim)
             z = torch.round(self._side(v))
-            scales = self._log_scales(z, v.shape[-2:], quality).exp().clamp(SCALE_MIN, SCALE_MAX)
-            q = torch.round(v).abs()
-            normal = torch.distributions.Normal(0.0, 1.0)
-            p = (normal.cdf((0.5 - q) / scales) - normal.cdf((-0.5 - q) / scales)).clamp_min(1e-9)
-            return self.side.estimate(z, quality) - float(torch.log2(p).sum())
+            q = torch.round(v)
+            scales = self._log_scales(z, q * self.gains.inverse(quality, y.ndim), quality).exp().clamp(SCALE_MIN, SCALE_MAX)
+            return self.side.estimate(z, quality) - float(torch.log2(_gaussian(q, scales)).sum())
 
     @torch.no_grad()
     def freeze(self) -> dict[str, np.ndarray]:
@@ -364,11 +391,19 @@ class HyperpriorLatents(LatentCodec):
     def _use(self, tables: CodingTables) -> None:
         self.tables = tables
         self._models = tables.models()
-        self._fixed = fixed.FixedNet(self.hyper_synthesis)
+        self._fixed = [fixed.FixedNet(self.hyper_synthesis), *(fixed.FixedNet(head) for head in self.heads)]
+
+
+def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(v) of (noisy or rounded) latents under zero-mean Gaussians of `scales`,
+    integrated over v +- 1/2 (by symmetry, on |v|, where it is precise)."""
+    normal = torch.distributions.Normal(0.0, 1.0)
+    a = v.abs()
+    return (normal.cdf((0.5 - a) / scales) - normal.cdf((-0.5 - a) / scales)).clamp_min(1e-9)
 
 
 def build_latents(cfg: Any) -> LatentCodec:
     """The latent codec a network config asks for."""
     if cfg.prior == "hyperprior":
-        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities)
+        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities, cfg.slices)
     return FactorizedLatents(cfg.latent, cfg.qualities, gains=not cfg.record.fixed_size)

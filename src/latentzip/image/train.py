@@ -67,6 +67,7 @@ class TrainConfig:
     levels: int | None = None  # conv only: downsampling steps, each a factor of 2 (None: from the image size, at most 4)
     prior: str | None = None  # "factorized" or "hyperprior" (None: hyperprior for conv)
     qualities: int | None = None  # conv: rungs of the quality ladder (None: 6, or 1 with --lmbda)
+    slices: int = 4  # hyperprior: groups of latents, each conditioned on those before (1: plain hyperprior)
     reg: str = "none"
     reg_weight: float | None = None  # None = the default for `reg`
     noise: float = 0.0  # denoising: corruption level while training
@@ -108,15 +109,15 @@ class TrainConfig:
         try:
             cfg = NetConfig(self.arch or "conv", self.latent or 1, channels, height, width, tuple(self.hidden or ()),
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
-                            self._hyper())
+                            self._hyper(), self.slices if self.prior == "hyperprior" else 1)
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
         return cfg
 
     def _hyper(self) -> int:
-        """Side channels of the hyperprior: a quarter of the latents, at least 16."""
-        return max(16, (self.latent or 1) // 4) if self.prior == "hyperprior" else 0
+        """Side channels of the hyperprior: a quarter of the latents, from 16 to 64."""
+        return min(64, max(16, (self.latent or 1) // 4)) if self.prior == "hyperprior" else 0
 
     def ladder(self) -> list[float]:
         """The lmbda of each quality, lowest first."""
@@ -208,11 +209,16 @@ def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+ALPHA_WEIGHT = 3.0  # alpha's share of the loss, in colour channels: its residual is coded losslessly
+
+
 def distortion(x_hat: torch.Tensor, x: torch.Tensor, alpha: bool) -> torch.Tensor:
     """Mean squared error per image on [0, 1] pixels; with alpha (the last channel),
-    colour errors count as much as they show (weighted by the true alpha)."""
+    colour errors count as much as they show (weighted by the true alpha), and alpha
+    errors as much as all colour channels together, since the refinement layer pays for
+    every alpha error the network leaves."""
     if alpha:
-        weight = torch.cat([x[:, -1:].expand_as(x[:, :-1]), torch.ones_like(x[:, -1:])], dim=1)
+        weight = torch.cat([x[:, -1:].expand_as(x[:, :-1]), torch.full_like(x[:, -1:], ALPHA_WEIGHT ** 0.5)], dim=1)
         return (((x_hat - x) * weight) ** 2).flatten(1).mean(1)
     return ((x_hat - x) ** 2).flatten(1).mean(1)
 

@@ -41,6 +41,7 @@ class NetConfig:
     prior: str = "factorized"  # the latent codec: "factorized" or "hyperprior" (see latents.py)
     qualities: int = 1  # rungs of the quality ladder one model codes at (see latents.Gains)
     hyper: int = 0  # hyperprior: side channels (0: none)
+    slices: int = 1  # hyperprior: groups of latent channels, each also conditioned on those before
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -280,7 +281,7 @@ def check_config(cfg: NetConfig) -> None:
             raise ValueError(f"image size {cfg.height}x{cfg.width}")
     elif not 1 <= cfg.levels <= limits["levels"]:
         raise ValueError(f"{cfg.levels} downsampling levels")
-    if not 1 <= cfg.qualities <= 16 or not 0 <= cfg.hyper <= 512:
+    if not 1 <= cfg.qualities <= 16 or not 0 <= cfg.hyper <= 512 or not 1 <= cfg.slices <= min(16, cfg.latent):
         raise ValueError("quality ladder or hyperprior size")
     if cfg.prior not in ("factorized", "hyperprior") or (cfg.prior == "hyperprior") != (cfg.hyper > 0):
         raise ValueError(f"latent codec {cfg.prior!r} with {cfg.hyper} side channels")
