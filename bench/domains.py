@@ -1,16 +1,18 @@
 """Benchmark of codecs trained with the CLI's defaults on domain collections.
 
     python bench/domains.py [--sets emoji textures satellite mnist fashion-mnist]
-                            [--minutes 15] [--priors hyperprior factorized]
+                            [--minutes 15] [--no-factorized]
                             [--models DIR] [--out bench/results/domains.json]
 
 For each collection (see sets.py; MNIST and Fashion-MNIST as a regression check) this
 does what a new user would: `latentzip train --data TRAIN -o M --minutes 15` and
-nothing else (the factorized prior also gets `--prior factorized`, to set the two
-latent codecs side by side), then codes the whole test split into one file at each of
-the model's presets. WebP (method 6), AVIF, JPEG XL and JPEG code the same images in
-the same run, one file per image, with alpha where the format has it (JPEG codes the
-image composited over black). Every rate is real bytes, headers included; quality is
+nothing else, then codes the whole test split into one file at each of the model's
+presets. The defaults give the collections larger than 28x28 a convolutional model with
+the hyperprior; each of them is also trained with `--prior factorized`, to set the two
+latent codecs side by side (28x28 images get a dense model, whose prior is factorized).
+WebP (method 6), AVIF, JPEG XL and JPEG code the same images in the same run, one file
+per image, with alpha where the format has it (JPEG codes the image composited over
+black). Every rate is real bytes, headers included; quality is
 mean PSNR of what shows (metrics.py: colour premultiplied by alpha, plus alpha).
 
 Derived: each codec's bytes as a share of WebP's at equal PSNR, the geometric mean over
@@ -46,29 +48,30 @@ BUILTIN = {"mnist", "fashion-mnist"}  # trained from their train split, tested o
 PEERS = ("webp", "avif", "jxl", "jpeg")
 BUILTIN_PEERS = ("webp",)  # the lossy benchmark measures the others on 28x28 images
 TARGET_WEBP = {"emoji": 0.5}  # the issue's bound on bytes as a share of WebP's; 0.8 elsewhere
-TARGET_HYPER = 0.85  # the hyperprior's share of the factorized prior's bytes, on textures and emoji
+TARGET_HYPER = 0.85  # the hyperprior's (the default's) share of the factorized prior's bytes, on textures and emoji
 FASHION_25DB_TODAY = 41.0  # B/image at 25 dB before this codec generation (bench/results/lossy.json)
 
 Point = dict[str, Any]
 
 
-def train_model(name: str, prior: str, minutes: float, models: Path) -> tuple[Path, dict[str, Any]]:
-    """The model the CLI trains on the set's training images with its defaults (and
-    --prior factorized for the factorized run), reused if already in `models`."""
-    path = models / f"{name}-{prior}.model"
+VARIANTS = {"default": [], "factorized": ["--prior", "factorized"]}
+
+
+def train_model(name: str, variant: str, minutes: float, models: Path) -> tuple[Path, dict[str, Any]]:
+    """The model the CLI trains on the set's training images with its defaults (plus
+    the variant's flags), reused if already in `models`."""
+    path = models / f"{name}-{variant}.model"
     record_path = path.with_suffix(".json")
     if path.exists() and record_path.exists():
         return path, json.loads(record_path.read_text())
     spec = f"{name}:train" if name in BUILTIN else str(sets.prepare(name) / "train")
-    command = ["latentzip", "train", "--data", spec, "-o", str(path), "--minutes", f"{minutes:g}", "--quiet"]
-    if prior != "hyperprior":
-        command += ["--prior", prior]
+    command = ["latentzip", "train", "--data", spec, "-o", str(path), "--minutes", f"{minutes:g}", *VARIANTS[variant]]
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"training {name} ({prior}) failed:\n{done.stderr[-3000:]}")
-    record = {"command": " ".join(command), "seconds": time.monotonic() - started,
-              "output": done.stderr.strip().splitlines()}
+        raise SystemExit(f"training {name} ({variant}) failed:\n{done.stderr[-3000:]}")
+    output = [line for line in done.stderr.splitlines() if not line.startswith("epoch") and "\r" not in line]
+    record = {"command": " ".join(command), "seconds": time.monotonic() - started, "output": output}
     common.write_json(record_path, record)
     return path, record
 
@@ -117,22 +120,22 @@ def measure_peer(codec: str, images: list[np.ndarray]) -> list[Point]:
 
 def derive(result: dict[str, Any]) -> dict[str, Any]:
     """Ratios at equal PSNR and throughput, from the measured points."""
-    curves = {f"latentzip-{prior}": frontier(m["points"]) for prior, m in result["models"].items()}
+    curves = {f"latentzip-{variant}": frontier(m["points"]) for variant, m in result["models"].items()}
     peers = {codec: frontier(points) for codec, points in result["baselines"].items()}
     out: dict[str, Any] = {"vs": {}, "throughput": {}}
     for ours, curve in curves.items():
         out["vs"][ours] = {codec: mean_ratio(curve, theirs) for codec, theirs in peers.items()}
-    if {"latentzip-hyperprior", "latentzip-factorized"} <= curves.keys():
-        out["hyperprior_vs_factorized"] = mean_ratio(curves["latentzip-hyperprior"], curves["latentzip-factorized"])
+    if {"latentzip-default", "latentzip-factorized"} <= curves.keys():
+        out["hyperprior_vs_factorized"] = mean_ratio(curves["latentzip-default"], curves["latentzip-factorized"])
     webp = result["baselines"].get("webp", [])
-    for prior, model in result["models"].items():
+    for variant, model in result["models"].items():
         rows = []
         for p in model["points"]:
             match = min(webp, key=lambda w: abs(w["psnr"] - p["psnr"]), default=None)
             if match is not None:
                 rows.append({"preset": p["preset"], "psnr": p["psnr"], "images_per_s": p["images_per_s"],
                              "webp_psnr": match["psnr"], "webp_images_per_s": match["images_per_s"]})
-        out["throughput"][f"latentzip-{prior}"] = rows
+        out["throughput"][f"latentzip-{variant}"] = rows
     return out
 
 
@@ -140,7 +143,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, each with the figure it rests on."""
     out: dict[str, Any] = {}
     for name, r in results.items():
-        webp = (r["derived"]["vs"].get("latentzip-hyperprior") or {}).get("webp")
+        webp = (r["derived"]["vs"].get("latentzip-default") or {}).get("webp")
         if name not in BUILTIN:
             bound = TARGET_WEBP.get(name, 0.8)
             out[f"{name}: at most {bound}x WebP"] = {"figure": webp, "met": webp is not None and webp["ratio"] <= bound}
@@ -149,11 +152,11 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}: hyperprior at most {TARGET_HYPER}x factorized"] = {
                 "figure": hvf, "met": hvf is not None and hvf["ratio"] <= TARGET_HYPER}
         if name == "fashion-mnist":
-            at25 = common.bytes_at(frontier(r["models"]["hyperprior"]["points"]), 25.0)
+            at25 = common.bytes_at(frontier(r["models"]["default"]["points"]), 25.0)
             out["fashion-mnist: at most 41 B/image at 25 dB"] = {
                 "figure": at25, "met": at25 is not None and at25 <= FASHION_25DB_TODAY}
         if name in ("emoji", "satellite"):  # the 64x64 sets
-            rows = r["derived"]["throughput"].get("latentzip-hyperprior", [])
+            rows = r["derived"]["throughput"].get("latentzip-default", [])
             out[f"{name}: encode + decode at least WebP's throughput"] = {
                 "figure": rows, "met": bool(rows) and all(x["images_per_s"] >= x["webp_images_per_s"] for x in rows)}
     return out
@@ -162,9 +165,10 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     images = test_images(name)
     result: dict[str, Any] = {"test_images": len(images), "models": {}, "baselines": {}}
-    for prior in args.priors:
-        path, record = train_model(name, prior, args.minutes, args.models)
-        result["models"][prior] = {**record, "model_bytes": path.stat().st_size, "points": measure_model(path, images)}
+    variants = ["default"] + (["factorized"] if args.factorized and name not in BUILTIN else [])
+    for variant in variants:
+        path, record = train_model(name, variant, args.minutes, args.models)
+        result["models"][variant] = {**record, "model_bytes": path.stat().st_size, "points": measure_model(path, images)}
     peers = BUILTIN_PEERS if name in BUILTIN else PEERS
     for codec in tqdm(peers, desc=f"{name} peers", file=sys.stderr, leave=False):
         result["baselines"][codec] = measure_peer(codec, images)
@@ -179,9 +183,9 @@ def plot(name: str, result: dict[str, Any], path: Path) -> None:
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for prior, model in result["models"].items():
+    for variant, model in result["models"].items():
         pts = sorted(model["points"], key=lambda p: p["bpp"])
-        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o-", label=f"latentzip ({prior})", lw=2)
+        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o-", label=f"latentzip ({variant})", lw=2)
     for codec, points in result["baselines"].items():
         pts = sorted(points, key=lambda p: p["bpp"])
         ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], ".--", label=codec)
@@ -198,17 +202,18 @@ def plot(name: str, result: dict[str, Any], path: Path) -> None:
 
 def markdown(results: dict[str, Any], goals: dict[str, Any]) -> str:
     """The README's table: bytes as a share of WebP's at equal PSNR, and the targets."""
-    lines = ["| collection | test images | latentzip (hyperprior) vs WebP | vs AVIF | vs JPEG XL | vs JPEG "
+    lines = ["| collection | test images | latentzip (defaults) vs WebP | vs AVIF | vs JPEG XL | vs JPEG "
              "| factorized vs WebP | hyperprior vs factorized | PSNR range dB |", "|---" * 9 + "|"]
     for name, r in results.items():
-        vs = r["derived"]["vs"].get("latentzip-hyperprior", {})
+        vs = r["derived"]["vs"].get("latentzip-default", {})
         fac = r["derived"]["vs"].get("latentzip-factorized", {})
         cell = lambda f: "–" if not f else f"{f['ratio']:.2f}x"  # noqa: E731
         span = vs.get("webp")
+        covered = "–" if not span else f"{span['range_db'][0]:.1f}-{span['range_db'][1]:.1f}"
         lines.append(f"| {name} | {r['test_images']:,} | {cell(vs.get('webp'))} | {cell(vs.get('avif'))} "
                      f"| {cell(vs.get('jxl'))} | {cell(vs.get('jpeg'))} | {cell(fac.get('webp'))} "
                      f"| {cell(r['derived'].get('hyperprior_vs_factorized'))} "
-                     f"| {'–' if not span else f'{span['range_db'][0]:.1f}-{span['range_db'][1]:.1f}'} |")
+                     f"| {covered} |")
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {goal} | {'yes' if t['met'] else 'no'} |" for goal, t in goals.items()]
     return "\n".join(lines)
@@ -218,12 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per model")
-    parser.add_argument("--priors", nargs="+", choices=("hyperprior", "factorized"), default=["hyperprior", "factorized"])
+    parser.add_argument("--no-factorized", dest="factorized", action="store_false",
+                        help="train only the default model of each set, not also one with --prior factorized")
     parser.add_argument("--models", type=Path, default=common.REPO / "bench" / "models",
                         help="where trained models are kept (and reused when present)")
     parser.add_argument("--out", type=Path, default=common.REPO / "bench" / "results" / "domains.json")
     args = parser.parse_args(argv)
     args.models.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     results = dict(previous.get("sets", {}))
     for name in args.sets:

@@ -181,3 +181,31 @@ def test_model_file_asking_for_a_huge_network_is_refused_before_building_it(hype
     meta["meta"] = "not json"
     with pytest.raises(ModelError, match="JSON"):
         ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
+
+
+def test_decoded_pixels_do_not_depend_on_the_thread_count(hyper_codec, digits):
+    images = _colour(digits, 25, seed=12)
+    blob = hyper_codec.encode(images, quality=3, max_error=3)
+    before = torch.get_num_threads()
+    try:
+        found = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            found.append(np.stack(hyper_codec.decode(blob)))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(found[0], found[1])
+    assert np.abs(found[0].astype(int) - images).max() <= 3
+
+
+def test_training_says_what_it_chose(digits):
+    """Every setting left open is filled in from the images and recorded in the model."""
+    images = list(_colour(digits, 60, seed=13))
+    images += [np.pad(im, ((0, 9), (0, 4), (0, 0)), mode="edge") for im in images[:20]]  # mixed sizes
+    seen = []
+    result = train(images, TrainConfig(epochs=1, seed=5), progress=False, on_start=lambda cfg, n, dev: seen.append(cfg))
+    cfg = result.config
+    assert seen and seen[0].arch == cfg.arch == "conv" and cfg.prior == "hyperprior"
+    assert cfg.latent == 3 * 4 ** cfg.levels and cfg.qualities == 6  # every value of an RGB block
+    assert result.codec.meta["train"]["arch"] == "conv"
+    assert len(result.codec.presets()) == 6
