@@ -96,8 +96,8 @@ def test_integer_square_root_is_exact():
 def test_integer_decoding_matches_the_float_network(hyper_codec, digits):
     images = _colour(digits, 20, seed=10)
     exact = np.stack(hyper_codec.reconstruct(images, quality=3)).astype(float)
-    y = hyper_codec._analyse(images)
-    latents_float = hyper_codec.model.latents.rounded(y, 2)
+    symbols = hyper_codec.model.latents.quantize(hyper_codec._analyse(images), 2)
+    latents_float = hyper_codec.model.latents.dequantize(symbols, 2)
     with torch.no_grad():
         floats = hyper_codec.model.synthesise(latents_float, (16, 16)).permute(0, 2, 3, 1).numpy() * 255
     assert np.abs(exact - floats).max() <= 1.0
