@@ -105,7 +105,7 @@ def _anomaly(args: argparse.Namespace) -> int:
     if args.csv:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows([header, *rows])
-        write_bytes(args.csv, text.getvalue().encode())
+        write_bytes(args.csv, text.getvalue().encode(), overwrite=args.force)
     if not args.quiet:
         width = max(len(header[0]), *(len(r[0]) for r in rows))
         for row in [header, *rows]:
@@ -125,6 +125,6 @@ def _embed(args: argparse.Namespace) -> int:
     codec = load_model(args.model)
     names, images = _inputs(args)
     codes = embed(codec, images, progress=True)
-    write_codes(args.output, codes, names)
+    write_codes(args.output, codes, names, overwrite=args.force)
     print(f"{len(codes)} image(s) -> {args.output}: {codes.shape[1]} numbers each", file=sys.stderr)
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data
-from ..errors import LatentzipError, ModelError
+from ..errors import LatentzipError, ModelError, printable, shown
 from ..fsio import read_bytes, write_bytes, write_tree
 
 
@@ -106,7 +106,7 @@ def _encode(args: argparse.Namespace) -> int:
     codec = load_model(args.model)
     named = data.read_images(args.inputs)
     blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error)
-    write_bytes(args.output, blob)
+    write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
           f"{8 * len(blob) / pixels:.3f} bpp", file=sys.stderr)
@@ -115,10 +115,10 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     from ..image import zoo
-    from ..image.catalog import safe_name
+    from ..image.catalog import MAX_FILE
     from ..image.codec import file_fingerprint, load_model
 
-    blob = read_bytes(args.input)
+    blob = read_bytes(args.input, MAX_FILE)
     need = file_fingerprint(blob)
     if args.model:
         codec = load_model(args.model)
@@ -129,9 +129,9 @@ def _decode(args: argparse.Namespace) -> int:
         codec = zoo.load(name)
     files: dict[str, bytes] = {}
     for name, image in codec.decode_named(blob):
-        png = str(Path(safe_name(name)).with_suffix(".png"))
+        png = str(Path(name).with_suffix(".png"))
         if png in files:
-            raise LatentzipError(f"two images in {args.input} would both be written as {png}")
+            raise LatentzipError(f"two images in {printable(args.input)} would both be written as {shown(png)}")
         files[png] = data.to_png_bytes(image)
     write_tree(args.output, files, overwrite=args.force)
     print(f"{len(files)} image(s) -> {args.output}/", file=sys.stderr)
@@ -167,9 +167,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _uniform(dataset: data.Dataset, spec: str) -> np.ndarray:
-    """Training batches need one image size; say so instead of failing deep in torch."""
+    """Training batches need one image shape; say what differs instead of failing deep in torch."""
     if isinstance(dataset.images, list):
-        raise LatentzipError(f"{spec}: training needs images of one size; these differ (crop or resize them first)")
+        raise LatentzipError(f"{spec}: training needs images of one shape, but {data.mismatch(dataset.images)} "
+                             "(convert, crop or resize them first)")
     return dataset.images
 
 

@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from .. import container
+from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError
 from ..fsio import write_bytes
 from . import catalog, refine
@@ -208,6 +209,8 @@ class ImageCodec:
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         max_error = self.bound_for(max_error)
         names = list(names) if names is not None else catalog.default_names(len(batch))
+        cat = catalog.Catalog(names, [im.shape for im in batch], max_error)
+        header = self.fingerprint + catalog.pack(cat)  # refuses a bad name before any coding
         latents = self._analyse(batch)
         values = list(np.concatenate([lat.reshape(self.tables.channels, -1) for lat in latents], axis=1))
         encoder = constriction.stream.queue.RangeEncoder()
@@ -217,9 +220,9 @@ class ImageCodec:
             walk = refine.Walk(self.refinement, max_error)  # type: ignore[arg-type]
             for _, guides, residuals, _ in self._residual_groups(batch, latents, base):
                 walk.encode(encoder, guides, refine.quantize(residuals, max_error))
-        shapes = [im.shape for im in batch]
-        header = self.fingerprint + catalog.pack(catalog.Catalog(names, shapes, max_error))
-        return container.pack(container.Kind.IMAGES, header, finish(encoder))
+        blob = container.pack(container.Kind.IMAGES, header, finish(encoder))
+        catalog.check(cat, len(blob))
+        return blob
 
     def decode(self, blob: bytes) -> list[np.ndarray]:
         """The images of a file, as uint8 arrays (H, W) for grey and (H, W, 3) for RGB."""
@@ -232,7 +235,7 @@ class ImageCodec:
             raise ModelError(
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
-        cat = catalog.unpack(header[FINGERPRINT_SIZE:])
+        cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
         grids = [self._grid(shape) for shape in cat.shapes]
         per_image = [math.prod(g) for g in grids]
         sizes = [sum(per_image)] * self.tables.channels
@@ -334,6 +337,7 @@ class ImageCodec:
             batch = list(images)
         else:
             batch = [im[..., None] if im.ndim == 2 else im for im in images]
+        batch = [drop_alpha(im, "an image") if isinstance(im, np.ndarray) else im for im in batch]
         for im in batch:
             if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3:
                 raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
