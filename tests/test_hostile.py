@@ -370,11 +370,12 @@ def test_bad_block_sizes_are_refused_by_name(tmp_path, value):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 
-@pytest.mark.parametrize("verb", ["compress", "decompress", "decode"])
-def test_a_fifo_is_refused_not_waited_on(tmp_path, verb):
-    fifo = tmp_path / "pipe.lzc"
+@pytest.mark.parametrize("verb", ["compress", "decompress", "decode", "encode"])
+def test_a_fifo_is_refused_not_waited_on(tmp_path, model_file, verb):
+    fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    assert_clean_error(run_cli(verb, str(fifo), "-o", str(tmp_path / "out")), "not a regular file")
+    args = ("encode", "-m", str(model_file)) if verb == "encode" else (verb,)
+    assert_clean_error(run_cli(*args, str(fifo), "-o", str(tmp_path / "out")), "not a regular file")
 
 
 @pytest.mark.parametrize("length", [10, 5000])

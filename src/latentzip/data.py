@@ -287,10 +287,13 @@ def _files(path: Path) -> list[Path]:
     try:
         if path.is_dir():
             return _image_files(path)
-        if path.exists():
+        if path.is_file():
             return [path]
+        there = path.exists()
     except OSError as exc:  # a name too long, a directory we may not list, ...
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if there:  # a FIFO would block the reader until something writes to it
+        raise DataError(f"{path} is not a regular file or a directory")
     raise DataError(f"{path}: no such file or directory")
 
 

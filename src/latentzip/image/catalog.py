@@ -38,7 +38,7 @@ MAX_FILE = 1 << 30  # bytes of a whole image file, which is read whole
 MAX_IMAGES = 1 << 24
 MAX_IMAGE_PIXELS = 1 << 26  # height x width of one image (8192 x 8192)
 MAX_NAME = 1024  # UTF-8 bytes of one name
-MAX_PART = 255  # UTF-8 bytes of one path part: the limit of common file systems
+MAX_PART = 251  # UTF-8 bytes of one path part: with ".png" added, the 255 of common file systems
 MAX_DEPTH = 32  # path parts of one name
 
 
