@@ -6,7 +6,7 @@ the decoder needs only one Python-level round trip per step (predict every segme
 bit, decode them all in one constriction call, learn from them), not one per bit.
 
 The encoder knows every bit in advance, so it runs many steps inside one compiled
-loop, collects the probabilities, and hands them to constriction in one call, about ten
+loop, collects the probabilities, and hands them to constriction in one call, many
 times a second. It calls the very same `step` the decoder calls, with the same
 arguments, so both see the same probabilities.
 """
@@ -36,7 +36,7 @@ def encode_block(model: Model, data: bytes, progress: Callable[[int], None] | No
 
     The compiled loop runs CALL_BITS decisions per call, and constriction codes them as
     they come: the same bitstream as one call per block, in a fraction of the memory,
-    with a return to Python (signals, `progress` in bytes) about ten times a second."""
+    with a return to Python (signals, `progress` in bytes) many times a second."""
     n = len(data)
     encoder = constriction.stream.queue.RangeEncoder()
     if n == 0:

@@ -195,11 +195,12 @@ N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match
 PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
 MATCH_LEN_CAP = 15
-# Bits coded, and primer bytes learned, per call into compiled code: about a tenth of a
-# second each, so that signals (Ctrl-C, SIGTERM) are honoured and progress is reported
-# while a block is coded; a call costs microseconds, so speed does not change.
-CALL_BITS = 1 << 15
-PRIME_CALL_BYTES = 1 << 15
+# Bits coded, and primer bytes learned, per call into compiled code: a few hundredths of
+# a second each (a few tenths for the first calls, which fault in fresh tables), so
+# that signals (Ctrl-C, SIGTERM) are honoured and progress is reported while a block
+# is coded; a call costs microseconds, so speed does not change.
+CALL_BITS = 1 << 14
+PRIME_CALL_BYTES = 1 << 13
 
 
 class Model:
