@@ -140,7 +140,7 @@ def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits
         hyper_codec.encode(images, quality=4)
     blob = hyper_codec.encode(images, quality=1)
     header, payload = container.unpack(blob, container.Kind.IMAGES)
-    cat = catalog.unpack(header[8:])
+    cat = catalog.unpack(header[8:], len(blob))
     cat.quality = 7
     forged = container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload)
     with pytest.raises(FormatError, match="quality"):

@@ -245,9 +245,9 @@ def test_arrays_grey_colour_and_float() -> None:
 
 @pytest.mark.parametrize(
     "array",
-    [np.zeros((2, 4, 4, 2), np.uint8), np.zeros((4, 4), np.uint8), np.full((1, 2, 2), 1.5),
+    [np.zeros((2, 4, 4, 5), np.uint8), np.zeros((4, 4), np.uint8), np.full((1, 2, 2), 1.5),
      np.zeros((1, 2, 2), np.int16), np.zeros((0, 2, 2), np.uint8), np.full((1, 2, 2), np.nan)],
-    ids=["two-channels", "2d", "float-range", "int16", "empty", "nan"],
+    ids=["five-channels", "2d", "float-range", "int16", "empty", "nan"],
 )
 def test_bad_arrays_are_refused(array: np.ndarray) -> None:
     with pytest.raises(DataError):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from latentzip import container
-from latentzip.errors import FormatError, LatentzipError, ModelError
+from latentzip.container import put_varint
+from latentzip.errors import FormatError, LatentzipError, LimitError, ModelError
 from latentzip.image import catalog
 from latentzip.image.codec import ImageCodec
 from latentzip.image.modelfile import SCALE, pack, unpack
@@ -61,16 +62,25 @@ def test_catalog_round_trip_and_cost():
     names = [f"scan_{i:04d}.png" for i in range(1000)]
     cat = catalog.Catalog(names, [(28, 28, 1)] * 1000)
     packed = catalog.pack(cat)
-    assert catalog.unpack(packed) == cat
+    assert catalog.unpack(packed, len(packed)) == cat
     assert len(packed) < 100
     mixed = catalog.Catalog(["a.png", "dir/b c.png", "x9y08.png", "x10y09.png", "é.png"], [(5, 6, 3), (28, 28, 1), (2, 2, 1), (3, 3, 3), (1, 1, 1)])
-    assert catalog.unpack(catalog.pack(mixed)) == mixed
+    packed = catalog.pack(mixed)
+    assert catalog.unpack(packed, len(packed)) == mixed
 
 
-@pytest.mark.parametrize("name", ["../evil.png", "/etc/x.png", "a/../../b.png", ".", ""])
-def test_unsafe_names_are_refused(name):
-    with pytest.raises(FormatError):
-        catalog.safe_name(name)
+@pytest.mark.parametrize("name", ["../evil.png", "/etc/x.png", "a/../../b.png", ".", "", ".hidden.png", "a/.git/x",
+                                  "a\\..\\b.png", "a//b.png", "nul\0.png", "line\nbreak.png", "\x1b[31mred.png",
+                                  "x" * 256 + ".png", "d/" * 40 + "x.png", "y" * 1025])
+def test_unsafe_names_are_refused_by_both_sides(dense_codec, digits_test, name):
+    """The encoder refuses what the decoder would, so it never writes a file that fails."""
+    assert catalog.name_problem(name)
+    with pytest.raises(LatentzipError):
+        dense_codec.encode(digits_test.images[:1], [name])
+    body = b"\0" + put_varint(0) + put_varint(len(name.encode())) + name.encode()
+    packed = bytes([1]) + put_varint(1) + bytes([8, 8, 1]) + body  # NAMES, one non-uniform shape
+    with pytest.raises(FormatError, match="image name|longer than"):
+        catalog.unpack(packed, len(packed))
 
 
 def test_dense_round_trip_is_deterministic(dense_codec, digits_test):
@@ -237,5 +247,5 @@ def test_every_variant_is_a_real_codec(digits, digits_test, options):
 def test_hostile_image_count_is_refused(dense_codec):
     header = dense_codec.fingerprint + bytes([2]) + bytes.fromhex("ffffffff0f") + bytes([8, 8, 1])
     blob = container.pack(container.Kind.IMAGES, header, b"")
-    with pytest.raises(FormatError, match="more"):
+    with pytest.raises(LimitError, match="4294967295 images"):
         dense_codec.decode(blob)

@@ -94,7 +94,7 @@ def test_out_of_range_bound_is_refused(dense_codec, digits_test, bad):
 def test_file_claiming_an_impossible_bound_is_refused(dense_codec, digits_test):
     blob = dense_codec.encode(digits_test.images[:3], max_error=3)
     header, payload = container.unpack(blob, container.Kind.IMAGES)
-    cat = catalog.unpack(header[8:])
+    cat = catalog.unpack(header[8:], len(blob))
     cat.max_error = refine.MAX_ERROR + 1
     forged = container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload)
     with pytest.raises(FormatError, match="max error"):

@@ -38,6 +38,7 @@ _LAZY = {
     "decompress": ".lossless",
     "LatentzipError": ".errors",
     "FormatError": ".errors",
+    "LimitError": ".errors",
     "DataError": ".errors",
     "ModelError": ".errors",
     "denoise": ".apps",

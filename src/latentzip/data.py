@@ -206,25 +206,47 @@ def _from_array(array: np.ndarray, spec: str, count: int | None = None) -> Datas
 
 
 def _as_uint8_batch(array: np.ndarray, spec: str) -> np.ndarray:
-    """(N, H, W) or (N, H, W, C) of uint8, or floats in [0, 1], as uint8 (N, H, W, C)."""
+    """(N, H, W) or (N, H, W, C) of uint8, or floats in [0, 1], as uint8 (N, H, W, C);
+    an opaque alpha channel (C = 2 or 4) is dropped."""
     if array.ndim == 3:
         array = array[..., np.newaxis]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.shape[0] == 0:
+    if array.ndim != 4 or array.shape[-1] not in (1, 2, 3, 4) or array.shape[0] == 0:
         raise DataError(
             f"{spec}: expected a non-empty array of shape (N, H, W) or (N, H, W, C) with "
-            f"C = 1 or 3, got {array.shape}"
+            f"C = 1 to 4 (grey, grey + alpha, RGB, RGBA), got {array.shape}"
         )
     if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
+        return np.ascontiguousarray(drop_alpha(array))
     if np.issubdtype(array.dtype, np.floating):
         if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
             raise DataError(f"{spec}: float images must hold values in [0, 1]")
-        return np.round(array * 255.0).astype(np.uint8)
+        return drop_alpha(np.round(array * 255.0).astype(np.uint8))
     raise DataError(f"{spec}: images must be uint8, or floats in [0, 1]; got {array.dtype}")
 
 
+def drop_alpha(image: np.ndarray) -> np.ndarray:
+    """An image (..., C) with its alpha channel (C = 2 or 4, last) dropped where it is
+    opaque everywhere: alpha that changes nothing costs nothing. Other images are
+    returned as they are."""
+    if image.dtype != np.uint8 or image.ndim < 3 or image.shape[-1] not in (2, 4) or (image[..., -1] != 255).any():
+        return image
+    return image[..., :-1]
+
+
+def mismatch(images: Sequence[np.ndarray]) -> str:
+    """What differs among (H, W, C) images of more than one shape, for a message."""
+    kinds = sorted({image.shape[-1] for image in images})
+    names = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
+    sizes = sorted({image.shape[:2] for image in images})
+    differ = [f"some are {' and some '.join(names.get(k, f'{k}-channel') for k in kinds)}"] if len(kinds) > 1 else []
+    if len(sizes) > 1:
+        listed = ", ".join(f"{h}x{w}" for h, w in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
+        differ.append(f"their sizes differ ({listed})")
+    return " and ".join(differ)
+
+
 def _load_path(path: Path, count: int | None, spec: str) -> Dataset:
-    if not path.exists():
+    if not os.path.exists(path):
         raise DataError(
             f"{spec}: no such file or directory, and not a dataset name "
             f"(built-in sets: {', '.join(dataset_names())})"
@@ -255,17 +277,24 @@ def read_images(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, np.
     """
     if not inputs:
         raise DataError("no input images given")
-    named: list[tuple[str, np.ndarray]] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            named.extend((file.name, _read_image(file)) for file in _image_files(path))
-        elif path.exists():
-            named.append((path.name, _read_image(path)))
-        else:
-            raise DataError(f"{path}: no such file or directory")
+    named = [(file.name, _read_image(file)) for item in inputs for file in _files(Path(item))]
     _check_unique(name for name, _ in named)
     return named
+
+
+def _files(path: Path) -> list[Path]:
+    """The image files an input names: itself, or a directory's image files."""
+    try:
+        if path.is_dir():
+            return _image_files(path)
+        if path.is_file():
+            return [path]
+        there = path.exists()
+    except OSError as exc:  # a name too long, a directory we may not list, ...
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if there:  # a FIFO would block the reader until something writes to it
+        raise DataError(f"{path} is not a regular file or a directory")
+    raise DataError(f"{path}: no such file or directory")
 
 
 def _image_files(directory: Path) -> list[Path]:
@@ -317,9 +346,8 @@ def _to_array(image: Image.Image, mode: str, path: Path) -> np.ndarray:
         )
     has_alpha = mode.endswith("A") or "transparency" in image.info
     base = "L" if mode in _GREY_MODES else "RGB"
-    array = np.asarray(image.convert(base + "A" if has_alpha else base))
-    if has_alpha and (array[..., -1] == 255).all():
-        array, has_alpha = array[..., :-1], False
+    array = drop_alpha(np.asarray(image.convert(base + "A" if has_alpha else base)))
+    has_alpha = array.ndim == 3 and array.shape[-1] in (2, 4)
     if array.ndim == 2:
         array = array[..., np.newaxis]
     colour = array[..., :-1] if has_alpha else array

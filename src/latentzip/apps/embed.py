@@ -40,16 +40,18 @@ def codes_format(path: str | os.PathLike[str]) -> str:
     return suffix
 
 
-def write_codes(path: str | os.PathLike[str], codes: np.ndarray, names: Sequence[str] | None = None) -> None:
+def write_codes(path: str | os.PathLike[str], codes: np.ndarray, names: Sequence[str] | None = None,
+                overwrite: bool = True) -> None:
     """Write codes atomically as .npy (the array alone), .csv or .parquet (a `name`
-    column when names are given, then z0, z1, ...)."""
+    column when names are given, then z0, z1, ...); without `overwrite`, an existing
+    file is an error."""
     codes = np.asarray(codes, dtype=np.float32)
     if codes.ndim != 2:
         raise LatentzipError(f"codes must be a 2-d array (images, dimensions), got shape {codes.shape}")
     if names is not None and len(names) != len(codes):
         raise LatentzipError(f"got {len(names)} names for {len(codes)} codes")
     writer = {".npy": _npy, ".csv": _csv, ".parquet": _parquet}[codes_format(path)]
-    write_bytes(path, writer(codes, names))
+    write_bytes(path, writer(codes, names), overwrite)
 
 
 def _columns(codes: np.ndarray) -> list[str]:

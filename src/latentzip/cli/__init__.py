@@ -1,23 +1,46 @@
 """The `latentzip` command: parse arguments, call the public API, print.
 
 Each family of verbs lives in its own module and registers its sub-commands here.
-Problems the user can fix (LatentzipError) are printed as one line with a non-zero
-exit status; no traceback reaches the terminal for them.
+Whatever goes wrong reaches the user as one line on stderr and a non-zero exit status,
+never a traceback: problems the user can fix (LatentzipError, bad arguments) say what to
+do; SIGINT, SIGTERM and SIGHUP stop the command the same way, running every cleanup
+(temporary files, staging directories) before exiting with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from typing import NoReturn
 
-from ..errors import LatentzipError
+from ..errors import LatentzipError, printable
 from . import apps, image, lossless, report
 
 FAMILIES = (image, lossless, report, apps)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+DEBUG_ENV = "LATENTZIP_DEBUG"  # set to see the traceback of an internal error
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised where the program is, as Ctrl-C is, so that cleanups run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"error: {message} (see {self.prog} --help)")
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="latentzip",
         description="Neural data compression: learned lossy image codecs and lossless neural compression.",
     )
@@ -30,19 +53,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _say(text: str) -> None:
+    """One line on stderr; a closed terminal (SIGHUP) is no reason for a second error."""
     try:
+        print(f"latentzip: {printable(text)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _stop(signum: int, frame: object) -> NoReturn:
+    for other in STOP_SIGNALS:  # a second signal must not cut the cleanup short
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+    try:
+        args = build_parser().parse_args(lossless.attach_values(sys.argv[1:] if argv is None else list(argv)))
         return int(args.func(args) or 0)
     except LatentzipError as exc:
-        print(f"latentzip: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        print("latentzip: interrupted", file=sys.stderr)
-        return 130
+    except Interrupted as exc:
+        _say(f"interrupted ({signal.Signals(exc.signum).name})")
+        return 128 + exc.signum
     except BrokenPipeError:
         return 1
+    except MemoryError:
+        _say("error: out of memory")
+        return 1
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _say(f"internal error: {type(exc).__name__}: {exc} (a bug in latentzip; {DEBUG_ENV}=1 shows where)")
+        return 70
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def _denoise(args: argparse.Namespace) -> int:
         if png in files:
             raise LatentzipError(f"two inputs would both be written as {png}")
         files[png] = data.to_png_bytes(image)
-    write_tree(args.output, files, overwrite=args.force)
+    write_tree(args.output, files.items(), overwrite=args.force)
     noise = trained_noise(codec)
     how = f"trained on {noise[1]} noise {noise[0]:g}" if noise else "trained without --noise: reconstructed only"
     print(f"{len(files)} image(s) -> {args.output}/ ({codec.label}: {how})", file=sys.stderr)
@@ -105,7 +105,7 @@ def _anomaly(args: argparse.Namespace) -> int:
     if args.csv:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows([header, *rows])
-        write_bytes(args.csv, text.getvalue().encode())
+        write_bytes(args.csv, text.getvalue().encode(), overwrite=args.force)
     if not args.quiet:
         width = max(len(header[0]), *(len(r[0]) for r in rows))
         for row in [header, *rows]:
@@ -125,6 +125,6 @@ def _embed(args: argparse.Namespace) -> int:
     codec = load_model(args.model)
     names, images = _inputs(args)
     codes = embed(codec, images, progress=True)
-    write_codes(args.output, codes, names)
+    write_codes(args.output, codes, names, overwrite=args.force)
     print(f"{len(codes)} image(s) -> {args.output}: {codes.shape[1]} numbers each", file=sys.stderr)
     return 0

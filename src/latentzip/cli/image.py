@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from .. import data
 from ..errors import LatentzipError, ModelError
@@ -136,7 +137,7 @@ def _encode(args: argparse.Namespace) -> int:
     codec = load_model(args.model)
     named = data.read_images(args.inputs)
     blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error)
-    write_bytes(args.output, blob)
+    write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
           f"{8 * len(blob) / pixels:.3f} bpp", file=sys.stderr)
@@ -145,11 +146,11 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     from ..image import zoo
-    from ..image.catalog import safe_name
+    from ..image.catalog import MAX_FILE
     from ..image.codec import file_fingerprint
     from ..image.zoo import load_model
 
-    blob = read_bytes(args.input)
+    blob = read_bytes(args.input, MAX_FILE)
     need = file_fingerprint(blob)
     if args.model:
         codec = load_model(args.model)
@@ -158,14 +159,16 @@ def _decode(args: argparse.Namespace) -> int:
         if name is None:
             raise ModelError(f"{args.input} was made with a model that is not shipped ({need.hex()}); pass it with -m MODEL")
         codec = zoo.load(name)
-    files: dict[str, bytes] = {}
-    for name, image in codec.decode_named(blob):
-        png = str(Path(safe_name(name)).with_suffix(".png"))
-        if png in files:
-            raise LatentzipError(f"two images in {args.input} would both be written as {png}")
-        files[png] = data.to_png_bytes(image)
-    write_tree(args.output, files, overwrite=args.force)
-    print(f"{len(files)} image(s) -> {args.output}/", file=sys.stderr)
+    written = 0
+
+    def pngs() -> Iterator[tuple[str, bytes]]:  # made one by one as the file decodes, chunk by chunk
+        nonlocal written
+        for name, image in codec.iter_decode(blob):
+            written += 1
+            yield str(Path(name).with_suffix(".png")), data.to_png_bytes(image)
+
+    write_tree(args.output, pngs(), overwrite=args.force)
+    print(f"{written} image(s) -> {args.output}/", file=sys.stderr)
     return 0
 
 

@@ -12,16 +12,43 @@ import argparse
 import contextlib
 import lzma
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ..errors import LatentzipError
-from ..fsio import atomic_writer
+from ..errors import LatentzipError, printable
+from ..fsio import atomic_writer, open_input
 
 SUFFIX = ".lzc"
 _PROGRESS_MIN = 1 << 20  # inputs smaller than this finish before a bar would help
+_VALUE_OPTIONS = ("--block-size", "--level")  # compress options that take a number
+_NEGATIVE = re.compile(r"-\d+")
+
+
+def attach_values(argv: list[str]) -> list[str]:
+    """`--block-size -5` as `--block-size=-5`. With the level flags -1..-9 defined,
+    argparse reads any negative number as an option, so a negative value would be taken
+    for a level flag instead of being refused as a value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _VALUE_OPTIONS and _NEGATIVE.fullmatch(arg):
+            out[-1] += f"={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _block_size(text: str) -> int:
+    """A --block-size value: a whole number of bytes, at least 1 (the level sets the most)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        {1: "fastest", DEFAULT_LEVEL: "default",
                         9: "64 MiB window for repeats (more memory)"}[level])
     p.add_argument("--level", type=int, choices=sorted(LEVELS), dest="level", help="level as a number")
-    p.add_argument("--block-size", type=int, default=None, metavar="BYTES",
+    p.add_argument("--block-size", type=_block_size, default=None, metavar="BYTES",
                    help="bytes per independently checked block (default 1 MiB); the model carries over blocks")
     p.add_argument("--primer", action=argparse.BooleanOptionalAction, default=None,
                    help="first learn the built-in primer text, levels 6-9 (default: for inputs of 64 KiB and more); "
@@ -78,37 +105,23 @@ def _output_path(args: argparse.Namespace, compressing: bool) -> str:
 
 
 @contextlib.contextmanager
-def _open_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
-    """The input stream and its size when known."""
-    if path == "-":
-        yield sys.stdin.buffer, None
-        return
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:  # streamed, so fsio.read_bytes (whole file in memory) does not fit
-        raise LatentzipError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        if not Path(path).is_file():
-            raise LatentzipError(f"{path} is not a regular file")
-        yield handle, os.fstat(handle.fileno()).st_size
-
-
-@contextlib.contextmanager
 def _open_output(path: str, force: bool, source: str) -> Iterator[BinaryIO]:
+    """The output stream. An existing output is refused here, before any work, and again
+    race-free when the finished file takes its name (see fsio.place)."""
     if path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    if source != "-" and target.exists() and target.resolve() == Path(source).resolve():
-        raise LatentzipError(f"{path}: output would overwrite the input")
+    if source != "-" and target.exists() and os.path.samefile(target, source):
+        raise LatentzipError(f"{printable(path)}: output would overwrite the input")
     if target.exists() and not force:
-        raise LatentzipError(f"{path} already exists; use -f to overwrite")
+        raise LatentzipError(f"{printable(path)} already exists (use -f to overwrite)")
     try:
-        with atomic_writer(target) as handle:
+        with atomic_writer(target, overwrite=force) as handle:
             yield handle
     except OSError as exc:
-        raise LatentzipError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise LatentzipError(f"cannot write {printable(path)}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -157,7 +170,7 @@ class _CountingWriter:
 def _compress(args: argparse.Namespace) -> int:
     from ..lossless import BLOCK_SIZE, LEVELS, compress_stream
 
-    block_size = args.block_size or BLOCK_SIZE
+    block_size = BLOCK_SIZE if args.block_size is None else args.block_size
     limit = (1 << LEVELS[args.level].history_bits) // 2
     if not 0 < block_size <= limit:
         raise LatentzipError(f"--block-size must be between 1 and {limit} at level {args.level}")
@@ -165,7 +178,7 @@ def _compress(args: argparse.Namespace) -> int:
     if out_path == "-" and sys.stdout.isatty():
         raise LatentzipError("refusing to write compressed data to a terminal; use -o FILE or redirect")
     started = time.perf_counter()
-    with _open_input(args.input) as (src, size), _progress(args, size, "compress") as progress:
+    with open_input(args.input) as (src, size), _progress(args, size, "compress") as progress:
         reader = _Counting(src, args.stats)
         with _open_output(out_path, args.force, args.input) as raw:
             writer = _CountingWriter(raw)
@@ -201,7 +214,7 @@ def _decompress(args: argparse.Namespace) -> int:
     from ..lossless import decompress_stream
 
     out_path = _output_path(args, compressing=False)
-    with _open_input(args.input) as (src, size), _progress(args, None, "decompress") as progress:
+    with open_input(args.input) as (src, size), _progress(args, None, "decompress") as progress:
         with _open_output(out_path, args.force, args.input) as dst:
             decompress_stream(src, dst, progress)
     _remove_input(args)

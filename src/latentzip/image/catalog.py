@@ -4,17 +4,25 @@ Shapes shared by all images are stored once. Names are coded against the previou
 name: when they differ only in their numbers ("scan_0041.png" after "scan_0040.png"),
 only the differences are kept; otherwise the common prefix is skipped. The result is
 deflated, so a file of 1,000 sequentially named images spends well under a byte per
-name. A decoder never trusts a name: see `safe_name`.
+name.
+
+A decoder never trusts a catalog. Everything it declares (images, pixels, name bytes,
+the inflated size) is held to a budget that grows with the size of the file that
+declares it (`Budget`, the resource policy of docs/format.md), and is checked while it
+is read, before anything sized by it is allocated. Names that could escape the output
+directory, hide, or reach a file system's limits are refused (`name_problem`); the
+encoder applies the same rules, so it never writes a file its decoder refuses.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from dataclasses import dataclass
 
 from ..container import Reader, put_varint
-from ..errors import FormatError
+from ..errors import FormatError, LatentzipError, LimitError, shown
 
 _NAMES = 1  # names are stored (otherwise they are 000000.png, 000001.png, ...)
 _UNIFORM = 2  # every image has the same shape, stored once
@@ -23,8 +31,17 @@ _REFINED = 8  # a refinement layer follows the latents; its max error is stored
 _QUALITY = 16  # the model codes at several qualities; the one used is stored
 _ALPHA = 32  # an alpha refinement layer bounds the alpha channel; its max error is stored
 _DIGITS = re.compile(r"(\d+)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_DIGITS = 18
-MAX_IMAGES = 1 << 24  # bounds what a hostile header can make a decoder allocate
+
+# The resource policy (docs/format.md): absolute limits, then what a file may declare
+# per byte of its own size on top of a fixed allowance (see `Budget`).
+MAX_FILE = 1 << 30  # bytes of a whole image file, which is read whole
+MAX_IMAGES = 1 << 24
+MAX_IMAGE_PIXELS = 1 << 26  # height x width of one image (8192 x 8192)
+MAX_NAME = 1024  # UTF-8 bytes of one name
+MAX_PART = 251  # UTF-8 bytes of one path part: with ".png" added, the 255 of common file systems
+MAX_DEPTH = 32  # path parts of one name
 
 
 @dataclass
@@ -36,11 +53,114 @@ class Catalog:
     alpha_error: int | None = None  # the bound on every alpha value's error, for models with alpha
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What an image file of `size` bytes may declare: a fixed allowance, so small files
+    are never refused, plus a multiple of its size tens of times above what real files
+    need (docs/format.md says which files were measured)."""
+
+    size: int
+    images: int
+    values: int  # pixel values (height x width x channels) of all images together
+    name_bytes: int  # UTF-8 bytes of all names together
+    catalog_bytes: int  # the catalog's body once inflated
+
+    @classmethod
+    def of(cls, size: int) -> "Budget":
+        if size > MAX_FILE:
+            raise LimitError(f"image file of {size} bytes is larger than latentzip reads ({MAX_FILE} bytes)")
+        return cls(size, min(MAX_IMAGES, (1 << 12) + (size << 4)), (1 << 24) + (size << 14),
+                   (1 << 20) + (size << 8), (1 << 20) + (size << 9))
+
+    def charge(self, field: str, used: int) -> None:
+        """Raise LimitError if `used` exceeds this budget's `field`."""
+        allowed = getattr(self, field)
+        if used > allowed:
+            what = field.replace("_", " ").replace("values", "pixel values")
+            raise LimitError(f"image file declares {used} {what}; a file of {self.size} bytes may declare "
+                             f"at most {allowed} (latentzip's resource policy)")
+
+
 def default_names(count: int) -> list[str]:
     return [f"{i:06d}.png" for i in range(count)]
 
 
 def pack(catalog: Catalog) -> bytes:
+    for name in catalog.names:
+        problem = name_problem(name)
+        if problem:
+            raise LatentzipError(f"cannot store image name {shown(name)}: {problem}")
+    flags, fixed, body = _layout(catalog)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    squeezed = deflater.compress(body) + deflater.flush()
+    if len(squeezed) < len(body):
+        flags |= _DEFLATED
+        body = squeezed
+    return bytes([flags]) + fixed + body
+
+
+def check(catalog: Catalog, file_size: int) -> None:
+    """Raise LimitError unless a file of `file_size` bytes may declare `catalog`: an
+    encoder's check that its decoder will not refuse the file it writes."""
+    budget = Budget.of(file_size)
+    budget.charge("images", len(catalog.shapes))
+    budget.charge("values", sum(math.prod(shape) for shape in catalog.shapes))
+    budget.charge("name_bytes", sum(len(name.encode()) for name in catalog.names))
+    budget.charge("catalog_bytes", len(_layout(catalog)[2]))
+
+
+def unpack(data: bytes, file_size: int) -> Catalog:
+    """Parse a catalog from a file of `file_size` bytes, holding it to that file's budget."""
+    budget = Budget.of(file_size)
+    reader = Reader(data, what="image catalog")
+    flags = reader.take(1)[0]
+    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA):
+        raise FormatError("corrupt image catalog (unknown flags)")
+    count = reader.varint()
+    budget.charge("images", count)
+    max_error, quality, alpha_error = (reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA))
+    uniform = _shape(reader) if flags & _UNIFORM else None
+    body = _inflate(reader.rest(), budget) if flags & _DEFLATED else reader.rest()
+    budget.charge("catalog_bytes", len(body))
+    inner = Reader(body, what="image catalog")
+    shapes = [uniform] * count if uniform else [_shape(inner) for _ in range(count)]
+    budget.charge("values", sum(h * w * c for h, w, c in shapes))
+    names = _unpack_names(inner, count, budget) if flags & _NAMES else default_names(count)
+    if not inner.done():
+        raise FormatError("corrupt image catalog (trailing bytes)")
+    return Catalog(names, shapes, max_error, quality, alpha_error)
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name an image in a file, or None. Refused: names that would
+    leave the output directory (absolute, `..`) or hide in it (a part starting with
+    '.'), empty parts, control characters, and what file systems cannot hold."""
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8"
+    parts = name.replace("\\", "/").split("/")
+    if not name:
+        return "it is empty"
+    if size > MAX_NAME:
+        return f"it is longer than {MAX_NAME} bytes"
+    if _CONTROL.search(name):
+        return "it holds a control character"
+    if name.startswith(("/", "\\")):
+        return "it is an absolute path"
+    if len(parts) > MAX_DEPTH:
+        return f"it is nested more than {MAX_DEPTH} directories deep"
+    if any(not part for part in parts):
+        return "it has an empty path part"
+    if any(part.startswith(".") for part in parts):
+        return "a part of it starts with '.' (it would leave the output directory or hide in it)"
+    if any(len(part.encode()) > MAX_PART for part in parts):
+        return f"a part of it is longer than {MAX_PART} bytes"
+    return None
+
+
+def _layout(catalog: Catalog) -> tuple[int, bytes, bytes]:
+    """(flags, the fixed fields, the body before deflating) of a catalog."""
     flags = 0
     fixed = put_varint(len(catalog.shapes))
     for flag, value in ((_REFINED, catalog.max_error), (_QUALITY, catalog.quality), (_ALPHA, catalog.alpha_error)):
@@ -60,53 +180,43 @@ def pack(catalog: Catalog) -> bytes:
         for name in catalog.names:
             body += _pack_name(name, previous)
             previous = name
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
-    squeezed = deflater.compress(bytes(body)) + deflater.flush()
-    if len(squeezed) < len(body):
-        flags |= _DEFLATED
-        body = bytearray(squeezed)
-    return bytes([flags]) + fixed + bytes(body)
+    return flags, fixed, bytes(body)
 
 
-def unpack(data: bytes) -> Catalog:
-    reader = Reader(data, what="image catalog")
-    flags = reader.take(1)[0]
-    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA):
-        raise FormatError("corrupt image catalog (unknown flags)")
-    count = reader.varint()
-    if count > MAX_IMAGES:
-        raise FormatError(f"corrupt image catalog ({count} images is more than latentzip accepts)")
-    max_error, quality, alpha_error = (reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA))
-    uniform = tuple(reader.varint() for _ in range(3)) if flags & _UNIFORM else None
-    body = reader.rest()
-    if flags & _DEFLATED:
-        try:
-            body = zlib.decompressobj(-15).decompress(body, 1 << 26)
-        except zlib.error:
-            raise FormatError("corrupt image catalog") from None
-    inner = Reader(body, what="image catalog")
-    shapes = [uniform] * count if uniform else [tuple(inner.varint() for _ in range(3)) for _ in range(count)]
-    for h, w, c in shapes:  # type: ignore[misc]
-        if not (h and w and 1 <= c <= 4):
-            raise FormatError(f"corrupt image catalog (impossible shape {h}x{w}x{c})")
-    if flags & _NAMES:
-        names, previous = [], ""
-        for _ in range(count):
-            previous = _unpack_name(inner, previous)
-            names.append(previous)
-    else:
-        names = default_names(count)
-    if not inner.done():
-        raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes, max_error, quality, alpha_error)  # type: ignore[arg-type]
+def _inflate(data: bytes, budget: Budget) -> bytes:
+    """The raw-deflated body, inflated no further than the budget allows."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        body = inflater.decompress(data, budget.catalog_bytes + 1)
+    except zlib.error:
+        raise FormatError("corrupt image catalog (bad deflate stream)") from None
+    budget.charge("catalog_bytes", len(body))
+    if not inflater.eof or inflater.unused_data:
+        raise FormatError("corrupt image catalog (deflate stream cut short or followed by other bytes)")
+    return body
 
 
-def safe_name(name: str) -> str:
-    """Refuse names that would escape the output directory or hide as dotfiles."""
-    parts = name.replace("\\", "/").split("/")
-    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in name:
-        raise FormatError(f"unsafe image name {name!r} in file")
-    return name
+def _shape(reader: Reader) -> tuple[int, int, int]:
+    h, w, c = reader.varint(), reader.varint(), reader.varint()
+    if not (h and w and 1 <= c <= 4):
+        raise FormatError(f"corrupt image catalog (impossible shape {h}x{w}x{c})")
+    if h * w > MAX_IMAGE_PIXELS:
+        raise LimitError(f"image file declares an image of {h}x{w} pixels; latentzip decodes at most "
+                         f"{MAX_IMAGE_PIXELS} pixels per image")
+    return h, w, c
+
+
+def _unpack_names(reader: Reader, count: int, budget: Budget) -> list[str]:
+    names, previous, total = [], "", 0
+    for _ in range(count):
+        previous = _unpack_name(reader, previous)
+        problem = name_problem(previous)
+        if problem:
+            raise FormatError(f"unsafe image name {shown(previous)} in file: {problem}")
+        total += len(previous.encode())
+        budget.charge("name_bytes", total)
+        names.append(previous)
+    return names
 
 
 def _renumber(previous: str, deltas: list[int]) -> str | None:
@@ -158,10 +268,12 @@ def _unpack_name(reader: Reader, previous: str) -> str:
     if op != 0:
         raise FormatError("corrupt image catalog (bad name code)")
     before = previous.encode()
-    common = reader.varint()
+    common, size = reader.varint(), reader.varint()
     if common > len(before):
         raise FormatError("corrupt image catalog (bad name prefix)")
+    if common + size > MAX_NAME:
+        raise FormatError(f"corrupt image catalog (a name longer than {MAX_NAME} bytes)")
     try:
-        return (before[:common] + reader.take(reader.varint())).decode()
+        return (before[:common] + reader.take(size)).decode()
     except UnicodeDecodeError:
         raise FormatError("corrupt image catalog (name is not UTF-8)") from None

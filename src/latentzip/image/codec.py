@@ -20,7 +20,6 @@ import copy
 import math
 import os
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import constriction
@@ -28,17 +27,17 @@ import numpy as np
 import torch
 
 from .. import container
-from ..errors import FormatError, LatentzipError, ModelError
-from ..fsio import write_bytes
+from ..data import drop_alpha
+from ..errors import FormatError, LatentzipError, ModelError, printable
+from ..fsio import read_bytes, write_bytes
 from . import catalog, refine
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
 from .latents import Symbols
 from .model import Autoencoder
-from .modelfile import FINGERPRINT_SIZE, VERSION, ModelFile, stored_shapes
+from .modelfile import FINGERPRINT_SIZE, MAX_BYTES, VERSION, ModelFile, stored_shapes
 from .transforms import CHANNEL_NAMES, NetConfig, check_config
 
-MAX_PIXELS = 1 << 26  # per image; bounds what a hostile header can make us allocate
 MAX_LATENTS = 1 << 30  # per file, for the same reason
 BATCH = 500  # images per analysis call of a dense model
 CHUNK_PIXELS = 1 << 22  # pixels coded together, at most (a single larger image is one chunk)
@@ -112,11 +111,8 @@ class ImageCodec:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ImageCodec":
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from None
-        return cls.from_bytes(data, name=str(path))
+        """A model file; only a regular file of at most modelfile.MAX_BYTES is read."""
+        return cls.from_bytes(read_bytes(path, MAX_BYTES), name=printable(os.fspath(path)))
 
     def to_bytes(self) -> bytes:
         return self.file.to_bytes()
@@ -215,9 +211,9 @@ class ImageCodec:
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         names = list(names) if names is not None else catalog.default_names(len(batch))
-        for name in names:
-            catalog.safe_name(name)
         max_error, quality, alpha_error = self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error)
+        cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality), alpha_error)
+        header = self.fingerprint + catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error, alpha_error)
         for start, stop in self._chunks([im.shape for im in batch]):
@@ -226,9 +222,9 @@ class ImageCodec:
             self.model.latents.write(encoder, symbols, quality - 1)
             if walks:
                 self._refine(walks, x, self._base(symbols, x.shape, quality), encoder=encoder)
-        cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality), alpha_error)
-        header = self.fingerprint + catalog.pack(cat)
-        return container.pack(container.Kind.IMAGES, header, finish(encoder))
+        blob = container.pack(container.Kind.IMAGES, header, finish(encoder))
+        catalog.check(cat, len(blob))
+        return blob
 
     def decode(self, blob: bytes) -> list[np.ndarray]:
         """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise."""
@@ -247,7 +243,7 @@ class ImageCodec:
             raise ModelError(
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
-        cat = catalog.unpack(header[FINGERPRINT_SIZE:])
+        cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
         grids = [self._grid(shape) for shape in cat.shapes]
         if sum(math.prod(g) for g in grids) * self.cfg.latent > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
@@ -378,7 +374,7 @@ class ImageCodec:
         cfg = self.cfg
         if not _fits(c, cfg.channels):
             raise ModelError(f"{self.label} codes {CHANNEL_NAMES[cfg.channels]} images, not {CHANNEL_NAMES.get(c, f'{c}-channel')} ones")
-        if h * w > MAX_PIXELS:
+        if h * w > catalog.MAX_IMAGE_PIXELS:
             raise FormatError(f"image of {h}x{w} pixels is larger than latentzip accepts")
         grid = cfg.record.grid(cfg, h, w)
         if grid is None:
@@ -395,6 +391,8 @@ class ImageCodec:
             batch = list(images)
         else:
             batch = [im[..., None] if isinstance(im, np.ndarray) and im.ndim == 2 else im for im in images]
+        if not self.cfg.has_alpha:  # an opaque alpha channel says nothing a model without alpha needs
+            batch = [drop_alpha(im) if isinstance(im, np.ndarray) else im for im in batch]
         for im in batch:
             if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3:
                 raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")

@@ -14,12 +14,15 @@ the same way on every machine, whatever its floating-point unit does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import constriction
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..errors import FormatError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
@@ -200,7 +203,7 @@ def write_channels(encoder: constriction.stream.queue.RangeEncoder, tables: Codi
         encoder.encode(shifted.astype(np.int32), constriction.stream.model.Uniform(ESCAPE_RANGE))
 
 
-def read_channels(decoder: constriction.stream.queue.RangeDecoder, tables: CodingTables, models: list, sizes: list[int]) -> list[np.ndarray]:
+def read_channels(decoder: Decoder, tables: CodingTables, models: list, sizes: list[int]) -> list[np.ndarray]:
     """Inverse of write_channels: `sizes[c]` values of channel c, as int64 arrays."""
     indices = [decoder.decode(models[c], n) if n else np.zeros(0, np.int32) for c, n in enumerate(sizes)]
     values, escapes = [], []
@@ -224,9 +227,29 @@ def finish(encoder: constriction.stream.queue.RangeEncoder) -> bytes:
     return encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
-def reader(data: bytes) -> constriction.stream.queue.RangeDecoder:
-    padded = data + b"\0" * (-len(data) % 4)
-    return constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+class Decoder:
+    """A range decoder over a file's payload whose every failure is a FormatError.
+
+    constriction refuses a bitstream that no encoder could have made with an
+    AssertionError; a file can hold one with a valid checksum (crafted, or written by a
+    broken encoder), and its user should hear that the file is corrupt, not see a trace.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        padded = data + b"\0" * (-len(data) % 4)
+        self._coder = constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+
+    def decode(self, model: Any, amount: int) -> np.ndarray:
+        """`amount` symbols of `model`, as constriction's decode gives them."""
+        try:
+            return self._coder.decode(model, amount)
+        except AssertionError:
+            raise FormatError("corrupt image file (its payload cannot be decoded)") from None
+
+
+def reader(data: bytes) -> Decoder:
+    """The decoder of a payload that `finish` wrote."""
+    return Decoder(data)
 
 
 def _to_counts(p: np.ndarray) -> np.ndarray:

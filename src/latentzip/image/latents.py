@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import fixed
-from .entropy import CodingTables, FactorizedPrior, quantize, read_channels, write_channels
+from .entropy import CodingTables, Decoder, FactorizedPrior, quantize, read_channels, write_channels
 
 Symbols = dict[str, np.ndarray]  # the integer arrays one batch of images is coded as
 
@@ -89,7 +89,7 @@ class LatentCodec(nn.Module):
     def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
         raise NotImplementedError
 
-    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+    def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
         raise NotImplementedError
 
     def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
@@ -194,7 +194,7 @@ class FactorizedLatents(LatentCodec):
         q = symbols["y"]
         write_channels(encoder, self.tables[quality], self._models[quality], [q[:, c].ravel() for c in range(q.shape[1])])
 
-    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+    def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
         tables = self.tables[quality]
         values = read_channels(decoder, tables, self._models[quality], [n * math.prod(grid)] * tables.channels)
         return {"y": np.stack(values).reshape(tables.channels, n, *grid).swapaxes(0, 1)}
@@ -346,7 +346,7 @@ class HyperpriorLatents(LatentCodec):
             part = q[:, self.bounds[k] : self.bounds[k + 1]].ravel()
             write_channels(encoder, self.tables, self._models, np.split(part[order], ends[:-1]))  # type: ignore[arg-type]
 
-    def read(self, decoder: constriction.stream.queue.RangeDecoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+    def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
         side_grid = tuple(-(-g // 4) for g in grid)
         z = self.side.read(decoder, n, side_grid, quality)["y"]
         q = np.zeros((n, self.channels, *grid), np.int64)

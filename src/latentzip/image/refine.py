@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from .entropy import TOTAL
+from .entropy import TOTAL, Decoder
 
 LEVELS = 511  # residual values -255 .. 255
 MAX_ERROR = 127
@@ -148,7 +148,7 @@ class Walk:
         """Append the symbols q of one group of images (shaped like `guides`)."""
         self._run(guides, q=q, encoder=encoder)
 
-    def decode(self, decoder: constriction.stream.queue.RangeDecoder, guides: np.ndarray) -> np.ndarray:
+    def decode(self, decoder: Decoder, guides: np.ndarray) -> np.ndarray:
         """The symbols q of one group of images, shaped like `guides`."""
         return self._run(guides, decoder=decoder)[0]
 
@@ -159,7 +159,7 @@ class Walk:
     def _run(
         self, guides: np.ndarray, q: np.ndarray | None = None,
         encoder: constriction.stream.queue.RangeEncoder | None = None,
-        decoder: constriction.stream.queue.RangeDecoder | None = None,
+        decoder: Decoder | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The walk over one group: decode (with `decoder`) or, with the symbols `q`
         known, encode them (with `encoder`) or just price them. Returns the symbols and

@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
+from ..data import mismatch
 from ..errors import LatentzipError
 from ..fsio import atomic_writer
 from .codec import ImageCodec
@@ -133,8 +134,8 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
     small = len(shapes) == 1 and next(iter(shapes))[0] * next(iter(shapes))[1] <= DENSE_MAX_PIXELS
     arch = cfg.arch or ("deep" if small else "conv")
     if arch != "conv" and len(shapes) > 1:
-        raise LatentzipError(f"a {arch} model codes one image size, and these images have {len(shapes)}; "
-                             "use --arch conv (or crop or resize them first)")
+        raise LatentzipError(f"a {arch} model codes images of one shape, but {mismatch(images)}; "
+                             "use --arch conv (or convert, crop or resize them first)")
     if arch != "conv" and next(iter(shapes))[0] * next(iter(shapes))[1] * channels > 1 << 16:
         raise LatentzipError(f"a {arch} model is for small images (at most 65,536 values each); "
                              "these are larger: use --arch conv")

@@ -5,7 +5,7 @@
 
     c = Compressor(level=6)                       # streaming, for data larger than memory
     out = c.compress(chunk) + ... + c.flush()
-    d = Decompressor()
+    d = Decompressor(max_length=1 << 30)          # LimitError rather than restore more
     data = d.decompress(out)                      # d.eof once the end record is read
 
     compress_stream(src, dst, level)              # file objects
@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from .. import container
-from ..errors import FormatError
+from ..errors import FormatError, LimitError
 from . import primer as _primer
 from .coder import decode_block, encode_block
 from .predict import DEFAULT_LEVEL, LEVELS, Model
@@ -38,6 +38,13 @@ BLOCK_SIZE = 1 << 20
 # Bumped whenever the predictor changes what it predicts: old files then fail loudly.
 PREDICTOR_REVISION = 4
 _CHUNK = 1 << 16
+# Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
+# range coder's final state). The predictor's probabilities stop at 4095/4096, so every
+# binary decision costs at least log2(4096/4095) bits: n bytes need at least n / 2841
+# bytes of payload. The bound keeps the time a tiny crafted block can make a decoder
+# spend to a few seconds, and no real stream reaches it.
+_CODED_RATIO = 1 << 12
+_CODER_STATE = 16
 
 Progress = Callable[[int], None]
 
@@ -59,9 +66,9 @@ def _new_model(level: int, primed: bool) -> Model:
     return model
 
 
-def _learn_stored(model: Model, data: bytes) -> None:
+def _learn_stored(model: Model, data: bytes, progress: Progress | None) -> None:
     """Teach the model a block that was stored raw, exactly as encoding it would have."""
-    encode_block(model, data)
+    encode_block(model, data, progress)
 
 
 class Compressor:
@@ -124,7 +131,7 @@ class Compressor:
 
     def _block(self, data: bytes) -> bytes:
         assert self._model is not None
-        words = encode_block(self._model, data)
+        words = encode_block(self._model, data, self.progress)
         payload = words.astype("<u4").tobytes()
         mode = container.BLOCK_CODED
         if len(payload) >= len(data):
@@ -133,16 +140,20 @@ class Compressor:
         self.blocks += 1
         self._total += len(data)
         self._crc = zlib.crc32(data, self._crc)
-        if self.progress is not None:
-            self.progress(len(data))
         return container.block_record(mode, payload, data)
 
 
 class Decompressor:
     """Decompress a stream incrementally; `eof` turns True after the end record."""
 
-    def __init__(self, progress: Progress | None = None) -> None:
+    def __init__(self, progress: Progress | None = None, max_length: int | None = None) -> None:
+        """`max_length`: the most bytes the stream may restore. A stream that declares
+        more raises LimitError before the bytes past it are decoded, as zlib's and
+        zstandard's caps let a service bound what one request costs."""
+        if max_length is not None and max_length < 0:
+            raise ValueError(f"max_length must be at least 0, not {max_length}")
         self.progress = progress
+        self.max_length = max_length
         self._buf = bytearray()
         self._model: Model | None = None
         self.level: int | None = None
@@ -206,16 +217,19 @@ class Decompressor:
 
     def _restore(self, record: container.BlockRecord) -> bytes:
         assert self._model is not None
+        if self.max_length is not None and self._total + record.n > self.max_length:
+            raise LimitError(f"the latentzip stream restores more than max_length={self.max_length} bytes")
         if record.mode == container.BLOCK_STORED:
             if len(record.payload) != record.n:
                 raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
             data = record.payload
-            _learn_stored(self._model, data)
-            if self.progress is not None:
-                self.progress(len(data))
+            _learn_stored(self._model, data, self.progress)
         else:
             if len(record.payload) % 4:
                 raise FormatError("latentzip file is corrupt (coded block is not whole words)")
+            if record.n > _CODED_RATIO * (len(record.payload) + _CODER_STATE):
+                raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload "
+                                  "can hold)")
             words = np.frombuffer(record.payload, dtype="<u4").astype(np.uint32)
             try:
                 data = decode_block(self._model, words, record.n, self.progress)
@@ -240,9 +254,10 @@ def compress(data: bytes, level: int = DEFAULT_LEVEL, primer: bool | None = None
     return c.compress(bytes(data)) + c.flush()
 
 
-def decompress(blob: bytes) -> bytes:
-    """Restore the bytes of a latentzip byte file; raise FormatError if it is damaged."""
-    d = Decompressor()
+def decompress(blob: bytes, max_length: int | None = None) -> bytes:
+    """Restore the bytes of a latentzip byte file; raise FormatError if it is damaged, and
+    LimitError, before producing them, if it would restore more than `max_length` bytes."""
+    d = Decompressor(max_length=max_length)
     out = d.decompress(bytes(blob))
     d.finish()
     return out

@@ -5,10 +5,10 @@ segment. The model's tables are shared, so all segments learn from each other, b
 the decoder needs only one Python-level round trip per step (predict every segment's
 bit, decode them all in one constriction call, learn from them), not one per bit.
 
-The encoder knows every bit in advance, so it runs all the steps inside one compiled
-loop, collects the probabilities, and hands the whole block to constriction at once.
-It calls the very same `step` the decoder calls, with the same arguments, so both see
-the same probabilities.
+The encoder knows every bit in advance, so it runs many steps inside one compiled
+loop, collects the probabilities, and hands them to constriction in one call, many
+times a second. It calls the very same `step` the decoder calls, with the same
+arguments, so both see the same probabilities.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import constriction
 
-from .predict import Model, run_known, start, step
+from .predict import CALL_BITS, Model, run_known, start, step
 
 _FAMILY = constriction.stream.model.Bernoulli(perfect=False)
 _SCALE = 1.0 / 4096.0
@@ -31,8 +31,12 @@ def _geometry(n: int, starts: np.ndarray) -> tuple[int, int, int]:
     return max(seg_len, 1), last, 8 * max(seg_len, 1) if n else 0
 
 
-def encode_block(model: Model, data: bytes) -> np.ndarray:
-    """Compress one block with `model` (which learns from it); return the range coder's words."""
+def encode_block(model: Model, data: bytes, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Compress one block with `model` (which learns from it); return the range coder's words.
+
+    The compiled loop runs CALL_BITS decisions per call, and constriction codes them as
+    they come: the same bitstream as one call per block, in a fraction of the memory,
+    with a return to Python (signals, `progress` in bytes) many times a second."""
     n = len(data)
     encoder = constriction.stream.queue.RangeEncoder()
     if n == 0:
@@ -41,12 +45,23 @@ def encode_block(model: Model, data: bytes) -> np.ndarray:
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
     start(*model.state(), seg, ctx)
-    bits = np.zeros(8 * n, dtype=np.int32)
-    probs = np.zeros(8 * n, dtype=np.float64)
-    run_known(np.frombuffer(data, dtype=np.uint8), starts, seg_len, last, n_steps, bits, probs,
-                  *model.state(), seg, ctx, scratch, model.stream_pos, n)
+    source = np.frombuffer(data, dtype=np.uint8)
+    per_call = max(1, min(CALL_BITS // len(starts), n_steps + 1))
+    bits = np.zeros(len(starts), dtype=np.int32)
+    out_bits = np.zeros(per_call * len(starts), dtype=np.int32)
+    out_probs = np.zeros(per_call * len(starts), dtype=np.float64)
+    reported = 0
+    for k in range(0, n_steps + 1, per_call):
+        end = min(k + per_call, n_steps + 1)
+        count = run_known(source, starts, seg_len, last, n_steps, k, end, bits, out_bits, out_probs,
+                          *model.state(), seg, ctx, scratch, model.stream_pos, n)
+        if count:
+            encoder.encode(out_bits[:count], _FAMILY, out_probs[:count])
+        if progress is not None:
+            done = n * min(end, n_steps) // n_steps
+            progress(done - reported)
+            reported = done
     model.stream_pos += n
-    encoder.encode(bits, _FAMILY, probs)
     return encoder.get_compressed()
 
 

@@ -195,6 +195,12 @@ N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match
 PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
 MATCH_LEN_CAP = 15
+# Bits coded, and primer bytes learned, per call into compiled code: a few hundredths of
+# a second each (a few tenths for the first calls, which fault in fresh tables), so
+# that signals (Ctrl-C, SIGTERM) are honoured and progress is reported while a block
+# is coded; a call costs microseconds, so speed does not change.
+CALL_BITS = 1 << 14
+PRIME_CALL_BYTES = 1 << 13
 
 
 class Model:
@@ -272,7 +278,10 @@ class Model:
         """
         seg, ctx, _ = self.begin_block(len(text), whole=True)
         start(self.ints, self.tables, self.history, seg, ctx)
-        prime_run(np.frombuffer(text, dtype=np.uint8), self.ints, self.tables, self.history, seg, ctx, self.stream_pos)
+        data = np.frombuffer(text, dtype=np.uint8)
+        for begin in range(0, len(data), PRIME_CALL_BYTES):  # back to Python often: signals are honoured
+            prime_run(data, begin, min(begin + PRIME_CALL_BYTES, len(data)), self.ints, self.tables, self.history,
+                      seg, ctx, self.stream_pos)
         self.stream_pos += len(text)
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -713,13 +722,14 @@ def update(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, histo
 
 
 @njit(cache=True)
-def prime_run(data: np.ndarray, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
-              ctx: np.ndarray, base: int) -> None:
-    """Teach the context statistics a text both sides know, without predicting or mixing: fast."""
+def prime_run(data: np.ndarray, t_begin: int, t_end: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray,
+              seg: np.ndarray, ctx: np.ndarray, base: int) -> None:
+    """Teach the context statistics of bytes t_begin..t_end-1 of a text both sides know,
+    without predicting or mixing: fast. Successive calls continue where the last ended."""
     n = len(data)
     n_ctx = len(_part(ints, P_KINDS))
     limit = _part(ints, P_PARAMS)[3]
-    for t in range(n):
+    for t in range(t_begin, t_end):
         c = data[t]
         for k in range(7, -1, -1):
             bit = (c >> k) & 1
@@ -757,21 +767,23 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
 
 
 @njit(cache=True)
-def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int, out_bits: np.ndarray,
-              out_probs: np.ndarray, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
-              ctx: np.ndarray, scratch: np.ndarray, base: int, n: int) -> None:
-    """The encoder's side of `step`: run a block whose bits are known, recording (bit, probability).
+def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int, k_begin: int, k_end: int,
+              bits: np.ndarray, out_bits: np.ndarray, out_probs: np.ndarray, ints: np.ndarray, tables: np.ndarray,
+              history: np.ndarray, seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, n: int) -> int:
+    """The encoder's side of `step`: run steps k_begin..k_end-1 (of 0..n_steps) of a block
+    whose bits are known, recording (bit, probability) from index 0 of out_bits and
+    out_probs; return how many were recorded. `bits` carries each segment's last bit
+    from one call to the next, so a block run in several calls codes as in one.
 
     It lives here, beside `step`, so that numba's cache, which tracks one source file,
     can never pair a stale encoder with a fresh decoder.
     """
     n_seg = len(starts)
-    bits = np.zeros(n_seg, dtype=np.int32)
     probs = np.zeros(n_seg, dtype=np.float64)
     k_out = 0
-    n_prev = 0
-    t_prev = 0
-    for k in range(n_steps + 1):
+    t_prev = max(k_begin - 1, 0) >> 3
+    n_prev = 0 if k_begin == 0 else (n_seg if t_prev < last else n_seg - 1)
+    for k in range(k_begin, k_end):
         t = k >> 3
         n_now = 0
         if k < n_steps:
@@ -786,3 +798,4 @@ def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_s
             k_out += 1
         n_prev = n_now
         t_prev = t
+    return k_out

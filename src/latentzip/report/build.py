@@ -145,7 +145,7 @@ def build_report(
         "results.json": json.dumps(results, indent=1).encode(),
         **{f"figures/{f.file}": f.png for s in sections for f in s.figures},
     }
-    write_tree(out, files, overwrite=force)
+    write_tree(out, files.items(), overwrite=force)
     return Report(Path(out), results, summary, seconds)
 
 

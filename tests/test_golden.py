@@ -1,0 +1,107 @@
+"""Golden hashes: fixed inputs give fixed bytes at every lossless level and with every
+shipped model, so a change to any bitstream is a deliberate one.
+
+When a change to a bitstream is intended, bump the predictor revision (lossless) or
+ship new models (lossy), and replace the hashes here in the same commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import latentzip
+from latentzip import data
+from latentzip.image import zoo
+from latentzip.lossless import LEVELS, Compressor, decompress, primer
+
+BLOCK = 1 << 14  # small blocks: the input spans three, one of them stored, the last one short
+
+
+def lossless_input() -> bytes:
+    """40 KiB: English text from the primer, then bytes no model can shrink, then text again."""
+    text = primer.text()
+    noise = b"".join(hashlib.sha256(i.to_bytes(4, "little")).digest() for i in range(BLOCK // 32))
+    return text[1_500_000 : 1_500_000 + BLOCK] + noise + text[1_900_000 : 1_900_000 + BLOCK // 2]
+
+
+def golden_images() -> np.ndarray:
+    """The first 16 test images of scikit-learn's digits, scaled 3x and padded to 28x28."""
+    small = data.load("digits:test").images[:16, :, :, 0]
+    return np.pad(np.kron(small, np.ones((3, 3), np.uint8)), ((0, 0), (2, 2), (2, 2)))
+
+
+def _sha(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+LOSSLESS = {
+    (1, False): "cb114362a7b8710efef7ec13675f9739bfa5af41360ccc2899aa856e9da2261c",
+    (2, False): "2fcdcc27827994f6689b72c6db0f53d2c6eeaf7c999f7b47d9a3c658374573d4",
+    (3, False): "32156e86031de8c7f7df6fbeff31b799599bbf8420ad838f1ff703a2667d7a8a",
+    (4, False): "cbb268d1b05758a20469c3e31cb1dff36f6584404867fc81e8da2ea6fbc78e94",
+    (5, False): "a35f7941e3b0b9337d4cf7eb138d186c49c090cbc9e6c4dbaec39c73b7afb5e6",
+    (6, False): "cacbca66751a3392245d19d7a4bf56dc0f4a012274fbf1791a615a295e521800",
+    (6, True): "3f0a3fe1cae31458b23a8e3037ff628822d6b21a5d6daa5db2218a6a27176019",
+    (7, False): "ced0742174bcc39df234791ff7faf2576fb2e8c4772f555c7ef7a9ff6be22c01",
+    (7, True): "232565c3eb822836547d8c22fb2dc5143c5230cb5d22f0dcd4f8422f78f9d713",
+    (8, False): "9be8d24c25f5c61d6f1496644be3c4ff939671d199e7265524d35f734586aaca",
+    (8, True): "3e24543f50955c3b425ee609248696f5f83c15a58dfa8d597ab950fa02f3e78f",
+    (9, False): "c5317016e3e9d89e7fd9f65a7ed2a83b78fb6b1c8160a83fed69984ca34cccad",
+    (9, True): "656eb4d5f4fff2c4023216799c281b632da68318786bbdda31c5e5267d8c5903",
+}
+
+IMAGES = {
+    "fashion-mnist:q0": "dfeacde5efdcd30e137cd7c8789fc51f3b9b0b809d3118ca6fcc52a2d0462fe1",
+    "fashion-mnist:q1": "321655bec0e738e56fe1b25bf4b3135966ccd5ba640b16b059ca4b6d8a578164",
+    "fashion-mnist:q2": "6ef0de10629f973166fd2a47982d3686671dfdbde59ca099b0b9b1ed6a932e2b",
+    "fashion-mnist:q3": "7dee8de291622800ebca37a1037b27744a2ce3171a7cb4a7d5f3d89a486e7d8e",
+    "fashion-mnist:q4": "30b2f5208067678d380d8a4fe0e6427b90b838ddc4bc10659597d7ab801d8246",
+    "fashion-mnist:q5": "93f32d117eba781fcbf3550f90666a2b93c0a6828710d76cfe5fac4570d4f677",
+    "fashion-mnist:q6": "83f6bfef62e44045730f8ae2471722d693a604e6155db3e06d5f8f7d6840c6f7",
+    "fashion-mnist:q7": "ec5cf53564c6c9ebebc45224e191bce052da8c0b9f4e42cecd2e39d9ff3d9757",
+    "fashion-mnist:q8": "bbe655670d4f88f4bfa01425bbfd3779878b497a073925af9015b72396044667",
+    "mnist:q0": "e399448b24f984da8e776304c0273129c1b9c17f2d72de4aa7a00fa0b9bc854e",
+    "mnist:q1": "4c79a995efdccb198c9e68acde01f31bf216dfa77b14d7836e5a25297dd74919",
+    "mnist:q2": "c90b4af3ddab1902e2c59b3143f5ace4b16f95fd52240aabfffe9b6a70cee84d",
+    "mnist:q3": "ba4aee18e100d8d7d2424ec4ffb4695073106cf3b8dd9819873ea1df22cab187",
+    "mnist:q4": "a7853044117f07a5fd86fde18184aaca78a208ba0d27bff2893e6a6ff19e86e4",
+    "mnist:q5": "6131c03028a1afbea0d9c5a513734141fa138c3c7f5e76c503736b87f6873724",
+    "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
+    "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
+    "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
+}
+
+
+def _lossless_cases() -> list[tuple[int, bool]]:
+    return [(level, primed) for level in sorted(LEVELS) for primed in (False, True)
+            if primed is False or LEVELS[level].primed]
+
+
+@pytest.fixture(scope="module")
+def text() -> bytes:
+    return lossless_input()
+
+
+@pytest.mark.parametrize(("level", "primed"), _lossless_cases())
+def test_lossless_bitstream_is_fixed(text: bytes, level: int, primed: bool) -> None:
+    c = Compressor(level, block_size=BLOCK, primer=primed)
+    blob = c.compress(text) + c.flush()
+    assert (c.blocks, c.stored_blocks) == (3, 1)
+    assert _sha(blob) == LOSSLESS[level, primed]
+    if level in (1, 6):
+        assert decompress(blob) == text
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_shipped_model_bitstream_is_fixed(name: str) -> None:
+    if name not in zoo.names():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    blob = latentzip.load_model(name).encode(golden_images(), [f"digit_{i:02d}.png" for i in range(16)])
+    assert _sha(blob) == IMAGES[name]
+
+
+def test_every_shipped_model_has_a_golden_hash() -> None:
+    assert set(zoo.names()) <= set(IMAGES)
