@@ -48,7 +48,7 @@ with instrumented:
     from latentzip import container
     from latentzip.errors import LatentzipError
     from latentzip.image import catalog
-    from latentzip.image.codec import load_model
+    from latentzip.image.zoo import load_model
     from latentzip.lossless import decompress
 from tests import crafted  # noqa: E402
 

@@ -17,7 +17,7 @@ from latentzip import container
 from latentzip.container import crc32, put_varint
 from latentzip.image import catalog
 
-NAMES, UNIFORM, DEFLATED, REFINED = 1, 2, 4, 8
+NAMES, UNIFORM, DEFLATED, REFINED, QUALITY, ALPHA = 1, 2, 4, 8, 16, 32
 
 
 def deflate(body: bytes) -> bytes:
@@ -31,11 +31,13 @@ def ltz(fingerprint: bytes, catalog_part: bytes, payload: bytes = b"") -> bytes:
 
 
 def image_catalog(count: int, shape: Sequence[int] | None = (28, 28, 1), body: bytes = b"", names: bool = False,
-                  deflated: bool = False, max_error: int | None = None, extra_flags: int = 0) -> bytes:
+                  deflated: bool = False, max_error: int | None = None, extra_flags: int = 0,
+                  quality: int | None = None, alpha_error: int | None = None) -> bytes:
     """A catalog: UNIFORM with `shape` (else the shapes are in `body`), then `body`."""
     flags = extra_flags | (NAMES if names else 0) | (UNIFORM if shape is not None else 0)
     flags |= (DEFLATED if deflated else 0) | (REFINED if max_error is not None else 0)
-    fixed = put_varint(count) + (put_varint(max_error) if max_error is not None else b"")
+    flags |= (QUALITY if quality is not None else 0) | (ALPHA if alpha_error is not None else 0)
+    fixed = put_varint(count) + b"".join(put_varint(v) for v in (max_error, quality, alpha_error) if v is not None)
     fixed += b"".join(put_varint(v) for v in shape) if shape is not None else b""
     return bytes([flags]) + fixed + (deflate(body) if deflated else body)
 
@@ -99,8 +101,9 @@ def catalogs(draw: st.DrawFn, shape: tuple[int, int, int] = (8, 8, 1), images: i
                                    max_size=images + 2))) if named else b""
     body = shapes + names + draw(_mostly(st.just(b""), st.binary(max_size=4)))
     max_error = draw(st.none() | _mostly(st.integers(0, 127), _varints))
+    quality, alpha_error = (draw(st.none() | _mostly(st.integers(0, 7), _varints)) for _ in range(2))
     return image_catalog(count, uniform, body, named, draw(st.booleans()), max_error,
-                         draw(_mostly(st.just(0), st.sampled_from([16, 128]))))
+                         draw(_mostly(st.just(0), st.sampled_from([64, 128]))), quality, alpha_error)
 
 
 @st.composite

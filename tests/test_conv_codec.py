@@ -6,11 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from latentzip import metrics
-from latentzip.errors import FormatError, ModelError
+from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import fixed, latents
 from latentzip.image.train import TrainConfig, train
+
+from .crafted import ltz_files
 
 
 def _colour(digits, count, seed=0):
@@ -132,7 +136,6 @@ def test_alpha_psnr_counts_what_shows():
 
 def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits):
     from latentzip import container
-    from latentzip.errors import LatentzipError
     from latentzip.image import catalog
 
     images = _colour(digits, 3)
@@ -209,3 +212,34 @@ def test_training_says_what_it_chose(digits):
     assert cfg.latent == 3 * 4 ** cfg.levels and cfg.qualities == 6  # every value of an RGB block
     assert result.codec.meta["train"]["arch"] == "conv"
     assert len(result.codec.presets()) == 6
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(blob=st.data())
+def test_crafted_files_for_a_hyperprior_model_raise_only_our_errors(hyper_codec, blob):
+    """Files with valid checksums and random catalogs and payloads, for a model with a
+    quality ladder and the hyperprior: the chunked decoder raises nothing foreign."""
+    crafted = blob.draw(ltz_files(hyper_codec.fingerprint, (16, 16, 3)))
+    try:
+        hyper_codec.decode_named(crafted)
+    except LatentzipError:
+        pass
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.integers(0, 10**6), min_size=1, max_size=3))
+def test_damaged_payloads_of_an_alpha_model_raise_only_our_errors(alpha_codec, digits, flips):
+    """A real file with bytes of its payload changed and its checksum repaired."""
+    from latentzip import container
+
+    images = _colour(digits, 4, seed=14)
+    rgba = np.concatenate([images, np.full(images.shape[:3] + (1,), 200, np.uint8)], axis=-1)
+    header, payload = container.unpack(alpha_codec.encode(rgba), container.Kind.IMAGES)
+    damaged = bytearray(payload)
+    for flip in flips:
+        damaged[flip % len(damaged)] ^= 1 + flip % 255
+    try:
+        alpha_codec.decode(container.pack(container.Kind.IMAGES, header, bytes(damaged)))
+    except LatentzipError:
+        pass

@@ -415,7 +415,7 @@ def train(
         model.train()
         sums = np.zeros(3)
         total = "" if by_clock else f"/{cfg.epochs}"
-        bar = tqdm(range(batches.steps), desc=f"epoch {epoch + 1}{total}", disable=not progress, leave=False)
+        bar = tqdm(range(batches.steps), desc=f"epoch {epoch + 1}{total}", disable=None if progress else True, leave=False)
         t0 = time.monotonic()
         for step in bar:
             # Cosine decay over the run: by the clock, or by the global step alone (then
