@@ -243,3 +243,35 @@ def test_damaged_payloads_of_an_alpha_model_raise_only_our_errors(alpha_codec, d
         alpha_codec.decode(container.pack(container.Kind.IMAGES, header, bytes(damaged)))
     except LatentzipError:
         pass
+
+
+def test_cli_trains_on_rgba_images_of_several_sizes_and_keeps_alpha(tmp_path, digits):
+    """A user's folder of icons with transparency, of mixed sizes: train without flags
+    (but a short budget), encode at a preset, decode, and get the alpha back exactly."""
+    from PIL import Image
+
+    from .conftest import run_cli
+
+    icons = tmp_path / "icons"
+    icons.mkdir()
+    images = _colour(digits, 40, seed=15)
+    for i, im in enumerate(images):
+        alpha = np.where(im.max(axis=-1) > 50, 255, 0).astype(np.uint8)
+        rgba = np.dstack([im, alpha])
+        if i % 3 == 0:
+            rgba = np.pad(rgba, ((0, 5), (0, 2), (0, 0)), mode="edge")
+        Image.fromarray(rgba).save(icons / f"icon{i:02d}.png")
+    model = tmp_path / "icons.model"
+    trained = run_cli("train", "--data", str(icons), "--epochs", "1", "--qualities", "2", "-o", str(model))
+    assert trained.returncode == 0, trained.stderr.decode()
+    said = trained.stderr.decode()
+    assert "training conv" in said and "hyperprior" in said and f"{model}:q2" in said
+    out = tmp_path / "icons.ltz"
+    encoded = run_cli("encode", "-m", f"{model}:q1", str(icons), "-o", str(out))
+    assert encoded.returncode == 0, encoded.stderr.decode()
+    decoded = run_cli("decode", str(out), "-m", str(model), "-o", str(tmp_path / "back"))
+    assert decoded.returncode == 0, decoded.stderr.decode()
+    for path in sorted(icons.iterdir()):
+        original = np.asarray(Image.open(path))
+        back = np.asarray(Image.open(tmp_path / "back" / path.name))
+        assert back.shape == original.shape and np.array_equal(back[..., 3], original[..., 3])

@@ -63,11 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("encode", help="compress images into one .ltz file")
-    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+    p.add_argument("-m", "--model", required=True, help="shipped model name, model file, or MODEL:PRESET (my.model:q3)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
+    p.add_argument("--quality", type=int, default=None, metavar="Q",
+                   help="one of the model's qualities (1 = smallest; default: the model's or preset's own)")
     p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
+    p.add_argument("--alpha-error", type=int, default=None, metavar="D",
+                   help="models with alpha: no alpha value off by more than D levels (default 0: lossless alpha)")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="restore the images of a .ltz file as PNG")
@@ -136,7 +140,8 @@ def _encode(args: argparse.Namespace) -> int:
     _refuse_overwrite(args.output, args.force)
     codec = load_model(args.model)
     named = data.read_images(args.inputs)
-    blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error)
+    blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
+                        quality=args.quality, alpha_error=args.alpha_error)
     write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
