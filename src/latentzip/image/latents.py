@@ -99,6 +99,11 @@ class LatentCodec(nn.Module):
         """Integer tables from the learned densities; returns what the model file stores."""
         raise NotImplementedError
 
+    def start(self, deviations: torch.Tensor) -> None:
+        """Start the densities near the data: `deviations[c]` is the standard deviation of
+        channel c of the latents before gains (from the linear start of the transform)."""
+        raise NotImplementedError
+
     def thaw(self, tables: dict[str, np.ndarray]) -> None:
         """Take the integer tables a model file stores (raises ValueError if damaged)."""
         raise NotImplementedError
@@ -168,6 +173,14 @@ class FactorizedLatents(LatentCodec):
     @property
     def _names(self) -> list[str]:
         return [""] if self._single else [f"{q}." for q in range(self.qualities)]
+
+    @torch.no_grad()
+    def start(self, deviations: torch.Tensor) -> None:
+        """Each quality's density of channel c starts as a logistic of the channel's
+        spread there (a logistic of scale s has deviation 1.81 s), at least 0.2."""
+        for quality in range(self.qualities):
+            gain = self.gains.log_gain[quality].exp() if self.gains is not None else 1.0
+            self.density(quality).start((deviations * gain / 1.81).clamp_min(0.2))
 
     def density(self, quality: int) -> FactorizedPrior:
         return self.prior if self._single else self.priors[quality]

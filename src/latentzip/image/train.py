@@ -38,7 +38,6 @@ from ..data import mismatch
 from ..errors import LatentzipError
 from ..fsio import atomic_writer
 from .codec import ImageCodec
-from .latents import HyperpriorLatents
 from .model import Autoencoder
 from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
 from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_linear
@@ -568,8 +567,7 @@ def _start_from_klt(model: Autoencoder, images: Images, cfg: TrainConfig) -> Non
     # balances it at high rate is about 3.2 / d^2 (calibrated on natural images).
     steps = torch.tensor([math.sqrt(3.2 / lmbda) / 255.0 for lmbda in cfg.ladder()])
     model.latents.gains.set_steps(steps)  # type: ignore[union-attr]
-    if isinstance(model.latents, HyperpriorLatents):
-        model.latents.start(torch.from_numpy(deviations).float())
+    model.latents.start(torch.from_numpy(deviations).float())
 
 
 @torch.no_grad()
