@@ -275,3 +275,25 @@ def test_cli_trains_on_rgba_images_of_several_sizes_and_keeps_alpha(tmp_path, di
         original = np.asarray(Image.open(path))
         back = np.asarray(Image.open(tmp_path / "back" / path.name))
         assert back.shape == original.shape and np.array_equal(back[..., 3], original[..., 3])
+
+
+def test_hostile_presets_and_default_quality_are_refused_by_name(hyper_codec, tmp_path):
+    import json
+
+    from safetensors.torch import save
+
+    from latentzip.image.codec import ImageCodec
+    from latentzip.image.zoo import load_model
+
+    stored = hyper_codec.file
+    for meta, problem in (({"default_quality": "9"}, "damaged"), ({"presets": {"q1": {"quality": "x"}}}, "damaged"),
+                          ({"presets": ["q1"]}, "no preset")):
+        path = tmp_path / "odd.model"
+        path.write_bytes(save(stored.tensors, metadata={
+            "format": "latentzip-image-model", "version": "3", "net": json.dumps(stored.net), "meta": json.dumps(meta)}))
+        with pytest.raises(ModelError, match=problem):
+            load_model(f"{path}:q1")
+    with pytest.raises(ModelError, match="damaged"):
+        ImageCodec.from_bytes(save(stored.tensors, metadata={
+            "format": "latentzip-image-model", "version": "3", "net": json.dumps(stored.net),
+            "meta": json.dumps({"default_quality": 0})}))

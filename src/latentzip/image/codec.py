@@ -59,7 +59,9 @@ class ImageCodec:
         self.refinement = _refine_tables(file, REFINE_PREFIX)
         self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)
         self.max_error: int | None = None  # the bound coding uses when a call names none
-        self.quality = int(self.meta.get("default_quality", self.cfg.qualities))  # likewise, 1-based
+        self.quality = self.meta.get("default_quality", self.cfg.qualities)  # likewise, 1-based
+        if not isinstance(self.quality, int) or not 1 <= self.quality <= self.cfg.qualities:
+            raise ValueError(f"default quality {self.quality!r} of a model with {self.cfg.qualities}")
         try:
             if self.cfg.record.fixed_size:
                 self._fixed: Any = FixedSynthesis(model.synthesis)
@@ -71,11 +73,10 @@ class ImageCodec:
     # --- construction and storage ------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None,
-                   refinement: dict[str, refine.RefineTables] | None = None) -> "ImageCodec":
+    def from_model(cls, model: Autoencoder, meta: dict[str, Any] | None = None) -> "ImageCodec":
         """Round a trained model's weights to what its file stores, freeze its latent
-        codec into integer tables, and wrap it as a codec (with refinement tables, by
-        prefix, if given)."""
+        codec into integer tables, and wrap it as a codec (without refinement tables:
+        see `with_refinement`)."""
         tensors = ModelFile.pack_weights(model.state_dict())
         weights = ModelFile(VERSION, {}, tensors).weights()
         with torch.no_grad():
@@ -85,8 +86,6 @@ class ImageCodec:
         tensors.update({f"tables.{k}": torch.from_numpy(v.astype(np.int32)) for k, v in tables.items()})
         if "tables.inverse_gains" in tensors:  # they need more than 32 bits
             tensors["tables.inverse_gains"] = torch.from_numpy(tables["inverse_gains"].astype(np.int64))
-        for prefix, found in (refinement or {}).items():
-            tensors.update({prefix + k: torch.from_numpy(v) for k, v in found.to_store().items()})
         return cls(model, ModelFile(VERSION, asdict(model.cfg), tensors, dict(meta or {})))
 
     @classmethod
@@ -185,14 +184,18 @@ class ImageCodec:
 
     def presets(self) -> dict[str, dict[str, Any]]:
         """The named presets of this model file (see `with_presets`)."""
-        return dict(self.meta.get("presets", {}))
+        found = self.meta.get("presets")
+        return dict(found) if isinstance(found, dict) else {}
 
     def preset(self, name: str) -> "ImageCodec":
         """A view of this codec that codes at its preset `name` (q1, q2, ...)."""
         found = self.presets().get(name)
         if found is None:
-            raise ModelError(f"{self.label} has no preset {name!r} (it has: {', '.join(self.presets()) or 'none'})")
-        return self.bounded(found["max_error"], found["quality"]).named(f"{self.label}:{name}")
+            raise ModelError(f"{self.label} has no preset {printable(name, 40)} (it has: {', '.join(self.presets()) or 'none'})")
+        bound, quality = (found.get(k) if isinstance(found, dict) else "" for k in ("max_error", "quality"))
+        if not all(v is None or isinstance(v, int) for v in (bound, quality)):
+            raise ModelError(f"{self.label} is damaged (its preset {printable(name, 40)} is not a quality and a bound)")
+        return self.bounded(bound, quality).named(f"{self.label}:{name}")
 
     # --- coding ----------------------------------------------------------------------
 
