@@ -48,7 +48,7 @@ DENSE_MAX_PIXELS = 32 * 32  # larger images train a convolutional model by defau
 TRAIN_MAX_PIXELS = 1 << 28  # pixels a training set may hold in memory as uint8 (256 MiB per channel)
 CROP_MAX = 128  # convolutional models train on random crops of at most this side
 BATCH_PIXELS = 1 << 16  # pixels per convolutional batch: 4 crops of 128, 16 of 64
-EPOCH_STEPS = 100  # a convolutional "epoch": steps between checkpoints
+EPOCH_STEPS = 100  # a convolutional epoch: a crop of every image on average, at least this many steps
 LADDER_LMBDA = 0.3  # the top quality's lmbda; each quality below takes LADDER_RATIO less
 LADDER_RATIO = 3.0
 LADDER_QUALITIES = 6
@@ -300,7 +300,8 @@ def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
 
 class Batches:
     """Where training batches come from: the images themselves (dense models, one size)
-    or random crops with random horizontal flips (convolutional models, any sizes)."""
+    or random crops with random horizontal flips (convolutional models, any sizes; an
+    epoch draws as many crops as there are images, in at least EPOCH_STEPS steps)."""
 
     def __init__(self, images: Images, cfg: TrainConfig):
         self.images, self.cfg = images, cfg
@@ -312,7 +313,7 @@ class Batches:
             self.usable = [i for i, im in enumerate(images) if min(im.shape[:2]) >= crop]
             if not self.usable:
                 raise LatentzipError(f"no training image is at least {crop}x{crop} pixels; pass a smaller --crop")
-            self.steps = EPOCH_STEPS
+            self.steps = max(EPOCH_STEPS, math.ceil(len(self.usable) / cfg.batch_size))  # type: ignore[operator]
 
     def epoch(self, epoch: int) -> "Callable[[int], np.ndarray]":
         """The batch of each step of `epoch`, drawn from (seed, epoch) alone."""
