@@ -297,3 +297,9 @@ def test_hostile_presets_and_default_quality_are_refused_by_name(hyper_codec, tm
         ImageCodec.from_bytes(save(stored.tensors, metadata={
             "format": "latentzip-image-model", "version": "3", "net": json.dumps(stored.net),
             "meta": json.dumps({"default_quality": 0})}))
+
+
+@pytest.mark.parametrize("latent", [1, 3, 64])
+def test_a_hyperprior_never_has_more_slices_than_latents(latent):
+    net = TrainConfig(arch="conv", prior="hyperprior", latent=latent, hidden=(8,)).net(3, 32, 32)
+    assert net.slices == min(4, latent)

@@ -356,6 +356,26 @@ def test_signals_stop_within_a_second_and_clean_up(tmp_path, signum, level):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"] and not out.exists()
 
 
+class _Panic(BaseException):
+    """What PyO3 raises when a signal's exception meets a Rust callback (not an Exception)."""
+
+
+def test_a_signal_a_library_turned_into_a_panic_is_still_an_interruption(monkeypatch, capsys):
+    from latentzip import cli
+
+    def command(args: object) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except cli.Interrupted as exc:
+            raise _Panic("Failed to access NumPy array API capsule") from exc
+        return 0
+
+    monkeypatch.setattr(cli.image, "_models", command)
+    assert cli.main(["models"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == "latentzip: interrupted (SIGTERM)"
+
+
 def test_an_interrupted_decode_leaves_no_staging_directory(tmp_path, dense_codec, digits, model_file):
     path = tmp_path / "many.ltz"
     images = np.concatenate([digits.images] * 30)

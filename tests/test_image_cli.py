@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,6 +67,23 @@ def test_models_lists_shipped_names():
     lines = proc.stdout.decode().splitlines()
     for line in lines:
         assert line.split()[0].count(":") == 1
+
+
+def test_every_architecture_is_offered_and_an_unknown_one_refused(tmp_path):
+    from latentzip.image.transforms import ARCHS
+
+    usage = run_cli("train", "--help").stdout.decode()
+    assert all(name in usage for name in ARCHS)
+    assert_clean_error(run_cli("train", "--data", "digits:50", "--arch", "linear", "-o", str(tmp_path / "m")),
+                       "unknown architecture 'linear'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_line_starts_without_torch():
+    """Lossless verbs never touch a network: parsing must not pay for importing PyTorch
+    (seconds at start and again at exit)."""
+    code = "import sys, latentzip.cli; latentzip.cli.build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_decode_finds_shipped_model_by_fingerprint(tmp_path, shots):

@@ -61,36 +61,52 @@ def _say(text: str) -> None:
         pass
 
 
+_received: list[int] = []  # the stop signal that arrived, if one did
+
+
 def _stop(signum: int, frame: object) -> NoReturn:
     for other in STOP_SIGNALS:  # a second signal must not cut the cleanup short
         signal.signal(other, signal.SIG_IGN)
+    _received.append(signum)
     raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
+    _received.clear()
     previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
         args = build_parser().parse_args(lossless.attach_values(sys.argv[1:] if argv is None else list(argv)))
         return int(args.func(args) or 0)
-    except LatentzipError as exc:
-        _say(f"error: {exc}")
-        return 1
-    except Interrupted as exc:
-        _say(f"interrupted ({signal.Signals(exc.signum).name})")
-        return 128 + exc.signum
-    except BrokenPipeError:
-        return 1
-    except MemoryError:
-        _say("error: out of memory")
-        return 1
-    except Exception as exc:  # a bug: still one line, unless asked for the traceback
-        if os.environ.get(DEBUG_ENV):
+    except (Exception, KeyboardInterrupt) as exc:
+        return _failed(exc)
+    except BaseException as exc:  # SystemExit from argparse, or a library's panic
+        if not _received:
             raise
-        _say(f"internal error: {type(exc).__name__}: {exc} (a bug in latentzip; {DEBUG_ENV}=1 shows where)")
-        return 70
+        return _failed(exc)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _failed(exc: BaseException) -> int:
+    """Say what stopped the command, in one line, and return its exit status."""
+    if _received:
+        # Interrupted, or what a compiled library made of it when the signal landed in a
+        # callback of its own (PyO3 makes a panic of it): the cleanups have run either way.
+        _say(f"interrupted ({signal.Signals(_received[0]).name})")
+        return 128 + _received[0]
+    if isinstance(exc, LatentzipError):
+        _say(f"error: {exc}")
+        return 1
+    if isinstance(exc, BrokenPipeError):
+        return 1
+    if isinstance(exc, MemoryError):
+        _say("error: out of memory")
+        return 1
+    if os.environ.get(DEBUG_ENV) or not isinstance(exc, Exception):  # a bug, unless asked for the traceback
+        raise exc
+    _say(f"internal error: {type(exc).__name__}: {exc} (a bug in latentzip; {DEBUG_ENV}=1 shows where)")
+    return 70
 
 
 if __name__ == "__main__":

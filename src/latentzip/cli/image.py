@@ -14,7 +14,6 @@ from typing import Iterator
 from .. import data
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
-from ..image.transforms import ARCHS
 
 DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs nor --minutes is given
 
@@ -33,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a codec on your images. Every setting left out is chosen from the "
                                    "images and the time budget, and printed.")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
-    p.add_argument("--arch", choices=ARCHS, default=None,
-                   help="network (default: deep for small images of one size, else conv)")
+    p.add_argument("--arch", default=None,  # checked by TrainConfig: the parser must not import torch
+                   help="network: dense, deep, vae or conv (default: deep for small images of one size, else conv)")
     p.add_argument("--prior", choices=("factorized", "hyperprior"), default=None,
                    help="latent codec (default: hyperprior for conv, factorized for dense)")
     p.add_argument("--reg", choices=("none", "sparse", "contractive"), default="none")

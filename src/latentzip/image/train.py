@@ -67,7 +67,8 @@ class TrainConfig:
     levels: int | None = None  # conv only: downsampling steps, each a factor of 2 (None: from the image size, at most 4)
     prior: str | None = None  # "factorized" or "hyperprior" (None: hyperprior for conv)
     qualities: int | None = None  # conv: rungs of the quality ladder (None: 6, or 1 with --lmbda)
-    slices: int = 4  # hyperprior: groups of latents, each conditioned on those before (1: plain hyperprior)
+    slices: int = 4  # hyperprior: groups of latents, each conditioned on those before (1: plain hyperprior;
+    # never more groups than latents)
     reg: str = "none"
     reg_weight: float | None = None  # None = the default for `reg`
     noise: float = 0.0  # denoising: corruption level while training
@@ -109,7 +110,7 @@ class TrainConfig:
         try:
             cfg = NetConfig(self.arch or "conv", self.latent or 1, channels, height, width, tuple(self.hidden or ()),
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
-                            self._hyper(), self.slices if self.prior == "hyperprior" else 1)
+                            self._hyper(), min(self.slices, self.latent or 1) if self.prior == "hyperprior" else 1)
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
