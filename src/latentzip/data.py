@@ -298,7 +298,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def _image_files(directory: Path) -> list[Path]:
-    extensions = _readable_extensions()
+    extensions = readable_extensions()
     files = sorted(
         entry for entry in directory.iterdir()
         if entry.is_file() and not entry.name.startswith(".")
@@ -309,7 +309,7 @@ def _image_files(directory: Path) -> list[Path]:
     return files
 
 
-def _readable_extensions() -> set[str]:
+def readable_extensions() -> set[str]:
     """File extensions of the formats Pillow can open (some it only writes, e.g. PDF)."""
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
@@ -328,16 +328,21 @@ _COLOUR_MODES = {"P", "PA", "RGB", "RGBA"}
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """Decode one image as it is meant to be seen: EXIF rotation applied, first frame only."""
+    return decode_image(path, str(path))
+
+
+def decode_image(source: Path | bytes, shown: str) -> np.ndarray:
+    """Decode one image (a file, or a file's bytes) as it is meant to be seen: EXIF
+    rotation applied, first frame only. `shown` names it in errors."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
-            return _to_array(ImageOps.exif_transpose(image), image.mode, path)
+            return _to_array(ImageOps.exif_transpose(image), image.mode, shown)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path} is not an image latentzip can read ({exc})") from None
+        raise DataError(f"{shown} is not an image latentzip can read ({exc})") from None
 
 
-def _to_array(image: Image.Image, mode: str, path: Path) -> np.ndarray:
+def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
     """Grey or RGB uint8 (H, W, C), with an alpha channel where transparency is actually
     used (C = 2 or 4); an alpha channel that is opaque everywhere is dropped."""
     if mode not in _GREY_MODES | _COLOUR_MODES:

@@ -106,6 +106,16 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = Tru
         raise LatentzipError(f"cannot write {printable(str(path))}: {_reason(exc)}") from None
 
 
+def remove(path: str | os.PathLike[str]) -> None:
+    """Delete a file, or a directory and all in it, never following a link; what cannot
+    be removed stays."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 @contextlib.contextmanager
 def open_input(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, int | None]]:
     """The input stream (stdin for '-') and its size when known. Anything but a regular

@@ -16,9 +16,9 @@ import sys
 from typing import NoReturn
 
 from ..errors import LatentzipError, printable
-from . import apps, image, lossless, report
+from . import apps, bulk, image, lossless, report
 
-FAMILIES = (image, lossless, report, apps)
+FAMILIES = (image, lossless, report, apps, bulk)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 DEBUG_ENV = "LATENTZIP_DEBUG"  # set to see the traceback of an internal error
 

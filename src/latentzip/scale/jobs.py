@@ -1,0 +1,186 @@
+"""Bulk jobs: the inputs cut into shards, one Dask task per shard.
+
+Every input is done exactly once. The plan (sorted names, K to a shard) depends on the
+inputs alone, so a task can run twice without harm: it rewrites the same shard in one
+step. Dask reruns the tasks of a worker that died and retries a task that failed; the
+manifest is made from the plan, one row per input. A shard is finished when its record
+(written after the shard, under `.done/`) matches the plan and the job's settings, so a
+re-run skips finished shards: a stopped job resumes where it was.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import data, metrics
+from ..errors import DataError, FormatError, LatentzipError
+from . import cluster
+from .store import Store
+
+SHARD_SIZE = 1000
+RETRIES = 2  # per task, for failures that are not a worker's death (Dask reruns those)
+DONE = ".done"
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Shard:
+    number: int
+    names: tuple[str, ...]
+
+    @property
+    def file(self) -> str:
+        return f"shard-{self.number:06d}.ltz"
+
+    @property
+    def record(self) -> str:
+        return f"{DONE}/{self.number:06d}.json"
+
+
+@dataclass
+class Job:
+    """What a bulk job did: one row per input (see manifest.py) and its counts."""
+
+    rows: list[Row]
+    shards: int
+    skipped: int  # shards found finished by an earlier run
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(names: list[str], size: int) -> list[Shard]:
+    if size < 1:
+        raise DataError("the shard size must be at least 1")
+    return [Shard(k // size, tuple(names[k:k + size])) for k in range(0, len(names), size)]
+
+
+def run(client: Any, task: Callable[..., list[Row]], shards: list[Shard], done: Store | None,
+        settings: dict[str, Any], progress: bool, **shared: Any) -> tuple[list[Row], int]:
+    """Run `task(shard, **shared)` for each shard not finished under `done`; return every
+    shard's rows in plan order and how many were skipped."""
+    rows: dict[int, list[Row]] = {}
+    if done is not None:
+        for shard in shards:
+            found = _finished(done, shard, settings)
+            if found is not None:
+                rows[shard.number] = found
+    todo = [s for s in shards if s.number not in rows]
+    futures = client.map(_guarded, todo, task=task, retries=RETRIES, pure=False, **shared)
+    position = {future.key: k for k, future in enumerate(futures)}
+    with tqdm(total=len(todo), unit="shard", disable=None if progress else True, leave=False) as bar:
+        for future in cluster.as_completed(futures):
+            shard, result = todo[position[future.key]], future.result()
+            if isinstance(result, LatentzipError):
+                raise result
+            if done is not None:  # the shard is in place: now it counts as finished
+                done.write(shard.record, json.dumps({"settings": settings, "names": shard.names, "rows": result}).encode())
+            rows[shard.number] = result
+            bar.update()
+    return [row for shard in shards for row in rows[shard.number]], len(shards) - len(todo)
+
+
+def _guarded(shard: Shard, task: Callable[..., list[Row]], **shared: Any) -> list[Row] | LatentzipError:
+    """The task's rows, or the error it met in the user's files or models, returned, not
+    raised: Dask retries what raises, and retrying cannot mend a corrupt image."""
+    try:
+        return task(shard, **shared)
+    except LatentzipError as exc:
+        return exc
+
+
+def _finished(done: Store, shard: Shard, settings: dict[str, Any]) -> list[Row] | None:
+    if not done.exists(shard.record):
+        return None
+    try:
+        record = json.loads(done.read(shard.record))
+        if record["settings"] == settings and tuple(record["names"]) == shard.names:
+            return list(record["rows"])
+    except (ValueError, KeyError, TypeError, DataError):
+        pass
+    return None
+
+
+# --- tasks (these run on the workers) -----------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _codec(model: bytes) -> Any:
+    """The codec of a model file's bytes, built once per worker process. One thread per
+    task: the worker's own threads (or processes) are the parallelism."""
+    import torch
+
+    from ..image.codec import ImageCodec
+
+    torch.set_num_threads(1)
+    return ImageCodec.from_bytes(model)
+
+
+def _checksum(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def code_shard(shard: Shard, src: Store, model: bytes, quality: int, max_error: int | None,
+               psnr: bool) -> tuple[bytes, list[Row]]:
+    """The shard's file and its rows."""
+    codec = _codec(model)
+    raws = [src.read(name) for name in shard.names]
+    images = [data.decode_image(raw, f"{src.url}/{name}") for name, raw in zip(shard.names, raws)]
+    blob = codec.encode(images, list(shard.names), max_error=max_error, quality=quality)
+    decoded, bits = codec.reconstruct_with_bits(images, max_error, quality)
+    return blob, [{"name": name, "shard": shard.number, "index": k, "bytes": float(bits[k]) / 8,
+                   "checksum": _checksum(raw), "psnr": _psnr(image, decoded[k]) if psnr else None,
+                   "pixels": image.shape[0] * image.shape[1]}
+                  for k, (name, raw, image) in enumerate(zip(shard.names, raws, images))]
+
+
+def _psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    return min(metrics.psnr(original.reshape(decoded.shape), decoded), metrics.PSNR_CAP)
+
+
+def encode_shard(shard: Shard, src: Store, dst: Store, **coding: Any) -> list[Row]:
+    blob, rows = code_shard(shard, src, **coding)
+    dst.write(shard.file, blob)
+    return rows
+
+
+def eval_shard(shard: Shard, src: Store, **coding: Any) -> list[Row]:
+    """The rows, each with the size of the shard file that would hold it."""
+    blob, rows = code_shard(shard, src, **coding)
+    return [{**row, "file_bytes": len(blob)} for row in rows]
+
+
+def decode_shard(shard: Shard, src: Store, out: Store, model: bytes) -> list[Row]:
+    codec = _codec(model)
+    blob = src.read(shard.file)
+    named = codec.decode_named(blob)
+    if [name for name, _ in named] != list(shard.names):
+        raise FormatError(f"{src.url}/{shard.file} does not hold the images its manifest lists")
+    out.write_tree(_pngs(named))
+    return [{"name": name} for name, _ in named]
+
+
+def _pngs(named: Iterable[tuple[str, np.ndarray]]) -> Iterable[tuple[str, bytes]]:
+    for name, image in named:
+        yield str(PurePosixPath(name).with_suffix(".png")), data.to_png_bytes(image)
+
+
+def compress_shard(shard: Shard, src: Store, dst: Store, level: int) -> list[Row]:
+    from ..lossless import compress
+
+    rows = []
+    for k, name in enumerate(shard.names):
+        raw = src.read(name)
+        blob = compress(raw, level=level)
+        dst.write(f"{name}.lzc", blob)
+        rows.append({"name": name, "shard": shard.number, "index": k, "bytes": float(len(blob)),
+                     "checksum": _checksum(raw), "source_bytes": len(raw)})
+    return rows
