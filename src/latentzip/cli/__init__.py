@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     _received.clear()
     previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
-        args = build_parser().parse_args(lossless.attach_values(sys.argv[1:] if argv is None else list(argv)))
+        given = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser().parse_args(lossless.attach_values(given))
+        args.argv = given  # for a verb that runs itself again (train --procs)
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(exc)

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                    help="where to train (auto: a GPU when PyTorch sees one; mixed precision there)")
+    p.add_argument("--procs", type=int, default=None, metavar="N",
+                   help="train in N processes with PyTorch DDP (as torchrun --nproc-per-node N would); "
+                        "--batch-size is the batch of all of them together")
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, metavar="MODEL")
@@ -99,6 +102,9 @@ def _models(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..image.train import TrainConfig, train
 
+    if args.procs is not None:
+        return _launch(args.procs, args.argv)
+
     minutes = args.minutes if args.minutes is not None or args.epochs is not None else DEFAULT_MINUTES
     cfg = TrainConfig(
         arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
@@ -113,6 +119,8 @@ def _train(args: argparse.Namespace) -> int:
     checkpoint = output.with_name(output.name + ".ckpt")
     result = train(dataset.images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
                    on_start=None if args.quiet else _say_settings)
+    if not result.leader:  # another process of a DDP run: rank 0 writes the model
+        return 0
     result.codec.save(output)
     checkpoint.unlink(missing_ok=True)
     note = " (stopped by --minutes)" if result.stopped_early else ""
@@ -120,6 +128,17 @@ def _train(args: argparse.Namespace) -> int:
     for name, preset in result.codec.presets().items():
         print(f"  {args.output}:{name:<4} {preset['description']}", file=sys.stderr)
     return 0
+
+
+def _launch(procs: int, argv: list[str]) -> int:
+    from ..image.ranks import launch
+
+    rest = [a for k, a in enumerate(argv) if not (a == "--procs" or a.startswith("--procs=")
+                                                 or (k and argv[k - 1] == "--procs"))]
+    code, notes = launch(procs, [sys.executable, "-m", "latentzip", *rest])
+    for note in notes:
+        print(f"latentzip: {note}", file=sys.stderr)
+    return code
 
 
 def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa: F821

@@ -24,14 +24,16 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..data import mismatch
@@ -39,6 +41,7 @@ from ..errors import LatentzipError
 from ..fsio import atomic_writer
 from .codec import ImageCodec
 from .model import Autoencoder
+from .ranks import Ranks, join, leave
 from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
 from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_linear
 
@@ -191,6 +194,7 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     stopped_early: bool = False
     config: TrainConfig | None = None  # what the run used, every setting chosen
+    leader: bool = True  # False in the processes of a DDP run but rank 0's, which write nothing
 
 
 def _device(name: str) -> torch.device:
@@ -224,15 +228,17 @@ def distortion(x_hat: torch.Tensor, x: torch.Tensor, alpha: bool) -> torch.Tenso
     return ((x_hat - x) ** 2).flatten(1).mean(1)
 
 
-def _losses(model: Autoencoder, x: torch.Tensor, cfg: TrainConfig, quality: int, lmbda: float) -> tuple[torch.Tensor, float, float]:
-    """(loss, bpp, psnr) of one batch; the input is corrupted first for denoising."""
+def _losses(forward: Callable[..., Any], alpha: bool, x: torch.Tensor, cfg: TrainConfig, quality: int,
+            lmbda: float) -> tuple[torch.Tensor, float, float]:
+    """(loss, bpp, psnr) of one batch through `forward` (the model, or its DDP wrapper);
+    the input is corrupted first for denoising."""
     noisy = corrupt(x, cfg.noise, cfg.noise_kind)
     if cfg.reg == "contractive":
         noisy = noisy.detach().requires_grad_(True)
-    out = model(noisy, quality)
+    out = forward(noisy, quality)
     pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
     bpp = out.bits.sum() / pixels
-    mse = distortion(out.x_hat, x, model.cfg.has_alpha).mean()
+    mse = distortion(out.x_hat, x, alpha).mean()
     loss = bpp + lmbda * 255.0**2 * mse
     if cfg.reg == "sparse":
         loss = loss + cfg.reg_weight * sparse_penalty(out.y)
@@ -304,11 +310,13 @@ class Batches:
     or random crops with random horizontal flips (convolutional models, any sizes; an
     epoch draws as many crops as there are images, in at least EPOCH_STEPS steps)."""
 
-    def __init__(self, images: Images, cfg: TrainConfig):
-        self.images, self.cfg = images, cfg
+    def __init__(self, images: Images, cfg: TrainConfig, ranks: Ranks = Ranks()):
+        self.images, self.cfg, self.ranks = images, cfg, ranks
         if cfg.dense:
             self.array = np.asarray(images)
-            self.steps = math.ceil(len(self.array) / cfg.batch_size)  # type: ignore[operator]
+            # Several processes take whole global batches only, so that each has a share.
+            whole = math.ceil if ranks.world == 1 else math.floor
+            self.steps = max(1, whole(len(self.array) / cfg.batch_size))  # type: ignore[operator]
         else:
             crop = cfg.crop or CROP_MAX
             self.usable = [i for i, im in enumerate(images) if min(im.shape[:2]) >= crop]
@@ -317,12 +325,14 @@ class Batches:
             self.steps = max(EPOCH_STEPS, math.ceil(len(self.usable) / cfg.batch_size))  # type: ignore[operator]
 
     def epoch(self, epoch: int) -> "Callable[[int], np.ndarray]":
-        """The batch of each step of `epoch`, drawn from (seed, epoch) alone."""
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # the noise of quantization, too
+        """This process's share of the batch of each step of `epoch`: the global batches
+        are drawn from (seed, epoch) alone, the same in every process."""
+        cfg, share = self.cfg, self.ranks.share
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
         if cfg.dense:
             perm = torch.randperm(len(self.array)).numpy()
-            return lambda step: self.array[perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]]  # type: ignore[operator]
+            self._noise(epoch)
+            return lambda step: self.array[share(perm[step * cfg.batch_size : (step + 1) * cfg.batch_size])]  # type: ignore[operator]
         rng = np.random.default_rng([cfg.seed, epoch])
         crop, size = cfg.crop, cfg.batch_size
         plan = []
@@ -331,17 +341,23 @@ class Batches:
             for i in rng.choice(self.usable, size=size):
                 h, w = self.images[i].shape[:2]
                 picks.append((i, int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1)), bool(rng.integers(2))))
-            plan.append(picks)
+            plan.append(share(picks))
         channels = max(im.shape[2] for im in self.images)
+        self._noise(epoch)
 
         def batch(step: int) -> np.ndarray:
-            out = np.empty((size, crop, crop, channels), np.uint8)  # type: ignore[arg-type]
+            out = np.empty((len(plan[step]), crop, crop, channels), np.uint8)  # type: ignore[arg-type]
             for k, (i, top, left, flip) in enumerate(plan[step]):
                 patch = _with_channels(self.images[i][top : top + crop, left : left + crop], channels)  # type: ignore[operator]
                 out[k] = patch[:, ::-1] if flip else patch
             return out
 
         return batch
+
+
+    def _noise(self, epoch: int) -> None:
+        """Seed the noise of quantization (and of --noise) for `epoch`, apart in each process."""
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch + 1_000_003 * self.ranks.rank)
 
 
 def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -370,9 +386,19 @@ def train(
     started = time.monotonic()
     images = _checked(images)
     cfg = choose(cfg, images)
+    device = _device(cfg.device)
+    ranks = join(device)
+    if ranks.world > 1:
+        # DDP's note that a 1x1 convolution's gradient is laid out unlike its bucket: a
+        # copy per step, no error, and not worth a line on every run.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        if cfg.reg == "contractive":
+            raise LatentzipError("--reg contractive needs gradients of gradients, which DDP does not average; "
+                                 "train it in one process")
+        device = torch.device(ranks.device)
+        progress = progress and ranks.leader
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     val, fit = split(images, cfg)
     channels = max(im.shape[2] for im in images)
@@ -383,8 +409,12 @@ def train(
     elif not cfg.dense:
         _start_from_klt(model, fit, cfg)
     model.to(device)
+    # Each step trains one quality, and the side prior of a hyperprior is per quality:
+    # the other qualities' parameters get no gradient in that step.
+    forward = DistributedDataParallel(model, find_unused_parameters=model.cfg.qualities > 1) \
+        if ranks.world > 1 else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    batches = Batches(fit, cfg)
+    batches = Batches(fit, cfg, ranks)
     budget = None if cfg.minutes is None else cfg.minutes * 60
     # Without a number of epochs, a budget is run by the clock: the learning rate decays
     # over the time, and training stops in time to fit the refinement tables.
@@ -397,12 +427,13 @@ def train(
         if ckpt is None or not ckpt.exists():
             raise LatentzipError(f"nothing to resume: checkpoint {ckpt} does not exist")
         start, spent = _load_checkpoint(ckpt, model, opt, cfg)
-    if on_start is not None:
-        on_start(cfg, len(images), str(device))
+    if on_start is not None and ranks.leader:
+        on_start(cfg, len(images), str(device) if ranks.world == 1 else f"{ranks.world} x {device.type}")
     began = started - spent  # a budget counts the whole run, set-up included
 
     def elapsed() -> float:
-        return time.monotonic() - began
+        """Seconds of the run, by rank 0's clock: every process must decide alike."""
+        return ranks.agree(time.monotonic() - began)
 
     limit = None if budget is None else budget * (1 - CLOCK_RESERVE if by_clock else 1)
     ladder = cfg.ladder()
@@ -423,21 +454,22 @@ def train(
             # resuming needs no state), except that a run slower than its budget allows
             # also follows the clock, so it still ends with a small rate.
             progressed = 0.0 if by_clock else (epoch * batches.steps + step) / (cfg.epochs * batches.steps)  # type: ignore[operator]
+            now = elapsed() if limit is not None else 0.0
             if limit is not None:
-                progressed = max(progressed, elapsed() / limit)
+                progressed = max(progressed, now / limit)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progressed, 1.0)))
             quality = (epoch * batches.steps + step) % len(ladder)
             x = _to_tensor(draw(step), device)
             with autocast:
-                loss, bpp, psnr = _losses(model, x, cfg, quality, ladder[quality])
+                loss, bpp, psnr = _losses(forward, model.cfg.has_alpha, x, cfg, quality, ladder[quality])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
-            if limit is not None and elapsed() > limit:
+            if limit is not None and now > limit:
                 stopped_early = not by_clock
                 break
         bar.close()
@@ -454,14 +486,17 @@ def train(
         epoch += 1
         if out_of_time and step + 1 < batches.steps:
             break  # a partial epoch is not checkpointed: --resume redoes it
-        if ckpt is not None:
-            _save_checkpoint(ckpt, model, opt, epoch, cfg, elapsed())
-        if on_epoch is not None:
+        so_far = elapsed()  # in every process: rank 0's clock is broadcast
+        if ckpt is not None and ranks.leader:
+            _save_checkpoint(ckpt, model, opt, epoch, cfg, so_far)
+        ranks.wait()
+        if on_epoch is not None and ranks.leader:
             on_epoch(stats)
         if out_of_time:
             break
     if by_clock:
         cfg = replace(cfg, epochs=epoch)
+    leave()
 
     model.to("cpu").eval()
     meta = {"train": _record(cfg), "history": [asdict(h) for h in history],
@@ -469,7 +504,8 @@ def train(
     codec = ImageCodec.from_model(model, meta=meta)
     # Refinement tables are fitted on training images only, never on validation ones.
     codec = codec.with_refinement(_fit_subset(fit, cfg))
-    return TrainResult(codec.with_presets(_ladder(codec), _validation_images(val, channels)), history, stopped_early, cfg)
+    return TrainResult(codec.with_presets(_ladder(codec), _validation_images(val, channels)), history, stopped_early, cfg,
+                       ranks.leader)
 
 
 def _checked(images: Images) -> Images:
