@@ -219,31 +219,38 @@ class Model:
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
         w0 = (1 << 16) * 3 // (self.n_inputs * 2)
         centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
-        parts = {  # in the order of PARTS
-            "params": [level.table_bits, level.history_bits, level.match_min, level.counter_limit, level.mixer_rate],
-            "kinds": level.contexts,
-            "order0": np.full(256, 1 << 31),  # p16 << 16, by partial byte
+        # (length, initial value: one number, or a pattern repeated over the part)
+        parts: dict[str, tuple[int, int | np.ndarray]] = {  # in the order of PARTS
+            "params": (5, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
+                                    level.mixer_rate])),
+            "kinds": (n_ctx, np.array(level.contexts)),
+            "order0": (256, 1 << 31),  # p16 << 16, by partial byte
             # Bit-history maps (1024 per context), then run maps (32 per context).
-            "history_map": np.full((n_ctx << 10) + (n_ctx << 5), 1 << 15),
+            "history_map": ((n_ctx << 10) + (n_ctx << 5), 1 << 15),
             # The two bytes that last followed each byte, then each pair of bytes.
-            "indirect": np.zeros(256 + 65536),
-            "match_table": np.zeros(1 << (level.history_bits - 2)),
-            "match_sm": np.full(2 * (MATCH_LEN_CAP + 1), 1 << 15),
-            "weights": np.full(sum(MIXER_SETS) * self.n_inputs, w0),
-            "final_weights": np.full(256 * N_MIXERS, (1 << 16) // N_MIXERS),
-            "apm1": np.tile(centre, 256 + 65536),  # order 0, then order 1
-            "apm2": np.tile(centre, 1 << 18),  # hashed order 2 (first quarter), hashed order 3
+            "indirect": (256 + 65536, 0),
+            "match_table": (1 << (level.history_bits - 2), 0),
+            "match_sm": (2 * (MATCH_LEN_CAP + 1), 1 << 15),
+            "weights": (sum(MIXER_SETS) * self.n_inputs, w0),
+            "final_weights": (256 * N_MIXERS, (1 << 16) // N_MIXERS),
+            "apm1": (APM_STEPS * (256 + 65536), centre),  # order 0, then order 1
+            "apm2": (APM_STEPS << 18, centre),  # hashed order 2 (first quarter), hashed order 3
         }
         # Every int64 array lives in one buffer, after the offsets where each starts and
         # the last ends, so that the decoder's per-bit call hands numba one array, not
-        # eleven: unpacking arguments is most of what a call costs.
+        # eleven: unpacking arguments is most of what a call costs. Each part is filled
+        # in place, so building a model never holds a second copy of it.
         head = len(PARTS) + 1
-        bounds = np.cumsum([head, *(len(v) for v in parts.values())])
+        bounds = np.cumsum([head, *(length for length, _ in parts.values())])
         self.ints = np.zeros(int(bounds[-1]), dtype=np.int64)
         self.ints[:head] = bounds
         for k, name in enumerate(PARTS):
             view = self.ints[bounds[k]:bounds[k + 1]]
-            view[:] = parts[name]
+            fill = parts[name][1]
+            if isinstance(fill, np.ndarray):
+                view.reshape(-1, len(fill))[:] = fill
+            elif fill:
+                view[:] = fill
             setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
 
