@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from latentzip import data, decompress, metrics
+from latentzip.errors import LatentzipError
 from latentzip.scale import bulk_compress, bulk_decode, bulk_encode, bulk_eval, cluster, manifest
 from latentzip.scale.store import Store
 
@@ -55,6 +56,11 @@ def test_encode_decode_match_the_plain_codec_and_resume(tmp_path, client, dense_
     bulk_decode(tmp_path / "dst", tmp_path / "out", model=dense_codec, client=client, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(_decoded(tmp_path / "out", names), plain))
     assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) == names
+    with pytest.raises(LatentzipError, match="not empty"):  # its PNGs would be replaced
+        bulk_decode(tmp_path / "dst", tmp_path / "out", model=dense_codec, client=client, progress=False)
+    bulk_decode(tmp_path / "dst", tmp_path / "out", model=dense_codec, force=True, client=client, progress=False)
+    with pytest.raises(LatentzipError, match="not empty"):  # not an earlier run of this job
+        bulk_encode(dense_codec, tmp_path / "src", tmp_path / "out", client=client, progress=False)
 
     shard = tmp_path / "dst" / "shard-000002.ltz"
     before = shard.stat().st_mtime_ns

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                            help="join a running Dask scheduler (tcp://host:8786)")
         v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        if name != "eval":
+            v.add_argument("-f", "--force", action="store_true",
+                           help="write into a target that is not empty (files of the same names are replaced)")
         v.set_defaults(func=func)
         return v
 
@@ -71,7 +74,7 @@ def _encode(args: argparse.Namespace) -> int:
     from ..scale import bulk_encode
 
     job = bulk_encode(args.model, args.src, args.output, quality=args.quality, max_error=args.max_error,
-                      psnr=args.psnr, **_shard_size(args), **_where(args))
+                      psnr=args.psnr, force=args.force, **_shard_size(args), **_where(args))
     _report("image(s)", job, args.output)
     return 0
 
@@ -79,7 +82,7 @@ def _encode(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     from ..scale import bulk_decode
 
-    job = bulk_decode(args.src, args.output, model=args.model, **_where(args))
+    job = bulk_decode(args.src, args.output, model=args.model, force=args.force, **_where(args))
     _report("image(s)", job, args.output)
     return 0
 
@@ -99,6 +102,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace) -> int:
     from ..scale import bulk_compress
 
-    job = bulk_compress(args.src, args.output, level=args.level, **_shard_size(args), **_where(args))
+    job = bulk_compress(args.src, args.output, level=args.level, force=args.force, **_shard_size(args),
+                        **_where(args))
     _report("file(s)", job, args.output)
     return 0

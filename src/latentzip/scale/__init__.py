@@ -52,16 +52,17 @@ def _coding(model: Any, quality: int | None, max_error: int | None) -> tuple[Any
 
 
 def bulk_encode(model: Any, src: Where, dst: Where, shard_size: int = SHARD_SIZE, quality: int | None = None,
-                max_error: int | None = None, psnr: bool = False, client: Any = None, workers: int | None = None,
-                scheduler: str | None = None, progress: bool = True) -> Job:
+                max_error: int | None = None, psnr: bool = False, force: bool = False, client: Any = None,
+                workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> Job:
     """Encode every image under `src` into shards under `dst`, with a manifest. `model`
-    is an ImageCodec or what `load_model` takes; `psnr` adds each image's PSNR."""
+    is an ImageCodec or what `load_model` takes; `psnr` adds each image's PSNR. `dst`
+    must be empty, hold an earlier run to resume, or be written into with `force`."""
     started = time.perf_counter()
     source, target = Store(src), Store(dst)
     codec, coding = _coding(model, quality, max_error)
     shards = jobs.plan(_images(source), shard_size)
     settings = {"kind": "images", "model": codec.fingerprint.hex(), **coding, "psnr": psnr}
-    target.make_root()
+    target.make_root(force, resumable=jobs.DONE)
     with cluster.connect(client, workers, scheduler) as running:
         blob = running.scatter(codec.to_bytes(), broadcast=True)
         rows, skipped = jobs.run(running, jobs.encode_shard, shards, target, settings, progress,
@@ -72,10 +73,11 @@ def bulk_encode(model: Any, src: Where, dst: Where, shard_size: int = SHARD_SIZE
     return Job(rows, len(shards), skipped, time.perf_counter() - started)
 
 
-def bulk_decode(src: Where, out: Where, model: Any = None, client: Any = None, workers: int | None = None,
-                scheduler: str | None = None, progress: bool = True) -> Job:
+def bulk_decode(src: Where, out: Where, model: Any = None, force: bool = False, client: Any = None,
+                workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> Job:
     """Restore the images of a `bulk_encode` output as PNG files under `out`, under their
-    names. `model` is needed only when the shards were not made by a shipped model."""
+    names. `model` is needed only when the shards were not made by a shipped model.
+    `out` must be empty, or be written into (its files replaced) with `force`."""
     from ..image import zoo
     from ..image.codec import file_fingerprint
 
@@ -92,7 +94,7 @@ def bulk_decode(src: Where, out: Where, model: Any = None, client: Any = None, w
             raise ModelError(f"{source.url} was made with a model that is not shipped ({need.hex()}); pass the model")
         model = name
     codec = _codec(model)
-    target.make_root()
+    target.make_root(force)
     with cluster.connect(client, workers, scheduler) as running:
         blob = running.scatter(codec.to_bytes(), broadcast=True)
         written, _ = jobs.run(running, jobs.decode_shard, shards, None, {}, progress, src=source, out=target,
@@ -129,10 +131,10 @@ def bulk_eval(model: Any, src: Where, shard_size: int = SHARD_SIZE, quality: int
 
 
 def bulk_compress(src: Where, dst: Where, level: int | None = None, shard_size: int = SHARD_SIZE,
-                  client: Any = None, workers: int | None = None, scheduler: str | None = None,
+                  force: bool = False, client: Any = None, workers: int | None = None, scheduler: str | None = None,
                   progress: bool = True) -> Job:
     """Compress every file under `src` losslessly to `dst`/NAME.lzc, `shard_size` files
-    to a task, with a manifest."""
+    to a task, with a manifest; `dst` as for `bulk_encode`."""
     from ..lossless import DEFAULT_LEVEL
 
     started = time.perf_counter()
@@ -143,7 +145,7 @@ def bulk_compress(src: Where, dst: Where, level: int | None = None, shard_size: 
     shards = jobs.plan(names, shard_size)
     level = DEFAULT_LEVEL if level is None else level
     settings = {"kind": "files", "level": level}
-    target.make_root()
+    target.make_root(force, resumable=jobs.DONE)
     with cluster.connect(client, workers, scheduler) as running:
         rows, skipped = jobs.run(running, jobs.compress_shard, shards, target, settings, progress,
                                  src=source, dst=target, level=level)

@@ -68,8 +68,16 @@ class Store:
     def exists(self, name: str) -> bool:
         return bool(self.fs.exists(self.path(name)))
 
-    def make_root(self) -> None:
+    def make_root(self, force: bool, resumable: str | None = None) -> None:
+        """Make the root a directory to write into. One that holds anything already is
+        refused (its files could be overwritten) unless `force`, or unless it holds
+        `resumable`, the mark an earlier run of the same job left there."""
         try:
+            if self.fs.isfile(self.root):
+                raise LatentzipError(f"{printable(self.url)} is a file, not a directory")
+            if self.fs.isdir(self.root) and self.fs.ls(self.root) and not force and not (
+                    resumable is not None and self.exists(resumable)):
+                raise LatentzipError(f"{printable(self.url)} is not empty (use -f to write into it)")
             self.fs.makedirs(self.root, exist_ok=True)
         except OSError as exc:
             raise LatentzipError(f"cannot write to {printable(self.url)}: {exc}") from None
