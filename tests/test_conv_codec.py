@@ -303,3 +303,22 @@ def test_hostile_presets_and_default_quality_are_refused_by_name(hyper_codec, tm
 def test_a_hyperprior_never_has_more_slices_than_latents(latent):
     net = TrainConfig(arch="conv", prior="hyperprior", latent=latent, hidden=(8,)).net(3, 32, 32)
     assert net.slices == min(4, latent)
+
+
+@pytest.mark.parametrize(("counts", "channels"), [({1}, 1), ({1, 3}, 3), ({2, 3}, 4), ({1, 2}, 2), ({3, 4}, 4)])
+def test_a_model_gets_the_channels_that_cover_every_image(counts, channels):
+    from latentzip.image.codec import covering_channels
+
+    assert covering_channels(counts) == channels
+
+
+def test_grey_with_alpha_and_opaque_colour_train_one_rgba_model(digits):
+    """Neither kind has all four channels, but a model for both needs them."""
+    colour = _colour(digits, 12, seed=21)
+    grey = [np.dstack([im[..., :1], np.where(im[..., :1] > 60, 255, 0).astype(np.uint8)]) for im in colour[:6]]
+    images = [*grey, *colour[6:]]
+    codec = train(images, TrainConfig(arch="conv", hidden=(8,), qualities=1, epochs=1, seed=2), progress=False).codec
+    assert codec.cfg.channels == 4
+    decoded = codec.decode(codec.encode(images))
+    assert [d.shape for d in decoded] == [im.shape for im in images]
+    assert all(np.array_equal(d[..., 1], im[..., 1]) for d, im in zip(decoded[:6], grey))  # alpha is exact

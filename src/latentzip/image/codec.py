@@ -20,7 +20,7 @@ import copy
 import math
 import os
 from dataclasses import asdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import constriction
 import numpy as np
@@ -145,7 +145,7 @@ class ImageCodec:
         groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {REFINE_PREFIX: [], ALPHA_PREFIX: []}
         for quality in range(1, self.cfg.qualities + 1):
             for start, stop in self._chunks([im.shape for im in batch]):
-                x = np.stack(batch[start:stop])
+                x = _fit_channels(np.stack(batch[start:stop]), self.cfg.channels)
                 base = self._base(self._symbols(x, quality), x.shape, quality)
                 colour, alpha = self._split(x)
                 base_colour, base_alpha = self._split(base)
@@ -508,6 +508,15 @@ def _fits(channels: int, model_channels: int) -> bool:
     colour, alpha = (channels - 1) // 2 * 2 + 1, channels % 2 == 0
     model_colour, model_alpha = (model_channels - 1) // 2 * 2 + 1, model_channels % 2 == 0
     return colour <= model_colour and (model_alpha or not alpha)
+
+
+def covering_channels(counts: Iterable[int]) -> int:
+    """The fewest channels a model needs to code images of each of `counts` channels:
+    colour if any image has colour, alpha if any has alpha (grey + alpha and RGB: RGBA)."""
+    counts = set(counts)
+    colour = any(c >= 3 for c in counts)
+    alpha = any(c % 2 == 0 for c in counts)
+    return (3 if colour else 1) + (1 if alpha else 0)
 
 
 def _fit_channels(x: np.ndarray, channels: int) -> np.ndarray:

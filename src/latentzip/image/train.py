@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..data import mismatch
 from ..errors import LatentzipError
 from ..fsio import atomic_writer
-from .codec import ImageCodec
+from .codec import ImageCodec, covering_channels
 from .model import Autoencoder
 from .ranks import Ranks, join, leave
 from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
@@ -133,7 +133,7 @@ class TrainConfig:
 def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
     """`cfg` with every None filled in from the images: what the run will use."""
     shapes = {im.shape for im in images}
-    channels = max(s[2] for s in shapes)
+    channels = covering_channels(s[2] for s in shapes)
     small = len(shapes) == 1 and next(iter(shapes))[0] * next(iter(shapes))[1] <= DENSE_MAX_PIXELS
     arch = cfg.arch or ("deep" if small else "conv")
     if arch != "conv" and len(shapes) > 1:
@@ -342,7 +342,7 @@ class Batches:
                 h, w = self.images[i].shape[:2]
                 picks.append((i, int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1)), bool(rng.integers(2))))
             plan.append(share(picks))
-        channels = max(im.shape[2] for im in self.images)
+        channels = covering_channels(im.shape[2] for im in self.images)
         self._noise(epoch)
 
         def batch(step: int) -> np.ndarray:
@@ -401,7 +401,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     val, fit = split(images, cfg)
-    channels = max(im.shape[2] for im in images)
+    channels = covering_channels(im.shape[2] for im in images)
     h, w = images[0].shape[:2]
     model = Autoencoder(cfg.net(channels, h, w))
     if cfg.dense and cfg.pca_gain is not None:
