@@ -111,8 +111,9 @@ def launch(procs: int, command: list[str]) -> tuple[int, list[str]]:
         for log in logs:
             log.close()
     failed = [k for k, code in enumerate(codes) if code and k not in stopped]
-    notes = [f"{said[k].removeprefix('latentzip: ') if said[k] else _ended(codes[k])} (training process {k})"
-             for k in failed if k]
+    notes = [] if 0 in failed else [  # rank 0 said its own error, which the others met too
+        f"{said[k].removeprefix('latentzip: ') if said[k] else _ended(codes[k])} (training process {k})"
+        for k in failed]
     first = codes[failed[0]] if failed else 0
     return (128 - first if first < 0 else first), list(dict.fromkeys(notes))
 

@@ -328,8 +328,8 @@ class Batches:
         """This process's share of the batch of each step of `epoch`: the global batches
         are drawn from (seed, epoch) alone, the same in every process."""
         cfg, share = self.cfg, self.ranks.share
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
         if cfg.dense:
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
             perm = torch.randperm(len(self.array)).numpy()
             self._noise(epoch)
             return lambda step: self.array[share(perm[step * cfg.batch_size : (step + 1) * cfg.batch_size])]  # type: ignore[operator]
@@ -353,7 +353,6 @@ class Batches:
             return out
 
         return batch
-
 
     def _noise(self, epoch: int) -> None:
         """Seed the noise of quantization (and of --noise) for `epoch`, apart in each process."""
