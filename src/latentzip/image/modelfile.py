@@ -127,9 +127,23 @@ ShapeCheck = Any  # Callable[[int, dict, dict[str, tuple[int, ...]]], None], rai
 
 def pack(key: str, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """How a model file stores one weight: a transform's matrix or kernel as int8 with a
-    float16 scale per output row (slice along the first axis), anything else as float16."""
+    float16 scale per output row (slice along the first axis), anything else as float16.
+
+    Storing what a file holds stores it unchanged, so a saved model keeps its
+    fingerprint: a row so small that its float16 scale is subnormal can round to other
+    int8 values when packed again, so packing repeats until nothing changes."""
     if value.ndim < 2 or not key.startswith(_PACKED):
         return value.half(), None
+    packed = _pack_rows(value)
+    for _ in range(8):
+        again = _pack_rows(unpack(*packed))
+        if torch.equal(again[0], packed[0]) and torch.equal(again[1], packed[1]):
+            break
+        packed = again
+    return packed
+
+
+def _pack_rows(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = (value.abs().flatten(1).amax(1) / 127).half()
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     rows = scale.float().view(-1, *[1] * (value.ndim - 1))
