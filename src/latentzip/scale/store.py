@@ -9,6 +9,7 @@ real name.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -58,8 +59,13 @@ class Store:
         names = (posixpath.relpath(_plain(self.fs, p), _plain(self.fs, self.root)) for p in found)
         return sorted(n for n in names if _wanted(n, extensions) and not any(p.startswith(".") for p in n.split("/")))
 
+    @functools.cached_property
+    def _single_file(self) -> bool:
+        """Whether the root is one file (asked once: on an object store each question is a request)."""
+        return bool(self.fs.isfile(self.root))
+
     def read(self, name: str) -> bytes:
-        where = self.path(name) if self.fs.isdir(self.root) else self.root
+        where = self.root if self._single_file else self.path(name)
         try:
             return self.fs.cat_file(where)
         except OSError as exc:
