@@ -86,6 +86,25 @@ def test_the_command_line_starts_without_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+
+def test_checking_a_model_file_stays_cheap():
+    """Loading a model builds its network on the meta device to check the stored shapes.
+    Arithmetic on meta tensors pulls in PyTorch's symbolic-shape machinery (sympy), which
+    once cost every command and every bulk worker about 3 s: constructors must only fill."""
+    code = """
+import sys, torch
+from latentzip.image.model import Autoencoder
+from latentzip.image.train import TrainConfig
+from latentzip.image.transforms import ARCHS
+for arch in ARCHS:
+    for prior in ("factorized", "hyperprior") if arch == "conv" else ("factorized",):
+        with torch.device("meta"):
+            Autoencoder(TrainConfig(arch=arch, prior=prior, latent=8, hidden=(8,), qualities=2).net(4, 32, 32))
+print('sympy' in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
 def test_decode_finds_shipped_model_by_fingerprint(tmp_path, shots):
     from latentzip.image import zoo
 

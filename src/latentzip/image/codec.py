@@ -210,6 +210,12 @@ class ImageCodec:
         `bounded`; a plain model has none). Alpha, for models with alpha, is always
         kept within `alpha_error` (default 0: lossless). The other methods take these
         the same way."""
+        return self.encode_with_bits(images, names, max_error, quality, alpha_error)[0]
+
+    def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
+                         quality: int | None = None, alpha_error: int | None = None) -> tuple[bytes, np.ndarray]:
+        """`encode`, and what each image costs in the file (as `code_bits`) from the same
+        pass: a bulk manifest lists both, and a second analysis pass would double its work."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
@@ -219,15 +225,17 @@ class ImageCodec:
         header = self.fingerprint + catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error, alpha_error)
+        bits = np.zeros(len(batch))
         for start, stop in self._chunks([im.shape for im in batch]):
             x = np.stack(batch[start:stop])
             symbols = self._symbols(x, quality)
             self.model.latents.write(encoder, symbols, quality - 1)
+            bits[start:stop] = self.model.latents.bits(symbols, quality - 1)
             if walks:
-                self._refine(walks, x, self._base(symbols, x.shape, quality), encoder=encoder)
+                self._refine(walks, x, self._base(symbols, x.shape, quality), encoder=encoder, bits=bits[start:stop])
         blob = container.pack(container.Kind.IMAGES, header, finish(encoder))
         catalog.check(cat, len(blob))
-        return blob
+        return blob, bits
 
     def decode(self, blob: bytes) -> list[np.ndarray]:
         """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise."""
@@ -464,8 +472,9 @@ class ImageCodec:
 
     def _refine(self, walks: list[tuple[str, refine.Walk]], x: np.ndarray | None, base: np.ndarray,
                 encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None) -> np.ndarray:
-        """Code (encoder), decode (decoder) or price (bits) one chunk's refinement layers
-        over the base reconstruction; returns the restored chunk (n, H, W, C')."""
+        """Code (encoder), decode (decoder) or only price one chunk's refinement layers
+        over the base reconstruction, adding their cost to `bits` when given; returns
+        the restored chunk (n, H, W, C')."""
         original = None if x is None else _fit_channels(x, self.cfg.channels)
         parts = dict(zip(("colour", "alpha"), self._split(base)))
         truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
@@ -475,10 +484,9 @@ class ImageCodec:
                 q = walk.decode(decoder, guide)
             else:
                 q = refine.quantize(truth[part].astype(np.int16) - guide, walk.max_error)
-                if encoder is not None:
-                    walk.encode(encoder, guide, q)
+                cost = walk.encode(encoder, guide, q) if encoder is not None else walk.costs(guide, q)
                 if bits is not None:
-                    bits += walk.costs(guide, q)
+                    bits += cost
             parts[part] = refine.restore(guide, q, walk.max_error)
         colour, alpha = parts["colour"], parts.get("alpha")
         return colour if alpha is None else np.concatenate([colour, alpha], axis=-1)

@@ -57,7 +57,7 @@ class FactorizedPrior(nn.Module):
         for i in range(len(dims) - 1):
             init = float(np.log(np.expm1(1.0 / scale / dims[i + 1])))
             self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
-            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            self.biases.append(nn.Parameter(torch.empty(channels, dims[i + 1], 1).uniform_(-0.5, 0.5)))
             if i < len(dims) - 2:
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
 

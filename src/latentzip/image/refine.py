@@ -144,9 +144,10 @@ class Walk:
         self.counts = _allocate(self.prior)
         self._models: dict[int, constriction.stream.model.Categorical] = {}
 
-    def encode(self, encoder: constriction.stream.queue.RangeEncoder, guides: np.ndarray, q: np.ndarray) -> None:
-        """Append the symbols q of one group of images (shaped like `guides`)."""
-        self._run(guides, q=q, encoder=encoder)
+    def encode(self, encoder: constriction.stream.queue.RangeEncoder, guides: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Append the symbols q of one group of images (shaped like `guides`); returns
+        what each image's symbols cost (ideal code length, in bits)."""
+        return self._run(guides, q=q, encoder=encoder)[1]
 
     def decode(self, decoder: Decoder, guides: np.ndarray) -> np.ndarray:
         """The symbols q of one group of images, shaped like `guides`."""
@@ -163,7 +164,8 @@ class Walk:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The walk over one group: decode (with `decoder`) or, with the symbols `q`
         known, encode them (with `encoder`) or just price them. Returns the symbols and
-        each image's cost in bits (zero unless pricing)."""
+        each image's cost in bits (zero when decoding). The walk learns as it goes, so
+        symbols are priced in the same pass that codes them."""
         n = len(guides)
         base = (self.tables.context(guides) * CLASSES).astype(np.int16).reshape(n, -1)
         passes = _pass_layout(*guides.shape[1:])
@@ -197,8 +199,7 @@ class Walk:
                         ranked = symbols[order]
                         for c, lo, hi in runs:
                             encoder.encode(ranked[lo:hi], self._model(c))
-                    else:
-                        bits[start:stop] += -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
+                    bits[start:stop] += -np.log2(self.counts[ctx, symbols] / TOTAL).reshape(stop - start, -1).sum(1)
                 seen_ctx.append(ctx)
                 seen_sym.append(symbols)
             self._learn(np.concatenate(seen_ctx), np.concatenate(seen_sym))

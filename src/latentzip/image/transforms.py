@@ -91,7 +91,7 @@ class GDN(nn.Module):
         super().__init__()
         self.inverse = inverse
         self.beta = nn.Parameter(torch.ones(channels))
-        self.gamma = nn.Parameter(0.1 * torch.eye(channels))
+        self.gamma = nn.Parameter(torch.zeros(channels, channels).fill_diagonal_(0.1))
 
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(beta, gamma) as the layer uses them: both non-negative."""

@@ -134,8 +134,8 @@ def code_shard(shard: Shard, src: Store, model: bytes, quality: int, max_error: 
     codec = _codec(model)
     raws = [src.read(name) for name in shard.names]
     images = [data.decode_image(raw, f"{src.url}/{name}") for name, raw in zip(shard.names, raws)]
-    blob = codec.encode(images, list(shard.names), max_error=max_error, quality=quality)
-    decoded, bits = codec.reconstruct_with_bits(images, max_error, quality)
+    blob, bits = codec.encode_with_bits(images, list(shard.names), max_error=max_error, quality=quality)
+    decoded = codec.decode(blob) if psnr else []
     return blob, [{"name": name, "shard": shard.number, "index": k, "bytes": float(bits[k]) / 8,
                    "checksum": _checksum(raw), "psnr": _psnr(image, decoded[k]) if psnr else None,
                    "pixels": image.shape[0] * image.shape[1]}
