@@ -10,7 +10,7 @@ prose, the hardest case for the codec, is freshest in the model. Changing its by
 changes every primed file: bump PRIMER_ID and PRIMER_SHA256 in primer.py with it.
 
 The prior is what coding the primer in full teaches the mixers and maps. It must be
-rebuilt whenever the predictor changes (PREDICTOR_REVISION is stored in it); it takes
+rebuilt whenever the mixing predictor changes (its REVISION is stored in it); it takes
 about a minute.
 """
 
@@ -26,9 +26,9 @@ import numpy as np
 from safetensors.numpy import save as save_tensors
 
 from latentzip.fsio import atomic_writer
-from latentzip.lossless import DEFAULT_LEVEL, LEVELS, PREDICTOR_REVISION, primer
+from latentzip.lossless import DEFAULT_LEVEL, LEVELS, primer
 from latentzip.lossless.coder import encode_block
-from latentzip.lossless.predict import Model
+from latentzip.lossless.predict import REVISION, Model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -52,7 +52,7 @@ def build_prior(text: bytes) -> dict[str, np.ndarray]:
     for name in primer.PRIOR_ARRAYS:
         value = getattr(model, name)
         tensors[name] = value.astype(np.int32) if np.abs(value).max() < 2 ** 31 else value
-    tensors["revision"] = np.array([PREDICTOR_REVISION], dtype=np.int64)
+    tensors["revision"] = np.array([REVISION], dtype=np.int64)
     return tensors
 
 

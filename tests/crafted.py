@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from latentzip import container
 from latentzip.container import crc32, put_varint
 from latentzip.image import catalog
+from latentzip.lossless import PREDICTOR_REVISION
 
 NAMES, UNIFORM, DEFLATED, REFINED, QUALITY, ALPHA = 1, 2, 4, 8, 16, 32
 
@@ -52,7 +53,7 @@ def delta_record(deltas: Sequence[int]) -> bytes:
     return b"\1" + b"".join(put_varint(d * 2 if d >= 0 else -d * 2 - 1) for d in deltas)
 
 
-def lzc_header(revision: int = 4, level: int = 1, block_size: int = 1 << 20, primer: int = 0) -> bytes:
+def lzc_header(revision: int = PREDICTOR_REVISION, level: int = 1, block_size: int = 1 << 20, primer: int = 0) -> bytes:
     fields = b"".join(put_varint(v) for v in (revision, level, block_size, primer))
     return container.bytes_header(fields)
 
@@ -120,7 +121,7 @@ def lzc_files(draw: st.DrawFn) -> bytes:
     random header fields and a run of records whose checksums are right."""
     level = draw(_mostly(st.just(1), st.integers(0, 12)))
     primer = draw(_mostly(st.just(0), _varints.filter(lambda p: p != 1 or level < 6)))
-    header = lzc_header(draw(_mostly(st.just(4), st.integers(0, 9))), level, draw(_mostly(st.just(64), _varints)),
+    header = lzc_header(draw(_mostly(st.just(PREDICTOR_REVISION), st.integers(0, 9))), level, draw(_mostly(st.just(64), _varints)),
                         primer)
     records, total, stored = [], 0, b""
     for _ in range(draw(st.integers(0, 3))):

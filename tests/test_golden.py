@@ -37,20 +37,21 @@ def _sha(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+# Revision 5 changed levels 1-3; at levels 4-9 only the header's revision field (and CRC) changed.
 LOSSLESS = {
-    (1, False): "cb114362a7b8710efef7ec13675f9739bfa5af41360ccc2899aa856e9da2261c",
-    (2, False): "2fcdcc27827994f6689b72c6db0f53d2c6eeaf7c999f7b47d9a3c658374573d4",
-    (3, False): "32156e86031de8c7f7df6fbeff31b799599bbf8420ad838f1ff703a2667d7a8a",
-    (4, False): "cbb268d1b05758a20469c3e31cb1dff36f6584404867fc81e8da2ea6fbc78e94",
-    (5, False): "a35f7941e3b0b9337d4cf7eb138d186c49c090cbc9e6c4dbaec39c73b7afb5e6",
-    (6, False): "cacbca66751a3392245d19d7a4bf56dc0f4a012274fbf1791a615a295e521800",
-    (6, True): "3f0a3fe1cae31458b23a8e3037ff628822d6b21a5d6daa5db2218a6a27176019",
-    (7, False): "ced0742174bcc39df234791ff7faf2576fb2e8c4772f555c7ef7a9ff6be22c01",
-    (7, True): "232565c3eb822836547d8c22fb2dc5143c5230cb5d22f0dcd4f8422f78f9d713",
-    (8, False): "9be8d24c25f5c61d6f1496644be3c4ff939671d199e7265524d35f734586aaca",
-    (8, True): "3e24543f50955c3b425ee609248696f5f83c15a58dfa8d597ab950fa02f3e78f",
-    (9, False): "c5317016e3e9d89e7fd9f65a7ed2a83b78fb6b1c8160a83fed69984ca34cccad",
-    (9, True): "656eb4d5f4fff2c4023216799c281b632da68318786bbdda31c5e5267d8c5903",
+    (1, False): "096c1ee435a7b69c32d5bb71f91aecdec9e4b0ff2e5b8e55474c2dace0ef61e7",
+    (2, False): "d9a1fa303a9f279b637454137c78ccaeca1cc871dbf5aa4ff4856a5ad02a35d4",
+    (3, False): "261eda29c8520df09a7a69d66686412a9d9fa5eca12ccac5d32884186af009d4",
+    (4, False): "330bd9cc3daf6ab836586a3ad3dcef6baeda335a38d1cda49e16e16a062f7fed",
+    (5, False): "8a7b1c37114bb327416774a458b4bf1c1811a6142512bc13de4ab8d3538383d7",
+    (6, False): "3b44655fa09bb8dd1b528614beb22614bcbd3b85b67fd4357a803df3ca2a038a",
+    (6, True): "b39a72f1520e01146a6dbe56314dd010964a21bd145b58b9c7959f880bb4b9d7",
+    (7, False): "d7d9dc26dd90ea1e8eb06402f8d44becded3c15089946f9467cf29833a69b96d",
+    (7, True): "144a805ea4f401c0d37bd6dfc895c5fd526a9a34f69fe35d90f506898798e212",
+    (8, False): "d28192d343b4089b5fb7bd41d47a2326e44f3cecbc24ac022d2b485423864260",
+    (8, True): "d6ae86500aa4e6255a580e2d357922724279a184614d5f21061af03ae493bec7",
+    (9, False): "68bbdf2c07c100c4c3fc9e686519f8d23ffe66c0a14e8fd87810669b7ed8919e",
+    (9, True): "77fe6826ce34901398970deb6447a91c4106dc5a581ac5bc13afaad0be57c007",
 }
 
 IMAGES = {

@@ -26,8 +26,8 @@ from latentzip.image import catalog
 from latentzip.image.codec import ImageCodec
 from latentzip.image.model import Autoencoder
 from latentzip.image.transforms import NetConfig
-from latentzip.lossless import LEVELS, Compressor, Decompressor, compress, decompress
-from latentzip.lossless.predict import Model
+from latentzip.lossless import Compressor, Decompressor, compress, decompress
+from latentzip.lossless.predict import LEVELS as MIXING_LEVELS, Model
 
 from .conftest import assert_clean_error, run_cli
 from .crafted import block_record, catalogs, delta_record, image_catalog, ltz, ltz_files, lzc_files, lzc_header, \
@@ -336,12 +336,12 @@ def _cpu_seconds(pid: int) -> tuple[float, str]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU times from /proc")
 @pytest.mark.parametrize(("signum", "level"), [(signal.SIGTERM, "-1"), (signal.SIGHUP, "-6"), (signal.SIGINT, "-1")])
 def test_signals_stop_within_a_second_and_clean_up(tmp_path, signum, level):
-    """Level 1 is stopped while it codes a 2 MiB block, level 6 while it learns the primer.
+    """Level 1 is stopped while it codes 2 MiB blocks, level 6 while it learns the primer.
     Time is counted in CPU seconds, which a busy machine does not stretch."""
     decompress(compress(_text(3000), level=1))  # the compiled code is cached before the clock runs
-    Model(LEVELS[1]).prime(_text(100))
+    Model(MIXING_LEVELS[6]).prime(_text(100))
     source = tmp_path / "in.txt"
-    source.write_bytes(_text(2 << 20))
+    source.write_bytes(_text(16 << 20))  # level 1 codes a MiB a second or so: it must still be at work
     out = tmp_path / "in.txt.lzc"
     proc = subprocess.Popen([sys.executable, "-m", "latentzip", "compress", level, "--primer", "--block-size",
                              str(2 << 20), str(source)], stderr=subprocess.PIPE)

@@ -266,3 +266,9 @@ def test_older_predictor_revision_is_refused_by_name() -> None:
     blob = container.bytes_header(fields) + container.end_record(0, 0)
     with pytest.raises(FormatError, match=f"revision {PREDICTOR_REVISION - 1}"):
         decompress(blob)
+
+
+def test_revision_4_files_still_decode_at_the_levels_whose_predictor_is_unchanged() -> None:
+    fields = b"".join(container.put_varint(v) for v in (4, 4, 4096, 0))
+    blob = container.bytes_header(fields) + container.end_record(0, 0)
+    assert decompress(blob) == b""

@@ -11,32 +11,37 @@
     compress_stream(src, dst, level)              # file objects
     decompress_stream(src, dst)
 
-A context-mixing predictor (predict.py) learns the data while it codes it; the decoder
-replays it exactly. Nothing is stored but the bitstream: no weights. From level 6 up the
-model first learns a built-in primer text (primer.py), on inputs large enough to earn
-that back or when asked (`primer=True`). A block the model cannot shrink is stored as is,
-so output never grows by more than a few bytes per block.
+A context-mixing predictor learns the data while it codes it; the decoder replays it
+exactly. Nothing is stored but the bitstream: no weights. Levels 1-3 use a small model
+compiled together with its arithmetic coder (fast.py); levels 4-9 a large one
+(predict.py, coded by coder.py). From level 6 up the model first learns a built-in
+primer text (primer.py), on inputs large enough to earn that back or when asked
+(`primer=True`). A block the model cannot shrink is stored as is, so output never grows
+by more than a few bytes per block.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import BinaryIO, Callable
-
-import numpy as np
+from typing import BinaryIO, Callable, Protocol
 
 from .. import container
 from ..errors import FormatError, LimitError
 from . import primer as _primer
-from .coder import decode_block, encode_block
-from .predict import DEFAULT_LEVEL, LEVELS, Model
+from .coder import MixingCoder
+from .fast import FAST_LEVELS, FastLevel, FastModel
+from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level
 
 __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
            "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE"]
 
 BLOCK_SIZE = 1 << 20
-# Bumped whenever the predictor changes what it predicts: old files then fail loudly.
-PREDICTOR_REVISION = 4
+# The header's predictor revision, bumped whenever a level's predictor changes what it
+# predicts, so that old files fail loudly. 5: levels 1-3 became the fast model. Files of
+# revision 4 still decode at levels 4-9, whose predictor (predict.REVISION) is unchanged.
+PREDICTOR_REVISION = 5
+_STILL_READ = {4: set(MIXING_LEVELS)}
+LEVELS: dict[int, FastLevel | Level] = {**FAST_LEVELS, **MIXING_LEVELS}
 _CHUNK = 1 << 16
 # Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
 # range coder's final state). The predictor's probabilities stop at 4095/4096, so every
@@ -49,26 +54,36 @@ _CODER_STATE = 16
 Progress = Callable[[int], None]
 
 
+class BlockCoder(Protocol):
+    """What a level's model does with a stream's blocks; it learns from each in turn."""
+
+    def encode(self, data: bytes, progress: Progress | None = None) -> bytes:
+        """The coded block, or b"" when coding does not shrink it (it is stored)."""
+
+    def learn(self, data: bytes, progress: Progress | None = None) -> None:
+        """Learn a stored block exactly as encoding it would have."""
+
+    def decode(self, payload: bytes, n: int, progress: Progress | None = None) -> bytes: ...
+
+
 def _fields(level: int, block_size: int, primer_id: int) -> bytes:
     return b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, level, block_size, primer_id))
 
 
-def _new_model(level: int, primed: bool) -> Model:
+def _new_model(level: int, primed: bool) -> BlockCoder:
     """A fresh model for a stream; both sides build it the same way."""
-    model = Model(LEVELS[level])
+    config = LEVELS[level]
+    if isinstance(config, FastLevel):
+        return FastModel(config)
+    coder = MixingCoder(config)
     if primed:
-        model.prime(_primer.text())
-        for name, value in _primer.prior(PREDICTOR_REVISION).items():
-            target = getattr(model, name)
+        coder.model.prime(_primer.text())
+        for name, value in _primer.prior(MIXING_REVISION).items():
+            target = getattr(coder.model, name)
             if target.shape != value.shape:
                 raise FormatError(f"the built-in prior does not fit level {level} ({name}); reinstall latentzip")
             target[:] = value
-    return model
-
-
-def _learn_stored(model: Model, data: bytes, progress: Progress | None) -> None:
-    """Teach the model a block that was stored raw, exactly as encoding it would have."""
-    encode_block(model, data, progress)
+    return coder
 
 
 class Compressor:
@@ -86,7 +101,7 @@ class Compressor:
         self.progress = progress
         self.primer = primer
         self.primed = False
-        self._model: Model | None = None
+        self._model: BlockCoder | None = None
         self._pending = bytearray()
         self._finished = False
         self._total = 0
@@ -131,10 +146,9 @@ class Compressor:
 
     def _block(self, data: bytes) -> bytes:
         assert self._model is not None
-        words = encode_block(self._model, data, self.progress)
-        payload = words.astype("<u4").tobytes()
+        payload = self._model.encode(data, self.progress)
         mode = container.BLOCK_CODED
-        if len(payload) >= len(data):
+        if not payload:
             payload, mode = data, container.BLOCK_STORED
             self.stored_blocks += 1
         self.blocks += 1
@@ -155,7 +169,7 @@ class Decompressor:
         self.progress = progress
         self.max_length = max_length
         self._buf = bytearray()
-        self._model: Model | None = None
+        self._model: BlockCoder | None = None
         self.level: int | None = None
         self._block_size = 0
         self._total = 0
@@ -199,10 +213,11 @@ class Decompressor:
             return False
         fields, used = got
         reader = container.Reader(fields, what="header")
-        revision = reader.varint()
-        if revision != PREDICTOR_REVISION:
-            raise FormatError(f"this file needs predictor revision {revision}; this build has {PREDICTOR_REVISION}")
-        level, block_size, primer_id = reader.varint(), reader.varint(), reader.varint()
+        revision, level = reader.varint(), reader.varint()
+        if revision != PREDICTOR_REVISION and level not in _STILL_READ.get(revision, ()):
+            raise FormatError(f"this file needs predictor revision {revision} at level {level}; "
+                              f"this build has {PREDICTOR_REVISION}")
+        block_size, primer_id = reader.varint(), reader.varint()
         if level not in LEVELS:
             raise FormatError(f"latentzip file is corrupt (unknown level {level})")
         window = 1 << LEVELS[level].history_bits
@@ -223,18 +238,12 @@ class Decompressor:
             if len(record.payload) != record.n:
                 raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
             data = record.payload
-            _learn_stored(self._model, data, self.progress)
+            self._model.learn(data, self.progress)
         else:
-            if len(record.payload) % 4:
-                raise FormatError("latentzip file is corrupt (coded block is not whole words)")
             if record.n > _CODED_RATIO * (len(record.payload) + _CODER_STATE):
                 raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload "
                                   "can hold)")
-            words = np.frombuffer(record.payload, dtype="<u4").astype(np.uint32)
-            try:
-                data = decode_block(self._model, words, record.n, self.progress)
-            except AssertionError:  # constriction's word for a bitstream no model could have made
-                raise FormatError("latentzip file is corrupt (the coded data cannot be decoded)") from None
+            data = self._model.decode(record.payload, record.n, self.progress)
         if container.crc32(data) != record.data_crc:
             raise FormatError("restored data does not match its checksum: the file is damaged "
                               "or was written by an incompatible build")

@@ -18,7 +18,9 @@ from typing import Callable
 import numpy as np
 import constriction
 
-from .predict import CALL_BITS, Model, run_known, start, step
+from ..errors import FormatError
+
+from .predict import CALL_BITS, Level, Model, run_known, start, step
 
 _FAMILY = constriction.stream.model.Bernoulli(perfect=False)
 _SCALE = 1.0 / 4096.0
@@ -103,3 +105,27 @@ def decode_block(model: Model, words: np.ndarray, n: int,
     if progress is not None:
         progress(n - reported)
     return out
+
+
+class MixingCoder:
+    """Levels 4-9: the mixing predictor of predict.py driving constriction's coder, with
+    the interface every level's coder has (see `lossless.BlockCoder`)."""
+
+    def __init__(self, level: Level) -> None:
+        self.model = Model(level)
+
+    def encode(self, data: bytes, progress: Callable[[int], None] | None = None) -> bytes:
+        """The coded block, or b"" when it would not be shorter (the model learned it anyway)."""
+        payload = encode_block(self.model, data, progress).astype("<u4").tobytes()
+        return payload if len(payload) < len(data) else b""
+
+    def learn(self, data: bytes, progress: Callable[[int], None] | None = None) -> None:
+        encode_block(self.model, data, progress)
+
+    def decode(self, payload: bytes, n: int, progress: Callable[[int], None] | None = None) -> bytes:
+        if len(payload) % 4:
+            raise FormatError("latentzip file is corrupt (coded block is not whole words)")
+        try:
+            return decode_block(self.model, np.frombuffer(payload, dtype="<u4").astype(np.uint32), n, progress)
+        except AssertionError:  # constriction's word for a bitstream no model could have made
+            raise FormatError("latentzip file is corrupt (the coded data cannot be decoded)") from None

@@ -66,6 +66,8 @@ from numba import njit
 
 # --- 1. fixed-point helpers --------------------------------------------------------------
 
+# Bumped whenever this predictor changes what it predicts; the built-in prior is made for it.
+REVISION = 4
 M32 = 0xFFFFFFFF
 PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
@@ -148,16 +150,13 @@ class Level:
     primed: bool = False  # whether the model may learn the built-in primer before coding
 
 
-# Segment counts shape decoding speed, tables shape memory; every level stays under 2 GB.
-# From level 6 up, a block is one segment and the model may start from the built-in primer
+# Levels 4-9 (levels 1-3 are the fast model of fast.py). Segment counts shape decoding
+# speed, tables shape memory; every level stays under 2 GB. From level 6 up, a block is one segment and the model may start from the built-in primer
 # (primer.py); levels 7-9 look for repeats further back (a larger window, like xz's
 # dictionary, which only matters beyond 16 MB of input) and 9 follows only longer ones.
 _ALL = (O1, O2, O3, O4, O5, O6, O8, WORD, WORD2, WORD3, WORDSKIP, SPARSE, COLUMN, RECUR, SKIP, INDENT, MATCHED, IND1,
         IND2, TAG, MASK)
 LEVELS: dict[int, Level] = {
-    1: Level((O1, O2, O3, O4, WORD), 18, 22, 6, 250, 10, 32, 1 << 13),
-    2: Level((O1, O2, O3, O4, O6, WORD), 19, 22, 6, 250, 10, 32, 1 << 13),
-    3: Level((O1, O2, O3, O4, O6, WORD, SPARSE, INDENT), 19, 23, 6, 250, 10, 24, 1 << 14),
     4: Level((O1, O2, O3, O4, O5, O6, WORD, WORD2, SPARSE, INDENT), 20, 23, 6, 250, 10, 16, 1 << 14),
     5: Level(_ALL, 20, 24, 6, 250, 10, 8, 1 << 15),
     6: Level(_ALL, 20, 24, 6, 250, 10, 1, 1 << 16, primed=True),
