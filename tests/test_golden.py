@@ -40,7 +40,7 @@ def _sha(blob: bytes) -> str:
 # Revision 5 changed levels 1-3; at levels 4-9 only the header's revision field (and CRC) changed.
 LOSSLESS = {
     (1, False): "096c1ee435a7b69c32d5bb71f91aecdec9e4b0ff2e5b8e55474c2dace0ef61e7",
-    (2, False): "d9a1fa303a9f279b637454137c78ccaeca1cc871dbf5aa4ff4856a5ad02a35d4",
+    (2, False): "7b7356baa9cd1d8a16c3b9fb7258abebb6fa4642677a4890a77147590f761247",
     (3, False): "261eda29c8520df09a7a69d66686412a9d9fa5eca12ccac5d32884186af009d4",
     (4, False): "330bd9cc3daf6ab836586a3ad3dcef6baeda335a38d1cda49e16e16a062f7fed",
     (5, False): "8a7b1c37114bb327416774a458b4bf1c1811a6142512bc13de4ab8d3538383d7",
