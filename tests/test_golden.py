@@ -39,9 +39,9 @@ def _sha(blob: bytes) -> str:
 
 # Revision 5 changed levels 1-3; at levels 4-9 only the header's revision field (and CRC) changed.
 LOSSLESS = {
-    (1, False): "096c1ee435a7b69c32d5bb71f91aecdec9e4b0ff2e5b8e55474c2dace0ef61e7",
-    (2, False): "7b7356baa9cd1d8a16c3b9fb7258abebb6fa4642677a4890a77147590f761247",
-    (3, False): "261eda29c8520df09a7a69d66686412a9d9fa5eca12ccac5d32884186af009d4",
+    (1, False): "510c18f50d56cb1e39a870777f4a32200b0e8a0114cbf2c4c405df0a13f7f6f7",
+    (2, False): "cf7f80e9824e57754dddfab968387fcdf0a509dde515618611dc30c5bda8520b",
+    (3, False): "38b89f9ce8d786b4d709d29b136670264d1099887f72a7d4c9af78c6d648efa1",
     (4, False): "330bd9cc3daf6ab836586a3ad3dcef6baeda335a38d1cda49e16e16a062f7fed",
     (5, False): "8a7b1c37114bb327416774a458b4bf1c1811a6142512bc13de4ab8d3538383d7",
     (6, False): "3b44655fa09bb8dd1b528614beb22614bcbd3b85b67fd4357a803df3ca2a038a",
