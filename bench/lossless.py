@@ -1,7 +1,10 @@
 """Benchmark the lossless codec against xz, bzip2, zstd, brotli and paq8px on held-out 1 MB samples.
 
     python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--out bench/results/lossless.json]
-    python bench/lossless.py --levels 1 2 3 --out bench/results/lossless-fast.json
+    python bench/lossless.py --levels 1 2 3 --redundant --out bench/results/lossless-fast.json
+
+`--redundant` adds two generated inputs: 50 MB of zeros and a 20 MB log whose lines
+mostly repeat (generated from a fixed seed; see `redundant_inputs`).
 
 A level with a "u" suffix runs unprimed (primer=False), to show what the built-in
 primer contributes; the others decide as the codec does (primed on these inputs).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -149,15 +153,29 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
     return row
 
 
+def redundant_inputs() -> dict[str, bytes]:
+    """50 MB of zeros, and 20 MB of web-server-like log lines: 200 distinct lines, 40 of
+    which make up 90% of the log, picked by a seeded generator (the same on every machine)."""
+    rng = random.Random(16)
+    lines = [f"2026-11-{rng.randint(1, 29):02d} 12:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} INFO "
+             f"worker-{rng.randint(0, 7)} GET /api/v1/items/{rng.randint(0, 999)} served in {rng.randint(1, 499)} ms\n"
+             for _ in range(200)]
+    log = bytearray()
+    while len(log) < 20_000_000:
+        log += lines[rng.randrange(40) if rng.random() < 0.9 else rng.randrange(200)].encode()
+    return {"zeros 50 MB": bytes(50_000_000), "log 20 MB": bytes(log[:20_000_000])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", nargs="+", default=["6", "6u", "9"])
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
+    parser.add_argument("--redundant", action="store_true", help="also code 50 MB of zeros and a 20 MB log")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
     if args.paq8px and not os.access(args.paq8px, os.X_OK):
         parser.error(f"--paq8px: {args.paq8px} is not an executable file")
-    samples = corpora.held_out()
+    samples = corpora.held_out() | (redundant_inputs() if args.redundant else {})
     subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
