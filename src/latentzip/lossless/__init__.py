@@ -44,11 +44,12 @@ _STILL_READ = {4: set(MIXING_LEVELS)}
 LEVELS: dict[int, FastLevel | Level] = {**FAST_LEVELS, **MIXING_LEVELS}
 _CHUNK = 1 << 16
 # Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
-# range coder's final state). The predictor's probabilities stop at 4095/4096, so every
-# binary decision costs at least log2(4096/4095) bits: n bytes need at least n / 2841
-# bytes of payload. The bound keeps the time a tiny crafted block can make a decoder
-# spend to a few seconds, and no real stream reaches it.
-_CODED_RATIO = 1 << 12
+# coder's final state). The predictors' probabilities stop at 4095/4096, so every binary
+# decision costs at least log2(4096/4095) bits: n bytes need at least n / 2841 bytes of
+# payload at 8 decisions a byte, n / 22,728 at the fast levels, where a byte in a long
+# repeat is one decision. The bound keeps the time a tiny crafted block can make a
+# decoder spend to a few seconds, and no real stream reaches it.
+_CODED_RATIO = {**{level: 1 << 15 for level in FAST_LEVELS}, **{level: 1 << 12 for level in MIXING_LEVELS}}
 _CODER_STATE = 16
 
 Progress = Callable[[int], None]
@@ -240,7 +241,7 @@ class Decompressor:
             data = record.payload
             self._model.learn(data, self.progress)
         else:
-            if record.n > _CODED_RATIO * (len(record.payload) + _CODER_STATE):
+            if record.n > _CODED_RATIO[self.level] * (len(record.payload) + _CODER_STATE):
                 raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload "
                                   "can hold)")
             data = self._model.decode(record.payload, record.n, self.progress)
