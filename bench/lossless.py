@@ -117,10 +117,11 @@ def bench_paq8px(binary: str, src: Path, workdir: Path) -> dict:
 
 def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8px: str | None) -> dict:
     n = len(data)
-    row: dict = {"bytes": n, "classical_bpb": {}, "latentzip": {}}
+    row: dict = {"bytes": n, "classical_bpb": {}, "classical_bytes": {}, "latentzip": {}}
     for label, tool in CLASSICAL.items():
-        row["classical_bpb"][label] = round(8 * len(BYTE_BASELINES[tool].compress(data)) / n, 4)
-    best_tool = min(row["classical_bpb"], key=row["classical_bpb"].get)
+        row["classical_bytes"][label] = len(BYTE_BASELINES[tool].compress(data))
+        row["classical_bpb"][label] = round(8 * row["classical_bytes"][label] / n, 6)
+    best_tool = min(row["classical_bytes"], key=row["classical_bytes"].get)
     row["best_classical"] = best_tool
     src = workdir / f"{name}.bin"
     src.write_bytes(data)
@@ -135,9 +136,10 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
             raise SystemExit(f"round trip failed on {name} at level {level}")
         bpb = 8 * packed.stat().st_size / n
         row["latentzip"][level] = {
-            "bpb": round(bpb, 4),
+            "bpb": round(bpb, 6),
             "ratio": round(n / packed.stat().st_size, 3),
-            "vs_best_classical": round(bpb / row["classical_bpb"][best_tool], 4),
+            "bytes": packed.stat().st_size,
+            "vs_best_classical": round(packed.stat().st_size / row["classical_bytes"][best_tool], 4),
             "compress_kb_s": round(n / 1e3 / enc["wall_s"], 1),
             "decompress_kb_s": round(n / 1e3 / dec["wall_s"], 1),
             "compress_kb_s_codec_only": round(n / 1e3 / enc["codec_s"], 1),
