@@ -7,8 +7,10 @@ give an adaptive probability, looked up in 16-slot buckets chosen once per nibbl
 that one cache line serves four bits; an order-0 probability and a match model (which
 follows the last occurrence of the previous six bytes) add theirs. One mixer, its
 weight set chosen by the partial byte, combines them in the logistic domain, and an
-adaptive probability map by the previous byte refines the result. Every quantity is an
-integer, so the decoder reproduces the encoder's probabilities on any machine.
+adaptive probability map by the previous byte refines the result. Once a match runs
+to 32 bytes, a byte costs a single decision (is it the byte the match predicts?) until
+the match breaks, so runs and long repeats cost little time and few bits. Every quantity
+is an integer, so the decoder reproduces the encoder's probabilities on any machine.
 
 The coder is the classic carry-less 32-bit binary arithmetic coder: a probability of
 12 bits splits the interval, and each settled top byte goes out.
@@ -74,12 +76,11 @@ class FastModel:
     def __init__(self, level: FastLevel) -> None:
         self.level = level
         n = len(level.contexts)
-        self.n_inputs = n + 2
         self.kinds = np.array(level.contexts, dtype=np.int64)
         self.params = np.array([level.table_bits, level.history_bits, level.counter_limit, level.mixer_rate,
                                 level.refine], dtype=np.int64)
         self.counters = np.full((n << level.table_bits) + 256, 1 << 31, dtype=np.uint32)  # + order 0
-        self.weights = np.full(256 * self.n_inputs, (1 << 16) * 3 // 10, dtype=np.int64)
+        self.weights = np.full(256 * (n + 2), (1 << 16) * 3 // 10, dtype=np.int64)  # n + order 0 + match
         centre = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16)
         self.apm = np.tile(centre, 1 << 16 if level.refine else 0).astype(np.uint16)
         self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
@@ -87,10 +88,6 @@ class FastModel:
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
         self.hashes = np.zeros(2 * n, dtype=np.int64)  # per context: byte hash, bucket base
         self.scalars = np.zeros(NSCALARS, dtype=np.int64)
-
-    @property
-    def window(self) -> int:
-        return len(self.history)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.kinds, self.params, self.counters, self.weights, self.apm, self.match_table,
@@ -102,7 +99,8 @@ class FastModel:
         learned it all the same)."""
         n = len(data)
         payload = np.zeros(n, dtype=np.uint8)
-        self._run(False, np.frombuffer(data, dtype=np.uint8).copy(), payload, progress)  # writable: one kernel serves both sides
+        # A writable copy: the kernel that decodes into `data` is the one that encodes it.
+        self._run(False, np.frombuffer(data, dtype=np.uint8).copy(), payload, progress)
         s = self.scalars
         for shift in (24, 16, 8, 0):  # the coder's final state
             if s[IO] < n:
