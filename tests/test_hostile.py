@@ -341,7 +341,8 @@ def test_signals_stop_within_a_second_and_clean_up(tmp_path, signum, level):
     decompress(compress(_text(3000), level=1))  # the compiled code is cached before the clock runs
     Model(MIXING_LEVELS[6]).prime(_text(100))
     source = tmp_path / "in.txt"
-    source.write_bytes(_text(16 << 20))  # level 1 codes a MiB a second or so: it must still be at work
+    # Level 1 codes text that repeats itself at many MB/s: random bytes keep it at work.
+    source.write_bytes(np.random.default_rng(0).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes())
     out = tmp_path / "in.txt.lzc"
     proc = subprocess.Popen([sys.executable, "-m", "latentzip", "compress", level, "--primer", "--block-size",
                              str(2 << 20), str(source)], stderr=subprocess.PIPE)
