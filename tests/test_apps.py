@@ -67,7 +67,6 @@ def test_reconstruct_with_bits_is_both_from_one_analysis(dense_codec, digits_tes
     assert np.array_equal(bits, dense_codec.code_bits(images, max_error=max_error))
 
 
-
 @pytest.mark.parametrize("max_error", [None, 2])
 def test_encode_with_bits_prices_the_file_it_writes(dense_codec, digits_test, max_error):
     """The refinement walk learns as it codes: the prices must come from that same pass."""
@@ -75,6 +74,7 @@ def test_encode_with_bits_prices_the_file_it_writes(dense_codec, digits_test, ma
     blob, bits = dense_codec.encode_with_bits(images, max_error=max_error)
     assert blob == dense_codec.encode(images, max_error=max_error)
     assert np.array_equal(bits, dense_codec.code_bits(images, max_error=max_error))
+
 
 # --- denoising -----------------------------------------------------------------------
 

@@ -86,7 +86,6 @@ def test_the_command_line_starts_without_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
-
 def test_checking_a_model_file_stays_cheap():
     """Loading a model builds its network on the meta device to check the stored shapes.
     Arithmetic on meta tensors pulls in PyTorch's symbolic-shape machinery (sympy), which
@@ -104,6 +103,7 @@ print('sympy' in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
 
 def test_decode_finds_shipped_model_by_fingerprint(tmp_path, shots):
     from latentzip.image import zoo
