@@ -204,8 +204,8 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             # In a long repeat one decision says whether the byte is the one expected.
             guess = np.int64(history[mptr & mask])
             k = 2 * (MATCH_CAP + 1) + min(mlen >> 5, LONG_SLOTS - 1)
-            hit, x1, x2, x, io = _coder_step(decoding, 1 if byte == guess else 0, max(np.int64(match_counters[k]) >> 20, 1),
-                                             x1, x2, x, io, payload)
+            p = max(np.int64(match_counters[k]) >> 20, 1)
+            hit, x1, x2, x, io = _coder_step(decoding, 1 if byte == guess else 0, p, x1, x2, x, io, payload)
             _train(match_counters, k, hit, 1023)
             if hit:
                 c0 = guess | 256
@@ -290,7 +290,8 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             cand = match_table[h]
             if cand > 0 and pos + 1 - cand < len(history) // 2:
                 length = 0
-                while length < 32 and length < cand and history[(cand - 1 - length) & mask] == history[(pos - length) & mask]:
+                while (length < 32 and length < cand
+                       and history[(cand - 1 - length) & mask] == history[(pos - length) & mask]):
                     length += 1
                 if length >= MATCH_MIN:
                     mlen, mptr = length, cand
