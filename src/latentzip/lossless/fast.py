@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from .predict import SQUASH, STRETCH
+from .predict import SQUASH, STRETCH, squash
 
 M32 = 0xFFFFFFFF
 # Context kinds a fast level may use.
@@ -82,7 +82,7 @@ class FastModel:
         self.counters = np.full((n << level.table_bits) + 256, 1 << 31, dtype=np.uint32)  # + order 0
         self.weights = np.full(256 * (n + 2), (1 << 16) * 3 // 10, dtype=np.int64)  # n + order 0 + match
         centre = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16)
-        self.apm = np.tile(centre, 1 << 16 if level.refine else 0).astype(np.uint16)
+        self.apm = np.tile(centre.astype(np.uint16), 1 << 16 if level.refine else 0)
         self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
         self.match_counters = np.full(2 * (MATCH_CAP + 1) + LONG_SLOTS, 1 << 31, dtype=np.uint32)
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
@@ -137,15 +137,6 @@ def _hash(x: int, salt: int) -> int:
     h ^= h >> 15
     h = (h * 0x2C1B3C6D) & M32
     return h ^ (h >> 13)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _squash(x: int) -> int:
-    if x > 2047:
-        x = 2047
-    if x < -2047:
-        x = -2047
-    return SQUASH[x + 2047]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -237,7 +228,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             dot = 0
             for i in range(m):
                 dot += inputs[i] * weights[w + i]
-            pm = _squash(dot >> 16)
+            pm = squash(dot >> 16, SQUASH)
             p, a, wt = pm, 0, 0
             if refine:
                 st = STRETCH[pm] + 2048
@@ -290,7 +281,8 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             cand = match_table[h]
             if cand > 0 and pos + 1 - cand < len(history) // 2:
                 length = 0
-                while (length < 32 and length < cand
+                # Checking LONG_MATCH bytes back lets a verified match take the long-repeat path at once.
+                while (length < LONG_MATCH and length < cand
                        and history[(cand - 1 - length) & mask] == history[(pos - length) & mask]):
                     length += 1
                 if length >= MATCH_MIN:
