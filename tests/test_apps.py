@@ -217,6 +217,47 @@ def test_anomaly_verb(tmp_path, model_file, digits_test):
     assert "2.0% of the --fit images" in proc.stderr.decode()
 
 
+def test_default_detector_trains_sets_thresholds_and_saves(tmp_path, digits, digits_test):
+    """Without -m the verb trains a dense detector on most --fit images, sets the threshold on
+    the rest, and can save it; the saved model scores alike through -m."""
+    model, out = tmp_path / "detector.model", tmp_path / "scores.csv"
+    new = tmp_path / "new"
+    write_images(new, digits_test.images, 4)
+    data.write_png(new / "static.png", np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8))
+    proc = run_cli("anomaly", "--fit", "digits:train[:200]", "--score", str(new), "--epochs", "3",
+                   "--csv", str(out), "--save-model", str(model), "-q")
+    assert proc.returncode == 0, proc.stderr.decode()
+    err = proc.stderr.decode()
+    assert "trained a deep detector (32 latents) on 160 of the --fit images; the other 40 set the threshold" in err
+    rows = list(csv.DictReader(out.open()))
+    assert rows[-1]["name"] == "static.png" and rows[-1]["anomaly"] == "yes"
+    again = run_cli("anomaly", "-m", str(model), "--fit", "digits:train[:200]", "--score", str(new), "-q")
+    assert again.returncode == 0 and "warning" not in again.stderr.decode()
+
+
+def test_default_detector_scores_large_images_as_thumbnails(tmp_path):
+    from latentzip.apps.anomaly import THUMBNAIL_SIDE, train_detector
+
+    rng = np.random.default_rng(0)
+    ramps = [np.clip(np.add.outer(np.arange(h), np.arange(w)) * 2 + rng.integers(0, 8, (h, w)), 0, 255)
+             .astype(np.uint8)[..., None] for h, w in [(40, 50), (64, 64), (37, 90)] * 8]
+    detector = train_detector(ramps, epochs=2)
+    assert detector.thumbnails == (THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    path = tmp_path / "d.model"
+    detector.codec.save(path)
+    again = AnomalyDetector(latentzip.load_model(str(path))).fit(ramps)
+    static = rng.integers(0, 256, (2, 70, 30, 1), dtype=np.uint8)
+    assert again.thumbnails == detector.thumbnails and again.score(static).flagged.all()
+
+
+def test_conv_model_is_warned_about(tmp_path, conv_codec, shots):
+    path = tmp_path / "conv.model"
+    conv_codec.save(path)
+    proc = run_cli("anomaly", "-m", str(path), "--fit", str(shots), "--score", str(shots), "-q")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "warning" in proc.stderr.decode() and "leave out -m" in proc.stderr.decode()
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])
 def test_embed_verb(tmp_path, model_file, shots, dense_codec, digits_test, suffix):
     out = tmp_path / f"codes{suffix}"
@@ -264,6 +305,11 @@ def test_bad_input_in_a_fresh_process(tmp_path, model_file, shots):
         (["anomaly", "-m", "{model}", "--fit", "mnist:test[:5]", "--score", "{shots}"], ["28x28"]),
         (["anomaly", "-m", "{model}", "--fit", "{shots}", "--score", "{shots}", "--fpr", "0"], ["false-positive"]),
         (["anomaly", "-m", "{model}", "--fit", "{shots}", "--score", "{shots}", "--csv", "{tmp}/x/s.csv"], ["cannot write"]),
+        (["anomaly", "-m", "{model}", "--fit", "{shots}", "--score", "{shots}", "--save-model", "{tmp}/d.model"],
+         ["without -m"]),
+        (["anomaly", "--fit", "{shots}", "--score", "{shots}"], ["at least 10 normal images"]),
+        (["anomaly", "--fit", "digits:train[:20]", "--score", "{tmp}/missing", "--save-model", "{tmp}/d.model"],
+         ["missing"]),
         (["denoise", "-m", "{model}", "{shots}", "-o", "{tmp}/afile"], ["not a directory"]),
     ],
 )

@@ -26,13 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_denoise)
 
     p = sub.add_parser("anomaly", help="score images by how unlike normal ones they are")
-    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+    p.add_argument("-m", "--model", default=None,
+                   help="shipped model name or model file (default: train a detector on the --fit images)")
     p.add_argument("--fit", required=True, metavar="SPEC", help=f"normal images: {SPEC_HELP}")
     p.add_argument("--score", required=True, metavar="SPEC", help=f"images to score: {SPEC_HELP}")
     p.add_argument("--fpr", type=float, default=0.05, help="share of the --fit images to flag: sets the threshold")
     p.add_argument("--by", choices=("combined", "error", "bits"), default="combined", help="score that flags")
     p.add_argument("--csv", default=None, metavar="FILE", help="also write every score as CSV")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
+    p.add_argument("--save-model", default=None, metavar="MODEL",
+                   help="without -m: also write the trained model, for -m next time")
+    p.add_argument("--epochs", type=int, default=None, help="without -m: training epochs (default 10)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite FILE and MODEL")
     p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
     p.set_defaults(func=_anomaly)
 
@@ -88,14 +92,31 @@ def _denoise(args: argparse.Namespace) -> int:
 
 
 def _anomaly(args: argparse.Namespace) -> int:
-    from ..apps import AnomalyDetector
+    from ..apps.anomaly import AnomalyDetector, scoring_note, train_detector
     from ..image.zoo import load_model
+    from .image import _say_settings
 
-    if args.csv:
-        _output_file(args.csv, args.force)
-    detector = AnomalyDetector(load_model(args.model), fpr=args.fpr, score=args.by)
-    detector.fit(data.load(args.fit).images, progress=True)
-    new = data.load(args.score)
+    for path in (args.csv, args.save_model):
+        if path:
+            _output_file(path, args.force)
+    if args.model and (args.save_model or args.epochs is not None):
+        raise LatentzipError("--save-model and --epochs are for the detector trained without -m")
+    if args.epochs is not None and args.epochs < 1:
+        raise LatentzipError("epochs must be positive")
+    normal, new = data.load(args.fit).images, data.load(args.score)
+    if args.model:
+        codec = load_model(args.model)
+        note = scoring_note(codec)
+        if note:
+            print(f"latentzip: warning: {note}", file=sys.stderr)
+        detector = AnomalyDetector(codec, fpr=args.fpr, score=args.by).fit(normal, progress=True)
+    else:
+        detector = train_detector(normal, fpr=args.fpr, score=args.by, epochs=args.epochs, progress=not args.quiet,
+                                  on_start=None if args.quiet else _say_settings)
+        trained, cfg = detector.codec.meta["anomaly"]["trained_images"], detector.codec.cfg
+        size = "x".join(map(str, detector.thumbnails)) + " thumbnails of " if detector.thumbnails else ""
+        print(f"trained a {cfg.arch} detector ({cfg.latent} latents) on {size}{trained} of the --fit images; "
+              f"the other {len(normal) - trained} set the threshold", file=sys.stderr)
     scores = detector.score(new.images, progress=True)
     rows = [
         (name, f"{e:.2f}", f"{b:.1f}", f"{c:.1f}", "yes" if flag else "no")
@@ -106,6 +127,9 @@ def _anomaly(args: argparse.Namespace) -> int:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows([header, *rows])
         write_bytes(args.csv, text.getvalue().encode(), overwrite=args.force)
+    if args.save_model:
+        detector.codec.save(args.save_model)
+        print(f"wrote {args.save_model}", file=sys.stderr)
     if not args.quiet:
         width = max(len(header[0]), *(len(r[0]) for r in rows))
         for row in [header, *rows]:

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from .. import baselines, metrics
-from ..apps import add_noise, denoise, embed
+from ..apps import AnomalyDetector, add_noise, denoise, embed
 from ..apps.anomaly import against_peers
 from . import figures
 from .autoencoders import GRID_COLUMNS, VARIANTS, squeeze_grey
@@ -136,8 +136,9 @@ def _held_out(ctx: Context, held: int) -> tuple[dict[str, Any], dict[str, tuple[
     name = inputs.classes[held]
     trained = ctx.bank.get(f"deep (code {ctx.budget.code}) without '{name}'", fit,
                            ctx.bank.config(latent=ctx.budget.code, **DETECTOR))
-    result, by_method = against_peers(trained.codec, fit, calibrate, inputs.test, inputs.test_labels == held,
-                                      ctx.budget.code, FPR, ctx.budget.seed)
+    detector = AnomalyDetector(trained.codec, fpr=FPR).fit(calibrate)
+    result, by_method = against_peers(detector, fit, inputs.test, inputs.test_labels == held, ctx.budget.code,
+                                      ctx.budget.seed)
     curves = {m: roc_curve(inputs.test_labels == held, s)[:2] for m, s in by_method.items()}
     return {"held_out": name, **result}, curves
 
