@@ -5,8 +5,9 @@ and reconstruction error), `code_bits` (what an image costs under the learned pr
 `latents` (the codes themselves).
 """
 
-from .anomaly import AnomalyDetector, AnomalyScores
+from .anomaly import AnomalyDetector, AnomalyScores, train_detector
 from .denoise import add_noise, denoise, trained_noise
 from .embed import embed, write_codes
 
-__all__ = ["AnomalyDetector", "AnomalyScores", "add_noise", "denoise", "embed", "trained_noise", "write_codes"]
+__all__ = ["AnomalyDetector", "AnomalyScores", "add_noise", "denoise", "embed", "train_detector", "trained_noise",
+           "write_codes"]
