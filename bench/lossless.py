@@ -1,6 +1,7 @@
 """Benchmark the lossless codec against xz, bzip2, zstd, brotli and paq8px on held-out 1 MB samples.
 
-    python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--out bench/results/lossless.json]
+    python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--redundant] [--threads]
+                             [--out bench/results/lossless.json]
     python bench/lossless.py --levels 1 2 3 --redundant --out bench/results/lossless-fast.json
 
 `--redundant` adds two generated inputs: 50 MB of zeros and a 20 MB log whose lines
@@ -14,6 +15,9 @@ is run when its binary is given (--paq8px) or found on PATH as `paq8px`, and lef
 of the results otherwise. Build it from its source
 (github.com/hxim/paq8px, build/build-linux-with-gcc.sh). It takes a few minutes per
 sample each way.
+
+With --threads, each level also codes 8 MB of held-out prose with -T 1 and -T 2: the
+bytes (the same for any thread count, which the run checks) and both speeds.
 
 Each (level, sample, direction) runs in a fresh process, so speed is whole-process
 (imports and model set-up included) and peak memory is that process's own. A warm-up
@@ -50,13 +54,13 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import latentzip.lossless as L
-src, dst, spec, bench = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+src, dst, spec, threads, bench = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 level, primer = int(spec.rstrip("u")), (False if spec.endswith("u") else None)
 sys.path.insert(0, bench)
 from common import peak_rss_bytes
 data = open(src, 'rb').read()
 t1 = time.perf_counter()
-out = L.compress(data, level, primer) if level else L.decompress(data)
+out = L.compress(data, level, primer, threads) if level else L.decompress(data, threads=threads)
 t2 = time.perf_counter()
 open(dst, 'wb').write(out)
 print(json.dumps({"codec_s": t2 - t1, "process_s": time.perf_counter() - t0,
@@ -69,10 +73,12 @@ WARM_UP = ("import latentzip.lossless as L; L.decompress(L.compress(bytes(range(
            "L.decompress(L.compress(bytes(range(256)) * 64, 1))")
 
 
-def _child(src: Path, dst: Path, level: str) -> dict:
-    """Compress (level "1".."9", "u" for unprimed) or decompress (level "0") src into dst in a fresh process."""
+def _child(src: Path, dst: Path, level: str, threads: int = 1) -> dict:
+    """Compress (level "1".."9", "u" for unprimed) or decompress (level "0") src into dst in a
+    fresh process on `threads` threads."""
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), level, str(BENCH)], capture_output=True, check=True)
+    r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), level, str(threads), str(BENCH)],
+                       capture_output=True, check=True)
     stats = json.loads(r.stdout)
     stats["wall_s"] = time.perf_counter() - started
     return stats
@@ -155,6 +161,31 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
     return row
 
 
+def bench_threads(data: bytes, levels: list[str], workdir: Path) -> dict:
+    """-T 1 against -T 2 on `data`: bytes and whole-process speeds, level by level."""
+    src = workdir / "threads.bin"
+    src.write_bytes(data)
+    rows: dict = {"bytes": len(data)}
+    for level in levels:
+        row: dict = {}
+        for threads in (1, 2):
+            packed, restored = workdir / f"threads.{level}.{threads}.lzc", workdir / f"threads.{level}.{threads}.out"
+            enc, dec = _child(src, packed, level, threads), _child(packed, restored, "0", threads)
+            if restored.read_bytes() != data:
+                raise SystemExit(f"round trip failed at level {level} on {threads} threads")
+            row[f"T{threads}"] = {"bytes": packed.stat().st_size,
+                                  "compress_kb_s": round(len(data) / 1e3 / enc["wall_s"], 1),
+                                  "decompress_kb_s": round(len(data) / 1e3 / dec["wall_s"], 1),
+                                  "peak_mb": round(max(enc["peak_mb"], dec["peak_mb"]), 1)}
+        one, two = row["T1"], row["T2"]
+        row["same_bytes"] = (workdir / f"threads.{level}.1.lzc").read_bytes() == (workdir / f"threads.{level}.2.lzc").read_bytes()
+        row["speedup"] = {d: round(two[f"{d}_kb_s"] / one[f"{d}_kb_s"], 2) for d in ("compress", "decompress")}
+        row["bpb"] = round(8 * one["bytes"] / len(data), 6)
+        rows[level] = row
+        print("threads", level, row, flush=True)
+    return rows
+
+
 def redundant_inputs() -> dict[str, bytes]:
     """50 MB of zeros, and 20 MB of web-server-like log lines: 200 distinct lines, 40 of
     which make up 90% of the log, picked by a seeded generator (the same on every machine)."""
@@ -173,6 +204,7 @@ def main() -> None:
     parser.add_argument("--levels", nargs="+", default=["6", "6u", "9"])
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--redundant", action="store_true", help="also code 50 MB of zeros and a 20 MB log")
+    parser.add_argument("--threads", action="store_true", help="also code 8 MB of prose with -T 1 and -T 2")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
     if args.paq8px and not os.access(args.paq8px, os.X_OK):
@@ -181,14 +213,17 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
+        threads = bench_threads(corpora.large(), args.levels, Path(tmp)) if args.threads else None
     result = {
         "samples": rows,
+        **({"threads": threads, "large": corpora.LARGE} if threads else {}),
         "paq8px": (f"paq8px {paq8px_version(args.paq8px)} -8, built from source, run in the same run"
                    if args.paq8px else "not run (no paq8px binary)"),
         "held_out": corpora.HELD_OUT,
         "tuned_on": corpora.TUNING,
         "primer": corpora.PRIMER,
-        "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O); "
+        "speed": "KB/s = 1000 input bytes per second of a whole fresh process (imports, set-up, file I/O), "
+                 "on one thread unless the row says otherwise; "
                  "speed_vs_paq8px = the smaller of the two speed-ups over paq8px, direction by direction",
         "machine": common.machine(packages=("numpy", "numba", "constriction")),
         "date": common.now(),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from latentzip import container
 from latentzip.container import crc32, put_varint
 from latentzip.image import catalog
-from latentzip.lossless import PREDICTOR_REVISION
+from latentzip.lossless import PREDICTOR_REVISION, SEGMENT_SIZE
 
 NAMES, UNIFORM, DEFLATED, REFINED, QUALITY, ALPHA = 1, 2, 4, 8, 16, 32
 
@@ -53,9 +53,13 @@ def delta_record(deltas: Sequence[int]) -> bytes:
     return b"\1" + b"".join(put_varint(d * 2 if d >= 0 else -d * 2 - 1) for d in deltas)
 
 
-def lzc_header(revision: int = PREDICTOR_REVISION, level: int = 1, block_size: int = 1 << 20, primer: int = 0) -> bytes:
-    fields = b"".join(put_varint(v) for v in (revision, level, block_size, primer))
-    return container.bytes_header(fields)
+def lzc_header(revision: int = PREDICTOR_REVISION, level: int = 1, block_size: int = 1 << 20, primer: int = 0,
+               segment_blocks: int | None = None) -> bytes:
+    """A byte file's header; from revision 6 on with the segment field, by default right for `block_size`."""
+    values = [revision, level, block_size, primer]
+    if revision >= 6:
+        values.append(-(-SEGMENT_SIZE // max(block_size, 1)) if segment_blocks is None else segment_blocks)
+    return container.bytes_header(b"".join(put_varint(v) for v in values))
 
 
 def block_record(n: int, mode: int, payload: bytes, data_crc: int | None = None) -> bytes:
@@ -122,7 +126,7 @@ def lzc_files(draw: st.DrawFn) -> bytes:
     level = draw(_mostly(st.just(1), st.integers(0, 12)))
     primer = draw(_mostly(st.just(0), _varints.filter(lambda p: p != 1 or level < 6)))
     header = lzc_header(draw(_mostly(st.just(PREDICTOR_REVISION), st.integers(0, 9))), level, draw(_mostly(st.just(64), _varints)),
-                        primer)
+                        primer, draw(_mostly(st.none(), _varints)))
     records, total, stored = [], 0, b""
     for _ in range(draw(st.integers(0, 3))):
         mode = draw(_mostly(st.sampled_from([0, 1]), st.integers(0, 255)))

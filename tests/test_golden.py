@@ -37,21 +37,22 @@ def _sha(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-# Revision 5 changed levels 1-3; at levels 4-9 only the header's revision field (and CRC) changed.
+# Revision 6 added the header's segment field; the records are those of revision 5, which
+# changed levels 1-3.
 LOSSLESS = {
-    (1, False): "510c18f50d56cb1e39a870777f4a32200b0e8a0114cbf2c4c405df0a13f7f6f7",
-    (2, False): "cf7f80e9824e57754dddfab968387fcdf0a509dde515618611dc30c5bda8520b",
-    (3, False): "38b89f9ce8d786b4d709d29b136670264d1099887f72a7d4c9af78c6d648efa1",
-    (4, False): "330bd9cc3daf6ab836586a3ad3dcef6baeda335a38d1cda49e16e16a062f7fed",
-    (5, False): "8a7b1c37114bb327416774a458b4bf1c1811a6142512bc13de4ab8d3538383d7",
-    (6, False): "3b44655fa09bb8dd1b528614beb22614bcbd3b85b67fd4357a803df3ca2a038a",
-    (6, True): "b39a72f1520e01146a6dbe56314dd010964a21bd145b58b9c7959f880bb4b9d7",
-    (7, False): "d7d9dc26dd90ea1e8eb06402f8d44becded3c15089946f9467cf29833a69b96d",
-    (7, True): "144a805ea4f401c0d37bd6dfc895c5fd526a9a34f69fe35d90f506898798e212",
-    (8, False): "d28192d343b4089b5fb7bd41d47a2326e44f3cecbc24ac022d2b485423864260",
-    (8, True): "d6ae86500aa4e6255a580e2d357922724279a184614d5f21061af03ae493bec7",
-    (9, False): "68bbdf2c07c100c4c3fc9e686519f8d23ffe66c0a14e8fd87810669b7ed8919e",
-    (9, True): "77fe6826ce34901398970deb6447a91c4106dc5a581ac5bc13afaad0be57c007",
+    (1, False): "7e31cf8493755802b1b1cd42cf76faccad66c4942f3342d4a01ecab63a1da7f7",
+    (2, False): "4e154a8db029f923f5247bbddfbe9852b44c707791f06dd9d4decff3f84308ba",
+    (3, False): "4bb52c4f91c734eecad33280061ba1259851f2feaa30970bcf6bfc9c459063dd",
+    (4, False): "db58679eebf6b202c9eefc277b0ac645e7a89d523dd88032e5f96e9bdf9026f6",
+    (5, False): "822723b1740d89689af2621a2da7062017faf3dba0b82a0a81add0d3e11b04a7",
+    (6, False): "5e2e1e4bf7c1bad320d453abf2ced2fde7147671428f73f642a4286796a12671",
+    (6, True): "ae12133e088f41de26791eb0e924c289f391f0c8f7a1d3ff7bb955c4c8923bcc",
+    (7, False): "ea8ba36b38ac0bc2849544f78c72c1a4b2013ee064e04171ab8c21a06595f1fb",
+    (7, True): "d2b6a7a268fbd482e1c944a16d96ef026e670d1d16995fa179a8d7324d1f5ac1",
+    (8, False): "8a8db6c0ba43174d5543040bfc78035d69dd3e3bf041e5d02a98d2e98c334c8f",
+    (8, True): "642e0d0f2dfdb0b4b844f850b9b3b49753d3216b39c9f15552269f29da1ffcbf",
+    (9, False): "d6d02b2f21c3d7a49669800e663123723acee37252988ea775fcad2e527373b7",
+    (9, True): "b9c995835eb52612e03bc24acb2c58b9f97884612350a6c64fc4578e28cadda4",
 }
 
 IMAGES = {

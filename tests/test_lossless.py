@@ -10,13 +10,15 @@ import os
 import random
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
 
-from latentzip import container
+from latentzip import container, lossless
 from latentzip.errors import FormatError
-from latentzip.lossless import PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress, primer
+from latentzip.lossless import (PREDICTOR_REVISION, SEGMENT_SIZE, Compressor, Decompressor, compress, decompress,
+                                primer)
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
 
@@ -131,7 +133,7 @@ def test_fast_levels_are_never_primed() -> None:
 
 
 def test_unknown_primer_is_refused() -> None:
-    fields = b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, 6, 4096, primer.PRIMER_ID + 1))
+    fields = b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, 6, 4096, primer.PRIMER_ID + 1, 1024))
     with pytest.raises(FormatError, match="unknown primer"):
         decompress(container.bytes_header(fields) + container.end_record(0, 0))
 
@@ -280,13 +282,75 @@ def test_incompressible_input_is_stored_and_says_so(tmp_path: Path) -> None:
 
 def test_older_predictor_revision_is_refused_by_name() -> None:
     """A file from an earlier predictor cannot be replayed, so it must fail loudly, not decode wrongly."""
-    fields = container.put_varint(PREDICTOR_REVISION - 1) + container.put_varint(FAST) + container.put_varint(4096)
+    fields = container.put_varint(3) + container.put_varint(FAST) + container.put_varint(4096)
     blob = container.bytes_header(fields) + container.end_record(0, 0)
-    with pytest.raises(FormatError, match=f"revision {PREDICTOR_REVISION - 1}"):
+    with pytest.raises(FormatError, match="revision 3"):
         decompress(blob)
+
+
+def test_revision_5_files_decode_with_one_model_for_the_stream() -> None:
+    """Before segments, one model ran on across blocks; within one segment that is what revision 6
+    writes too, so a revision-6 file whose header is rewritten is a revision-5 file."""
+    text = primer.text()[:40_000]
+    for level in (FAST, 4):
+        c = Compressor(level=level, block_size=8192)
+        blob = c.compress(text) + c.flush()
+        fields, used = container.parse_bytes_header(blob)
+        old = container.bytes_header(b"".join(container.put_varint(v) for v in (5, level, 8192, 0)))
+        assert fields == b"".join(container.put_varint(v) for v in (6, level, 8192, 0, -(-SEGMENT_SIZE // 8192)))
+        assert decompress(old + blob[used:]) == text
+
+
+def test_segments_restart_the_model_and_any_thread_count_reads_any(monkeypatch) -> None:
+    monkeypatch.setattr(lossless, "SEGMENT_SIZE", 16384)  # four blocks of 4 KiB
+
+    def packed(data: bytes, threads: int) -> bytes:
+        c = Compressor(FAST, block_size=4096, threads=threads)
+        return c.compress(data) + c.flush()
+
+    part = primer.text()[:16384]
+    text = part + part + primer.text()[16384:40_000]
+    blobs = {threads: packed(text, threads) for threads in (1, 3)}
+    assert blobs[1] == blobs[3]  # the output does not depend on the thread count
+    one = packed(part, 1)
+    _, used = container.parse_bytes_header(one)
+    alone = one[used : -len(container.end_record(len(part), zlib.crc32(part)))]
+    assert alone * 2 in blobs[1]  # each segment starts from the same state: equal segments, equal records
+    for threads in (1, 2, 4):
+        d = lossless.Decompressor(threads=threads)
+        assert d.decompress(blobs[1]) == text and d.eof
 
 
 def test_revision_4_files_still_decode_at_the_levels_whose_predictor_is_unchanged() -> None:
     fields = b"".join(container.put_varint(v) for v in (4, 4, 4096, 0))
     blob = container.bytes_header(fields) + container.end_record(0, 0)
     assert decompress(blob) == b""
+
+
+def test_threads_are_capped_by_memory() -> None:
+    per_thread = lossless.worker_memory(9)
+    assert lossless.worker_memory(1) < per_thread
+    assert lossless.threads_for(9, 16, memory=2 * per_thread + 1) == 2
+    assert lossless.threads_for(9, 16, memory=1) == 1  # never fewer than one
+    assert lossless.threads_for(1, 3, memory=None) <= 3
+    with pytest.raises(ValueError, match="threads"):
+        compress(b"abc", FAST, threads=-1)
+
+
+def test_thread_flags(tmp_path: Path) -> None:
+    src = tmp_path / "text"
+    src.write_bytes(primer.text()[:30_000])
+    outputs = []
+    for flags in (["-T", "1"], ["-T", "2", "--memory", "1G"], ["--threads=3", "--memory", "50%"]):
+        out = tmp_path / f"out{len(outputs)}.lzc"
+        r = _cli("compress", "-1", *flags, str(src), "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        outputs.append(out.read_bytes())
+        r = _cli("decompress", *flags, str(out), "-o", str(tmp_path / f"back{len(outputs)}"))
+        assert r.returncode == 0 and (tmp_path / f"back{len(outputs)}").read_bytes() == src.read_bytes()
+    assert outputs[0] == outputs[1] == outputs[2]
+    for flags, words in ((["-T", "-2"], b"0 (one per core) or more"), (["--memory", "lots"], b"memory size"),
+                         (["--memory", "0"], b"memory size")):
+        r = _cli("compress", *flags, str(src), "-o", str(tmp_path / "bad.lzc"))
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+        assert not (tmp_path / "bad.lzc").exists()

@@ -23,7 +23,7 @@ from ..fsio import atomic_writer, open_input
 
 SUFFIX = ".lzc"
 _PROGRESS_MIN = 1 << 20  # inputs smaller than this finish before a bar would help
-_VALUE_OPTIONS = ("--block-size", "--level")  # compress options that take a number
+_VALUE_OPTIONS = ("--block-size", "--level", "-T", "--threads", "--memory")  # options that take a number
 _NEGATIVE = re.compile(r"-\d+")
 
 
@@ -51,6 +51,35 @@ def _block_size(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    """A -T value: 0 (one per core) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (one per core) or more, not {value}")
+    return value
+
+
+_SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|%)?", re.IGNORECASE)
+
+
+def _memory(text: str) -> int:
+    """A --memory value: bytes, with K, M or G (powers of 1024), or a percentage of RAM."""
+    from ..lossless.parallel import total_memory
+
+    found = _SIZE.fullmatch(text.strip())
+    if not found or int(found[1]) == 0:
+        raise argparse.ArgumentTypeError(f"not a memory size such as 512M, 4G or 50%: {text!r}")
+    value, unit = int(found[1]), (found[2] or "").upper()[:1]
+    if unit == "%":
+        if not total_memory():
+            raise argparse.ArgumentTypeError("this system does not tell its memory size: give bytes, not %")
+        return total_memory() * min(value, 100) // 100
+    return value << {"": 0, "K": 10, "M": 20, "G": 30}[unit]
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compress and decompress sub-commands."""
     from ..lossless import DEFAULT_LEVEL, LEVELS
@@ -65,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         9: "64 MiB window for repeats (more memory)"}[level])
     p.add_argument("--level", type=int, choices=sorted(LEVELS), dest="level", help="level as a number")
     p.add_argument("--block-size", type=_block_size, default=None, metavar="BYTES",
-                   help="bytes per independently checked block (default 1 MiB); the model carries over blocks")
+                   help="bytes per independently checked block (default 1 MiB); the model carries over the blocks "
+                        "of a 4 MiB segment")
     p.add_argument("--primer", action=argparse.BooleanOptionalAction, default=None,
                    help="first learn the built-in primer text, levels 6-9 (default: for inputs of 64 KiB and more); "
                         "costs a few seconds at both ends, pays most on text")
@@ -88,6 +118,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rm", action="store_true", help="remove the input file after success")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("-T", "--threads", type=_threads, default=0, metavar="N",
+                   help="code 4 MiB segments on N threads (default 0: one per core); the output is the same for any N")
+    p.add_argument("--memory", type=_memory, default=None, metavar="SIZE",
+                   help="use fewer threads if their models would need more than SIZE (512M, 4G, 50%%; "
+                        "default: a quarter of RAM)")
 
 
 def _output_path(args: argparse.Namespace, compressing: bool) -> str:
@@ -183,24 +218,25 @@ def _compress(args: argparse.Namespace) -> int:
         with _open_output(out_path, args.force, args.input) as raw:
             writer = _CountingWriter(raw)
             result = compress_stream(reader, writer, args.level, progress, block_size,  # type: ignore[arg-type]
-                                     args.primer)
+                                     args.primer, args.threads, args.memory)
     seconds = time.perf_counter() - started
     if result.stored_blocks:
         print(f"latentzip: {result.stored_blocks} of {result.blocks} block(s) did not compress and were stored as is",
               file=sys.stderr)
     if args.stats:
-        _print_stats(reader, writer.size, seconds, args.level, result.primed)
+        _print_stats(reader, writer.size, seconds, result)
     _remove_input(args)
     return 0
 
 
-def _print_stats(reader: _Counting, out_size: int, seconds: float, level: int, primed: bool) -> None:
+def _print_stats(reader: _Counting, out_size: int, seconds: float, result: "Compressor") -> None:  # noqa: F821
     n = reader.size
     xz = reader.xz_total()
     bpb = 8 * out_size / n if n else 0.0
     xz_bpb = 8 * xz / n if n else 0.0
     lines = [
-        f"level      {level}" + (" (primed)" if primed else ""),
+        f"level      {result.level}" + (" (primed)" if result.primed else ""),
+        f"threads    {result.threads}",
         f"input      {n} bytes",
         f"output     {out_size} bytes",
         f"bpb        {bpb:.3f}  (xz -9e: {xz_bpb:.3f}, {out_size / xz:.2f}x its size)" if xz else f"bpb {bpb:.3f}",
@@ -216,7 +252,7 @@ def _decompress(args: argparse.Namespace) -> int:
     out_path = _output_path(args, compressing=False)
     with open_input(args.input) as (src, size), _progress(args, None, "decompress") as progress:
         with _open_output(out_path, args.force, args.input) as dst:
-            decompress_stream(src, dst, progress)
+            decompress_stream(src, dst, progress, args.threads, args.memory)
     _remove_input(args)
     return 0
 

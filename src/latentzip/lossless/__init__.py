@@ -3,6 +3,7 @@
     blob = compress(data, level=6)
     data = decompress(blob)
 
+    blob = compress(data, threads=4)              # segments coded side by side; same bytes
     c = Compressor(level=6)                       # streaming, for data larger than memory
     out = c.compress(chunk) + ... + c.flush()
     d = Decompressor(max_length=1 << 30)          # LimitError rather than restore more
@@ -18,30 +19,46 @@ compiled together with its arithmetic coder (fast.py); levels 4-9 a large one
 primer text (primer.py), on inputs large enough to earn that back or when asked
 (`primer=True`). A block the model cannot shrink is stored as is, so output never grows
 by more than a few bytes per block.
+
+Every SEGMENT_SIZE bytes the model starts again from the stream's initial (primed)
+state, so that segments can be coded and decoded on several threads. Where the
+segments fall does not depend on the number of threads: any thread count writes the
+same bytes, and any thread count reads them.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import BinaryIO, Callable, Protocol
+
+import numpy as np
 
 from .. import container
 from ..errors import FormatError, LimitError
 from . import primer as _primer
 from .coder import MixingCoder
 from .fast import FAST_LEVELS, FastLevel, FastModel
+from .parallel import Pipeline, Watch, cores, total_memory
 from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level
 
 __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
-           "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE"]
+           "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE", "SEGMENT_SIZE", "worker_memory", "threads_for"]
 
 BLOCK_SIZE = 1 << 20
-# The header's predictor revision, bumped whenever a level's predictor changes what it
-# predicts, so that old files fail loudly. 5: levels 1-3 became the fast model. Files of
-# revision 4 still decode at levels 4-9, whose predictor (predict.REVISION) is unchanged.
-PREDICTOR_REVISION = 5
-_STILL_READ = {4: set(MIXING_LEVELS)}
+# The model restarts every SEGMENT_SIZE bytes (rounded up to whole blocks). Against one
+# model for the whole stream this costs about 1.5% on 8 MB of prose at level 1; smaller
+# segments would give more threads work on smaller inputs, at a higher cost.
+SEGMENT_SIZE = 1 << 22
+# The header's predictor revision, bumped whenever what a level predicts or how a stream
+# is cut changes, so that old builds fail loudly. 5: levels 1-3 became the fast model.
+# 6: the model restarts every segment. Older files still decode: revision 5 at every
+# level and revision 4 at levels 4-9 (their predictor, predict.REVISION, is unchanged),
+# with one model for the whole stream.
+PREDICTOR_REVISION = 6
 LEVELS: dict[int, FastLevel | Level] = {**FAST_LEVELS, **MIXING_LEVELS}
+_STILL_READ = {4: set(MIXING_LEVELS), 5: set(LEVELS)}
+MEMORY_SHARE = 4  # by default the threads' models take at most 1/4 of physical memory
 _CHUNK = 1 << 16
 # Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
 # coder's final state). The predictors' probabilities stop at 4095/4096, so every binary
@@ -67,8 +84,9 @@ class BlockCoder(Protocol):
     def decode(self, payload: bytes, n: int, progress: Progress | None = None) -> bytes: ...
 
 
-def _fields(level: int, block_size: int, primer_id: int) -> bytes:
-    return b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, level, block_size, primer_id))
+def _fields(level: int, block_size: int, primer_id: int, segment_blocks: int) -> bytes:
+    return b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, level, block_size, primer_id,
+                                                       segment_blocks))
 
 
 def _new_model(level: int, primed: bool) -> BlockCoder:
@@ -87,11 +105,62 @@ def _new_model(level: int, primed: bool) -> BlockCoder:
     return coder
 
 
+class _Start:
+    """The state every segment of a stream starts from. A primed model is built once and
+    copied for each segment but the last, which takes it (a stream of one segment makes
+    no copy); a plain one is built afresh, as cheap as a copy."""
+
+    def __init__(self, level: int, primed: bool) -> None:
+        self.level = level
+        self._primed = _new_model(level, True) if primed else None
+
+    def model(self, last: bool) -> BlockCoder:
+        primed = self._primed
+        if not isinstance(primed, MixingCoder):
+            return _new_model(self.level, False)
+        if last:
+            self._primed = None
+            return primed
+        return primed.copy()
+
+
+@functools.cache
+def worker_memory(level: int) -> int:
+    """Bytes one thread holds at `level`: its model and its segment's buffers."""
+    model = _new_model(level, False)
+    arrays = vars(model.model if isinstance(model, MixingCoder) else model).values()
+    owned = (a for a in arrays if isinstance(a, np.ndarray) and a.base is None)  # views share their memory
+    return sum(a.nbytes for a in owned) + 3 * SEGMENT_SIZE
+
+
+def threads_for(level: int, threads: int = 0, memory: int | None = None) -> int:
+    """How many threads code at `level`: `threads` (0: one per core), fewer if their
+    models would take more than `memory` bytes (default: a quarter of physical memory),
+    and never fewer than one."""
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (one per core) or more, not {threads}")
+    wanted = threads or cores()
+    if wanted == 1:
+        return 1
+    limit = memory if memory is not None else total_memory() // MEMORY_SHARE
+    if limit <= 0:
+        return 1 if memory is not None else wanted
+    return max(1, min(wanted, limit // worker_memory(level)))
+
+
+def _segment_blocks(block_size: int) -> int:
+    return -(-SEGMENT_SIZE // block_size)
+
+
 class Compressor:
-    """Compress a stream incrementally: feed `compress(chunk)`, finish with `flush()`."""
+    """Compress a stream incrementally: feed `compress(chunk)`, finish with `flush()`.
+
+    `threads` code segments side by side (0: one per core, see `threads_for` for how
+    `memory` caps them); the output is the same for any number."""
 
     def __init__(self, level: int = DEFAULT_LEVEL, block_size: int = BLOCK_SIZE,
-                 progress: Progress | None = None, primer: bool | None = None) -> None:
+                 progress: Progress | None = None, primer: bool | None = None,
+                 threads: int = 0, memory: int | None = None) -> None:
         """`primer`: learn the built-in primer first (levels 6-9 only); None decides by input size."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {min(LEVELS)}..{max(LEVELS)}, not {level}")
@@ -99,10 +168,13 @@ class Compressor:
             raise ValueError(f"block size must be between 1 and {(1 << LEVELS[level].history_bits) // 2} at level {level}")
         self.level = level
         self.block_size = block_size
+        self.threads = threads_for(level, threads, memory)
         self.progress = progress
         self.primer = primer
         self.primed = False
-        self._model: BlockCoder | None = None
+        self._segment = block_size * _segment_blocks(block_size)
+        self._start: _Start | None = None
+        self._pipeline: Pipeline[tuple[bytes, int, int]] | None = None
         self._pending = bytearray()
         self._finished = False
         self._total = 0
@@ -116,12 +188,12 @@ class Compressor:
             raise ValueError("compressor already flushed")
         out = bytearray()
         self._pending += data
-        if self._model is None and len(self._pending) >= self.block_size:
-            out += self._start(len(self._pending))
-        while len(self._pending) >= self.block_size:
-            block = bytes(self._pending[: self.block_size])
-            del self._pending[: self.block_size]
-            out += self._block(block)
+        if self._start is None and len(self._pending) >= self._segment:
+            out += self._header(len(self._pending))
+        while len(self._pending) >= self._segment:
+            segment = bytes(self._pending[: self._segment])
+            del self._pending[: self._segment]
+            out += self._submit(segment, last=False)
         return bytes(out)
 
     def flush(self) -> bytes:
@@ -129,50 +201,85 @@ class Compressor:
         if self._finished:
             raise ValueError("compressor already flushed")
         out = bytearray()
-        if self._model is None:
-            out += self._start(len(self._pending))
+        if self._start is None:
+            out += self._header(len(self._pending))
         if self._pending:
-            out += self._block(bytes(self._pending))
+            out += self._submit(bytes(self._pending), last=True)
             self._pending.clear()
+        assert self._pipeline is not None
+        out += self._records(self._pipeline.drain())
+        self.close()
         self._finished = True
         out += container.end_record(self._total, self._crc)
         return bytes(out)
 
-    def _start(self, received: int) -> bytes:
+    def close(self) -> None:
+        """Stop the threads of a stream that will not be flushed."""
+        if self._pipeline is not None:
+            self._pipeline.close()
+
+    def _header(self, received: int) -> bytes:
         """The header, written before the first block once `received` bytes are in hand."""
         wanted = _primer.worth_priming(received) if self.primer is None else self.primer
         self.primed = LEVELS[self.level].primed and wanted
-        self._model = _new_model(self.level, self.primed)
-        return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0))
+        self._start = _Start(self.level, self.primed)
+        self._pipeline = Pipeline(self.threads, self.progress)
+        return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0,
+                                              _segment_blocks(self.block_size)))
 
-    def _block(self, data: bytes) -> bytes:
-        assert self._model is not None
-        payload = self._model.encode(data, self.progress)
-        mode = container.BLOCK_CODED
+    def _submit(self, segment: bytes, last: bool) -> bytes:
+        assert self._pipeline is not None and self._start is not None
+        self._total += len(segment)
+        self._crc = zlib.crc32(segment, self._crc)
+        model, size = self._start.model(last), self.block_size  # here: jobs must not copy a model as one takes it
+        return self._records(self._pipeline.submit(lambda watch: _encode_segment(model, segment, size, watch)))
+
+    def _records(self, done: list[tuple[bytes, int, int]]) -> bytes:
+        for _, blocks, stored in done:
+            self.blocks += blocks
+            self.stored_blocks += stored
+        return b"".join(records for records, _, _ in done)
+
+
+def _encode_segment(model: BlockCoder, segment: bytes, block_size: int, watch: Watch) -> tuple[bytes, int, int]:
+    """(the segment's block records, its blocks, how many of them are stored)."""
+    out, stored = bytearray(), 0
+    for begin in range(0, len(segment), block_size):
+        block = segment[begin : begin + block_size]
+        payload, mode = model.encode(block, watch), container.BLOCK_CODED
         if not payload:
-            payload, mode = data, container.BLOCK_STORED
-            self.stored_blocks += 1
-        self.blocks += 1
-        self._total += len(data)
-        self._crc = zlib.crc32(data, self._crc)
-        return container.block_record(mode, payload, data)
+            payload, mode = block, container.BLOCK_STORED
+            stored += 1
+        out += container.block_record(mode, payload, block)
+    return bytes(out), -(-len(segment) // block_size), stored
 
 
 class Decompressor:
-    """Decompress a stream incrementally; `eof` turns True after the end record."""
+    """Decompress a stream incrementally; `eof` turns True after the end record.
 
-    def __init__(self, progress: Progress | None = None, max_length: int | None = None) -> None:
+    `threads` decode segments side by side (0: one per core, capped by `memory` as in
+    `threads_for`); a stream written before segments existed decodes on one."""
+
+    def __init__(self, progress: Progress | None = None, max_length: int | None = None,
+                 threads: int = 0, memory: int | None = None) -> None:
         """`max_length`: the most bytes the stream may restore. A stream that declares
         more raises LimitError before the bytes past it are decoded, as zlib's and
         zstandard's caps let a service bound what one request costs."""
         if max_length is not None and max_length < 0:
             raise ValueError(f"max_length must be at least 0, not {max_length}")
+        threads_for(1, threads, memory)  # checks the arguments
         self.progress = progress
         self.max_length = max_length
+        self._threads, self._memory = threads, memory
         self._buf = bytearray()
-        self._model: BlockCoder | None = None
+        self._start: _Start | None = None
+        self._pipeline: Pipeline[list[bytes]] | None = None
+        self._model: BlockCoder | None = None  # one model for the whole stream (revisions before 6)
+        self._group: list[container.BlockRecord] = []
+        self._segment_blocks = 0
         self.level: int | None = None
         self._block_size = 0
+        self._declared = 0
         self._total = 0
         self._crc = 0
         self.eof = False
@@ -185,28 +292,38 @@ class Decompressor:
             return b""
         self._buf += data
         out = bytearray()
-        if self._model is None and not self._read_header():
+        if self._start is None and not self._read_header():
             return b""
         pos = 0
-        assert self._model is not None
-        while not self.eof:
-            got = container.parse_record(self._buf, pos, self._block_size, self._block_size * 2 + 64)
-            if got is None:
-                break
-            record, pos = got
-            if record.mode < 0:
-                self._finish(record)
-                if pos != len(self._buf):
-                    raise FormatError("unexpected data after the end of the latentzip stream")
-            else:
-                out += self._restore(record)
+        try:
+            while not self.eof:
+                got = container.parse_record(self._buf, pos, self._block_size, self._block_size * 2 + 64)
+                if got is None:
+                    break
+                record, pos = got
+                if record.mode < 0:
+                    out += self._flush_group(final=True)
+                    self._finish(record)
+                    if pos != len(self._buf):
+                        raise FormatError("unexpected data after the end of the latentzip stream")
+                else:
+                    out += self._take(record)
+        except BaseException:
+            self.close()
+            raise
         del self._buf[:pos]
         return bytes(out)
 
     def finish(self) -> None:
         """Raise FormatError unless the whole stream, end record included, was read."""
         if not self.eof:
+            self.close()
             raise FormatError("latentzip file is truncated (no end record)")
+
+    def close(self) -> None:
+        """Stop the threads of a stream that will not be read to its end."""
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def _read_header(self) -> bool:
         got = container.parse_bytes_header(self._buf)
@@ -219,75 +336,130 @@ class Decompressor:
             raise FormatError(f"this file needs predictor revision {revision} at level {level}; "
                               f"this build has {PREDICTOR_REVISION}")
         block_size, primer_id = reader.varint(), reader.varint()
+        segment_blocks = reader.varint() if revision >= 6 else 0
         if level not in LEVELS:
             raise FormatError(f"latentzip file is corrupt (unknown level {level})")
         window = 1 << LEVELS[level].history_bits
         if not 0 < block_size <= window // 2:
             raise FormatError("latentzip file is corrupt (bad block size)")
+        if revision >= 6 and segment_blocks != _segment_blocks(block_size):
+            raise FormatError("latentzip file is corrupt or needs another build (unknown segment size)")
         if primer_id not in (0, _primer.PRIMER_ID) or (primer_id and not LEVELS[level].primed):
             raise FormatError(f"latentzip file is corrupt or needs another build (unknown primer {primer_id})")
         del self._buf[:used]
-        self.level, self._block_size = level, block_size
-        self._model = _new_model(level, primer_id != 0)
+        self.level, self._block_size, self._segment_blocks = level, block_size, segment_blocks
+        self._start = _Start(level, primer_id != 0)
+        if segment_blocks:
+            self._pipeline = Pipeline(threads_for(level, self._threads, self._memory), self.progress)
+        else:
+            self._model = self._start.model(last=True)
         return True
 
-    def _restore(self, record: container.BlockRecord) -> bytes:
-        assert self._model is not None
-        if self.max_length is not None and self._total + record.n > self.max_length:
+    def _take(self, record: container.BlockRecord) -> bytes:
+        """Restore a block now (one model for the stream) or once its segment is complete."""
+        self._declared += record.n
+        if self.max_length is not None and self._declared > self.max_length:
             raise LimitError(f"the latentzip stream restores more than max_length={self.max_length} bytes")
-        if record.mode == container.BLOCK_STORED:
-            if len(record.payload) != record.n:
-                raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
-            data = record.payload
-            self._model.learn(data, self.progress)
-        else:
-            if record.n > _CODED_RATIO[self.level] * (len(record.payload) + _CODER_STATE):
-                raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload "
-                                  "can hold)")
-            data = self._model.decode(record.payload, record.n, self.progress)
-        if container.crc32(data) != record.data_crc:
-            raise FormatError("restored data does not match its checksum: the file is damaged "
-                              "or was written by an incompatible build")
-        self._total += len(data)
-        self._crc = zlib.crc32(data, self._crc)
-        return data
+        assert self.level is not None
+        _check(record, self.level)
+        if self._model is not None:
+            return self._checked([_restore(self._model, record, self.progress)])
+        self._group.append(record)
+        return self._flush_group(final=False)
+
+    def _flush_group(self, final: bool) -> bytes:
+        """Start decoding the segment in hand once it is complete (or the stream ended);
+        at the end, wait for every segment."""
+        if self._pipeline is None:
+            return b""
+        done = []
+        if self._group and (final or len(self._group) == self._segment_blocks):
+            group, self._group = self._group, []
+            assert self._start is not None
+            model = self._start.model(final)
+            done = self._pipeline.submit(lambda watch: [_restore(model, record, watch) for record in group])
+        if final:
+            done += self._pipeline.drain()
+        return b"".join(self._checked(blocks) for blocks in done)
+
+    def _checked(self, blocks: list[bytes]) -> bytes:
+        for data in blocks:
+            self._total += len(data)
+            self._crc = zlib.crc32(data, self._crc)
+        return b"".join(blocks)
 
     def _finish(self, record: container.BlockRecord) -> None:
         if record.n != self._total or record.data_crc != self._crc:
             raise FormatError("latentzip file is damaged (total length or checksum of the restored data differs)")
+        self.close()
         self.eof = True
 
 
-def compress(data: bytes, level: int = DEFAULT_LEVEL, primer: bool | None = None) -> bytes:
+def _check(record: container.BlockRecord, level: int) -> None:
+    """Refuse a block whose lengths cannot be right, as soon as it is read."""
+    if record.mode == container.BLOCK_STORED and len(record.payload) != record.n:
+        raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
+    if record.mode == container.BLOCK_CODED and record.n > _CODED_RATIO[level] * (len(record.payload) + _CODER_STATE):
+        raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload can hold)")
+
+
+def _restore(model: BlockCoder, record: container.BlockRecord, progress: Progress | None) -> bytes:
+    """One block's bytes (checked by `_check`), checked against its CRC; `model` learns them."""
+    if record.mode == container.BLOCK_STORED:
+        data = record.payload
+        model.learn(data, progress)
+    else:
+        data = model.decode(record.payload, record.n, progress)
+    if container.crc32(data) != record.data_crc:
+        raise FormatError("restored data does not match its checksum: the file is damaged "
+                          "or was written by an incompatible build")
+    return data
+
+
+def compress(data: bytes, level: int = DEFAULT_LEVEL, primer: bool | None = None, threads: int = 0,
+             memory: int | None = None) -> bytes:
     """Compress bytes into one latentzip byte file."""
-    c = Compressor(level, primer=primer)
-    return c.compress(bytes(data)) + c.flush()
+    c = Compressor(level, primer=primer, threads=threads, memory=memory)
+    try:
+        return c.compress(bytes(data)) + c.flush()
+    finally:
+        c.close()
 
 
-def decompress(blob: bytes, max_length: int | None = None) -> bytes:
+def decompress(blob: bytes, max_length: int | None = None, threads: int = 0, memory: int | None = None) -> bytes:
     """Restore the bytes of a latentzip byte file; raise FormatError if it is damaged, and
     LimitError, before producing them, if it would restore more than `max_length` bytes."""
-    d = Decompressor(max_length=max_length)
-    out = d.decompress(bytes(blob))
-    d.finish()
+    d = Decompressor(max_length=max_length, threads=threads, memory=memory)
+    try:
+        out = d.decompress(bytes(blob))
+        d.finish()
+    finally:
+        d.close()
     return out
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, level: int = DEFAULT_LEVEL,
                     progress: Progress | None = None, block_size: int = BLOCK_SIZE,
-                    primer: bool | None = None) -> Compressor:
+                    primer: bool | None = None, threads: int = 0, memory: int | None = None) -> Compressor:
     """Compress file object src into dst, block by block; return the finished Compressor."""
-    c = Compressor(level, block_size, progress, primer)
-    while chunk := src.read(_CHUNK):
-        dst.write(c.compress(chunk))
-    dst.write(c.flush())
+    c = Compressor(level, block_size, progress, primer, threads, memory)
+    try:
+        while chunk := src.read(_CHUNK):
+            dst.write(c.compress(chunk))
+        dst.write(c.flush())
+    finally:
+        c.close()
     return c
 
 
-def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Progress | None = None) -> Decompressor:
+def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Progress | None = None, threads: int = 0,
+                      memory: int | None = None) -> Decompressor:
     """Decompress file object src into dst; every block is checked before it is written."""
-    d = Decompressor(progress)
-    while chunk := src.read(_CHUNK):
-        dst.write(d.decompress(chunk))
-    d.finish()
+    d = Decompressor(progress, threads=threads, memory=memory)
+    try:
+        while chunk := src.read(_CHUNK):
+            dst.write(d.decompress(chunk))
+        d.finish()
+    finally:
+        d.close()
     return d

@@ -114,6 +114,12 @@ class MixingCoder:
     def __init__(self, level: Level) -> None:
         self.model = Model(level)
 
+    def copy(self) -> "MixingCoder":
+        """An independent coder in the same state."""
+        twin = MixingCoder.__new__(MixingCoder)
+        twin.model = self.model.copy()
+        return twin
+
     def encode(self, data: bytes, progress: Callable[[int], None] | None = None) -> bytes:
         """The coded block, or b"" when it would not be shorter (the model learned it anyway)."""
         payload = encode_block(self.model, data, progress).astype("<u4").tobytes()

@@ -58,6 +58,7 @@ gain more on wiki and Python.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ AGE_BUCKET = np.searchsorted([1, 2, 3, 4, 5, 7, 10, 14, 20, 28, 40, 56, 80, 112,
 RATE = np.array([(2 << 16) // (2 * n + 3) for n in range(1024)], dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def squash(x: int, table: np.ndarray) -> int:
     if x > 2047:
         x = 2047
@@ -110,7 +111,7 @@ def squash(x: int, table: np.ndarray) -> int:
     return table[x + 2047]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mix32(h: int) -> int:
     """A 32-bit integer hash (multiply-xorshift); every product stays below 2**63."""
     h &= M32
@@ -122,7 +123,7 @@ def mix32(h: int) -> int:
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combine(h: int, x: int) -> int:
     return mix32((h & M32) * 0x2F0B4C27 + (x & M32) + 0x9E3779B)
 
@@ -253,6 +254,15 @@ class Model:
             setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
 
+    def copy(self) -> "Model":
+        """An independent model in the same state, its named parts views of its own arrays."""
+        twin = copy.copy(self)
+        twin.ints, twin.tables, twin.history = self.ints.copy(), self.tables.copy(), self.history.copy()
+        bounds = twin.ints[: len(PARTS) + 1]
+        for k, name in enumerate(PARTS):
+            setattr(twin, name, twin.ints[bounds[k] : bounds[k + 1]])
+        return twin
+
     def segments(self, n: int) -> np.ndarray:
         """Start offsets of the lock-step segments a block of n bytes is cut into."""
         count = max(1, min(self.level.max_segments, n // self.level.min_segment))
@@ -298,13 +308,13 @@ class Model:
 # --- 3. predicting and learning one bit --------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _part(ints: np.ndarray, k: int) -> np.ndarray:
     """Array k of PARTS, a view into a Model's one int64 buffer."""
     return ints[ints[k]:ints[k + 1]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool:
     """Whether stream position q is already decoded when every segment has done t bytes.
 
@@ -317,7 +327,7 @@ def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool
     return (q - base) % seg_len < t
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
     """Find or claim the 16-slot bucket for context hash h in table i; return its index.
 
@@ -340,7 +350,7 @@ def _bucket(tables: np.ndarray, table_bits: int, i: int, h: int) -> int:
     return victim
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _find_buckets(tables: np.ndarray, table_bits: int, s: int, c0: int, ctx: np.ndarray, n_ctx: int) -> None:
     """At a nibble boundary: the bucket of every context for the partial byte c0."""
     for i in range(n_ctx):
@@ -350,7 +360,7 @@ def _find_buckets(tables: np.ndarray, table_bits: int, s: int, c0: int, ctx: np.
             ctx[s, 2 * n_ctx + i] = b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray, history: np.ndarray,
                     indirect: np.ndarray, hmask: int) -> None:
     """At a byte boundary: hash each context kind of segment s into ctx[s, i]."""
@@ -409,7 +419,7 @@ def _context_hashes(seg: np.ndarray, s: int, kinds: np.ndarray, ctx: np.ndarray,
         ctx[s, i] = combine(h, k + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _byte_class(c: int) -> int:
     """A coarse class of a byte for the byte-class summary: letter, digit, space, punctuation..."""
     if 97 <= c <= 122:
@@ -431,7 +441,7 @@ def _byte_class(c: int) -> int:
     return 9 + (c & 3)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bit_parts(ints: np.ndarray) -> tuple:
     """The arrays both `predict` and `update` work on, as views of a Model's buffer."""
     return (_part(ints, P_PARAMS), _part(ints, P_KINDS), _part(ints, P_ORDER0), _part(ints, P_HISTORY_MAP),
@@ -439,7 +449,7 @@ def _bit_parts(ints: np.ndarray) -> tuple:
             _part(ints, P_APM2))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def predict(s: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
             ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> int:
     """The 12-bit probability that the next bit of segment s is a 1."""
@@ -552,7 +562,7 @@ def predict(s: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.nd
     return pf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np.ndarray) -> None:
     v = np.int64(tables[slot])
     p = v >> 16
@@ -565,7 +575,7 @@ def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np
     tables[slot] = np.uint32((p << 16) | (bits6 << 10) | cnt)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
              ctx: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Move segment s past the bit just coded: partial byte, then at byte ends the byte-level state."""
@@ -675,7 +685,7 @@ def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, his
     seg[s, NIB] = nib
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
            ctx: np.ndarray, scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Teach every component of segment s the bit just coded, then advance its state."""
@@ -727,7 +737,7 @@ def update(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, histo
     _advance(s, bit, t, ints, tables, history, seg, ctx, base, seg_len, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def prime_run(data: np.ndarray, t_begin: int, t_end: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray,
               seg: np.ndarray, ctx: np.ndarray, base: int) -> None:
     """Teach the context statistics of bytes t_begin..t_end-1 of a text both sides know,
@@ -745,7 +755,7 @@ def prime_run(data: np.ndarray, t_begin: int, t_end: int, ints: np.ndarray, tabl
             _advance(0, bit, t, ints, tables, history, seg, ctx, base, n, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def start(ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray) -> None:
     """Hash the (empty) contexts of every segment at the start of a block."""
     kinds = _part(ints, P_KINDS)
@@ -755,7 +765,7 @@ def start(ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.nda
         _find_buckets(tables, _part(ints, P_PARAMS)[0], s, 1, ctx, n_ctx)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_predict: int, t_predict: int,
          ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
          scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
@@ -772,7 +782,7 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
         probs[s] = (1.0 / 4096.0) * predict(s, t_predict, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int, k_begin: int, k_end: int,
               bits: np.ndarray, out_bits: np.ndarray, out_probs: np.ndarray, ints: np.ndarray, tables: np.ndarray,
               history: np.ndarray, seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, n: int) -> int:
