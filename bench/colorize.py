@@ -1,11 +1,13 @@
 """Benchmark of colourisation: the trained network against its two peers, in one run.
 
-    python bench/colorize.py [--steps N] [--out bench/results/colorize.json]
+    python bench/colorize.py [--steps 1500] [--train photos opencv] [--out bench/results/colorize.json]
 
-- Training images: the photos:train patches (96x96, from five scikit-image photographs)
-  and OpenCV's colour sample photographs (bench/sets.py's `opencv`, reduced 2x). The
-  network trains for a fixed number of steps on one thread, so that the figures do not
-  depend on how busy the machine is; the mean-chroma table is fitted on the same images.
+- Training images (--train): the photos:train patches (96x96, from five scikit-image
+  photographs) and OpenCV's colour sample photographs (bench/sets.py's `opencv`, reduced
+  2x); `wallpapers` (KDE's photographs) and `textures` (ufoai's material textures) can
+  be added. The network trains with the library's defaults for a fixed number of steps
+  on one thread, so that the figures do not depend on how busy the machine is; the
+  mean-chroma table is fitted on the same images.
 - Test images: the five sporco photographs at full size (768x512 and 702x574, never
   trained on), and the photos:test patches (two other scikit-image photographs).
 - Each test image is made grey (`latentzip.apps.as_grey`: the same CIELAB lightness) and
@@ -13,12 +15,14 @@
   the mean chroma of each grey level. Scores against the true colour image: PSNR on RGB
   and the mean CIEDE2000 colour difference (scikit-image), per image, then averaged.
 
-A figure of the sporco photographs goes to bench/results/colorize.png.
+A figure of the sporco photographs goes to bench/results/colorize.png (256 colours, to
+keep it small).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -82,7 +86,10 @@ def figure(names: Sequence[str], truth: list[np.ndarray], outputs: dict[str, lis
         return np.asarray(Image.fromarray(image).resize((FIGURE_SIDE, round(h * FIGURE_SIDE / w)), Image.LANCZOS))
 
     rows = [(name, [small(im) for im in outputs[name]]) for name in METHODS] + [("true colour", [small(im) for im in truth])]
-    return figures.image_grid(rows)
+    grid = Image.open(io.BytesIO(figures.image_grid(rows))).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -105,7 +112,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the network")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", nargs="+", default=list(SOURCES), choices=list(SOURCES), help="training images")
+    parser.add_argument("--train", nargs="+", default=["photos", "opencv"], choices=list(SOURCES), help="training images")
     parser.add_argument("--out", default="bench/results/colorize.json")
     parser.add_argument("--figure", default="bench/results/colorize.png")
     return parser.parse_args(argv)

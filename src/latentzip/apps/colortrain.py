@@ -58,6 +58,8 @@ class ColorizeConfig:
             raise LatentzipError("the time budget (minutes) must be positive")
         if not self.lr > 0:
             raise LatentzipError("the learning rate must be positive")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise LatentzipError(f"unknown device {self.device!r}; choose auto, cpu, cuda or mps")
         if self.widths is not None:
             try:
                 NetConfig.from_json({"widths": list(self.widths)})
