@@ -59,7 +59,8 @@ def test_lab_is_scikit_images(photos):
 
 def test_out_of_gamut_colours_keep_their_lightness():
     rng = np.random.default_rng(0)
-    wanted = torch.from_numpy(np.concatenate([rng.uniform(0, 100, (1, 1, 40, 40)), rng.uniform(-128, 128, (1, 2, 40, 40))], 1))
+    light, chroma = rng.uniform(0, 100, (1, 1, 40, 40)), rng.uniform(-128, 128, (1, 2, 40, 40))
+    wanted = torch.from_numpy(np.concatenate([light, chroma], axis=1))
     rgb = lab.to_rgb(wanted)
     assert float(rgb.min()) >= 0 and float(rgb.max()) <= 1
     assert float((lab.to_lab(rgb)[:, 0] - wanted[:, 0]).abs().max()) < 0.01

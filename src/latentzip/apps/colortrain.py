@@ -83,7 +83,8 @@ def usable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     nothing else."""
     colour = [im[..., :3] for im in images if not is_grey(im)]
     if not colour:
-        raise LatentzipError(f"all {len(images)} training images are grey: colourisation learns from colour images")
+        which = "the training image is" if len(images) == 1 else f"all {len(images)} training images are"
+        raise LatentzipError(f"{which} grey: colourisation learns from colour images")
     return colour
 
 
