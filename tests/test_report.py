@@ -116,11 +116,15 @@ def test_applications(results):
     embed = results["embed"]["models"]
     assert {"latentzip dense 32", "pca 32"} == set(embed)
     assert all(0 <= m["knn_accuracy"] <= 1 and 0 <= m["trustworthiness"] <= 1 for m in embed.values())
+    colour = results["colorize"]  # digits are grey: the section colours the built-in photographs
+    assert {"grey input", "mean-chroma table", "latentzip"} == set(colour["methods"])
+    assert colour["network"]["steps"] == 50 and colour["images"] == 60  # 150 quick steps, a third for 1 of 3 epochs
+    assert all(0 < m["psnr"] < 100 and 0 < m["ciede2000"] < 100 for m in colour["methods"].values())
 
 
 def test_figures_are_pngs(report_dir, results):
     for key in ("variants", "code_size_sweep", "compression_levels", "per_class", "tsne", "rate_distortion", "speed",
-                "denoise", "anomaly"):
+                "denoise", "anomaly", "colorize"):
         for figure in results[key]["figures"]:
             assert (report_dir / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 

@@ -45,6 +45,10 @@ _LAZY = {
     "AnomalyDetector": ".apps",
     "embed": ".apps",
     "write_codes": ".apps",
+    "colorize": ".apps",
+    "Colorizer": ".apps",
+    "ColorizeConfig": ".apps",
+    "train_colorizer": ".apps",
 }
 
 __all__ = ["__version__", *_LAZY]

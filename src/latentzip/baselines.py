@@ -7,8 +7,8 @@ wherever the format allows it; WebP cannot, see `IMAGE_BASELINES`.
 
 `PCACodec` is the linear-transform baseline, and `BYTE_BASELINES` are the general-purpose
 compressors the lossless benchmarks compare with, at the levels the benchmarks use.
-`DENOISERS`, `pca_anomaly_scores` and `isolation_forest_scores` are the classical peers of
-the applications (denoising and anomaly detection).
+`DENOISERS`, `pca_anomaly_scores`, `isolation_forest_scores` and `ChromaTable` are the
+classical peers of the applications (denoising, anomaly detection and colourisation).
 """
 
 from __future__ import annotations
@@ -491,3 +491,62 @@ def isolation_forest_scores(normal: np.ndarray, images: np.ndarray, seed: int = 
 
     forest = IsolationForest(n_estimators=200, random_state=seed).fit(_rows(normal))
     return -forest.score_samples(_rows(images))
+
+
+# --- the peer of colourisation: mean chroma per grey level ---------------------------------
+
+
+class ChromaTable:
+    """Colourisation's classical peer: the mean chroma (CIELAB a and b) of each grey level
+    over the pixels of the training images, looked up pixel by pixel. It knows which
+    colours bright and dark things tend to have (sky, skin, foliage), nothing of where.
+
+    Grey levels are those of `latentzip.apps.as_grey`, and colours are made as the network's
+    are (same lightness, chroma pulled into sRGB), so the two differ in the chroma alone."""
+
+    LEVELS = 256
+
+    def __init__(self, table: np.ndarray):
+        self.table = np.asarray(table, dtype=np.float64)  # (LEVELS, 2): a and b of each grey level
+
+    @classmethod
+    def fit(cls, images: Images) -> "ChromaTable":
+        """The table of the colour images among `images` (uint8 (H, W, C)); a level no
+        pixel has takes the chroma of its neighbours, interpolated."""
+        from latentzip.apps.lab import as_grey, as_tensor, is_grey, to_lab
+
+        sums, counts = np.zeros((cls.LEVELS, 2)), np.zeros(cls.LEVELS)
+        for image in images:
+            if is_grey(image):
+                continue
+            levels = as_grey(image).ravel()
+            chroma = to_lab(as_tensor(image[..., :3]))[0, 1:].reshape(2, -1).numpy()
+            counts += np.bincount(levels, minlength=cls.LEVELS)
+            for k in range(2):
+                sums[:, k] += np.bincount(levels, weights=chroma[k], minlength=cls.LEVELS)
+        if not counts.any():
+            raise ValueError("a chroma table needs colour images")
+        seen = np.flatnonzero(counts)
+        table = np.stack([np.interp(np.arange(cls.LEVELS), seen, sums[seen, k] / counts[seen]) for k in range(2)], 1)
+        return cls(table)
+
+    def colorize(self, images: Images) -> list[np.ndarray]:
+        """RGB uint8 images of the grey images' lightness (colour inputs are made grey first)."""
+        import torch
+
+        from latentzip.apps.colorize import with_chroma
+        from latentzip.apps.lab import as_grey
+
+        out = []
+        for image in images:
+            grey = as_grey(np.asarray(image))
+            chroma = torch.from_numpy(self.table[grey[..., 0]]).permute(2, 0, 1)[None]
+            out.append(with_chroma(grey, chroma))
+        return out
+
+
+def grey_as_colour(images: Images) -> list[np.ndarray]:
+    """The grey images themselves as RGB: colourisation's do-nothing baseline."""
+    from latentzip.apps.lab import as_grey
+
+    return [np.repeat(as_grey(np.asarray(im)), 3, axis=-1) for im in images]

@@ -356,12 +356,13 @@ def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., np.newaxis]
     colour = array[..., :-1] if has_alpha else array
-    if mode in ("P", "PA") and colour.shape[-1] == 3 and _is_grey(colour):
+    if mode in ("P", "PA") and colour.shape[-1] == 3 and is_grey(colour):
         array = array[..., [0, 3]] if has_alpha else array[..., :1]
     return np.ascontiguousarray(array)
 
 
-def _is_grey(rgb: np.ndarray) -> bool:
+def is_grey(rgb: np.ndarray) -> bool:
+    """Whether RGB pixels (..., 3) are all grey (R = G = B)."""
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 

@@ -116,6 +116,22 @@ def mean_ssim(batch_a: Batch, batch_b: Batch) -> float:
     return float(np.mean([ssim(a, b) for a, b in _pairs(batch_a, batch_b)]))
 
 
+def ciede2000(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference over the pixels of two RGB images (scikit-image's
+    `deltaE_ciede2000` on CIELAB): about 1 is a just-noticeable difference."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"CIEDE2000 compares two RGB images of one shape, got {a.shape} and {b.shape}")
+    return float(np.mean(deltaE_ciede2000(rgb2lab(a), rgb2lab(b))))
+
+
+def mean_ciede2000(batch_a: Batch, batch_b: Batch) -> float:
+    """Mean over images of each image's mean CIEDE2000 colour difference."""
+    return float(np.mean([ciede2000(a, b) for a, b in _pairs(batch_a, batch_b)]))
+
+
 def bpp(num_bytes: int, num_pixels: int) -> float:
     """Bits per pixel, where a pixel is one of the H*W positions of the real image."""
     if num_pixels <= 0:

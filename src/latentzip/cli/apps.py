@@ -1,4 +1,4 @@
-"""Verbs of the applications: denoise, anomaly, embed."""
+"""Verbs of the applications: denoise, anomaly, embed, colorize (and train --task colorize)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from .. import data
 from ..errors import LatentzipError
 from ..fsio import write_bytes, write_tree
-from .image import _refuse_overwrite
+from .image import _refuse_overwrite, budget, output_directory
 
 SPEC_HELP = "dataset name[:split][[:N]], a directory of images, an image or a .npy file"
 
@@ -46,9 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
     p.set_defaults(func=_embed)
 
+    p = sub.add_parser("colorize", help="colour grey images with a model trained with --task colorize")
+    _model_and_inputs(p, "model file made by latentzip train --task colorize")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="where the colour PNGs go")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing images in OUTDIR")
+    p.set_defaults(func=_colorize)
 
-def _model_and_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", required=True, help="shipped model name or model file")
+
+def _model_and_inputs(p: argparse.ArgumentParser, model_help: str = "shipped model name or model file") -> None:
+    p.add_argument("-m", "--model", required=True, help=model_help)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or directories")
     p.add_argument("--data", default=None, metavar="SPEC", help=f"instead of INPUTs: {SPEC_HELP}")
 
@@ -78,17 +84,65 @@ def _denoise(args: argparse.Namespace) -> int:
 
     codec = load_model(args.model)
     names, images = _inputs(args)
-    files: dict[str, bytes] = {}
-    for name, image in zip(names, denoise(codec, images, progress=True)):
-        png = Path(name).with_suffix(".png").name
-        if png in files:
-            raise LatentzipError(f"two inputs would both be written as {png}")
-        files[png] = data.to_png_bytes(image)
+    files = _pngs(names, denoise(codec, images, progress=True))
     write_tree(args.output, files.items(), overwrite=args.force)
     noise = trained_noise(codec)
     how = f"trained on {noise[1]} noise {noise[0]:g}" if noise else "trained without --noise: reconstructed only"
     print(f"{len(files)} image(s) -> {args.output}/ ({codec.label}: {how})", file=sys.stderr)
     return 0
+
+
+def _pngs(names: list[str], images: list[np.ndarray]) -> dict[str, bytes]:
+    """PNG files under the inputs' names, .png for their suffix."""
+    files: dict[str, bytes] = {}
+    for name, image in zip(names, images, strict=True):
+        png = Path(name).with_suffix(".png").name
+        if png in files:
+            raise LatentzipError(f"two inputs would both be written as {png}")
+        files[png] = data.to_png_bytes(image)
+    return files
+
+
+def _colorize(args: argparse.Namespace) -> int:
+    from ..apps import Colorizer, colorize
+    from ..apps.lab import is_grey
+
+    model = Colorizer.load(args.model)
+    names, images = _inputs(args)
+    files = _pngs(names, colorize(model, images, progress=True))
+    write_tree(args.output, files.items(), overwrite=args.force)
+    colour = sum(not is_grey(image) for image in images)
+    if colour:
+        print(f"{colour} of {len(images)} input(s) were in colour: made grey first (their lightness kept)", file=sys.stderr)
+    print(f"{len(files)} image(s) -> {args.output}/ ({model.label})", file=sys.stderr)
+    return 0
+
+
+def train_colorize(args: argparse.Namespace) -> int:
+    """`latentzip train --task colorize`."""
+    from ..apps import ColorizeConfig, train_colorizer
+
+    cfg = ColorizeConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
+                         batch_size=args.batch_size, steps=args.steps, minutes=budget(args, "steps"), lr=args.lr,
+                         seed=args.seed, device=args.device)
+    output = output_directory(args.output)
+    dataset = data.load(args.data)
+    result = train_colorizer(dataset.images, cfg, progress=not args.quiet, on_start=None if args.quiet else _say_colorize)
+    result.model.save(output)
+    note = " (stopped by --minutes)" if result.stopped_early else ""
+    print(f"wrote {output}: {result.steps:,} steps in {result.seconds / 60:.1f} min{note}; "
+          f"use it with latentzip colorize -m {args.output}", file=sys.stderr)
+    return 0
+
+
+def _say_colorize(cfg: "ColorizeConfig", images: int, left_out: int, device: str) -> None:  # noqa: F821
+    """Print what a colourisation run uses, the settings it chose included."""
+    budget = f"{cfg.steps:,} steps" if cfg.steps is not None else ""
+    if cfg.minutes is not None:
+        budget += f"{' within ' if budget else 'for '}{cfg.minutes:g} min"
+    skipped = f" ({left_out:,} grey or smaller than a crop left out)" if left_out else ""
+    print(f"training a colourisation network (channels {'-'.join(map(str, cfg.widths or ()))}) on {images:,} colour "
+          f"images{skipped}, crops of {cfg.crop}, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
 
 
 def _anomaly(args: argparse.Namespace) -> int:

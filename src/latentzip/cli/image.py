@@ -15,7 +15,12 @@ from .. import data
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
 
-DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs nor --minutes is given
+DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) nor --minutes is given
+# Options of one --task only, by their destination: given with the other, they are refused.
+CODEC_ONLY = {"arch": "--arch", "prior": "--prior", "reg": "--reg", "reg_weight": "--reg-weight", "noise": "--noise",
+              "noise_kind": "--noise-kind", "latent": "--latent", "levels": "--levels", "qualities": "--qualities",
+              "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume"}
+COLORIZE_ONLY = {"steps": "--steps"}
 
 
 MAX_ERROR_HELP = (
@@ -28,10 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("train", help="train a codec on your images",
-                       description="Train a codec on your images. Every setting left out is chosen from the "
-                                   "images and the time budget, and printed.")
+    p = sub.add_parser("train", help="train a codec (or a colourisation network) on your images",
+                       description="Train a codec on your images, or with --task colorize a network that colours "
+                                   "grey images. Every setting left out is chosen from the images and the time "
+                                   "budget, and printed.")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
+    p.add_argument("--task", choices=("codec", "colorize"), default="codec",
+                   help="codec: an image codec; colorize: a network from lightness to colour, trained on the colour "
+                        "images of --data (see latentzip colorize)")
     p.add_argument("--arch", default=None,  # checked by TrainConfig: the parser must not import torch
                    help="network: dense, deep, vae or conv (default: deep for small images of one size, else conv)")
     p.add_argument("--prior", choices=("factorized", "hyperprior"), default=None,
@@ -41,13 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="denoising: corrupt inputs while training")
     p.add_argument("--noise-kind", choices=("gaussian", "salt-pepper"), default="gaussian")
     p.add_argument("--latent", type=int, default=None, metavar="N", help="code size (dense) or latent channels (conv)")
-    p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W", help="layer widths (dense) or channels (conv)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W",
+                   help="layer widths (dense) or channels (conv; colorize: per level, from half resolution down)")
     p.add_argument("--levels", type=int, default=None, help="conv: downsampling steps (each halves H and W; default 4)")
     p.add_argument("--qualities", type=int, default=None, metavar="N",
                    help="conv: qualities one model codes at (default 6, or 1 with --lmbda)")
     p.add_argument("--lmbda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off: higher = better quality, more bytes (conv: of the top quality)")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="colorize: training steps (default: as many as --minutes allows)")
     p.add_argument("--minutes", type=float, default=None,
                    help=f"time budget; the model is written when it runs out (default {DEFAULT_MINUTES:g} without --epochs)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -62,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, metavar="MODEL")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, defaults={dest: p.get_default(dest) for dest in (*CODEC_ONLY, *COLORIZE_ONLY)})
 
     p = sub.add_parser("encode", help="compress images into one .ltz file")
     p.add_argument("-m", "--model", required=True, help="shipped model name, model file, or MODEL:PRESET (my.model:q3)")
@@ -102,19 +113,22 @@ def _models(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..image.train import TrainConfig, train
 
+    _refuse_options(args, COLORIZE_ONLY if args.task == "codec" else CODEC_ONLY)
+    if args.task == "colorize":
+        from .apps import train_colorize
+
+        return train_colorize(args)
     if args.procs is not None:
         return _launch(args.procs, args.argv)
 
-    minutes = args.minutes if args.minutes is not None or args.epochs is not None else DEFAULT_MINUTES
+    minutes = budget(args, "epochs")
     cfg = TrainConfig(
         arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
         prior=args.prior, qualities=args.qualities, reg=args.reg, reg_weight=args.reg_weight, noise=args.noise,
         noise_kind=args.noise_kind, lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, seed=args.seed, minutes=minutes, device=args.device,
     )
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise LatentzipError(f"cannot write {output}: directory {output.parent} does not exist")
+    output = output_directory(args.output)
     dataset = data.load(args.data)
     checkpoint = output.with_name(output.name + ".ckpt")
     result = train(dataset.images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
@@ -128,6 +142,26 @@ def _train(args: argparse.Namespace) -> int:
     for name, preset in result.codec.presets().items():
         print(f"  {args.output}:{name:<4} {preset['description']}", file=sys.stderr)
     return 0
+
+
+def _refuse_options(args: argparse.Namespace, options: dict[str, str]) -> None:
+    """Refuse options given that do not apply to the --task."""
+    given = [flag for dest, flag in options.items() if getattr(args, dest) != args.defaults[dest]]
+    if given:
+        raise LatentzipError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --task {args.task}")
+
+
+def output_directory(path: str) -> Path:
+    """A model file's path, refused before any work when its directory does not exist."""
+    output = Path(path)
+    if not output.parent.is_dir():
+        raise LatentzipError(f"cannot write {output}: directory {output.parent} does not exist")
+    return output
+
+
+def budget(args: argparse.Namespace, count: str) -> float | None:
+    """The time budget: --minutes, or DEFAULT_MINUTES when no --`count` bounds the run."""
+    return args.minutes if args.minutes is not None or getattr(args, count) is not None else DEFAULT_MINUTES
 
 
 def _launch(procs: int, argv: list[str]) -> int:

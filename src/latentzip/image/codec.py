@@ -35,7 +35,7 @@ from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
 from .latents import Symbols
 from .model import Autoencoder
-from .modelfile import FINGERPRINT_SIZE, MAX_BYTES, VERSION, ModelFile, stored_shapes
+from .modelfile import FINGERPRINT_SIZE, MAX_BYTES, VERSION, ModelFile, check_stored, stored_shapes
 from .transforms import CHANNEL_NAMES, NetConfig, check_config
 
 MAX_LATENTS = 1 << 30  # per file, for the same reason
@@ -581,16 +581,7 @@ def _check_shapes(version: int, net: dict[str, Any], stored: dict[str, tuple[int
         state = Autoencoder(cfg).state_dict()
     if version == 2:
         state = {k.removeprefix("latents."): v for k, v in state.items()}
-    expected = stored_shapes({k: v.shape for k, v in state.items()})
-    for key, shape in stored.items():
-        if key.startswith("net."):
-            if expected.get(key) != shape:
-                raise ValueError(f"tensor {key[:60]} has shape {shape}, the config needs {expected.get(key)}")
-        elif not key.startswith(("tables.", REFINE_PREFIX, ALPHA_PREFIX)) or len(shape) > 2:
-            raise ValueError(f"unexpected tensor {key[:60]}")
-    missing = [k for k in expected if k not in stored]
-    if missing:
-        raise ValueError(f"tensor {missing[0][:60]} is missing")
+    check_stored(stored_shapes({k: v.shape for k, v in state.items()}), stored, ("tables.", REFINE_PREFIX, ALPHA_PREFIX))
 
 
 def read_fingerprint(header: bytes) -> bytes:

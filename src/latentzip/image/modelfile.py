@@ -12,6 +12,10 @@ Weights of the transforms are stored as int8 with one float16 scale per output r
 quarter of float32's bytes; on the shipped models it costs under 0.01 dB), other
 weights as float16 and coding tables as int32. The fingerprint that image files name
 is a hash of the file's config and tensors exactly as stored.
+
+The metadata's `format` says which `Kind` of model a file is: an image codec or a
+colourisation network (apps/colornet.py). Each reader takes one kind and refuses the
+other by name, saying which verbs take it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,28 @@ _DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "I8": (torch.in
 _PACKED = ("net.analysis.", "net.synthesis.")  # weights stored as int8 rows with scales
 
 
+@dataclass(frozen=True)
+class Kind:
+    """A kind of model file: what its metadata's "format" says, and how messages name it,
+    so that a model handed to the wrong verb is refused by name."""
+
+    format: str
+    noun: str
+    verbs: str  # the commands that take it
+    version: int  # what this build writes
+    readable: tuple[int, ...]  # what it reads
+
+    @property
+    def named(self) -> str:
+        """The noun with its article, for messages."""
+        return ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
+
+
+IMAGE_CODEC = Kind(FORMAT, "image codec", "encode, decode, eval, denoise, anomaly or embed", VERSION, READABLE)
+COLORIZER = Kind("latentzip-colorize-model", "colourisation model", "colorize", 1, (1,))
+KINDS = (IMAGE_CODEC, COLORIZER)
+
+
 @dataclass
 class ModelFile:
     """A model file's contents as stored: what the fingerprint covers."""
@@ -50,6 +76,7 @@ class ModelFile:
     net: dict[str, Any]  # the network config
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)  # free-form: training record, presets
+    kind: Kind = IMAGE_CODEC
 
     @property
     def fingerprint(self) -> bytes:
@@ -64,24 +91,28 @@ class ModelFile:
         return digest.digest()[:FINGERPRINT_SIZE]
 
     def to_bytes(self) -> bytes:
-        metadata = {"format": FORMAT, "version": str(self.version), "net": json.dumps(self.net),
+        metadata = {"format": self.kind.format, "version": str(self.version), "net": json.dumps(self.net),
                     "meta": json.dumps(self.meta)}
         return save({k: v.contiguous() for k, v in self.tensors.items()}, metadata=metadata)
 
     @classmethod
-    def parse(cls, data: bytes, what: str, shapes: "ShapeCheck") -> "ModelFile":
-        """Check and read a model file; `shapes` checks the stored shapes against the
-        config before any tensor is loaded (see `ShapeCheck`)."""
+    def parse(cls, data: bytes, what: str, shapes: "ShapeCheck", kind: Kind = IMAGE_CODEC) -> "ModelFile":
+        """Check and read a model file of `kind`; `shapes` checks the stored shapes
+        against the config before any tensor is loaded (see `ShapeCheck`)."""
         if len(data) > MAX_BYTES:
             raise ModelError(f"{what} is larger than latentzip accepts ({len(data)} bytes)")
         header = _header(data, what)
         meta = header.pop("__metadata__", None)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelError(f"{what} is not a latentzip image model")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if found != kind.format:
+            other = next((k for k in KINDS if k.format == found), None)
+            if other is None:
+                raise ModelError(f"{what} is not a latentzip {kind.noun}")
+            raise ModelError(f"{what} is {other.named}, not {kind.named}: use it with latentzip {other.verbs}")
         version = meta.get("version")
-        if version not in {str(v) for v in READABLE}:
+        if version not in {str(v) for v in kind.readable}:
             raise ModelError(f"{what} has model format version {version}; this build reads "
-                             f"{', '.join(map(str, READABLE))} (train it again with this version)")
+                             f"{', '.join(map(str, kind.readable))} (train it again with this version)")
         net, free = _json_object(meta.get("net"), what, "config"), _json_object(meta.get("meta", "{}"), what, "metadata")
         try:
             shapes(int(version), net, {k: tuple(v["shape"]) for k, v in header.items()})
@@ -94,7 +125,7 @@ class ModelFile:
         for key, value in tensors.items():
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise ModelError(f"{what} is damaged (tensor {key} holds values that are not finite)")
-        return cls(int(version), net, tensors, free)
+        return cls(int(version), net, tensors, free, kind)
 
     # --- weights: int8 rows with float16 scales -----------------------------------------
 
@@ -169,6 +200,21 @@ def stored_shapes(state: dict[str, torch.Size], prefix: str = "net.") -> dict[st
         if len(shape) >= 2 and (prefix + key).startswith(_PACKED):
             out[prefix + key + SCALE] = (shape[0],)
     return out
+
+
+def check_stored(expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
+                 tables: tuple[str, ...] = ()) -> None:
+    """Raise ValueError unless a file stores every tensor of `expected` at its shape, and
+    nothing else but tables (rank 2 at most) under the prefixes `tables`."""
+    for key, shape in stored.items():
+        if key in expected:
+            if expected[key] != shape:
+                raise ValueError(f"tensor {key[:60]} has shape {shape}, the config needs {expected[key]}")
+        elif not key.startswith(tables) or len(shape) > 2:
+            raise ValueError(f"unexpected tensor {key[:60]}")
+    missing = [k for k in expected if k not in stored]
+    if missing:
+        raise ValueError(f"tensor {missing[0][:60]} is missing")
 
 
 def _header(data: bytes, what: str) -> dict[str, Any]:

@@ -197,7 +197,9 @@ class TrainResult:
     leader: bool = True  # False in the processes of a DDP run but rank 0's, which write nothing
 
 
-def _device(name: str) -> torch.device:
+def pick_device(name: str) -> torch.device:
+    """The device `name` asks for ("auto": a GPU when PyTorch sees one), refused with a
+    clear message when this machine has none of that kind."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -383,9 +385,9 @@ def train(
     `on_start` with the settings chosen, the number of images and the device, once
     the run knows them."""
     started = time.monotonic()
-    images = _checked(images)
+    images = check_images(images)
     cfg = choose(cfg, images)
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     ranks = join(device)
     if ranks.world > 1:
         # DDP's note that a 1x1 convolution's gradient is laid out unlike its bucket: a
@@ -507,15 +509,16 @@ def train(
                        ranks.leader)
 
 
-def _checked(images: Images) -> Images:
-    """The training images, refused with a clear message when training could not use them."""
+def check_images(images: Images, least: int = 2) -> Images:
+    """The training images, refused with a clear message when training could not use them
+    (shared with colourisation training, which needs `least` 1)."""
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.dtype != np.uint8:
             raise LatentzipError("training images must be a uint8 array of shape (N, H, W, C)")
     elif not all(isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 for im in images):
         raise LatentzipError("training images must be uint8 arrays of shape (H, W, C)")
-    if len(images) < 2:
-        raise LatentzipError("need at least 2 training images")
+    if len(images) < least:
+        raise LatentzipError(f"need at least {least} training image{'s' if least > 1 else ''}")
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     if pixels > TRAIN_MAX_PIXELS:
         raise LatentzipError(f"the training images hold {pixels:,} pixels; latentzip trains on at most "

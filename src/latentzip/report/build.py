@@ -43,6 +43,7 @@ EXPERIMENTS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("denoising", applications.denoising),
     ("anomaly detection", applications.anomaly),
     ("dimensionality reduction", applications.embeddings),
+    ("colourisation", applications.colorization),
 )
 
 
