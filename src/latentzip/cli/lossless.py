@@ -40,26 +40,23 @@ def attach_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _block_size(text: str) -> int:
-    """A --block-size value: a whole number of bytes, at least 1 (the level sets the most)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {value}")
-    return value
+def _whole(least: int, noun: str, floor: str) -> Callable[[str], int]:
+    """A parser of whole numbers of `noun` from `least` on; `floor` names that bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number{noun}: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {floor}, not {value}")
+        return value
+
+    return parse
 
 
-def _threads(text: str) -> int:
-    """A -T value: 0 (one per core) or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (one per core) or more, not {value}")
-    return value
+_block_size = _whole(1, " of bytes", "at least 1 byte")  # the level sets the most
+_threads = _whole(0, "", "0 (one per core) or more")
 
 
 _SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|%)?", re.IGNORECASE)
