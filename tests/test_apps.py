@@ -217,22 +217,21 @@ def test_anomaly_verb(tmp_path, model_file, digits_test):
     assert "2.0% of the --fit images" in proc.stderr.decode()
 
 
-def test_default_detector_trains_sets_thresholds_and_saves(tmp_path, digits, digits_test):
+def test_default_detector_trains_sets_thresholds_and_saves(tmp_path, capsys, digits, digits_test):
     """Without -m the verb trains a dense detector on most --fit images, sets the threshold on
     the rest, and can save it; the saved model scores alike through -m."""
     model, out = tmp_path / "detector.model", tmp_path / "scores.csv"
     new = tmp_path / "new"
     write_images(new, digits_test.images, 4)
     data.write_png(new / "static.png", np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8))
-    proc = run_cli("anomaly", "--fit", "digits:train[:200]", "--score", str(new), "--epochs", "3",
-                   "--csv", str(out), "--save-model", str(model), "-q")
-    assert proc.returncode == 0, proc.stderr.decode()
-    err = proc.stderr.decode()
+    status, err = cli(capsys, "anomaly", "--fit", "digits:train[:200]", "--score", str(new), "--epochs", "3",
+                      "--csv", str(out), "--save-model", str(model), "-q")
+    assert status == 0, err
     assert "trained a deep detector (32 latents) on 160 of the --fit images; the other 40 set the threshold" in err
     rows = list(csv.DictReader(out.open()))
     assert rows[-1]["name"] == "static.png" and rows[-1]["anomaly"] == "yes"
-    again = run_cli("anomaly", "-m", str(model), "--fit", "digits:train[:200]", "--score", str(new), "-q")
-    assert again.returncode == 0 and "warning" not in again.stderr.decode()
+    status, err = cli(capsys, "anomaly", "-m", str(model), "--fit", "digits:train[:200]", "--score", str(new), "-q")
+    assert status == 0 and "warning" not in err
 
 
 def test_default_detector_scores_large_images_as_thumbnails(tmp_path):
@@ -250,12 +249,12 @@ def test_default_detector_scores_large_images_as_thumbnails(tmp_path):
     assert again.thumbnails == detector.thumbnails and again.score(static).flagged.all()
 
 
-def test_conv_model_is_warned_about(tmp_path, conv_codec, shots):
+def test_conv_model_is_warned_about(tmp_path, capsys, conv_codec, shots):
     path = tmp_path / "conv.model"
     conv_codec.save(path)
-    proc = run_cli("anomaly", "-m", str(path), "--fit", str(shots), "--score", str(shots), "-q")
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert "warning" in proc.stderr.decode() and "leave out -m" in proc.stderr.decode()
+    status, err = cli(capsys, "anomaly", "-m", str(path), "--fit", str(shots), "--score", str(shots), "-q")
+    assert status == 0, err
+    assert "warning" in err and "leave out -m" in err
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])

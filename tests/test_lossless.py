@@ -341,14 +341,14 @@ def test_thread_flags(tmp_path: Path) -> None:
     src = tmp_path / "text"
     src.write_bytes(primer.text()[:30_000])
     outputs = []
-    for flags in (["-T", "1"], ["-T", "2", "--memory", "1G"], ["--threads=3", "--memory", "50%"]):
+    for flags in (["-T", "1"], ["--threads=2", "--memory", "50%"]):
         out = tmp_path / f"out{len(outputs)}.lzc"
         r = _cli("compress", "-1", *flags, str(src), "-o", str(out))
         assert r.returncode == 0, r.stderr
         outputs.append(out.read_bytes())
         r = _cli("decompress", *flags, str(out), "-o", str(tmp_path / f"back{len(outputs)}"))
         assert r.returncode == 0 and (tmp_path / f"back{len(outputs)}").read_bytes() == src.read_bytes()
-    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0] == outputs[1]
     for flags, words in ((["-T", "-2"], b"0 (one per core) or more"), (["--memory", "lots"], b"memory size"),
                          (["--memory", "0"], b"memory size")):
         r = _cli("compress", *flags, str(src), "-o", str(tmp_path / "bad.lzc"))
