@@ -137,15 +137,19 @@ def threads_for(level: int, threads: int = 0, memory: int | None = None) -> int:
     """How many threads code at `level`: `threads` (0: one per core), fewer if their
     models would take more than `memory` bytes (default: a quarter of physical memory),
     and never fewer than one."""
-    if threads < 0:
-        raise ValueError(f"threads must be 0 (one per core) or more, not {threads}")
-    wanted = threads or cores()
+    wanted = _checked_threads(threads) or cores()
     if wanted == 1:
         return 1
     limit = memory if memory is not None else total_memory() // MEMORY_SHARE
     if limit <= 0:
         return 1 if memory is not None else wanted
     return max(1, min(wanted, limit // worker_memory(level)))
+
+
+def _checked_threads(threads: int) -> int:
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (one per core) or more, not {threads}")
+    return threads
 
 
 def _segment_blocks(block_size: int) -> int:
@@ -267,7 +271,7 @@ class Decompressor:
         zstandard's caps let a service bound what one request costs."""
         if max_length is not None and max_length < 0:
             raise ValueError(f"max_length must be at least 0, not {max_length}")
-        threads_for(1, threads, memory)  # checks the arguments
+        _checked_threads(threads)  # how many it can have is known from the header's level
         self.progress = progress
         self.max_length = max_length
         self._threads, self._memory = threads, memory
