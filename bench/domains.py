@@ -164,7 +164,10 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     images = test_images(name)
-    result: dict[str, Any] = {"test_images": len(images), "models": {}, "baselines": {}}
+    # A run may measure some sets only (the others kept from earlier runs), so each set
+    # records the commit and date it was measured at.
+    result: dict[str, Any] = {"commit": common.git_commit(), "date": common.now(), "test_images": len(images),
+                              "models": {}, "baselines": {}}
     variants = ["default"] + (["factorized"] if args.factorized and name not in BUILTIN else [])
     for variant in variants:
         path, record = train_model(name, variant, args.minutes, args.models)

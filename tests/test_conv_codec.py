@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from latentzip import metrics
 from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import fixed, latents
+from latentzip.image.model import Autoencoder
+from latentzip.image.transforms import NetConfig
 from latentzip.image.train import TrainConfig, train
 
 from .crafted import ltz_files
@@ -88,6 +90,26 @@ def test_conv_synthesis_is_exact_integer_arithmetic(hyper_codec):
         acc = int(b[o]) + sum(int(w[o, i, 1 + dy, 1 + dx]) * int(x[0, i, 1 + dy, 1 + dx])
                               for i in range(w.shape[1]) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
         assert int(out[0, o, 1, 1]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
+
+
+def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_codec):
+    """A trained model's 3x3 convolutions repeat the edge value past it (in the transform
+    and in the hyperprior), the integer form included; a model file without the key
+    (written before it existed) is rebuilt with the zero padding it was trained with."""
+    convs = [m for m in hyper_codec.model.modules() if getattr(m, "kernel_size", None) == (3, 3)]
+    assert convs and all(m.padding_mode == "replicate" for m in convs)
+    layer = fixed._Conv(next(m for m in hyper_codec.model.synthesis.net if getattr(m, "kernel_size", None) == (3, 3)))
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.integers(-(1 << 16), 1 << 16, size=(1, layer.weight.shape[1], 3, 3)))
+    out = layer(x)
+    w, b = layer.weight.to(torch.int64), layer.bias.to(torch.int64)
+    for o in range(w.shape[0]):  # the corner: rows and columns -1 read as 0
+        acc = int(b[o]) + sum(int(w[o, i, 1 + dy, 1 + dx]) * int(x[0, i, max(dy, 0), max(dx, 0)])
+                              for i in range(w.shape[1]) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        assert int(out[0, o, 0, 0]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
+    net = {k: v for k, v in hyper_codec.file.net.items() if k != "padding"}
+    older = Autoencoder(NetConfig(**net))
+    assert all(m.padding_mode == "zeros" for m in older.modules() if getattr(m, "kernel_size", None) == (3, 3))
 
 
 def test_integer_square_root_is_exact():

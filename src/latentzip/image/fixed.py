@@ -119,6 +119,7 @@ class _Conv:
         bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(len(self.weight), dtype=torch.float64)
         self.bias = torch.round(bias * (1 << (CONV_WEIGHT_BITS + ACT_BITS)))
         self.padding = layer.padding
+        self.replicate = layer.padding_mode == "replicate"
         _check_exact(self.weight, self.bias, CONV_LIMIT)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,6 +127,10 @@ class _Conv:
             n, c, h, w = x.shape
             columns = x.double().transpose(0, 1).reshape(c, -1)
             acc = torch.addmm(self.bias[:, None], self.weight[:, :, 0, 0], columns).view(-1, n, h, w).transpose(0, 1)
+        elif self.replicate:
+            ph, pw = self.padding  # type: ignore[misc]
+            padded = F.pad(x.double(), (pw, pw, ph, ph), mode="replicate")
+            acc = F.conv2d(padded, self.weight, self.bias)
         else:
             acc = F.conv2d(x.double(), self.weight, self.bias, padding=self.padding)
         return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS

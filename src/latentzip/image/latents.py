@@ -266,7 +266,8 @@ class HyperpriorLatents(LatentCodec):
     the magnitudes of the groups decoded before it (Minnen and Singh 2020): how busy a
     block is in its low frequencies says much about its high ones."""
 
-    def __init__(self, channels: int, side: int, width: int, qualities: int = 1, slices: int = 1):
+    def __init__(self, channels: int, side: int, width: int, qualities: int = 1, slices: int = 1,
+                 padding: str = "zeros"):
         super().__init__()
         self.qualities = qualities
         self.gains = Gains(qualities, channels)
@@ -274,12 +275,12 @@ class HyperpriorLatents(LatentCodec):
         self.side = FactorizedLatents(side, qualities, gains=False)  # one density per quality, no gains
         self.hyper_analysis = nn.Sequential(
             nn.Conv2d(channels, width, 1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(width, side, 3, stride=2, padding=1),
+            nn.Conv2d(width, width, 3, stride=2, padding=1, padding_mode=padding), nn.ReLU(),
+            nn.Conv2d(width, side, 3, stride=2, padding=1, padding_mode=padding),
         )
         self.hyper_synthesis = nn.Sequential(
-            nn.Conv2d(side, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
-            nn.Conv2d(width, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+            nn.Conv2d(side, 4 * width, 3, padding=1, padding_mode=padding), nn.PixelShuffle(2), nn.ReLU(),
+            nn.Conv2d(width, 4 * width, 3, padding=1, padding_mode=padding), nn.PixelShuffle(2), nn.ReLU(),
         )
         self.bounds = [round(channels * k / slices) for k in range(slices + 1)]
         self.heads = nn.ModuleList(
@@ -431,5 +432,5 @@ def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 def build_latents(cfg: Any) -> LatentCodec:
     """The latent codec a network config asks for."""
     if cfg.prior == "hyperprior":
-        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities, cfg.slices)
+        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities, cfg.slices, cfg.padding)
     return FactorizedLatents(cfg.latent, cfg.qualities, gains=not cfg.record.fixed_size)
