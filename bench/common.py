@@ -30,6 +30,12 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     return shlex.join(["python", script, *argv])
 
 
+def portable(text: str) -> str:
+    """`text` with this checkout's path made relative and the home directory as ~, so a
+    result names no path of the machine that measured it."""
+    return text.replace(f"{REPO}{os.sep}", "").replace(str(Path.home()), "~")
+
+
 def now() -> str:
     """UTC date and time of the run, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

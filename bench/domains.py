@@ -70,8 +70,8 @@ def train_model(name: str, variant: str, minutes: float, models: Path) -> tuple[
     done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"training {name} ({variant}) failed:\n{done.stderr[-3000:]}")
-    output = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("epoch")]
-    record = {"command": " ".join(command), "seconds": time.monotonic() - started, "output": output}
+    output = [common.portable(line) for line in done.stderr.splitlines() if line.strip() and not line.startswith("epoch")]
+    record = {"command": common.portable(" ".join(command)), "seconds": time.monotonic() - started, "output": output}
     common.write_json(record_path, record)
     return path, record
 

@@ -42,11 +42,13 @@ def test_train_encode_decode_eval(tmp_path, shots, digits_test):
     assert record["images"] == 40
 
 
-def test_train_resume_continues_from_checkpoint(tmp_path, digits):
+@pytest.mark.parametrize("arch", ["dense", "conv"])  # conv: two learning rates, so two optimizer groups
+def test_train_resume_continues_from_checkpoint(tmp_path, digits, arch):
     from latentzip.image.train import TrainConfig, train
 
     images = digits.images[:300]
-    cfg = TrainConfig(arch="dense", latent=6, epochs=2, batch_size=50, seed=4)
+    sizes = {"latent": 6} if arch == "dense" else {"latent": 8, "levels": 2, "hidden": (8,), "qualities": 2}
+    cfg = TrainConfig(arch=arch, epochs=2, batch_size=50, seed=4, **sizes)
     ckpt = tmp_path / "run.ckpt"
     full = train(images, cfg, checkpoint=ckpt, progress=False)
 

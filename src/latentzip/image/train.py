@@ -295,8 +295,13 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
             _, i, key = name.split(".", 2)
             slot = state["state"].setdefault(int(i), {})
             slot[key] = value.reshape(()) if key == "step" else value.to(device)
+    params = [p for group in opt.param_groups for p in group["params"]]
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        # Adam's moments follow the parameter groups' order, which versions may change.
+        if any(slot.get("exp_avg", p).shape != p.shape for slot, p in zip(
+                (state["state"].get(i, {}) for i in range(len(params))), params)):
+            raise ValueError("optimizer state of other parameters")
         opt.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError):
         raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume") from None
@@ -522,7 +527,8 @@ def _param_groups(model: Autoencoder) -> list[dict[str, Any]]:
     transform = [p for name, p in model.named_parameters() if conv and name.startswith(("analysis.", "synthesis."))]
     chosen = {id(p) for p in transform}
     rest = [p for p in model.parameters() if id(p) not in chosen]
-    return [{"params": rest, "scale": 1.0}, {"params": transform, "scale": TRANSFORM_LR_SCALE}]
+    groups = [{"params": rest, "scale": 1.0}, {"params": transform, "scale": TRANSFORM_LR_SCALE}]
+    return [g for g in groups if g["params"]]
 
 
 def check_images(images: Images, least: int = 2) -> Images:

@@ -26,8 +26,8 @@ from torch.nn import functional as F
 MAX_CHANNELS = 4
 # Zero padding makes a 3x3 layer see its edges unlike its interior. A model trained on
 # crops a few blocks wide is mostly edge, so on larger images its interior ran on taps
-# that training had barely seen (4x the bits at 256 px of what 64 px crops cost, measured);
-# replicate padding makes an edge look like more of the image.
+# that training had barely seen (on textures, 2-4x the bits per pixel at 256 px of what
+# 64 px crops cost, measured); replicate padding makes an edge look like more of the image.
 PADDINGS = ("zeros", "replicate")
 CHANNEL_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 
