@@ -80,16 +80,23 @@ def test_scale_indices_do_not_depend_on_the_thread_count(hyper_codec, digits):
 
 def test_conv_synthesis_is_exact_integer_arithmetic(hyper_codec):
     """Each fixed-point convolution equals the same sum over Python integers."""
-    layer = fixed._Conv(next(m for m in hyper_codec.model.synthesis.net if getattr(m, "kernel_size", None) == (3, 3)))
-    rng = np.random.default_rng(0)
+    _check_against_python_sums(hyper_codec, seed=0, at=1)
+
+
+def _check_against_python_sums(codec, seed: int, at: int) -> None:
+    """Output (at, at) of the synthesis's integer 3x3 convolution on a random 3x3 input
+    equals the same sum over Python integers, reading positions past the edge as the
+    nearest edge value (the model's replicate padding; (1, 1) reads none)."""
+    layer = fixed._Conv(next(m for m in codec.model.synthesis.net if getattr(m, "kernel_size", None) == (3, 3)))
+    rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.integers(-(1 << 16), 1 << 16, size=(1, layer.weight.shape[1], 3, 3)))
     out = layer(x)
-    w = layer.weight.to(torch.int64)
-    b = layer.bias.to(torch.int64)
+    w, b = layer.weight.to(torch.int64), layer.bias.to(torch.int64)
+    near = [min(max(at + d, 0), 2) for d in (-1, 0, 1)]  # the input row (or column) tap 0, 1, 2 reads
     for o in range(w.shape[0]):
-        acc = int(b[o]) + sum(int(w[o, i, 1 + dy, 1 + dx]) * int(x[0, i, 1 + dy, 1 + dx])
-                              for i in range(w.shape[1]) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-        assert int(out[0, o, 1, 1]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
+        acc = int(b[o]) + sum(int(w[o, i, ky, kx]) * int(x[0, i, near[ky], near[kx]])
+                              for i in range(w.shape[1]) for ky in range(3) for kx in range(3))
+        assert int(out[0, o, at, at]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
 
 
 def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_codec):
@@ -98,15 +105,7 @@ def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_c
     (written before it existed) is rebuilt with the zero padding it was trained with."""
     convs = [m for m in hyper_codec.model.modules() if getattr(m, "kernel_size", None) == (3, 3)]
     assert convs and all(m.padding_mode == "replicate" for m in convs)
-    layer = fixed._Conv(next(m for m in hyper_codec.model.synthesis.net if getattr(m, "kernel_size", None) == (3, 3)))
-    rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.integers(-(1 << 16), 1 << 16, size=(1, layer.weight.shape[1], 3, 3)))
-    out = layer(x)
-    w, b = layer.weight.to(torch.int64), layer.bias.to(torch.int64)
-    for o in range(w.shape[0]):  # the corner: rows and columns -1 read as 0
-        acc = int(b[o]) + sum(int(w[o, i, 1 + dy, 1 + dx]) * int(x[0, i, max(dy, 0), max(dx, 0)])
-                              for i in range(w.shape[1]) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-        assert int(out[0, o, 0, 0]) == (acc + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS
+    _check_against_python_sums(hyper_codec, seed=1, at=0)  # the corner: rows and columns -1 read as 0
     net = {k: v for k, v in hyper_codec.file.net.items() if k != "padding"}
     older = Autoencoder(NetConfig(**net))
     assert all(m.padding_mode == "zeros" for m in older.modules() if getattr(m, "kernel_size", None) == (3, 3))

@@ -524,9 +524,10 @@ def _param_groups(model: Autoencoder) -> list[dict[str, Any]]:
     """Adam's parameter groups: a convolutional model's transforms learn at
     TRANSFORM_LR_SCALE of the rate of its latent codec (dense models: one rate)."""
     conv = not model.cfg.record.fixed_size
-    transform = [p for name, p in model.named_parameters() if conv and name.startswith(("analysis.", "synthesis."))]
-    chosen = {id(p) for p in transform}
-    rest = [p for p in model.parameters() if id(p) not in chosen]
+    rest: list[torch.nn.Parameter] = []
+    transform: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        (transform if conv and name.startswith(("analysis.", "synthesis.")) else rest).append(p)
     groups = [{"params": rest, "scale": 1.0}, {"params": transform, "scale": TRANSFORM_LR_SCALE}]
     return [g for g in groups if g["params"]]
 
