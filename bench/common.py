@@ -109,17 +109,22 @@ def mib(num_bytes: float) -> str:
 # --- rate-distortion curves --------------------------------------------------------------
 
 
-def frontier(points: Sequence[Point]) -> list[tuple[float, float]]:
-    """(PSNR, bytes/image) of the points no other point beats, in increasing PSNR.
+Point = dict[str, Any]  # one measured setting of a codec: its rate, its quality, its times
+
+
+def frontier(points: Sequence[Point], quality: str = "psnr", rate: str = "bytes_per_image") -> list[tuple[float, float]]:
+    """(PSNR, bytes/image) of the points no other point beats, in increasing PSNR
+    (or another `quality` and `rate` the points have, such as MS-SSIM in dB and bpp).
 
     A setting that costs more bytes than another for no more PSNR (JPEG's lowest
     qualities can do that) is one no user would pick, so it does not shape the curve.
     """
     best: list[tuple[float, float]] = []
-    by_bytes = sorted(((p["bytes_per_image"], p["psnr"]) for p in points), key=lambda bq: (bq[0], -bq[1]))
-    for size, quality in by_bytes:
-        if not best or quality > best[-1][0]:
-            best.append((quality, size))
+    by_bytes = sorted(((p[rate], p[quality]) for p in points if p.get(quality) is not None),
+                      key=lambda bq: (bq[0], -bq[1]))
+    for size, value in by_bytes:
+        if not best or value > best[-1][0]:
+            best.append((value, size))
     return best
 
 
@@ -144,3 +149,24 @@ def mean_ratio(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float
     grid = np.linspace(low, high, max(2, round((high - low) / step) + 1))
     logs = [np.log(bytes_at(ours, db) / bytes_at(theirs, db)) for db in grid]  # type: ignore[operator]
     return {"ratio": float(np.exp(np.mean(logs))), "range_db": [float(low), float(high)]}
+
+
+def bd_rate(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]],
+            low: float = -np.inf, high: float = np.inf) -> dict[str, Any] | None:
+    """Bjøntegaard delta rate of two frontiers ((quality, rate) in increasing quality):
+    how many percent more bytes ours needs at equal quality (negative: fewer), averaged
+    over [low, high] clipped to the range both cover. Log rate is interpolated as a
+    piecewise-cubic Hermite (PCHIP) function of quality, which, unlike the original
+    cubic fit, cannot overshoot between points. None where the ranges do not meet."""
+    from scipy.interpolate import PchipInterpolator
+
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    low, high = max(low, ours[0][0], theirs[0][0]), min(high, ours[-1][0], theirs[-1][0])
+    if high <= low:
+        return None
+    mean_log = []
+    for curve in (ours, theirs):
+        quality, rate = np.array(curve).T
+        mean_log.append(float(PchipInterpolator(quality, np.log(rate)).integrate(low, high)) / (high - low))
+    return {"percent": 100 * float(np.expm1(mean_log[0] - mean_log[1])), "range": [float(low), float(high)]}

@@ -40,7 +40,7 @@ from latentzip import baselines, data, metrics
 
 import common
 import sets
-from common import frontier, mean_ratio
+from common import Point, frontier, mean_ratio
 
 SCRIPT = "bench/domains.py"
 SETS = ("emoji", "textures", "satellite", "mnist", "fashion-mnist")
@@ -51,7 +51,6 @@ TARGET_WEBP = {"emoji": 0.5}  # the issue's bound on bytes as a share of WebP's;
 TARGET_HYPER = 0.85  # the hyperprior's (the default's) share of the factorized prior's bytes, on textures and emoji
 FASHION_25DB_TODAY = 41.0  # B/image at 25 dB before this codec generation (bench/results/lossy.json)
 
-Point = dict[str, Any]
 
 
 VARIANTS = {"default": [], "factorized": ["--prior", "factorized"]}

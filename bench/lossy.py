@@ -35,7 +35,7 @@ from latentzip.image import zoo
 from latentzip.image.evaluate import evaluate
 
 import common
-from common import bytes_at, frontier
+from common import Point, bytes_at, frontier
 
 SCRIPT = "bench/lossy.py"
 LOSSY_CODECS = ("jpeg", "webp", "avif", "jxl")
@@ -46,7 +46,6 @@ TARGET_RANGE_DB = (20.0, 35.0)  # latentzip should beat every baseline across th
 TARGET_DB = 25.0
 WEBP_RATIO_TARGET = 1 / 3  # latentzip's bytes at TARGET_DB as a share of WebP's, at most
 
-Point = dict[str, Any]
 
 # Runs in a fresh interpreter, so its peak RSS is latentzip's alone: the model, the test
 # images and one encode + decode of them, with nothing the benchmark itself holds.

@@ -156,19 +156,13 @@ def test_alpha_psnr_counts_what_shows():
 
 
 def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits):
-    from latentzip import container
-    from latentzip.image import catalog
-
     images = _colour(digits, 3)
     with pytest.raises(LatentzipError, match="quality"):
         hyper_codec.encode(images, quality=4)
-    blob = hyper_codec.encode(images, quality=1)
-    header, payload = container.unpack(blob, container.Kind.IMAGES)
-    cat = catalog.unpack(header[8:], len(blob))
+    cat, rebuild = _catalog(hyper_codec.encode(images, quality=1))
     cat.quality = 7
-    forged = container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload)
     with pytest.raises(FormatError, match="quality"):
-        hyper_codec.decode(forged)
+        hyper_codec.decode(rebuild(cat))
 
 
 def test_presets_name_the_ladder(hyper_codec, tmp_path):
@@ -343,3 +337,74 @@ def test_grey_with_alpha_and_opaque_colour_train_one_rgba_model(digits):
     decoded = codec.decode(codec.encode(images))
     assert [d.shape for d in decoded] == [im.shape for im in images]
     assert all(np.array_equal(d[..., 1], im[..., 1]) for d, im in zip(decoded[:6], grey))  # alpha is exact
+
+
+def _large(digits, height: int, width: int, channels: int = 3, seed: int = 5) -> np.ndarray:
+    """A colour image larger than the tile side used below: digits enlarged, tinted and noisy."""
+    rng = np.random.default_rng(seed)
+    rows, cols = -(-height // 32), -(-width // 32)
+    cells = digits.images[: rows * cols, :, :, 0].reshape(rows, cols, 8, 8).transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8)
+    grey = np.kron(cells, np.ones((4, 4)))[:height, :width, None]
+    image = grey * rng.uniform(0.3, 1.0, size=(1, 1, channels)) + rng.normal(0, 4, size=(height, width, channels))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, digits, monkeypatch):
+    """Tiles are coded with the margin their edge blocks see, so a tiled image decodes to
+    exactly what coding it in one piece gives: no seams, by construction."""
+    from latentzip.image import tiling
+
+    image = _large(digits, 300, 600)
+    whole = hyper_codec.encode([image], quality=2)
+    assert _catalog(whole)[0].tile is None
+    monkeypatch.setattr(tiling, "SIDE", 256)
+    tiled = hyper_codec.encode([image, image[:40, :50]], quality=2)
+    assert _catalog(tiled)[0].tile == 256
+    out = hyper_codec.decode(tiled)
+    assert np.array_equal(out[0], hyper_codec.decode(whole)[0])
+    assert out[1].shape == (40, 50, 3)
+    assert np.array_equal(hyper_codec.reconstruct([image], quality=2)[0], out[0])
+    assert np.array_equal(hyper_codec.latents([image], quality=2)[0].shape, (24, 75, 150))
+    bits = hyper_codec.code_bits([image, image[:40, :50]], quality=2)
+    assert abs(bits.sum() - 8 * len(tiled)) < 8 * 64  # the header and the coder's flush, at most
+    bounded = hyper_codec.decode(hyper_codec.encode([image], quality=1, max_error=2))[0]
+    assert np.abs(bounded.astype(int) - image).max() <= 2
+
+
+def _catalog(blob: bytes):
+    """(catalog, rebuild) of an image file: rebuild(catalog) is the file with it instead."""
+    from latentzip import container
+    from latentzip.image import catalog
+
+    header, payload = container.unpack(blob, container.Kind.IMAGES)
+    return (catalog.unpack(header[8:], len(blob)),
+            lambda cat: container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload))
+
+
+@pytest.mark.parametrize("side", [16, 255, 257, 1 << 20])
+def test_a_forged_tile_side_is_refused(hyper_codec, digits, side):
+    cat, rebuild = _catalog(hyper_codec.encode(_colour(digits, 2)))
+    cat.tile = side
+    with pytest.raises(FormatError, match="tile side"):
+        hyper_codec.decode(rebuild(cat))
+
+
+def test_alpha_survives_tiling(alpha_codec, digits, monkeypatch):
+    from latentzip.image import tiling
+
+    monkeypatch.setattr(tiling, "SIDE", 256)
+    colour = _large(digits, 270, 520)
+    rgba = np.concatenate([colour, np.where(colour[..., :1] > 80, 255, 0).astype(np.uint8)], axis=-1)
+    out = alpha_codec.decode(alpha_codec.encode([rgba]))[0]
+    assert np.array_equal(out[..., 3], rgba[..., 3])
+
+
+def test_tile_spans_start_on_blocks_and_cover_the_image():
+    from latentzip.image import tiling
+
+    for size in (1, 255, 256, 257, 1000, 4000, 6001):
+        spans = tiling.spans(size, 1024, 16)
+        assert spans[0].start == 0 and spans[-1].stop == size
+        assert all(a.stop == b.start and b.start % 16 == 0 for a, b in zip(spans, spans[1:]))
+        assert all(0 < s.stop - s.start <= 1024 for s in spans)
+    assert [t.last for t in tiling.tiles(3000, 1500, 1024, 16)] == [False] * 5 + [True]

@@ -337,11 +337,11 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (lambda: Image.fromarray(np.full((4, 4), 40000, np.uint16)), ["I;16", "8-bit grey or RGB"]),
+        (lambda: Image.new("I", (4, 4)), ["mode I ", "8- or 16-bit grey and RGB"]),
         (lambda: Image.new("CMYK", (4, 4)), ["CMYK"]),
         (lambda: Image.new("F", (4, 4)), ["mode F"]),
     ],
-    ids=["16-bit", "cmyk", "float"],
+    ids=["32-bit", "cmyk", "float"],
 )
 def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) -> None:
     path = tmp_path / "bad.tif"
@@ -349,6 +349,34 @@ def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) 
     with pytest.raises(DataError) as info:
         data.load(tmp_path)
     assert str(path) in str(info.value) and all(word in str(info.value) for word in words)
+
+
+def test_16_bit_images_are_reduced_to_8_bits_with_a_note(tmp_path: Path) -> None:
+    import imagecodecs
+
+    levels = np.array([[0, 257, 40000, 65535]], np.uint16)
+    Image.fromarray(levels).save(tmp_path / "grey.png")
+    (tmp_path / "rgb.png").write_bytes(imagecodecs.png_encode(np.stack([levels] * 3, axis=-1)))
+    notes: set[str] = set()
+    named = dict(data.read_images([tmp_path], notes))
+    assert named["grey.png"][..., 0].tolist() == [[0, 1, 156, 255]]
+    assert named["rgb.png"].shape == (1, 4, 3) and named["rgb.png"][0, :, 0].tolist() == [0, 1, 156, 255]
+    assert notes == {data.NOTE_DEEP}
+
+
+def test_jpeg_inputs_get_the_generation_loss_note_and_exif_rotation(tmp_path: Path) -> None:
+    image = Image.fromarray(np.tile(np.arange(0, 240, 40, dtype=np.uint8), (4, 1)))  # 4 rows, 6 columns
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees clockwise
+    image.save(tmp_path / "a.jpg", exif=exif, quality=95)
+    image.save(tmp_path / "b.png")
+    notes: set[str] = set()
+    named = dict(data.read_images([tmp_path], notes))
+    assert named["a.jpg"].shape == (6, 4, 1) and named["b.png"].shape == (4, 6, 1)
+    assert notes == {data.NOTE_JPEG}
+    notes.clear()
+    data.read_images([tmp_path / "b.png"], notes)
+    assert not notes
 
 
 @pytest.mark.parametrize(

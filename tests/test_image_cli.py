@@ -247,3 +247,14 @@ def test_max_error_through_the_cli(tmp_path, shots, model_file):
     proc = run_cli("encode", "-m", str(model_file), "--max-error", "400", str(shots), "-o", str(tmp_path / "bad.ltz"))
     assert_clean_error(proc, "max error")
     assert not (tmp_path / "bad.ltz").exists()
+
+
+def test_encode_says_once_that_jpeg_inputs_lose_a_generation(tmp_path, model_file, digits_test):
+    for i in range(2):
+        Image.fromarray(digits_test.images[i, :, :, 0]).save(tmp_path / f"shot{i}.jpg", quality=90)
+    Image.fromarray(digits_test.images[2, :, :, 0]).save(tmp_path / "shot2.png")
+    proc = run_cli("encode", "-m", str(model_file), str(tmp_path), "-o", str(tmp_path / "s.ltz"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr.decode().count("second generation of loss") == 1
+    proc = run_cli("encode", "-m", str(model_file), str(tmp_path / "shot2.png"), "-o", str(tmp_path / "t.ltz"))
+    assert proc.returncode == 0 and b"generation" not in proc.stderr

@@ -268,16 +268,17 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path} as a .npy array: {exc}") from None
 
 
-def read_images(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, np.ndarray]]:
+def read_images(inputs: Sequence[str | os.PathLike[str]], notes: set[str] | None = None) -> list[tuple[str, np.ndarray]]:
     """Read image files and directories into (name, uint8 (H, W, C)) pairs.
 
     A directory contributes its image files (by extension, hidden files skipped), sorted by
     name and not recursing; the name is relative to that directory. Names must be unique,
-    because decoding writes each image back under its name.
+    because decoding writes each image back under its name. What a user should know of
+    the inputs (see `decode_image`) is added to `notes`, once each.
     """
     if not inputs:
         raise DataError("no input images given")
-    named = [(file.name, _read_image(file)) for item in inputs for file in _files(Path(item))]
+    named = [(file.name, decode_image(file, str(file), notes)) for item in inputs for file in _files(Path(item))]
     _check_unique(name for name, _ in named)
     return named
 
@@ -322,22 +323,33 @@ def _check_unique(names: Iterable[str]) -> None:
         seen.add(name)
 
 
-# Modes that hold 8-bit grey or colour; everything else (16-bit, float, CMYK, ...) is refused.
+# Modes that hold 8-bit grey or colour, and 16-bit grey (reduced to 8 bits); everything
+# else (32-bit, float, CMYK, ...) is refused.
 _GREY_MODES = {"1", "L", "LA"}
 _COLOUR_MODES = {"P", "PA", "RGB", "RGBA"}
+_DEEP_GREY_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+NOTE_DEEP = "16-bit input reduced to 8 bits per channel: latentzip codes 8-bit images"
+NOTE_JPEG = ("a JPEG input is coded from its decoded pixels, artefacts included: "
+             "re-encoding a JPEG adds a second generation of loss")
 
 
-def _read_image(path: Path) -> np.ndarray:
-    return decode_image(path, str(path))
-
-
-def decode_image(source: Path | bytes, shown: str) -> np.ndarray:
+def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None) -> np.ndarray:
     """Decode one image (a file, or a file's bytes) as it is meant to be seen: EXIF
-    rotation applied, first frame only. `shown` names it in errors."""
+    rotation applied, first frame only, 16 bits per channel reduced to 8 (NOTE_DEEP).
+    `shown` names it in errors; `notes` gets NOTE_DEEP and NOTE_JPEG where they apply."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            deep = image.mode in _DEEP_GREY_MODES or any(";16" in str(tile.args) for tile in image.tile)
             image.load()
-            return _to_array(ImageOps.exif_transpose(image), image.mode, shown)
+            upright = ImageOps.exif_transpose(image)
+            if image.mode in _DEEP_GREY_MODES:
+                levels = np.asarray(upright, dtype=np.uint32)
+                upright = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))
+            array = _to_array(upright, upright.mode, shown)
+            if notes is not None:
+                notes.update(note for note, applies in ((NOTE_DEEP, deep), (NOTE_JPEG, image.format in ("JPEG", "MPO")))
+                             if applies)
+            return array
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{shown} is not an image latentzip can read ({exc})") from None
 
@@ -347,7 +359,7 @@ def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
     used (C = 2 or 4); an alpha channel that is opaque everywhere is dropped."""
     if mode not in _GREY_MODES | _COLOUR_MODES:
         raise DataError(
-            f"unsupported image mode {mode} in {path} (latentzip reads 8-bit grey or RGB)"
+            f"unsupported image mode {mode} in {path} (latentzip reads 8- or 16-bit grey and RGB)"
         )
     has_alpha = mode.endswith("A") or "transparency" in image.info
     base = "L" if mode in _GREY_MODES else "RGB"

@@ -191,7 +191,10 @@ def _encode(args: argparse.Namespace) -> int:
 
     _refuse_overwrite(args.output, args.force)
     codec = load_model(args.model)
-    named = data.read_images(args.inputs)
+    notes: set[str] = set()
+    named = data.read_images(args.inputs, notes)
+    for note in sorted(notes):
+        print(f"latentzip: note: {note}", file=sys.stderr)
     blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
                         quality=args.quality, alpha_error=args.alpha_error)
     write_bytes(args.output, blob, overwrite=args.force)

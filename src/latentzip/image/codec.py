@@ -2,11 +2,12 @@
 
 A file holds 1..N images of any shapes the model accepts, in chunks: runs of
 consecutive images of one shape, of at most CHUNK_PIXELS pixels (a dense model codes
-the whole file as one chunk). Each chunk's payload follows the last one's in a single
-range-coded stream: its latents as the latent codec writes them (latents.py), then,
-for models with alpha, the alpha refinement layer, then (with a max error) the colour
-refinement layer (refine.py). So a decoder holds one chunk at a time, whatever the
-number of images.
+the whole file as one chunk), and, for an image larger than the tile side, each of its
+tiles (tiling.py). Each chunk's payload follows the last one's in a single range-coded
+stream: its latents as the latent codec writes them (latents.py), then, for models with
+alpha, the alpha refinement layer, then (with a max error) the colour refinement layer
+(refine.py). So a decoder holds one chunk at a time, whatever the number and size of
+the images.
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
 a file decodes to the same pixels on every machine, thread count and device. The
@@ -19,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import constriction
@@ -30,7 +31,7 @@ from .. import container
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import catalog, refine
+from . import catalog, refine, tiling
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
 from .latents import Symbols
@@ -40,11 +41,27 @@ from .transforms import CHANNEL_NAMES, NetConfig, check_config
 
 MAX_LATENTS = 1 << 30  # per file, for the same reason
 BATCH = 500  # images per analysis call of a dense model
-CHUNK_PIXELS = 1 << 22  # pixels coded together, at most (a single larger image is one chunk)
+CHUNK_PIXELS = 1 << 22  # pixels of whole images coded together, at most
 REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Images start .. stop-1, coded together; or image `start` alone, in `tiles`."""
+
+    start: int
+    stop: int
+    tiles: tuple[tiling.Tile, ...] | None = None
+
+    def take(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """The chunk's pixels, (n, H, W, C)."""
+        return np.stack(batch[self.start : self.stop])
+
+    def shape(self, shapes: Sequence[tuple[int, int, int]]) -> tuple[int, int, int, int]:
+        return (self.stop - self.start, *shapes[self.start])
 
 
 class ImageCodec:
@@ -142,10 +159,11 @@ class ImageCodec:
         batch = self._as_list(images[: refine.FIT_IMAGES])
         sizes = np.cumsum([im.size for im in batch])
         batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
+        shapes = [im.shape for im in batch]
         groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {REFINE_PREFIX: [], ALPHA_PREFIX: []}
         for quality in range(1, self.cfg.qualities + 1):
-            for start, stop in self._chunks([im.shape for im in batch]):
-                x = _fit_channels(np.stack(batch[start:stop]), self.cfg.channels)
+            for chunk in self._chunks(shapes, self._tile_side(shapes)):
+                x = _fit_channels(chunk.take(batch), self.cfg.channels)
                 base = self._base(self._symbols(x, quality), x.shape, quality)
                 colour, alpha = self._split(x)
                 base_colour, base_alpha = self._split(base)
@@ -221,18 +239,18 @@ class ImageCodec:
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         names = list(names) if names is not None else catalog.default_names(len(batch))
         max_error, quality, alpha_error = self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error)
-        cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality), alpha_error)
+        shapes = [im.shape for im in batch]
+        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
         header = self.fingerprint + catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error, alpha_error)
         bits = np.zeros(len(batch))
-        for start, stop in self._chunks([im.shape for im in batch]):
-            x = np.stack(batch[start:stop])
-            symbols = self._symbols(x, quality)
-            self.model.latents.write(encoder, symbols, quality - 1)
-            bits[start:stop] = self.model.latents.bits(symbols, quality - 1)
+        for chunk in self._chunks(shapes, cat.tile):
+            x = chunk.take(batch)
+            symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop])
             if walks:
-                self._refine(walks, x, self._base(symbols, x.shape, quality), encoder=encoder, bits=bits[start:stop])
+                self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
+                             bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
         blob = container.pack(container.Kind.IMAGES, header, finish(encoder))
         catalog.check(cat, len(blob))
         return blob, bits
@@ -256,6 +274,8 @@ class ImageCodec:
             )
         cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
         grids = [self._grid(shape) for shape in cat.shapes]
+        if cat.tile is not None and (self.cfg.record.fixed_size or not tiling.valid_side(cat.tile, self.cfg.stride)):
+            raise FormatError(f"corrupt image file (tile side {cat.tile})")
         if sum(math.prod(g) for g in grids) * self.cfg.latent > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
         quality = self._file_quality(cat)
@@ -267,14 +287,15 @@ class ImageCodec:
             raise FormatError("corrupt image file (alpha bound does not match the model)")
         decoder = reader(payload)
         walks = self._walks(cat.max_error, cat.alpha_error)
-        for start, stop in self._chunks(cat.shapes):
-            shape = (stop - start, *cat.shapes[start])
-            symbols = self.model.latents.read(decoder, stop - start, grids[start], quality - 1)
-            images = self._base(symbols, shape, quality)
+
+        for chunk in self._chunks(cat.shapes, cat.tile):
+            shape = chunk.shape(cat.shapes)
+            symbols = self._read_symbols(decoder, chunk, shape, quality)
+            images = self._base(symbols, shape, quality, chunk.tiles)
             if walks:
-                images = self._refine(walks, None, images, decoder=decoder)
-            for i in range(start, stop):
-                yield cat.names[i], _restore_channels(images[i - start], cat.shapes[i][2])
+                images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles)
+            for i in range(chunk.start, chunk.stop):
+                yield cat.names[i], _restore_channels(images[i - chunk.start], cat.shapes[i][2])
 
     def estimate_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> float:
         """What the learned (float) densities say the latents of `images` cost, in bits,
@@ -282,9 +303,11 @@ class ImageCodec:
         batch = self._as_list(images)
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         total = 0.0
-        for start, stop in self._chunks([im.shape for im in batch]):
-            y = self._analyse(np.stack(batch[start:stop]))
-            total += self.model.latents.estimate(y, quality - 1)
+        shapes = [im.shape for im in batch]
+        for chunk in self._chunks(shapes, self._tile_side(shapes)):
+            x = chunk.take(batch)
+            for tile in chunk.tiles or (None,):
+                total += self.model.latents.estimate(self._analyse(x, tile), quality - 1)
         if max_error is not None or self.cfg.has_alpha:
             total += float(self._pass(batch, max_error, quality, self._alpha_bound(None), latents=False)[1].sum())
         return total
@@ -314,8 +337,9 @@ class ImageCodec:
         batch = self._as_list(images)
         quality = self.quality_for(quality)
         out: list[np.ndarray] = []
-        for start, stop in self._chunks([im.shape for im in batch]):
-            out.extend(self._symbols(np.stack(batch[start:stop]), quality)["y"])
+        shapes = [im.shape for im in batch]
+        for chunk in self._chunks(shapes, self._tile_side(shapes)):
+            out.extend(self._code_symbols(chunk, chunk.take(batch), quality)["y"])
         return out
 
     # --- internals ---------------------------------------------------------------------
@@ -410,40 +434,125 @@ class ImageCodec:
             self._grid(im.shape)
         return batch
 
-    def _chunks(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
-        """(start, stop) of each chunk: a run of one shape, at most CHUNK_PIXELS pixels."""
+    def _tile_side(self, shapes: Sequence[tuple[int, ...]]) -> int | None:
+        """The tile side a file of images of `shapes` is coded with: None unless one of
+        them is larger than tiling.SIDE (so files of smaller images are as before)."""
+        if self.cfg.record.fixed_size or not any(tiling.needs_tiles(s, tiling.SIDE) for s in shapes):
+            return None
+        return tiling.SIDE
+
+    def _chunks(self, shapes: Sequence[tuple[int, ...]], side: int | None) -> list[Chunk]:
+        """The chunks of images of `shapes`: runs of one shape of at most CHUNK_PIXELS
+        pixels, and the tiles of each image larger than `side` (None: no tiles)."""
         if self.cfg.record.fixed_size:
-            return [(0, len(shapes))] if shapes else []
-        out: list[tuple[int, int]] = []
+            return [Chunk(0, len(shapes))] if shapes else []
+        out: list[Chunk] = []
         start = 0
-        for i in range(1, len(shapes) + 1):
-            if i == len(shapes) or shapes[i] != shapes[start] or (i - start + 1) * shapes[start][0] * shapes[start][1] > CHUNK_PIXELS:
-                out.append((start, i))
-                start = i
+        for i in range(len(shapes) + 1):
+            if i < len(shapes) and i > start and shapes[i] == shapes[start] \
+                    and (i - start + 1) * shapes[start][0] * shapes[start][1] <= CHUNK_PIXELS:
+                continue
+            if i > start:
+                out.append(Chunk(start, i))
+            start = i
+            if i < len(shapes) and side is not None and tiling.needs_tiles(shapes[i], side):
+                out.append(Chunk(i, i + 1, tuple(tiling.tiles(*shapes[i][:2], side, self.cfg.stride))))
+                start = i + 1
         return out
 
     def _model_input(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, C) as the network's float (n, C', H, W) input in [0, 1]."""
         return torch.from_numpy(_fit_channels(x, self.cfg.channels)).permute(0, 3, 1, 2).float().div_(255.0)
 
-    def _analyse(self, x: np.ndarray) -> torch.Tensor:
-        """Float latents of one chunk (n, H, W, C), analysed BATCH images at a time."""
+    def _analyse(self, x: np.ndarray, tile: tiling.Tile | None = None) -> torch.Tensor:
+        """Float latents of one chunk (n, H, W, C), analysed BATCH images at a time; or
+        of one tile of it, analysed with the margin of pixels its edge latents see, so
+        they are the latents of the whole image there."""
+        if tile is not None:
+            rows, cols = (self._margin(span, size, self.cfg.stride) for span, size in zip((tile.rows, tile.cols), x.shape[1:3]))
+            y = self._analyse(x[:, rows, cols])
+            top, left = (tile.rows.start - rows.start) // self.cfg.stride, (tile.cols.start - cols.start) // self.cfg.stride
+            h, w = self._grid((tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, x.shape[3]))
+            return y[:, :, top : top + h, left : left + w]
         step = BATCH if self.cfg.record.fixed_size else max(1, CHUNK_PIXELS // (x.shape[1] * x.shape[2]))
         return torch.cat([self.model.analyse(self._model_input(x[i : i + step])) for i in range(0, len(x), step)])
+
+    def _margin(self, span: slice, size: int, unit: int) -> slice:
+        """`span` of an axis of `size` widened by the architecture's halo of `unit`s each side."""
+        halo = self.cfg.record.halo * unit
+        return slice(max(0, span.start - halo), min(size, span.stop + halo))
 
     def _symbols(self, x: np.ndarray, quality: int) -> Symbols:
         return self.model.latents.quantize(self._analyse(x), quality - 1)
 
-    def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int) -> np.ndarray:
+    def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
+                      bits: np.ndarray | None = None) -> Symbols:
+        """The symbols of a chunk's images (n, H, W, C), written to `encoder` and priced
+        into `bits` when given. A tiled image's tiles are quantized and coded one after
+        the other, each with its own side information; its main symbols come back as
+        the whole image's grid."""
+        if chunk.tiles is None:
+            parts = [(None, self._symbols(x, quality))]
+        else:
+            parts = ((t, self.model.latents.quantize(self._analyse(x, t), quality - 1)) for t in chunk.tiles)
+        grid = None
+        for tile, symbols in parts:
+            if encoder is not None:
+                self.model.latents.write(encoder, symbols, quality - 1)
+            if bits is not None:
+                bits += self.model.latents.bits(symbols, quality - 1)
+            if tile is None:
+                return symbols
+            grid = self._paste(grid, x.shape, tile, symbols["y"])
+        return {"y": grid}  # type: ignore[dict-item]
+
+    def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:
+        """What `_code_symbols` wrote for a chunk of `shape`, read back."""
+        if chunk.tiles is None:
+            return self.model.latents.read(decoder, shape[0], self._grid(shape[1:]), quality - 1)
+        grid = None
+        for tile in chunk.tiles:
+            tile_grid = self._grid((tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, shape[3]))
+            grid = self._paste(grid, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1)["y"])
+        return {"y": grid}  # type: ignore[dict-item]
+
+    def _paste(self, grid: np.ndarray | None, shape: tuple[int, ...], tile: tiling.Tile, y: np.ndarray) -> np.ndarray:
+        """`grid`, the main symbols of a tiled image (int32: half of int64's memory for the
+        largest array a decode holds), with one tile's (1, latent, h, w) symbols in place."""
+        if grid is None:
+            grid = np.empty((1, self.cfg.latent, *self._grid(shape[1:])), np.int32)
+        top, left = tile.rows.start // self.cfg.stride, tile.cols.start // self.cfg.stride
+        grid[:, :, top : top + y.shape[2], left : left + y.shape[3]] = y
+        return grid
+
+    def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
+              tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
-        arithmetic, with the model's channels."""
+        arithmetic, with the model's channels. A tiled image is synthesised tile by tile
+        from its whole grid of symbols, each tile with the margin of latents its edge
+        pixels see: the same pixels as in one piece, with a tile's memory."""
         n, h, w = shape[:3]
         if self.cfg.record.fixed_size:
-            pixels = self._fixed(symbols["y"])
+            base = self._pixels(self._fixed(symbols["y"]), h, w)
+        elif tiles is None:
+            base = self._pixels(self._fixed(self.model.latents.fixed_input(symbols, quality - 1)), h, w)
         else:
-            pixels = self._fixed(self.model.latents.fixed_input(symbols, quality - 1))
-        base = np.ascontiguousarray(pixels[:, :, :h, :w].transpose(0, 2, 3, 1))
+            base = np.empty((n, h, w, self.cfg.channels), np.uint8)
+            s, grid = self.cfg.stride, symbols["y"]
+            for tile in tiles:
+                rows, cols = (self._margin(slice(span.start // s, -(-span.stop // s)), size, 1)
+                              for span, size in zip((tile.rows, tile.cols), grid.shape[2:]))
+                latents = self.model.latents.fixed_input({"y": grid[:, :, rows, cols].astype(np.int64)}, quality - 1)
+                pixels = self._pixels(self._fixed(latents), (rows.stop - rows.start) * s, (cols.stop - cols.start) * s)
+                top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
+                base[:, tile.rows, tile.cols] = pixels[:, top : top + tile.rows.stop - tile.rows.start,
+                                                       left : left + tile.cols.stop - tile.cols.start]
         return self._alpha_guide(base) if self.cfg.has_alpha else base
+
+    @staticmethod
+    def _pixels(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Synthesis output (n, C', H', W') cropped to h x w, as (n, h, w, C')."""
+        return np.ascontiguousarray(pixels[:, :, :h, :w].transpose(0, 2, 3, 1))
 
     def _alpha_guide(self, base: np.ndarray) -> np.ndarray:
         """The network's alpha made a better guess for the alpha refinement: values within
@@ -471,10 +580,17 @@ class ImageCodec:
         return walks
 
     def _refine(self, walks: list[tuple[str, refine.Walk]], x: np.ndarray | None, base: np.ndarray,
-                encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None) -> np.ndarray:
+                encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None,
+                tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
         """Code (encoder), decode (decoder) or only price one chunk's refinement layers
         over the base reconstruction, adding their cost to `bits` when given; returns
-        the restored chunk (n, H, W, C')."""
+        the restored chunk (n, H, W, C'). A tiled image's layers go tile by tile."""
+        if tiles is not None:
+            out = np.empty_like(base)
+            for t in tiles:
+                part = None if x is None else x[:, t.rows, t.cols]
+                out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits)
+            return out
         original = None if x is None else _fit_channels(x, self.cfg.channels)
         parts = dict(zip(("colour", "alpha"), self._split(base)))
         truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
@@ -498,14 +614,13 @@ class ImageCodec:
         images: list[np.ndarray] = []
         bits = np.zeros(len(batch))
         walks = self._walks(max_error, alpha_error)
-        for start, stop in self._chunks([im.shape for im in batch]):
-            x = np.stack(batch[start:stop])
-            symbols = self._symbols(x, quality)
-            if latents:
-                bits[start:stop] = self.model.latents.bits(symbols, quality - 1)
-            out = self._base(symbols, x.shape, quality)
+        shapes = [im.shape for im in batch]
+        for chunk in self._chunks(shapes, self._tile_side(shapes)):
+            x = chunk.take(batch)
+            symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None)
+            out = self._base(symbols, x.shape, quality, chunk.tiles)
             if walks:
-                out = self._refine(walks, x, out, bits=bits[start:stop])
+                out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
             images.extend(_restore_channels(im, x.shape[-1]) for im in out)
         return images, bits
 

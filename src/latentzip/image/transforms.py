@@ -75,7 +75,9 @@ class Architecture:
 
     `build` makes (analysis, synthesis); `grid` is the latent grid of an image of
     (height, width) after checking the model can code that size (None: it cannot);
-    `fixed_size` says the model codes only cfg.height x cfg.width images."""
+    `fixed_size` says the model codes only cfg.height x cfg.width images; `halo` is
+    how far one block's networks see (the one 3x3 layer of each conv branch: 1), so a
+    tile coded with that margin is coded as in the whole image."""
 
     name: str
     description: str
@@ -84,6 +86,7 @@ class Architecture:
     fixed_size: bool
     variational: bool = False
     limits: dict[str, int] = field(default_factory=dict)
+    halo: int = 0  # latents on each side of one that its synthesis reads (and blocks its analysis reads)
 
 
 GDN_FLOOR = 1e-6
@@ -268,7 +271,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("vae", "variational MLP (codes its posterior mean)", _dense, _dense_grid, True, True,
                      limits=_DENSE_LIMITS),
         Architecture("conv", "fully convolutional on s x s blocks, started from a block KLT, GDN branches",
-                     _conv, _conv_grid, False, limits=_CONV_LIMITS),
+                     _conv, _conv_grid, False, limits=_CONV_LIMITS, halo=1),
     )
 }
 ARCHS = tuple(ARCHITECTURES)

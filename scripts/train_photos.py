@@ -1,0 +1,165 @@
+"""Train the photograph presets latentzip ships (photo:q1 ... photo:q7), resumably.
+
+    python scripts/train_photos.py --minutes 120            # a fresh run
+    python scripts/train_photos.py --minutes 120 --resume   # continue one that was stopped
+
+The training photographs are those of ../bench/sets.py and scikit-image: ufoai's
+photo-derived textures, OpenCV's sample photographs (reduced 2x), KDE Plasma's wallpaper
+photographs (reduced 4x) and scikit-image's bundled photographs (reduced 2x: several are
+JPEG sources). They are cut into pieces of 128-256 px, so each photograph is drawn in
+proportion to its area. Held out, never trained on: the textures' test families,
+scikit-image's chelsea and coffee, and one in eight of the OpenCV and wallpaper
+photographs (by a hash of the name). The sporco photographs of bench/photos.py are not
+used at all.
+
+The run is one `latentzip.image.train.train` call with a time budget, a checkpoint after
+every epoch and --resume. Its log (every epoch: time, device, loss, rate and PSNR on
+the validation pieces; at the end, each preset on the held-out photographs) is written
+to scripts/logs/photo-training.json as it goes. The model goes to
+src/latentzip/models/photo-conv.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import sets  # noqa: E402
+
+from latentzip import data, metrics  # noqa: E402
+from latentzip.fsio import write_bytes  # noqa: E402
+from latentzip.image import zoo  # noqa: E402
+from latentzip.image.codec import ImageCodec  # noqa: E402
+from latentzip.image.train import EpochStats, TrainConfig, pick_device, train  # noqa: E402
+
+DATASET, NETWORK = "photo", "conv"
+LOG = ROOT / "scripts" / "logs" / "photo-training.json"
+PIECE = 256  # training photographs are cut into pieces of PIECE/2 .. PIECE a side
+HELD_OUT_SHARE = 1 / 8
+SKIMAGE_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "camera", "brick",
+                  "grass", "gravel", "moon", "coins")
+SKIMAGE_HELD_OUT = ("chelsea", "coffee")
+# Seven rungs from about 0.15 to about 4 bpp on photographs (23-40 dB): the ladder's top lmbda, each
+# rung below a third of it (see TrainConfig.ladder).
+TOP_LMBDA = 0.03
+QUALITIES = 7
+
+
+def _held_out(name: str) -> bool:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") < HELD_OUT_SHARE * 2**32
+
+
+def _pieces(image: np.ndarray) -> list[np.ndarray]:
+    """`image` cut into an even grid of pieces of PIECE/2 .. PIECE pixels a side."""
+    rows = np.array_split(np.arange(image.shape[0]), max(1, -(-image.shape[0] // PIECE)))
+    cols = np.array_split(np.arange(image.shape[1]), max(1, -(-image.shape[1] // PIECE)))
+    return [image[r[0] : r[-1] + 1, c[0] : c[-1] + 1] for r in rows for c in cols]
+
+
+def _folder(path: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("*.png"))}
+
+
+def _skimage(names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    from skimage import data as skdata
+
+    found = {}
+    for name in names:
+        try:
+            image = Image.fromarray(getattr(skdata, name)())
+        except Exception as exc:  # a photograph scikit-image would have to download
+            print(f"skipping scikit-image's {name}: {exc}", file=sys.stderr)
+            continue
+        found[name] = np.asarray(image.convert("RGB").reduce(2))
+    return found
+
+
+def sources() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(training, held-out) photographs by name."""
+    fit: dict[str, np.ndarray] = {}
+    held: dict[str, np.ndarray] = {}
+    textures = sets.prepare("textures")
+    fit.update({f"textures/{k}": v for k, v in _folder(textures / "train").items()})
+    held.update({f"textures/{k}": v for k, v in _folder(textures / "test").items()})
+    for name in ("opencv", "wallpapers"):
+        for stem, image in _folder(sets.prepare(name) / "train").items():
+            (held if _held_out(f"{name}/{stem}") else fit)[f"{name}/{stem}"] = image
+    fit.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_PHOTOS).items()})
+    held.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_HELD_OUT).items()})
+    return fit, held
+
+
+def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
+    """Each quality on held-out images, one real file per quality."""
+    images = list(photos.values())
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    out = []
+    for quality in range(1, codec.cfg.qualities + 1):
+        blob = codec.encode(images, quality=quality)
+        out.append({"quality": quality, "bpp": 8 * len(blob) / pixels,
+                    "psnr": metrics.mean_psnr(images, codec.decode(blob))})
+    return out
+
+
+def _write_log(path: Path, log: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, (json.dumps(log, indent=1) + "\n").encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=120.0, help="the whole run's budget, resumed parts included")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--checkpoint", type=Path, default=data.cache_dir() / "photo-training.ckpt")
+    parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
+    parser.add_argument("--log", type=Path, default=LOG)
+    args = parser.parse_args(argv)
+
+    fit_photos, held = sources()
+    pieces = [p for image in fit_photos.values() for p in _pieces(image)]
+    print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
+    log = json.loads(args.log.read_text()) if args.resume and args.log.exists() else {"runs": [], "epochs": []}
+    device = str(pick_device(args.device))
+    log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume})
+    log["sources"] = {"training photographs": len(fit_photos), "pieces": len(pieces), "held out": sorted(held)}
+
+    def on_epoch(stats: EpochStats) -> None:
+        log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})
+        _write_log(args.log, log)
+
+    cfg = TrainConfig(arch="conv", lmbda=TOP_LMBDA, qualities=QUALITIES, minutes=args.minutes, device=args.device, seed=0)
+    result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
+    codec = result.codec
+    photos = {k: v for k, v in held.items() if not k.startswith("textures/")}
+    textures = {k: v for k, v in held.items() if k.startswith("textures/")}
+    log["held_out_rd"] = {"photographs": measure(codec, photos), "textures": measure(codec, textures)}
+    presets = {}
+    for point in log["held_out_rd"]["photographs"]:
+        presets[f"{DATASET}:q{point['quality']}"] = {
+            "quality": point["quality"], "max_error": None,
+            "description": f"{point['bpp']:.3f} bpp, {point['psnr']:.2f} dB PSNR on {len(photos)} held-out photographs"}
+    codec.meta.update(presets=presets, fingerprint=codec.fingerprint.hex(), dataset=DATASET)
+    codec.meta.pop("default_preset", None)
+    codec.save(args.output)
+    log["config"] = asdict(result.config) if result.config else None
+    log["model"] = {"file": args.output.name, "bytes": args.output.stat().st_size, "fingerprint": codec.fingerprint.hex()}
+    _write_log(args.log, log)
+    for name, preset in presets.items():
+        print(f"{name}: {preset['description']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
