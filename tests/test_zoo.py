@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import latentzip
-from latentzip import data
+from latentzip import data, metrics
 from latentzip.image import zoo
 
 from .conftest import run_cli, write_images
@@ -93,3 +93,27 @@ def test_applications_use_the_network_alone(ladder):
     assert np.array_equal(cleaned, np.stack(plain.reconstruct(images)))
     assert not np.array_equal(cleaned, np.stack(preset.reconstruct(images)))
     assert AnomalyDetector(preset).codec.max_error is None
+
+
+def test_photo_presets_climb_in_rate_and_quality_and_take_grey_photographs(tmp_path):
+    names = [n for n in zoo.names() if n.startswith("photo:")]
+    if len(names) < 6:
+        pytest.skip("no shipped photo presets in this checkout")
+    from skimage import data as skdata
+
+    photo = skdata.chelsea()[:160, :224]  # held out of the presets' training
+    points = []
+    for name in (names[0], names[len(names) // 2], names[-1]):
+        codec = latentzip.load_model(name)
+        blob = codec.encode([photo])
+        points.append((len(blob), metrics.psnr(photo, codec.decode(blob)[0])))
+    assert [p[0] for p in points] == sorted(p[0] for p in points)
+    assert [p[1] for p in points] == sorted(p[1] for p in points)
+    assert len({zoo.preset(n).fingerprint for n in names}) == 1 and all(zoo.preset(n).max_error is None for n in names)
+    grey = photo.mean(-1).astype(np.uint8)
+    write_images(tmp_path / "in", grey[None], 1)
+    assert run_cli("encode", "-m", names[2], str(tmp_path / "in"), "-o", str(tmp_path / "g.ltz")).returncode == 0
+    proc = run_cli("decode", str(tmp_path / "g.ltz"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    back = data.read_images([tmp_path / "out"])[0][1]
+    assert back.shape == (160, 224, 1) and metrics.psnr(grey, back[..., 0]) > 25

@@ -228,12 +228,18 @@ class ImageCodec:
         `bounded`; a plain model has none). Alpha, for models with alpha, is always
         kept within `alpha_error` (default 0: lossless). The other methods take these
         the same way."""
-        return self.encode_with_bits(images, names, max_error, quality, alpha_error)[0]
+        return self._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
 
     def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
                          quality: int | None = None, alpha_error: int | None = None) -> tuple[bytes, np.ndarray]:
         """`encode`, and what each image costs in the file (as `code_bits`) from the same
         pass: a bulk manifest lists both, and a second analysis pass would double its work."""
+        return self._encode(images, names, max_error, quality, alpha_error, priced=True)
+
+    def _encode(self, images: ImagesLike, names: Sequence[str] | None, max_error: int | None, quality: int | None,
+                alpha_error: int | None, priced: bool) -> tuple[bytes, np.ndarray]:
+        """`encode_with_bits`; without `priced`, the latents' bits are left out of the
+        returned costs (pricing a hyperprior's latents takes as long as writing them)."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
@@ -247,7 +253,7 @@ class ImageCodec:
         bits = np.zeros(len(batch))
         for chunk in self._chunks(shapes, cat.tile):
             x = chunk.take(batch)
-            symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop])
+            symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None)
             if walks:
                 self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
                              bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
