@@ -83,6 +83,9 @@ IMAGES = {
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
 }
 
+TILED_PRESET = "photo:q3"
+TILED = ""  # set when the photo presets ship
+
 
 def _lossless_cases() -> list[tuple[int, bool]]:
     return [(level, primed) for level in sorted(LEVELS) for primed in (False, True)
