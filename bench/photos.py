@@ -17,8 +17,10 @@ Bjøntegaard delta rate of every codec against each peer (common.bd_rate) over 3
 PSNR, and over the MS-SSIM range both cover in dB (-10 log10(1 - MS-SSIM)).
 Speed: encode and decode seconds per megapixel, the median over photographs of calls
 timed in this process after a warm-up call, and kodim23 (768x512) at photo:q4, the
-median of three. Memory: the CLI's peak RSS encoding and decoding a 24-megapixel
-photograph, each in its own process (--no-large skips it).
+median of three. Near-lossless: the default preset with its refinement layer at max
+errors 0 (lossless), 1, 2 and 4, against PNG and lossless JPEG XL, all photographs.
+Memory: the CLI's peak RSS encoding and decoding a 24-megapixel photograph, each in its
+own process (--no-large skips it).
 
 --model codes with a model file's qualities 1..N instead of the shipped presets (named
 photo:qN as the shipped ones will be); --quick is a smoke run: the first two photographs
@@ -66,6 +68,7 @@ PEERS = {  # qualities spanning about 24-42 dB on these photographs
 OURS = "latentzip"
 DEFAULT_PRESET, DEFAULT_QUALITY = "photo:q4", 4
 PSNR_RANGE = (30.0, 40.0)  # the issue's BD-rate range, dB
+NEAR_LOSSLESS = (0, 1, 2, 4)  # max errors of the refinement layer
 MSSSIM_MIN_SIDE = 161  # pytorch-msssim's smallest side for its 11-px window and 4 downsamplings
 LARGE_SIZE = (6000, 4000)  # 24 megapixels
 CHILD_TIMEOUT_S = 3600
@@ -169,6 +172,25 @@ def time_default(coder: Coder, image: np.ndarray, repeats: int = 3) -> dict[str,
         times.append((t1 - t0, time.perf_counter() - t1))
     return {"encode_s": statistics.median(t[0] for t in times), "decode_s": statistics.median(t[1] for t in times),
             "repeats": repeats, "bytes": len(blob)}
+
+
+def near_lossless(model: Path | None, photos: dict[str, np.ndarray]) -> dict[str, Any]:
+    """bpp of the default preset with every value within each of NEAR_LOSSLESS levels (the
+    largest error checked on the decoded photographs), and of PNG and lossless JPEG XL."""
+    import imagecodecs
+
+    codec = ImageCodec.load(model).bounded(None, DEFAULT_QUALITY) if model else zoo.load(DEFAULT_PRESET)
+    images = list(photos.values())
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    out: dict[str, Any] = {"preset": DEFAULT_PRESET, "max_error": {}}
+    for bound in NEAR_LOSSLESS:
+        blobs = [codec.encode([im], max_error=bound) for im in images]
+        worst = max(int(np.abs(codec.decode(b)[0].astype(int) - im).max()) for b, im in zip(blobs, images))
+        out["max_error"][bound] = {"bpp": 8 * sum(map(len, blobs)) / pixels, "largest_error": worst}
+    png = baselines.IMAGE_BASELINES["png"]
+    out["png_bpp"] = 8 * sum(len(png.encode(im)) for im in images) / pixels
+    out["jxl_lossless_bpp"] = 8 * sum(len(imagecodecs.jpegxl_encode(im, lossless=True, effort=7)) for im in images) / pixels
+    return out
 
 
 _PEAK_HELPER = """
@@ -297,6 +319,11 @@ def markdown(result: dict[str, Any]) -> str:
         covered = "–" if span is None else f"{span['range'][0]:.1f}-{span['range'][1]:.1f}"
         lines.append(f"| {group} ({len(photos)}) | " + " | ".join(cell(ours[p]) for p in ("webp", "jpeg", "avif", "jxl"))
                      + f" | {covered} |")
+    near = result["near_lossless"]
+    lines += ["", f"| {near['preset']} with --max-error | " + " | ".join(str(d) for d in near["max_error"])
+              + " | PNG | JPEG XL lossless |", "|---" * (len(near["max_error"]) + 3) + "|",
+              "| bpp (all photographs) | " + " | ".join(f"{p['bpp']:.2f}" for p in near["max_error"].values())
+              + f" | {near['png_bpp']:.2f} | {near['jxl_lossless_bpp']:.2f} |"]
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for goal, t in result["targets"].items():
         figure = "–" if t["figure"] is None else f"{t['figure']:.3g}"
@@ -338,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                      photos["kodim23"])}
                            if DEFAULT_PRESET in ours and "kodim23" in photos else None),
         "per_photo": measured,
+        "near_lossless": near_lossless(args.model, photos),
     }
     if args.large:
         result["large"] = large(args.model)

@@ -2,6 +2,7 @@
 
     python scripts/train_photos.py --minutes 120            # a fresh run
     python scripts/train_photos.py --minutes 120 --resume   # continue one that was stopped
+    python scripts/train_photos.py --refit-refinement       # keep the weights, fit the refinement tables again
 
 The training photographs are those of ../bench/sets.py and scikit-image: ufoai's
 photo-derived textures, OpenCV's sample photographs (reduced 2x), KDE Plasma's wallpaper
@@ -41,7 +42,7 @@ from latentzip import data, metrics  # noqa: E402
 from latentzip.fsio import write_bytes  # noqa: E402
 from latentzip.image import zoo  # noqa: E402
 from latentzip.image.codec import ImageCodec  # noqa: E402
-from latentzip.image.train import EpochStats, TrainConfig, pick_device, train  # noqa: E402
+from latentzip.image.train import EpochStats, TrainConfig, pick_device, split, train  # noqa: E402
 
 DATASET, NETWORK = "photo", "conv"
 LOG = ROOT / "scripts" / "logs" / "photo-training.json"
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=120.0, help="the whole run's budget, resumed parts included")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--refit-refinement", action="store_true",
+                        help="keep the trained model's weights; fit its refinement tables again")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--checkpoint", type=Path, default=data.cache_dir() / "photo-training.ckpt")
     parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
@@ -130,18 +133,26 @@ def main(argv: list[str] | None = None) -> int:
     fit_photos, held = sources()
     pieces = [p for image in fit_photos.values() for p in _pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
-    log = json.loads(args.log.read_text()) if args.resume and args.log.exists() else {"runs": [], "epochs": []}
+    carry_on = (args.resume or args.refit_refinement) and args.log.exists()
+    log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
     device = str(pick_device(args.device))
-    log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume})
+    log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,
+                        "refit_refinement": args.refit_refinement})
     log["sources"] = {"training photographs": len(fit_photos), "pieces": len(pieces), "held out": sorted(held)}
 
-    def on_epoch(stats: EpochStats) -> None:
-        log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})
-        _write_log(args.log, log)
+    if args.refit_refinement:
+        trained = ImageCodec.load(args.output)
+        codec = trained.with_refinement(split(pieces, TrainConfig(**trained.meta["train"]))[1])
+    else:
+        def on_epoch(stats: EpochStats) -> None:
+            log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})
+            _write_log(args.log, log)
 
-    cfg = TrainConfig(arch="conv", lmbda=TOP_LMBDA, qualities=QUALITIES, minutes=args.minutes, device=args.device, seed=0)
-    result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
-    codec = result.codec
+        cfg = TrainConfig(arch="conv", lmbda=TOP_LMBDA, qualities=QUALITIES, minutes=args.minutes, device=args.device,
+                          seed=0)
+        result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
+        codec = result.codec
+        log["config"] = asdict(result.config) if result.config else None
     photos = {k: v for k, v in held.items() if not k.startswith("textures/")}
     textures = {k: v for k, v in held.items() if k.startswith("textures/")}
     log["held_out_rd"] = {"photographs": measure(codec, photos), "textures": measure(codec, textures)}
@@ -153,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     codec.meta.update(presets=presets, fingerprint=codec.fingerprint.hex(), dataset=DATASET)
     codec.meta.pop("default_preset", None)
     codec.save(args.output)
-    log["config"] = asdict(result.config) if result.config else None
     log["model"] = {"file": args.output.name, "bytes": args.output.stat().st_size, "fingerprint": codec.fingerprint.hex()}
     _write_log(args.log, log)
     for name, preset in presets.items():

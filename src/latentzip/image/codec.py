@@ -167,9 +167,9 @@ class ImageCodec:
                 base = self._base(self._symbols(x, quality), x.shape, quality)
                 colour, alpha = self._split(x)
                 base_colour, base_alpha = self._split(base)
-                groups[REFINE_PREFIX].append((base_colour, colour - base_colour))
+                groups[REFINE_PREFIX].append((base_colour, colour.astype(np.int16) - base_colour))  # signed
                 if alpha is not None:
-                    groups[ALPHA_PREFIX].append((base_alpha, alpha - base_alpha))
+                    groups[ALPHA_PREFIX].append((base_alpha, alpha.astype(np.int16) - base_alpha))
         fitted = {prefix: refine.fit(found) for prefix, found in groups.items() if found}
         tensors = {k: v for k, v in self.file.tensors.items() if not k.startswith((REFINE_PREFIX, ALPHA_PREFIX))}
         for prefix, found in fitted.items():
