@@ -2,12 +2,12 @@
 
 A file holds 1..N images of any shapes the model accepts, in chunks: runs of
 consecutive images of one shape, of at most CHUNK_PIXELS pixels (a dense model codes
-the whole file as one chunk), and, for an image larger than the tile side, each of its
-tiles (tiling.py). Each chunk's payload follows the last one's in a single range-coded
-stream: its latents as the latent codec writes them (latents.py), then, for models with
-alpha, the alpha refinement layer, then (with a max error) the colour refinement layer
-(refine.py). So a decoder holds one chunk at a time, whatever the number and size of
-the images.
+the whole file as one chunk), and each image larger than the tile side alone, coded
+tile by tile (tiling.py). Each chunk's payload follows the last one's in a single
+range-coded stream: its latents as the latent codec writes them (latents.py), then, for
+models with alpha, the alpha refinement layer, then (with a max error) the colour
+refinement layer (refine.py). So a decoder holds one chunk at a time, and of a tiled
+image its pixels, its latent grid and one tile's activations.
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
 a file decodes to the same pixels on every machine, thread count and device. The
@@ -57,7 +57,9 @@ class Chunk:
     tiles: tuple[tiling.Tile, ...] | None = None
 
     def take(self, batch: Sequence[np.ndarray]) -> np.ndarray:
-        """The chunk's pixels, (n, H, W, C)."""
+        """The chunk's pixels, (n, H, W, C) (a view, for one image)."""
+        if self.stop - self.start == 1:
+            return batch[self.start][None]
         return np.stack(batch[self.start : self.stop])
 
     def shape(self, shapes: Sequence[tuple[int, int, int]]) -> tuple[int, int, int, int]:
@@ -468,7 +470,7 @@ class ImageCodec:
 
     def _model_input(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, C) as the network's float (n, C', H, W) input in [0, 1]."""
-        return torch.from_numpy(_fit_channels(x, self.cfg.channels)).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(_fit_channels(x, self.cfg.channels).astype(np.float32)).permute(0, 3, 1, 2).div_(255.0)
 
     def _analyse(self, x: np.ndarray, tile: tiling.Tile | None = None) -> torch.Tensor:
         """Float latents of one chunk (n, H, W, C), analysed BATCH images at a time; or
