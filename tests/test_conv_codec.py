@@ -421,3 +421,15 @@ def test_refinement_tables_hold_signed_residuals(hyper_codec, alpha_codec, digit
     lossless = hyper_codec.encode(image, max_error=0)
     assert np.array_equal(hyper_codec.decode(lossless)[0], image[0])
     assert 8 * (len(lossless) - len(hyper_codec.encode(image))) < 6 * image.size
+
+
+@pytest.mark.parametrize("live", [0, 3])
+def test_synthesis_skipping_zero_channels_gives_the_same_pixels(hyper_codec, live):
+    """Exact synthesis leaves out the latent channels that are zero everywhere, all of
+    them included (a flat image at a low quality): the integers are those of the full product."""
+    synthesis = hyper_codec._fixed
+    latents = torch.zeros((2, 24, 3, 5), dtype=torch.int64)
+    latents[:, :live] = torch.randint(-3 << 12, 3 << 12, (2, live, 3, 5))
+    full = synthesis.linear(latents) + synthesis.net(latents)
+    expected = fixed.to_pixels(torch.nn.functional.pixel_shuffle(full, synthesis.stride) + (1 << (fixed.ACT_BITS - 1)))
+    assert np.array_equal(synthesis(latents), expected)
