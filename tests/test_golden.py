@@ -81,10 +81,17 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
+    "photo:q1": "9e446167275dfa8192c1947d35745f6df27e8d7f9855445da135ada3912fa863",
+    "photo:q2": "f235f42530e571bb63e564516ee19e39a8c5c1f9461029db9f25bbc06ad1fa72",
+    "photo:q3": "f6a521fe796e5447e6239c24d4dbce770c24af0c5e2d00228e898c007230e2b1",
+    "photo:q4": "4162d76a647814d31eed86896b4a7e482a5eb5cb3da8bbd7d69c8c1900f41cdb",
+    "photo:q5": "020f7ba67097ab57db299481b6b00d485881dc2a0102297231fdc298d33e28c8",
+    "photo:q6": "db6983b0d116e0c5b5f6cb7cf8e4af143f31a444ce424140fc5fecb9d45efa1a",
+    "photo:q7": "9716bec85a176d5596c4f57f9b48bda5c1c7abc3e5a0c702b7c04300367d0db2",
 }
 
 TILED_PRESET = "photo:q3"
-TILED = ""  # set when the photo presets ship
+TILED = "8062832f1c3fb14c153f33d0e6ef548ac3d0940d5d5fbbfaf380443382e0e276"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
