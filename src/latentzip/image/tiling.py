@@ -20,7 +20,6 @@ MIN_SIDE, MAX_SIDE = 256, 1 << 14  # what a decoder accepts from a file
 class Tile:
     rows: slice
     cols: slice
-    last: bool  # the image's last tile, in raster order
 
 
 def spans(size: int, side: int, stride: int) -> list[slice]:
@@ -35,7 +34,7 @@ def spans(size: int, side: int, stride: int) -> list[slice]:
 def tiles(height: int, width: int, side: int, stride: int) -> list[Tile]:
     """The tiles of a height x width image in raster order (one tile if it fits)."""
     rows, cols = spans(height, side, stride), spans(width, side, stride)
-    return [Tile(r, c, r is rows[-1] and c is cols[-1]) for r in rows for c in cols]
+    return [Tile(r, c) for r in rows for c in cols]
 
 
 def needs_tiles(shape: tuple[int, ...], side: int) -> bool:
