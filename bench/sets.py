@@ -102,9 +102,9 @@ def _fetch(package: Package) -> Path:
     return path
 
 
-def _in_test(key: str) -> bool:
-    """A stable, even split by the hash of a group key."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") < TEST_SHARE * 2**32
+def in_share(key: str, share: float = TEST_SHARE) -> bool:
+    """A stable, even split by the hash of a group key: True for about `share` of keys."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") < share * 2**32
 
 
 # --- emoji -----------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def _emoji(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
                 continue
             stem = Path(member.name).stem
             image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGBA")  # type: ignore[union-attr]
-            yield ("test" if _in_test(_SKIN_TONE.sub("", stem)) else "train"), stem, image
+            yield ("test" if in_share(_SKIN_TONE.sub("", stem)) else "train"), stem, image
 
 
 # --- textures --------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _textures(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
                 if min(image.size) < 32:
                     continue
                 family = f"{path.parent.name}/{_VARIANT.sub('', path.stem)}"
-                yield ("test" if _in_test(family) else "train"), f"{path.parent.name}-{path.stem}", image
+                yield ("test" if in_share(family) else "train"), f"{path.parent.name}-{path.stem}", image
 
 
 # --- satellite -------------------------------------------------------------------------

@@ -23,7 +23,6 @@ src/latentzip/models/photo-conv.safetensors.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -36,10 +35,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+import common  # noqa: E402
 import sets  # noqa: E402
 
 from latentzip import data, metrics  # noqa: E402
-from latentzip.fsio import write_bytes  # noqa: E402
 from latentzip.image import zoo  # noqa: E402
 from latentzip.image.codec import ImageCodec  # noqa: E402
 from latentzip.image.train import EpochStats, TrainConfig, pick_device, split, train  # noqa: E402
@@ -55,10 +54,6 @@ SKIMAGE_HELD_OUT = ("chelsea", "coffee")
 # 100 minutes of training at 0.03 gave 0.04-2.5 bpp at 19-33 dB on the held-out photographs.
 TOP_LMBDA = 0.03
 QUALITIES = 7
-
-
-def _held_out(name: str) -> bool:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") < HELD_OUT_SHARE * 2**32
 
 
 def _pieces(image: np.ndarray) -> list[np.ndarray]:
@@ -95,7 +90,7 @@ def sources() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     held.update({f"textures/{k}": v for k, v in _folder(textures / "test").items()})
     for name in ("opencv", "wallpapers"):
         for stem, image in _folder(sets.prepare(name) / "train").items():
-            (held if _held_out(f"{name}/{stem}") else fit)[f"{name}/{stem}"] = image
+            (held if sets.in_share(f"{name}/{stem}", HELD_OUT_SHARE) else fit)[f"{name}/{stem}"] = image
     fit.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_PHOTOS).items()})
     held.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_HELD_OUT).items()})
     return fit, held
@@ -111,11 +106,6 @@ def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
         out.append({"quality": quality, "bpp": 8 * len(blob) / pixels,
                     "psnr": metrics.mean_psnr(images, codec.decode(blob))})
     return out
-
-
-def _write_log(path: Path, log: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, (json.dumps(log, indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         def on_epoch(stats: EpochStats) -> None:
             log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})
-            _write_log(args.log, log)
+            common.write_json(args.log, log)
 
         cfg = TrainConfig(arch="conv", lmbda=args.top_lmbda, qualities=QUALITIES, minutes=args.minutes, device=args.device,
                           seed=0)
@@ -166,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     codec.meta.pop("default_preset", None)
     codec.save(args.output)
     log["model"] = {"file": args.output.name, "bytes": args.output.stat().st_size, "fingerprint": codec.fingerprint.hex()}
-    _write_log(args.log, log)
+    common.write_json(args.log, log)
     for name, preset in presets.items():
         print(f"{name}: {preset['description']}")
     return 0

@@ -480,7 +480,7 @@ class ImageCodec:
             rows, cols = (self._margin(span, size, self.cfg.stride) for span, size in zip((tile.rows, tile.cols), x.shape[1:3]))
             y = self._analyse(x[:, rows, cols])
             top, left = (tile.rows.start - rows.start) // self.cfg.stride, (tile.cols.start - cols.start) // self.cfg.stride
-            h, w = self._grid((tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, x.shape[3]))
+            h, w = self._grid((*tile.size, x.shape[3]))
             return y[:, :, top : top + h, left : left + w]
         step = BATCH if self.cfg.record.fixed_size else max(1, CHUNK_PIXELS // (x.shape[1] * x.shape[2]))
         return torch.cat([self.model.analyse(self._model_input(x[i : i + step])) for i in range(0, len(x), step)])
@@ -499,18 +499,18 @@ class ImageCodec:
         into `bits` when given. A tiled image's tiles are quantized and coded one after
         the other, each with its own side information; its main symbols come back as
         the whole image's grid."""
-        if chunk.tiles is None:
-            parts = [(None, self._symbols(x, quality))]
-        else:
-            parts = ((t, self.model.latents.quantize(self._analyse(x, t), quality - 1)) for t in chunk.tiles)
-        grid = None
-        for tile, symbols in parts:
+        def emit(symbols: Symbols) -> Symbols:
             if encoder is not None:
                 self.model.latents.write(encoder, symbols, quality - 1)
             if bits is not None:
-                bits += self.model.latents.bits(symbols, quality - 1)
-            if tile is None:
-                return symbols
+                bits[:] += self.model.latents.bits(symbols, quality - 1)  # in place: the caller's slice
+            return symbols
+
+        if chunk.tiles is None:
+            return emit(self._symbols(x, quality))
+        grid = None
+        for tile in chunk.tiles:
+            symbols = emit(self.model.latents.quantize(self._analyse(x, tile), quality - 1))
             grid = self._paste(grid, x.shape, tile, symbols["y"])
         return {"y": grid}  # type: ignore[dict-item]
 
@@ -520,7 +520,7 @@ class ImageCodec:
             return self.model.latents.read(decoder, shape[0], self._grid(shape[1:]), quality - 1)
         grid = None
         for tile in chunk.tiles:
-            tile_grid = self._grid((tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start, shape[3]))
+            tile_grid = self._grid((*tile.size, shape[3]))
             grid = self._paste(grid, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1)["y"])
         return {"y": grid}  # type: ignore[dict-item]
 
@@ -553,8 +553,8 @@ class ImageCodec:
                 latents = self.model.latents.fixed_input({"y": grid[:, :, rows, cols].astype(np.int64)}, quality - 1)
                 pixels = self._pixels(self._fixed(latents), (rows.stop - rows.start) * s, (cols.stop - cols.start) * s)
                 top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
-                base[:, tile.rows, tile.cols] = pixels[:, top : top + tile.rows.stop - tile.rows.start,
-                                                       left : left + tile.cols.stop - tile.cols.start]
+                height, width = tile.size
+                base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
         return self._alpha_guide(base) if self.cfg.has_alpha else base
 
     @staticmethod

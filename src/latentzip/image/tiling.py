@@ -21,6 +21,11 @@ class Tile:
     rows: slice
     cols: slice
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
+
 
 def spans(size: int, side: int, stride: int) -> list[slice]:
     """`size` pixels cut into ceil(size / side) spans that start on multiples of `stride`
