@@ -174,8 +174,8 @@ def _small_side(images: Images) -> int:
     """The side that images holding 90% of the pixels are at least as large as. Counted
     by pixels, not images: a few small images among large ones must not shrink every
     crop (photographs with small textures among them trained on 64 px crops instead of
-    128, and 64 px crops leave the hyperprior one side latent per crop: 17% more bytes
-    at 30-37 dB on photographs, measured)."""
+    128, which leave the hyperprior one side latent per crop: 6-10% more bytes at equal
+    PSNR on the sporco photographs after 6 minutes, measured)."""
     sides = np.array([min(im.shape[:2]) for im in images])
     order = np.argsort(sides)
     pixels = np.cumsum(np.array([im.shape[0] * im.shape[1] for im in images], np.float64)[order])
