@@ -1,4 +1,4 @@
-"""Benchmark of the shipped photograph presets (photo:q1 ... photo:q7) against classical codecs.
+"""Benchmark of the shipped photograph presets (photo:q1, photo:q2, ...) against classical codecs.
 
     python bench/photos.py [--model PATH] [--no-large] [--quick] [--out bench/results/photos.json]
 

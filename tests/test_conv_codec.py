@@ -14,7 +14,7 @@ from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import fixed, latents
 from latentzip.image.model import Autoencoder
 from latentzip.image.transforms import NetConfig
-from latentzip.image.train import TrainConfig, train
+from latentzip.image.train import TrainConfig, choose, train
 
 from .crafted import ltz_files
 
@@ -227,6 +227,15 @@ def test_training_says_what_it_chose(digits):
     assert cfg.latent == 3 * 4 ** cfg.levels and cfg.qualities == 6  # every value of an RGB block
     assert result.codec.meta["train"]["arch"] == "conv"
     assert len(result.codec.presets()) == 6
+
+
+def test_crops_follow_the_pixels_not_the_count_of_images():
+    """Thirty thumbnails among three photographs leave the crops at 128 px; once the
+    thumbnails hold more than a tenth of the pixels, the crops shrink to fit them."""
+    thumbnails = [np.zeros((16, 16, 3), np.uint8)] * 30
+    photographs = [np.zeros((256, 384, 3), np.uint8)] * 3
+    assert choose(TrainConfig(), thumbnails + photographs).crop == 128
+    assert choose(TrainConfig(), thumbnails * 10 + photographs).crop == 16
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
