@@ -15,6 +15,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import constriction
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from latentzip import data, fsio
 from latentzip.errors import FormatError, LatentzipError, LimitError, ModelError
-from latentzip.image import catalog
+from latentzip.image import catalog, entropy
 from latentzip.image.codec import ImageCodec
 from latentzip.image.model import Autoencoder
 from latentzip.image.transforms import NetConfig
@@ -128,14 +129,17 @@ def test_the_encoder_refuses_a_catalog_its_decoder_would_refuse():
     catalog.check(catalog.Catalog(names, [(8, 8, 1)] * 2000), file_size=10_000)
 
 
-def test_a_payload_the_range_decoder_rejects_is_a_format_error(dense_codec):
-    """constriction raises AssertionError on such payloads; a user must see our error."""
+def test_a_payload_the_range_decoder_rejects_is_a_format_error():
+    """constriction raises AssertionError on such payloads; a user must see our error.
+    Which payloads it rejects depends on the tables, so this uses fixed ones rather than
+    a trained model's (whose tables differ from machine to machine): about one random
+    payload in 200 is rejected with these."""
+    model = constriction.stream.model.Categorical(np.array([0.7, 0.2, 0.1]), perfect=False)
     rng = np.random.default_rng(0)
     rejected = 0
-    for _ in range(200):
-        blob = ltz(dense_codec.fingerprint, image_catalog(3, (8, 8, 1)), rng.bytes(int(rng.integers(1, 40))))
+    for _ in range(2000):
         try:
-            dense_codec.decode(blob)
+            entropy.reader(rng.bytes(int(rng.integers(1, 40)))).decode(model, 50)
         except FormatError as exc:
             rejected += "cannot be decoded" in str(exc)
     assert rejected > 0
