@@ -2,6 +2,8 @@
 
     python scripts/train_photos.py --minutes 120            # a fresh run
     python scripts/train_photos.py --minutes 120 --resume   # continue one that was stopped
+    python scripts/train_photos.py --minutes 120 --start-from src/latentzip/models/photo-conv.safetensors --lr 5e-4
+                                                            # go on from the shipped model (its checkpoint lost)
     python scripts/train_photos.py --refit-refinement       # keep the weights, fit the refinement tables again
 
 The training photographs are those of ../bench/sets.py and scikit-image: ufoai's
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the trained model's weights; fit its refinement tables again")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--top-lmbda", type=float, default=TOP_LMBDA, help="the lmbda of the best quality")
+    parser.add_argument("--start-from", type=Path,
+                        help="a photo model to go on from (its weights; Adam starts afresh); --resume needs it again")
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="the peak learning rate")
     parser.add_argument("--checkpoint", type=Path, default=data.cache_dir() / "photo-training.ckpt")
     parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
     parser.add_argument("--log", type=Path, default=LOG)
@@ -142,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             common.write_json(args.log, log)
 
         cfg = TrainConfig(arch="conv", lmbda=args.top_lmbda, qualities=QUALITIES, minutes=args.minutes, device=args.device,
-                          seed=0)
+                          seed=0, lr=args.lr, start=str(args.start_from) if args.start_from else "linear")
+        if args.start_from:
+            fingerprint = ImageCodec.load(args.start_from).fingerprint.hex()
+            log["runs"][-1]["start_from"] = {"file": args.start_from.name, "fingerprint": fingerprint}
         result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
         codec = result.codec
         log["config"] = asdict(result.config) if result.config else None

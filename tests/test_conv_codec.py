@@ -238,6 +238,53 @@ def test_crops_follow_the_pixels_not_the_count_of_images():
     assert choose(TrainConfig(), thumbnails * 10 + photographs).crop == 16
 
 
+def _photos(count: int, side: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth colour images (random gradients with noise) of `side` pixels."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, side)
+    out = []
+    for _ in range(count):
+        a, b, c = rng.uniform(0, 255, (3, 3))
+        image = a + np.outer(ramp, np.ones(side))[..., None] * (b - a) + np.outer(np.ones(side), ramp)[..., None] * (c - a) / 2
+        out.append(np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_a_colour_collection_starts_from_the_shipped_photo_model():
+    """With every setting left open, colour images of 64 px or more train the photo
+    model's network from the photo model's weights (lr 0 keeps them as they are)."""
+    from latentzip.image import zoo
+
+    result = train(_photos(12, 64), TrainConfig(epochs=1, batch_size=2, lr=0.0), progress=False)
+    photo = zoo.load_model(result.config.start)
+    assert result.config.start == zoo.networks("photo")[0] and result.codec.meta["train"]["start"] == result.config.start
+    assert result.config.qualities == photo.cfg.qualities and result.config.lmbda == photo.meta["train"]["lmbda"]
+    trained = result.codec.model.state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in photo.model.state_dict().items())
+
+
+@pytest.mark.parametrize("images, cfg", [
+    ([im[..., :1] for im in _photos(3, 64)], TrainConfig()),  # grey: another network
+    (_photos(3, 48), TrainConfig()),  # too small for 16x downsampling
+    (_photos(3, 64), TrainConfig(hidden=(32,))),  # the user's own network
+    (_photos(3, 64), TrainConfig(lmbda=0.01)),  # one rate, not the photo model's ladder
+    (_photos(3, 64), TrainConfig(start="linear")),
+])
+def test_other_networks_start_linear(images, cfg):
+    assert choose(cfg, images).start == "linear"
+
+
+def test_a_start_of_another_network_is_refused_clearly(tmp_path):
+    from latentzip.image import zoo
+
+    with pytest.raises(LatentzipError, match="cannot start from photo"):
+        train(_photos(3, 64), TrainConfig(hidden=(32,), start=zoo.networks("photo")[0], epochs=1), progress=False)
+    with pytest.raises(ModelError, match="no model named"):
+        choose(TrainConfig(start=str(tmp_path / "missing.model")), _photos(3, 64))
+    with pytest.raises(LatentzipError, match="only a conv model"):
+        choose(TrainConfig(arch="deep", start=zoo.networks("photo")[0]), _photos(3, 16))
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                   HealthCheck.function_scoped_fixture])
 @given(blob=st.data())

@@ -460,3 +460,21 @@ def test_reading_stdin_stops_at_the_limit():
     os.close(read_end)
     writer.join()
     assert b"LimitError" in proc.stderr and b"more than 100 bytes" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("encode", "-m", "{dir}", "{png}", "-o", "{out}"),
+                                  ("train", "--data", "{pngs}", "--start", "{dir}", "--epochs", "1", "-o", "{out}"),
+                                  ("decode", "{dir}", "-o", "{out}")])
+def test_a_directory_where_a_file_belongs_is_a_clean_error(tmp_path, args):
+    """A directory given as a model or a file to decode (Python refuses to make a file
+    object of one, before any check of ours could run)."""
+    from PIL import Image
+
+    folder, pngs = tmp_path / "folder", tmp_path / "pngs"
+    folder.mkdir()
+    pngs.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((64, 64, 3), 40 * k, np.uint8)).save(pngs / f"{k}.png")
+    proc = run_cli(*(a.format(dir=folder, out=tmp_path / "out", png=pngs / "0.png", pngs=pngs) for a in args))
+    assert_clean_error(proc, f"{folder} is a directory, not a file")
+    assert not (tmp_path / "out").exists()

@@ -130,12 +130,13 @@ def open_input(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, int | N
         raise LatentzipError(f"{shown}: no such file") from None
     except OSError as exc:
         raise LatentzipError(f"cannot read {shown}: {_reason(exc)}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # checked before fdopen, which refuses a directory with its own error
+        os.close(fd)
         if stat.S_ISDIR(info.st_mode):
             raise LatentzipError(f"{shown} is a directory, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise LatentzipError(f"{shown} is not a regular file (a pipe or device: pass it on stdin as -)")
+        raise LatentzipError(f"{shown} is not a regular file (a pipe or device: pass it on stdin as -)")
+    with os.fdopen(fd, "rb") as handle:
         os.set_blocking(fd, True)
         yield handle, info.st_size
 

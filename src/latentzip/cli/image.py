@@ -19,7 +19,7 @@ DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) no
 # Options of one --task only, by their destination: given with the other, they are refused.
 CODEC_ONLY = {"arch": "--arch", "prior": "--prior", "reg": "--reg", "reg_weight": "--reg-weight", "noise": "--noise",
               "noise_kind": "--noise-kind", "latent": "--latent", "levels": "--levels", "qualities": "--qualities",
-              "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume"}
+              "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume", "start": "--start"}
 COLORIZE_ONLY = {"steps": "--steps"}
 
 
@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conv: qualities one model codes at (default 6, or 1 with --lmbda)")
     p.add_argument("--lmbda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off: higher = better quality, more bytes (conv: of the top quality)")
+    p.add_argument("--start", default=None, metavar="FROM",
+                   help="conv: where the network starts: a trained model of the same network (a shipped name or a "
+                        "model file), or 'linear' (a linear code fitted to the images); default: the shipped photo "
+                        "model where the network chosen is its network (colour images of 64 px or more), else linear")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="colorize: training steps (default: as many as --minutes allows)")
     p.add_argument("--minutes", type=float, default=None,
@@ -126,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
         arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
         prior=args.prior, qualities=args.qualities, reg=args.reg, reg_weight=args.reg_weight, noise=args.noise,
         noise_kind=args.noise_kind, lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, seed=args.seed, minutes=minutes, device=args.device,
+        lr=args.lr, seed=args.seed, minutes=minutes, device=args.device, start=args.start,
     )
     output = output_directory(args.output)
     dataset = data.load(args.data)
@@ -177,8 +181,9 @@ def _launch(procs: int, argv: list[str]) -> int:
 
 def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa: F821
     """Print what a run uses, the settings it chose included."""
+    start = "a linear start" if cfg.start == "linear" else f"starting from {cfg.start}"
     net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {cfg.prior}, {cfg.qualities} qualities, "
-                                                  f"crops of {cfg.crop}" if cfg.arch == "conv" else "")
+                                                  f"crops of {cfg.crop}, {start}" if cfg.arch == "conv" else "")
     if cfg.epochs is None:
         budget = f"for {cfg.minutes:g} min"
     else:
