@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_photos, held = sources()
     pieces = [p for image in fit_photos.values() for p in _pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
-    carry_on = (args.resume or args.refit_refinement) and args.log.exists()
+    carry_on = (args.resume or args.refit_refinement or args.start_from) and args.log.exists()
     log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
     device = str(pick_device(args.device))
     log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,

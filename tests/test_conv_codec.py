@@ -263,8 +263,19 @@ def test_a_colour_collection_starts_from_the_shipped_photo_model():
     assert all(torch.equal(trained[k], v) for k, v in photo.model.state_dict().items())
 
 
+def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back():
+    from latentzip.image import zoo
+
+    grey = [im[..., :1] for im in _photos(12, 64, seed=3)]
+    result = train(grey, TrainConfig(epochs=1, batch_size=2), progress=False)
+    assert result.config.start == zoo.networks("photo")[0] and result.codec.model.cfg.channels == 3
+    decoded = result.codec.decode(result.codec.encode([im[..., 0] for im in grey[:3]]))
+    assert [d.shape for d in decoded] == [(64, 64)] * 3
+    assert metrics.mean_psnr([im[..., 0] for im in grey[:3]], decoded) > 25
+
+
 @pytest.mark.parametrize("images, cfg", [
-    ([im[..., :1] for im in _photos(3, 64)], TrainConfig()),  # grey: another network
+    ([np.dstack([im, im[..., :1]]) for im in _photos(3, 64)], TrainConfig()),  # RGBA: another network
     (_photos(3, 48), TrainConfig()),  # too small for 16x downsampling
     (_photos(3, 64), TrainConfig(hidden=(32,))),  # the user's own network
     (_photos(3, 64), TrainConfig(lmbda=0.01)),  # one rate, not the photo model's ladder

@@ -103,6 +103,8 @@ class TrainConfig:
     # or a model file: its weights, not its optimizer), or "linear" (a block KLT); None:
     # the shipped photo model where the network is its network, else linear
     start: str | None = None
+    channels: int | None = None  # the model's image channels; None: those that cover the images (grey
+    # images that start from a colour model train it as colour, as a colour model codes grey)
 
     def __post_init__(self) -> None:
         if self.reg not in REGULARIZERS:
@@ -149,7 +151,7 @@ class TrainConfig:
 def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
     """`cfg` with every None filled in from the images: what the run will use."""
     shapes = {im.shape for im in images}
-    channels = covering_channels(s[2] for s in shapes)
+    channels = cfg.channels or covering_channels(s[2] for s in shapes)
     small = len(shapes) == 1 and next(iter(shapes))[0] * next(iter(shapes))[1] <= DENSE_MAX_PIXELS
     arch = cfg.arch or ("deep" if small else "conv")
     if arch != "conv" and len(shapes) > 1:
@@ -163,17 +165,17 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
         side = _small_side(images)
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
-        latent = cfg.latent or channels * 4**levels  # the whole block: no quality ceiling
-        chosen = replace(chosen, levels=levels, crop=crop, latent=latent, prior=cfg.prior or "hyperprior",
+        chosen = replace(chosen, levels=levels, crop=crop, prior=cfg.prior or "hyperprior",
                          hidden=cfg.hidden or DEFAULT_HIDDEN["conv"], qualities=cfg.qualities or (
                              1 if cfg.lmbda is not None else None),
                          batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
-        chosen = _with_start(chosen, channels)
-        chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES)
+        chosen = _with_start(replace(chosen, channels=channels), channels)
+        chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES,
+                         latent=chosen.latent or chosen.channels * 4**levels)  # the whole block: no quality ceiling
     else:
         if cfg.start not in (None, LINEAR):
             raise LatentzipError("only a conv model can start from a trained model")
-        chosen = replace(chosen, latent=cfg.latent or 32, hidden=cfg.hidden or DEFAULT_HIDDEN[arch],
+        chosen = replace(chosen, channels=channels, latent=cfg.latent or 32, hidden=cfg.hidden or DEFAULT_HIDDEN[arch],
                          prior=cfg.prior or "factorized", qualities=1, levels=cfg.levels or 2,
                          batch_size=cfg.batch_size or 128)
     if chosen.prior == "hyperprior" and arch != "conv":
@@ -186,8 +188,8 @@ Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
 
 def _with_start(chosen: TrainConfig, channels: int) -> TrainConfig:
     """A conv `chosen` with its start settled. A trained model to start from lends the
-    settings left open (its quality ladder); the shipped photo model is taken only where
-    the network would be its network anyway."""
+    settings left open (its latents and quality ladder); the shipped photo model is
+    taken only where the network would be its network anyway."""
     if chosen.start == LINEAR:
         return chosen
     spec = chosen.start or next(iter(zoo.networks(PRETRAINED)), None)
@@ -196,8 +198,11 @@ def _with_start(chosen: TrainConfig, channels: int) -> TrainConfig:
     model = zoo.load_model(spec)
     trained = model.meta.get("train", {})
     adopted = replace(chosen, start=spec, qualities=chosen.qualities or model.cfg.qualities,
+                      latent=chosen.latent or model.cfg.latent,
                       lmbda=chosen.lmbda if chosen.lmbda is not None else trained.get("lmbda"))
-    if chosen.start is None and adopted.net(channels, model.cfg.height, model.cfg.width) != model.cfg:
+    if channels == 1 and model.cfg.channels == 3:
+        adopted = replace(adopted, channels=3)  # grey images train (and are coded by) a colour model
+    if chosen.start is None and adopted.net(adopted.channels, model.cfg.height, model.cfg.width) != model.cfg:
         return replace(chosen, start=LINEAR)
     return adopted
 
@@ -393,7 +398,7 @@ class Batches:
                 h, w = self.images[i].shape[:2]
                 picks.append((i, int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1)), bool(rng.integers(2))))
             plan.append(share(picks))
-        channels = covering_channels(im.shape[2] for im in self.images)
+        channels = cfg.channels
         self._noise(epoch)
 
         def batch(step: int) -> np.ndarray:
@@ -451,7 +456,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     val, fit = split(images, cfg)
-    channels = covering_channels(im.shape[2] for im in images)
+    channels = cfg.channels
     h, w = images[0].shape[:2]
     model = Autoencoder(cfg.net(channels, h, w))
     if cfg.start not in (None, LINEAR):
@@ -556,7 +561,8 @@ def train(
     codec = ImageCodec.from_model(model, meta=meta)
     # Refinement tables are fitted on training images only, never on validation ones.
     codec = codec.with_refinement(_fit_subset(fit, cfg))
-    return TrainResult(codec.with_presets(_ladder(codec), _validation_images(val, channels)), history, stopped_early, cfg,
+    native = covering_channels(im.shape[2] for im in images)  # presets are measured on images as they are
+    return TrainResult(codec.with_presets(_ladder(codec), _validation_images(val, native)), history, stopped_early, cfg,
                        ranks.leader)
 
 

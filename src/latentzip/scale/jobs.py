@@ -74,6 +74,11 @@ def run(client: Any, task: Callable[..., list[Row]], shards: list[Shard], done: 
             if found is not None:
                 rows[shard.number] = found
     todo = [s for s in shards if s.number not in rows]
+    # Bytes (a model) go to the workers once per run, under a key of this run's own. Passed
+    # inline, Dask names them by their content, so a second run with the same model could
+    # name the key the first run's release was dropping: "lost dependencies", seen under load.
+    shared = {k: client.scatter(v, hash=False, broadcast=True) if isinstance(v, bytes) else v
+              for k, v in shared.items()}
     futures = client.map(_guarded, todo, task=task, retries=RETRIES, pure=False, **shared)
     position = {future.key: k for k, future in enumerate(futures)}
     with tqdm(total=len(todo), unit="shard", disable=None if progress else True, leave=False) as bar:
