@@ -161,7 +161,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_set(name: str, args: argparse.Namespace, before: dict[str, Any] | None) -> dict[str, Any]:
     images = test_images(name)
     # A run may measure some sets only (the others kept from earlier runs), so each set
     # records the commit and date it was measured at.
@@ -171,6 +171,9 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for variant in variants:
         path, record = train_model(name, variant, args.minutes, args.models)
         result["models"][variant] = {**record, "model_bytes": path.stat().st_size, "points": measure_model(path, images)}
+    earlier = (before or {}).get("models", {}).get("factorized")
+    if not args.factorized and earlier is not None:  # kept from the earlier run, which says when it was measured
+        result["models"]["factorized"] = {"measured": {"commit": before["commit"], "date": before["date"]}, **earlier}
     peers = BUILTIN_PEERS if name in BUILTIN else PEERS
     for codec in tqdm(peers, desc=f"{name} peers", file=sys.stderr, leave=False):
         result["baselines"][codec] = measure_peer(codec, images)
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per model")
     parser.add_argument("--no-factorized", dest="factorized", action="store_false",
-                        help="train only the default model of each set, not also one with --prior factorized")
+                        help="train only the default model of each set, not also one with --prior factorized "
+                             "(an earlier run's factorized model is kept, with the commit it was measured at)")
     parser.add_argument("--models", type=Path, default=common.REPO / "bench" / "models",
                         help="where trained models are kept (and reused when present)")
     parser.add_argument("--out", type=Path, default=common.REPO / "bench" / "results" / "domains.json")
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     results = dict(previous.get("sets", {}))
     for name in args.sets:
-        results[name] = run_set(name, args)
+        results[name] = run_set(name, args, results.get(name))
         plot(name, results[name], args.out.with_name(f"domains-{name}.png"))
         goals = targets(results)
         common.write_json(args.out, {
