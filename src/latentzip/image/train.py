@@ -13,9 +13,9 @@ so every setting left as None is chosen from the images and the time budget
 size, the batch and crop from the image sizes, the number of steps from a measured
 step time. Dense models start from PCA and convolutional ones from a block KLT, so a
 codec is at a good linear code's quality at step zero and training improves on it.
-Better still, a colour convolutional model whose network is the shipped photo model's
-starts from that model (`TrainConfig.start`): hours of training on photographs that
-fifteen minutes on a collection then fit to it.
+Better still, a colour or grey convolutional model whose network is the shipped photo
+model's starts from that model (`TrainConfig.start`): hours of training on photographs
+that fifteen minutes on a collection then fit to it.
 
 Every epoch ends with a validation pass and a checkpoint, so an interrupted run
 resumes where it stopped; each epoch reseeds from (seed, epoch), so a resumed run
@@ -68,7 +68,7 @@ VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at m
 # the top qualities, whose quantizer is finest (textures, 4 minutes: 18-31% fewer bits
 # at 36-40 dB with a tenth of the rate; a fiftieth cost 4-6% more than a tenth).
 TRANSFORM_LR_SCALE = 0.1
-PRETRAINED = "photo"  # the shipped models whose network a colour conv model starts from, where it fits
+PRETRAINED = "photo"  # the shipped models whose network a colour or grey conv model starts from, where it fits
 LINEAR = "linear"  # TrainConfig.start of a network that starts as a linear code (KLT; dense: PCA)
 CLOCK_RESERVE = 0.08  # share of a time budget kept for fitting refinement tables and measuring presets
 
@@ -169,7 +169,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                          hidden=cfg.hidden or DEFAULT_HIDDEN["conv"], qualities=cfg.qualities or (
                              1 if cfg.lmbda is not None else None),
                          batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
-        chosen = _with_start(replace(chosen, channels=channels), channels)
+        chosen = _with_start(replace(chosen, channels=channels))
         chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES,
                          latent=chosen.latent or chosen.channels * 4**levels)  # the whole block: no quality ceiling
     else:
@@ -186,7 +186,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
 Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
 
 
-def _with_start(chosen: TrainConfig, channels: int) -> TrainConfig:
+def _with_start(chosen: TrainConfig) -> TrainConfig:
     """A conv `chosen` with its start settled. A trained model to start from lends the
     settings left open (its latents and quality ladder); the shipped photo model is
     taken only where the network would be its network anyway."""
@@ -200,7 +200,7 @@ def _with_start(chosen: TrainConfig, channels: int) -> TrainConfig:
     adopted = replace(chosen, start=spec, qualities=chosen.qualities or model.cfg.qualities,
                       latent=chosen.latent or model.cfg.latent,
                       lmbda=chosen.lmbda if chosen.lmbda is not None else trained.get("lmbda"))
-    if channels == 1 and model.cfg.channels == 3:
+    if chosen.channels == 1 and model.cfg.channels == 3:
         adopted = replace(adopted, channels=3)  # grey images train (and are coded by) a colour model
     if chosen.start is None and adopted.net(adopted.channels, model.cfg.height, model.cfg.width) != model.cfg:
         return replace(chosen, start=LINEAR)
