@@ -522,8 +522,10 @@ def train(
                 loss, bpp, psnr = _losses(forward, model.cfg.has_alpha, x, cfg, quality, ladder[quality])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
+            # A step whose loss or gradient overflowed is skipped: let into Adam, one such
+            # step turns every weight into NaN (seen once in a 15-minute RGBA run).
+            if torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)):
+                opt.step()
             sums += (loss.item(), bpp, psnr)
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}")
             if limit is not None and now > limit:
