@@ -501,3 +501,21 @@ def test_synthesis_skipping_zero_channels_gives_the_same_pixels(hyper_codec, liv
     full = synthesis.linear(latents) + synthesis.net(latents)
     expected = fixed.to_pixels(torch.nn.functional.pixel_shuffle(full, synthesis.stride) + (1 << (fixed.ACT_BITS - 1)))
     assert np.array_equal(synthesis(latents), expected)
+
+
+def test_a_step_whose_gradient_overflows_leaves_the_weights_alone(digits, monkeypatch):
+    """Every third step's loss made NaN: those steps are skipped, the model stays finite."""
+    from latentzip.image import train as training
+
+    real, calls = training._losses, []
+
+    def sometimes_nan(*args, **kwargs):
+        loss, bpp, psnr = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) % 3 == 0 else loss), bpp, psnr
+
+    monkeypatch.setattr(training, "_losses", sometimes_nan)
+    cfg = TrainConfig(arch="conv", levels=2, latent=16, hidden=(8,), qualities=2, epochs=1, seed=4)
+    codec = train(_colour(digits, 60), cfg, progress=False).codec
+    assert len(calls) >= 3
+    assert all(torch.isfinite(v).all() for v in codec.model.state_dict().values() if v.is_floating_point())
