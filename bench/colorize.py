@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from latentzip import baselines, data, metrics
-from latentzip.apps import ColorizeConfig, as_grey, colorize, train_colorizer
+from latentzip.apps import UNetTrainConfig, as_grey, colorize, train_colorizer
 from latentzip.fsio import write_bytes
 from latentzip.report import figures
 
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)  # what the timings assume, on a shared 2-core machine
     train = training_images(args.train)
     started = time.perf_counter()
-    trained = train_colorizer(train, ColorizeConfig(steps=args.steps, seed=args.seed), progress=True)
+    trained = train_colorizer(train, UNetTrainConfig(steps=args.steps, seed=args.seed), progress=True)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     table = baselines.ChromaTable.fit(train)

@@ -17,6 +17,8 @@ before anything is parsed, and written as PNG files under the cache:
 - wallpapers: KDE Plasma's 2560x1600 wallpapers (eleven photographs and one painting),
   reduced 4x to 640x400, for training only.
 
+`marks` gives the logos and fonts that watermark removal is trained and tested with.
+
 `validation_photos` gives the five photographs of sporco's test data (one Kodak image and
 four of the Waterloo BragZone set), lossless PNGs at full size, which no benchmark trains on.
 
@@ -47,6 +49,8 @@ from latentzip.fsio import atomic_writer
 TEXTURE_SIDE = 256  # textures are reduced until their longer side is at most this
 TEST_SHARE = 0.15  # of emoji base code points and texture families, by hash
 TILE = 64
+LOGO_SIDE = 512  # clip art is reduced to at most this (marks are at most 256 px)
+LOGO_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,47 @@ def validation_photos() -> dict[str, np.ndarray]:
                 for name in VALIDATION_PHOTOS}
 
 
+# --- watermarks ---------------------------------------------------------------------------
+
+OPENCLIPART = Package(("apt-get", "download", "-q", "openclipart-png=1:0.18+dfsg-19"),
+                      "openclipart-png_1%3a0.18+dfsg-19_all.deb",
+                      "f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02")
+LIBERATION = Package(("apt-get", "download", "-q", "fonts-liberation2=2.1.5-1"), "fonts-liberation2_2.1.5-1_all.deb",
+                     "35ffaa54f117e633e89a5da89af235a073b34dbe582726fbf6989568f7fd9bda")
+
+
+def marks() -> Path:
+    """Marks for watermark removal, `<cache>/collections/marks/{train,test}`: openclipart's
+    clip art split by file (a logo never marks both), reduced to at most LOGO_SIDE px a
+    side (the few of more than LOGO_PIXELS left out), and Liberation's fonts for testing only (training draws text in the default
+    fonts, DejaVu and STIX)."""
+    target = root() / "marks"
+    if target.is_dir():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=".marks.", dir=root()))
+    try:
+        with tempfile.TemporaryDirectory() as temp:
+            for package in (OPENCLIPART, LIBERATION):
+                subprocess.run(["dpkg", "-x", str(_fetch(package)), temp], check=True)
+            for split in ("train", "test"):
+                (staging / split).mkdir()
+            Image.MAX_IMAGE_PIXELS = None  # a pinned, verified package: its sizes are read, not feared
+            for path in sorted(Path(temp).rglob("openclipart/png/**/*.png")):
+                key = str(path.relative_to(Path(temp)))
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(path.relative_to(next(Path(temp).rglob("openclipart/png")))))
+                with Image.open(path) as logo:
+                    if logo.width * logo.height > LOGO_PIXELS:  # a few posters of 100+ megapixels
+                        continue
+                    logo.thumbnail((LOGO_SIDE, LOGO_SIDE), Image.LANCZOS)
+                    logo.save(staging / ("test" if in_share(key) else "train") / name)
+            for path in sorted(Path(temp).rglob("liberation2/*.ttf")):
+                shutil.copyfile(path, staging / "test" / path.name)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 COLLECTIONS = {
     c.name: c
     for c in (
@@ -252,7 +297,10 @@ COLLECTIONS = {
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or COLLECTIONS:
+    if not sys.argv[1:] or "marks" in sys.argv[1:]:
+        where = marks()
+        print(f"marks: {where} ({len(list((where / 'train').iterdir()))} train, {len(list((where / 'test').iterdir()))} test)")
+    for name in [n for n in sys.argv[1:] if n != "marks"] if sys.argv[1:] else COLLECTIONS:
         where = prepare(name)
         counts = {split: len(list((where / split).glob("*.png"))) for split in ("train", "test")}
         print(f"{name}: {where} ({counts['train']} train, {counts['test']} test)")

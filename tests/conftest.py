@@ -50,6 +50,20 @@ def model_file(dense_codec, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def photos() -> np.ndarray:
+    """Eight real colour patches (48x48 of scikit-image's photographs)."""
+    return data.load("photos:test[:8]").images[:, :48, :48]
+
+
+def in_process(capsys, *args: str) -> tuple[int, str]:
+    """Run the command in this process (fast); returns (status, stderr)."""
+    from latentzip.cli import main
+
+    status = main(list(args))
+    return status, capsys.readouterr().err
+
+
 def run_cli(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """Run `python -m latentzip ARGS` in a fresh process, as a user would."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")

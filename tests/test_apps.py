@@ -12,11 +12,10 @@ from PIL import Image
 import latentzip
 from latentzip import container, data, metrics
 from latentzip.apps import AnomalyDetector, add_noise, denoise, embed, trained_noise, write_codes
-from latentzip.cli import main
 from latentzip.errors import LatentzipError, ModelError
 from latentzip.image.train import TrainConfig, train
 
-from .conftest import assert_clean_error, run_cli, write_images
+from .conftest import assert_clean_error, in_process, run_cli, write_images
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +30,6 @@ def denoiser_file(denoiser, tmp_path_factory):
     denoiser.save(path)
     return path
 
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """Run the command in this process (fast); returns (status, stderr)."""
-    status = main(list(args))
-    return status, capsys.readouterr().err
 
 
 # --- codec methods the applications stand on -------------------------------------------
@@ -224,13 +218,13 @@ def test_default_detector_trains_sets_thresholds_and_saves(tmp_path, capsys, dig
     new = tmp_path / "new"
     write_images(new, digits_test.images, 4)
     data.write_png(new / "static.png", np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8))
-    status, err = cli(capsys, "anomaly", "--fit", "digits:train[:200]", "--score", str(new), "--epochs", "3",
+    status, err = in_process(capsys, "anomaly", "--fit", "digits:train[:200]", "--score", str(new), "--epochs", "3",
                       "--csv", str(out), "--save-model", str(model), "-q")
     assert status == 0, err
     assert "trained a deep detector (32 latents) on 160 of the --fit images; the other 40 set the threshold" in err
     rows = list(csv.DictReader(out.open()))
     assert rows[-1]["name"] == "static.png" and rows[-1]["anomaly"] == "yes"
-    status, err = cli(capsys, "anomaly", "-m", str(model), "--fit", "digits:train[:200]", "--score", str(new), "-q")
+    status, err = in_process(capsys, "anomaly", "-m", str(model), "--fit", "digits:train[:200]", "--score", str(new), "-q")
     assert status == 0 and "warning" not in err
 
 
@@ -252,7 +246,7 @@ def test_default_detector_scores_large_images_as_thumbnails(tmp_path):
 def test_conv_model_is_warned_about(tmp_path, capsys, conv_codec, shots):
     path = tmp_path / "conv.model"
     conv_codec.save(path)
-    status, err = cli(capsys, "anomaly", "-m", str(path), "--fit", str(shots), "--score", str(shots), "-q")
+    status, err = in_process(capsys, "anomaly", "-m", str(path), "--fit", str(shots), "--score", str(shots), "-q")
     assert status == 0, err
     assert "warning" in err and "leave out -m" in err
 
@@ -275,7 +269,7 @@ def test_embed_verb(tmp_path, model_file, shots, dense_codec, digits_test, suffi
 
 def test_embed_verb_with_data_spec_and_csv(tmp_path, capsys, model_file, dense_codec, digits_test):
     out = tmp_path / "codes.csv"
-    assert cli(capsys, "embed", "-m", str(model_file), "--data", "digits:test[:7]", "-o", str(out))[0] == 0
+    assert in_process(capsys, "embed", "-m", str(model_file), "--data", "digits:test[:7]", "-o", str(out))[0] == 0
     rows = list(csv.reader(out.open()))
     assert len(rows) == 8 and rows[0][:2] == ["name", "z0"]
     assert np.array_equal(np.array([r[1:] for r in rows[1:]], np.float32), embed(dense_codec, digits_test.images[:7]))
@@ -316,7 +310,7 @@ def test_bad_input(tmp_path, capsys, model_file, shots, args, words):
     (tmp_path / "afile").write_bytes(b"keep")
     before = sorted(p.name for p in tmp_path.iterdir())
     filled = [a.format(model=model_file, shots=shots, tmp=tmp_path) for a in args]
-    status, err = cli(capsys, *filled)
+    status, err = in_process(capsys, *filled)
     assert status == 1 and err.startswith("latentzip: error: ") and err.count("\n") == 1, err
     for word in words:
         assert word in err, err
@@ -329,11 +323,11 @@ def test_existing_output_needs_force(tmp_path, capsys, model_file, shots):
         path = tmp_path / target
         inputs = ["--fit", str(shots), "--score", str(shots), "-q"] if verb == "anomaly" else [str(shots)]
         command = [verb, "-m", str(model_file), *inputs, flag, str(path)]
-        assert cli(capsys, *command)[0] == 0
+        assert in_process(capsys, *command)[0] == 0
         first = path.read_bytes() if path.is_file() else (path / "img_000.png").read_bytes()
-        status, err = cli(capsys, *command)
+        status, err = in_process(capsys, *command)
         assert status == 1 and "-f" in err, err
-        assert cli(capsys, *command, "-f")[0] == 0
+        assert in_process(capsys, *command, "-f")[0] == 0
         assert first == (path.read_bytes() if path.is_file() else (path / "img_000.png").read_bytes())
 
 

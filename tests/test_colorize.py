@@ -10,20 +10,13 @@ from skimage import color
 
 import latentzip
 from latentzip import baselines, data
-from latentzip.apps import Colorizer, ColorizeConfig, as_grey, colorize, train_colorizer
-from latentzip.apps import colornet, lab
-from latentzip.cli import main
+from latentzip.apps import Colorizer, UNetTrainConfig, as_grey, colorize, train_colorizer
+from latentzip.apps import colornet, lab, unet
 from latentzip.errors import LatentzipError, ModelError
 
-from .conftest import run_cli
+from .conftest import in_process, run_cli
 
-TINY = ColorizeConfig(widths=(8, 16), steps=40, crop=32, batch_size=8, lr=3e-3, seed=1)
-
-
-@pytest.fixture(scope="module")
-def photos() -> np.ndarray:
-    """Eight real colour patches (48x48 of scikit-image's photographs)."""
-    return data.load("photos:test[:8]").images[:, :48, :48]
+TINY = UNetTrainConfig(widths=(8, 16), steps=40, crop=32, batch_size=8, lr=3e-3, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +94,19 @@ def test_any_size_keeps_lightness_and_alpha(trained, photos):
 
 
 def test_the_receptive_field_fits_in_the_tile_margin():
-    net = colornet.ColorNet(colornet.NetConfig())
+    net = colornet.ColorNet(unet.NetConfig())
     x = torch.zeros(1, 1, 512, 512, requires_grad=True)
     net(x)[0, :, 256, 256].sum().backward()
     rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).ravel()
-    assert 256 - int(rows.min()) < colornet.MARGIN and int(rows.max()) - 256 < colornet.MARGIN
-    assert colornet.TILE % net.cfg.stride == 0 and colornet.MARGIN % net.cfg.stride == 0
+    assert 256 - int(rows.min()) < unet.MARGIN and int(rows.max()) - 256 < unet.MARGIN
+    assert unet.TILE % net.cfg.stride == 0 and unet.MARGIN % net.cfg.stride == 0
 
 
 def test_tiles_leave_no_seams(trained, photos, monkeypatch):
     light = lab.lightness(_tensor(as_grey(np.concatenate([photos[5], photos[6]], axis=1))))  # 48x96
     whole = trained.model.chroma(light)
-    monkeypatch.setattr(colornet, "TILE", 8)
-    monkeypatch.setattr(colornet, "MARGIN", 24)  # the tiny network sees less than this
+    monkeypatch.setattr(unet, "TILE", 8)
+    monkeypatch.setattr(unet, "MARGIN", 24)  # the tiny network sees less than this
     tiled = trained.model.chroma(light)
     assert float((tiled - whole).abs().max()) < 1e-3
 
@@ -180,18 +173,13 @@ def test_chroma_table_is_the_mean_chroma_of_each_level(photos):
 # --- the verbs -------------------------------------------------------------------------------
 
 
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """Run the command in this process (fast); returns (status, stderr)."""
-    status = main(list(args))
-    return status, capsys.readouterr().err
-
 
 def test_train_and_colorize_verbs(tmp_path, capsys, photos):
     (tmp_path / "train").mkdir()
     for i, image in enumerate(photos[:4]):
         data.write_png(tmp_path / "train" / f"p{i}.png", image)
     model = tmp_path / "c.model"
-    status, err = cli(capsys, "train", "--task", "colorize", "--data", str(tmp_path / "train"), "--steps", "5",
+    status, err = in_process(capsys, "train", "--task", "colorize", "--data", str(tmp_path / "train"), "--steps", "5",
                       "--hidden", "8", "16", "--crop", "32", "-o", str(model))
     assert status == 0, err
     assert "on 4 colour images" in err and "crops of 32" in err and "5 steps" in err
@@ -230,7 +218,7 @@ def test_bad_input(tmp_path, capsys, model_path, model_file, photos, args, words
     (tmp_path / "bad.png").write_bytes(b"not an image")
     before = sorted(p.name for p in tmp_path.iterdir())
     filled = [a.format(codec=model_file, colour=model_path, grey=tmp_path / "grey", tmp=tmp_path) for a in args]
-    status, err = cli(capsys, *filled)
+    status, err = in_process(capsys, *filled)
     assert status == 1 and err.startswith("latentzip: error: ") and err.count("\n") == 1, err
     for word in words:
         assert word in err, err
@@ -242,13 +230,13 @@ def test_existing_output_needs_force(tmp_path, capsys, model_path, photos):
     data.write_png(tmp_path / "grey" / "g.png", as_grey(photos[0]))
     out = tmp_path / "out"
     command = ["colorize", "-m", str(model_path), str(tmp_path / "grey"), "-o", str(out)]
-    assert cli(capsys, *command)[0] == 0
+    assert in_process(capsys, *command)[0] == 0
     first = (out / "g.png").read_bytes()
     (out / "g.png").write_bytes(b"mine")
-    status, err = cli(capsys, *command)
+    status, err = in_process(capsys, *command)
     assert status == 1 and "-f" in err and err.count("\n") == 1, err
     assert (out / "g.png").read_bytes() == b"mine"
-    assert cli(capsys, *command, "-f")[0] == 0
+    assert in_process(capsys, *command, "-f")[0] == 0
     assert (out / "g.png").read_bytes() == first
 
 

@@ -120,11 +120,15 @@ def test_applications(results):
     assert {"grey input", "mean-chroma table", "latentzip"} == set(colour["methods"])
     assert colour["network"]["steps"] == 50 and colour["images"] == 60  # 150 quick steps, a third for 1 of 3 epochs
     assert all(0 < m["psnr"] < 100 and 0 < m["ciede2000"] < 100 for m in colour["methods"].values())
+    marks = results["watermark"]  # on the built-in photographs too
+    assert {"watermarked input", "median 3x3", "inpainting, true mask", "latentzip"} == set(marks["methods"])
+    assert marks["network"]["steps"] == 50 and marks["images"] == 60
+    assert all(0 < m["psnr"] < 100 and m["psnr_of_mean_mse"] <= m["psnr"] for m in marks["methods"].values())
 
 
 def test_figures_are_pngs(report_dir, results):
     for key in ("variants", "code_size_sweep", "compression_levels", "per_class", "tsne", "rate_distortion", "speed",
-                "denoise", "anomaly", "colorize"):
+                "denoise", "anomaly", "colorize", "watermark"):
         for figure in results[key]["figures"]:
             assert (report_dir / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 

@@ -47,8 +47,12 @@ _LAZY = {
     "write_codes": ".apps",
     "colorize": ".apps",
     "Colorizer": ".apps",
-    "ColorizeConfig": ".apps",
+    "UNetTrainConfig": ".apps",
     "train_colorizer": ".apps",
+    "MarkRemover": ".apps",
+    "Marks": ".apps",
+    "watermark": ".apps",
+    "train_unmarker": ".apps",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -550,3 +550,27 @@ def grey_as_colour(images: Images) -> list[np.ndarray]:
     from latentzip.apps.lab import as_grey
 
     return [np.repeat(as_grey(np.asarray(im)), 3, axis=-1) for im in images]
+
+
+# --- peers of watermark removal -----------------------------------------------------------
+
+
+def median_filtered(images: Images, size: int) -> list[np.ndarray]:
+    """Each (H, W, C) uint8 image median-filtered channel by channel: a peer that removes
+    thin marks without knowing where they are, and blurs the image with them."""
+    from scipy import ndimage
+
+    return [ndimage.median_filter(np.asarray(im), size=(size, size, 1)) for im in images]
+
+
+def inpainted(images: Images, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each (H, W, C) uint8 image with the pixels of its mask (H, W, True where a mark
+    is) painted anew by scikit-image's biharmonic inpainting: a peer told where the marks
+    are, which a real user seldom knows."""
+    from skimage.restoration import inpaint_biharmonic
+
+    out = []
+    for image, mask in zip(images, masks, strict=True):
+        painted = inpaint_biharmonic(np.asarray(image), np.asarray(mask, bool), channel_axis=-1)
+        out.append(np.clip(np.rint(painted * 255.0), 0, 255).astype(np.uint8))
+    return out

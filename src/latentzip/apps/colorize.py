@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import LatentzipError
 from .colornet import Colorizer
 from .lab import as_grey, as_tensor, lightness, to_rgb
+from .unet import checked
 
 STRIP_PIXELS = 1 << 20  # pixels converted to RGB at once: bounds the memory of large images
 
@@ -27,7 +27,7 @@ def colorize(model: Colorizer, images: np.ndarray | Sequence[np.ndarray], progre
     inputs are made grey first (`as_grey`: same lightness)."""
     out = []
     for image in tqdm(images, desc="colorize", unit="img", disable=None if progress else True, leave=False):
-        image = _checked(image)
+        image = checked(image, "colorize")
         grey = as_grey(image)
         chroma = model.chroma(lightness(as_tensor(grey)))
         colour = with_chroma(grey, chroma)
@@ -48,13 +48,3 @@ def with_chroma(grey: np.ndarray, chroma: torch.Tensor) -> np.ndarray:
         out[top : top + rows] = (rgb[0].permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
     return out
 
-
-def _checked(image: np.ndarray) -> np.ndarray:
-    """An image as uint8 (H, W, C), C = 1..4; anything else is refused."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.dtype != np.uint8 or image.ndim != 3 or not 1 <= image.shape[-1] <= 4 or 0 in image.shape:
-        raise LatentzipError(f"colorize takes uint8 images (H, W) or (H, W, C) with C = 1 to 4, got "
-                             f"{image.dtype} {image.shape}")
-    return image

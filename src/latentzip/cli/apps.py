@@ -1,4 +1,5 @@
-"""Verbs of the applications: denoise, anomaly, embed, colorize (and train --task colorize)."""
+"""Verbs of the applications: denoise, anomaly, embed, colorize (and train --task colorize,
+train --noise-kind watermark)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ SPEC_HELP = "dataset name[:split][[:N]], a directory of images, an image or a .n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("denoise", help="clean noisy images with a model trained with --noise")
+    p = sub.add_parser("denoise", help="clean noisy or watermarked images with a model trained with --noise or "
+                                       "--noise-kind watermark")
     _model_and_inputs(p)
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="where the cleaned PNGs go")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing images in OUTDIR")
@@ -79,16 +81,16 @@ def _output_file(path: str, force: bool) -> None:
 
 
 def _denoise(args: argparse.Namespace) -> int:
-    from ..apps import denoise, trained_noise
-    from ..image.zoo import load_model
+    from ..apps import denoise, load_denoiser, trained_noise
 
-    codec = load_model(args.model)
+    model = load_denoiser(args.model)
     names, images = _inputs(args)
-    files = _pngs(names, denoise(codec, images, progress=True))
+    files = _pngs(names, denoise(model, images, progress=True))
     write_tree(args.output, files.items(), overwrite=args.force)
-    noise = trained_noise(codec)
-    how = f"trained on {noise[1]} noise {noise[0]:g}" if noise else "trained without --noise: reconstructed only"
-    print(f"{len(files)} image(s) -> {args.output}/ ({codec.label}: {how})", file=sys.stderr)
+    noise = trained_noise(model)
+    how = ("watermarks removed" if noise[1] == "watermark" else f"trained on {noise[1]} noise {noise[0]:g}") \
+        if noise else "trained without --noise: reconstructed only"
+    print(f"{len(files)} image(s) -> {args.output}/ ({model.label}: {how})", file=sys.stderr)
     return 0
 
 
@@ -118,31 +120,39 @@ def _colorize(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_colorize(args: argparse.Namespace) -> int:
-    """`latentzip train --task colorize`."""
-    from ..apps import ColorizeConfig, train_colorizer
+def train_unet_task(args: argparse.Namespace) -> int:
+    """`latentzip train --task colorize` and `latentzip train --noise-kind watermark`."""
+    from ..apps import Marks, UNetTrainConfig, train_colorizer, train_unmarker
 
-    cfg = ColorizeConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
-                         batch_size=args.batch_size, steps=args.steps, minutes=budget(args, "steps"), lr=args.lr,
-                         seed=args.seed, device=args.device)
+    cfg = UNetTrainConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
+                          batch_size=args.batch_size, steps=args.steps, minutes=budget(args, "steps"), lr=args.lr,
+                          seed=args.seed, device=args.device)
     output = output_directory(args.output)
+    colour = args.task == "colorize"
+    marks = None if colour else Marks.from_dir(args.marks) if args.marks else Marks.default()
     dataset = data.load(args.data)
-    result = train_colorizer(dataset.images, cfg, progress=not args.quiet, on_start=None if args.quiet else _say_colorize)
+
+    def say(cfg: UNetTrainConfig, images: int, left_out: int, device: str) -> None:
+        budget = f"{cfg.steps:,} steps" if cfg.steps is not None else ""
+        if cfg.minutes is not None:
+            budget += f"{' within ' if budget else 'for '}{cfg.minutes:g} min"
+        what = ("a colourisation network", "colour images", "grey or smaller than a crop") if colour else (
+            f"a watermark-removal network ({marks.describe()})", "images", "smaller than a crop")
+        skipped = f" ({left_out:,} {what[2]} left out)" if left_out else ""
+        print(f"training {what[0]}, channels {'-'.join(map(str, cfg.widths or ()))}, on {images:,} {what[1]}{skipped}, "
+              f"crops of {cfg.crop}, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
+
+    on_start = None if args.quiet else say
+    if colour:
+        result = train_colorizer(dataset.images, cfg, progress=not args.quiet, on_start=on_start)
+    else:
+        result = train_unmarker(dataset.images, cfg, marks, progress=not args.quiet, on_start=on_start)
     result.model.save(output)
     note = " (stopped by --minutes)" if result.stopped_early else ""
+    verb = "colorize" if colour else "denoise"
     print(f"wrote {output}: {result.steps:,} steps in {result.seconds / 60:.1f} min{note}; "
-          f"use it with latentzip colorize -m {args.output}", file=sys.stderr)
+          f"use it with latentzip {verb} -m {args.output}", file=sys.stderr)
     return 0
-
-
-def _say_colorize(cfg: "ColorizeConfig", images: int, left_out: int, device: str) -> None:  # noqa: F821
-    """Print what a colourisation run uses, the settings it chose included."""
-    budget = f"{cfg.steps:,} steps" if cfg.steps is not None else ""
-    if cfg.minutes is not None:
-        budget += f"{' within ' if budget else 'for '}{cfg.minutes:g} min"
-    skipped = f" ({left_out:,} grey or smaller than a crop left out)" if left_out else ""
-    print(f"training a colourisation network (channels {'-'.join(map(str, cfg.widths or ()))}) on {images:,} colour "
-          f"images{skipped}, crops of {cfg.crop}, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
 
 
 def _anomaly(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) no
 CODEC_ONLY = {"arch": "--arch", "prior": "--prior", "reg": "--reg", "reg_weight": "--reg-weight", "noise": "--noise",
               "noise_kind": "--noise-kind", "latent": "--latent", "levels": "--levels", "qualities": "--qualities",
               "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume", "start": "--start"}
-COLORIZE_ONLY = {"steps": "--steps"}
+UNET_ONLY = {"steps": "--steps"}  # the U-Net tasks: --task colorize, --noise-kind watermark
+MARKS_ONLY = {"marks": "--marks"}
 
 
 MAX_ERROR_HELP = (
@@ -33,10 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("train", help="train a codec (or a colourisation network) on your images",
-                       description="Train a codec on your images, or with --task colorize a network that colours "
-                                   "grey images. Every setting left out is chosen from the images and the time "
-                                   "budget, and printed.")
+    p = sub.add_parser("train", help="train a codec (or a colourisation or watermark-removal network) on your images",
+                       description="Train a codec on your images, with --task colorize a network that colours "
+                                   "grey images, or with --noise-kind watermark a network that removes watermarks. "
+                                   "Every setting left out is chosen from the images and the time budget, and printed.")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset name[:split][[:N]] or a directory of images")
     p.add_argument("--task", choices=("codec", "colorize"), default="codec",
                    help="codec: an image codec; colorize: a network from lightness to colour, trained on the colour "
@@ -48,10 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reg", choices=("none", "sparse", "contractive"), default="none")
     p.add_argument("--reg-weight", type=float, default=None, metavar="W", help="weight of the --reg penalty")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="denoising: corrupt inputs while training")
-    p.add_argument("--noise-kind", choices=("gaussian", "salt-pepper"), default="gaussian")
+    p.add_argument("--noise-kind", choices=("gaussian", "salt-pepper", "watermark"), default="gaussian",
+                   help="gaussian, salt-pepper (with --noise), or watermark: a network that removes text and logos "
+                        "laid over images, trained on the clean images of --data marked afresh at every step "
+                        "(see latentzip denoise)")
+    p.add_argument("--marks", default=None, metavar="DIR",
+                   help="--noise-kind watermark: fonts (.ttf, .otf) and PNG logos to mark the training images with, "
+                        "besides the default fonts and drawn logos")
     p.add_argument("--latent", type=int, default=None, metavar="N", help="code size (dense) or latent channels (conv)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W",
-                   help="layer widths (dense) or channels (conv; colorize: per level, from half resolution down)")
+                   help="layer widths (dense) or channels (conv; colorize and watermark: per level, from half resolution down)")
     p.add_argument("--levels", type=int, default=None, help="conv: downsampling steps (each halves H and W; default 4)")
     p.add_argument("--qualities", type=int, default=None, metavar="N",
                    help="conv: qualities one model codes at (default 6, or 1 with --lmbda)")
@@ -63,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "model where the network chosen is its network (colour or grey images of 64 px or more), "
                         "else linear")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="colorize: training steps (default: as many as --minutes allows)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="colorize and watermark: training steps (default: as many as --minutes allows)")
     p.add_argument("--minutes", type=float, default=None,
                    help=f"time budget; the model is written when it runs out (default {DEFAULT_MINUTES:g} without --epochs)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -78,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, metavar="MODEL")
-    p.set_defaults(func=_train, defaults={dest: p.get_default(dest) for dest in (*CODEC_ONLY, *COLORIZE_ONLY)})
+    p.set_defaults(func=_train, defaults={dest: p.get_default(dest) for dest in (*CODEC_ONLY, *UNET_ONLY, *MARKS_ONLY)})
 
     p = sub.add_parser("encode", help="compress images into one .ltz file")
     p.add_argument("-m", "--model", required=True, help="shipped model name, model file, or MODEL:PRESET (my.model:q3)")
@@ -118,11 +126,16 @@ def _models(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..image.train import TrainConfig, train
 
-    _refuse_options(args, COLORIZE_ONLY if args.task == "codec" else CODEC_ONLY)
     if args.task == "colorize":
-        from .apps import train_colorize
+        _refuse_options(args, CODEC_ONLY | MARKS_ONLY, "--task colorize")
+    elif args.noise_kind == "watermark":
+        _refuse_options(args, {k: v for k, v in CODEC_ONLY.items() if k != "noise_kind"}, "--noise-kind watermark")
+    else:
+        _refuse_options(args, UNET_ONLY | MARKS_ONLY, "--task codec")
+    if args.task == "colorize" or args.noise_kind == "watermark":
+        from .apps import train_unet_task
 
-        return train_colorize(args)
+        return train_unet_task(args)
     if args.procs is not None:
         return _launch(args.procs, args.argv)
 
@@ -149,11 +162,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_options(args: argparse.Namespace, options: dict[str, str]) -> None:
-    """Refuse options given that do not apply to the --task."""
+def _refuse_options(args: argparse.Namespace, options: dict[str, str], task: str) -> None:
+    """Refuse options given that do not apply to the `task`."""
     given = [flag for dest, flag in options.items() if getattr(args, dest) != args.defaults[dest]]
     if given:
-        raise LatentzipError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --task {args.task}")
+        raise LatentzipError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to {task}")
 
 
 def output_directory(path: str) -> Path:

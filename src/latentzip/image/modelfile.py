@@ -13,9 +13,10 @@ quarter of float32's bytes; on the shipped models it costs under 0.01 dB), other
 weights as float16 and coding tables as int32. The fingerprint that image files name
 is a hash of the file's config and tensors exactly as stored.
 
-The metadata's `format` says which `Kind` of model a file is: an image codec or a
-colourisation network (apps/colornet.py). Each reader takes one kind and refuses the
-other by name, saying which verbs take it.
+The metadata's `format` says which `Kind` of model a file is: an image codec, a
+colourisation network (apps/colornet.py) or a watermark-removal network
+(apps/marknet.py). Each reader takes one kind and refuses the others by name, saying
+which verbs take them.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Kind:
 
 IMAGE_CODEC = Kind(FORMAT, "image codec", "encode, decode, eval, denoise, anomaly or embed", VERSION, READABLE)
 COLORIZER = Kind("latentzip-colorize-model", "colourisation model", "colorize", 1, (1,))
-KINDS = (IMAGE_CODEC, COLORIZER)
+UNMARKER = Kind("latentzip-unmark-model", "watermark-removal model", "denoise", 1, (1,))
+KINDS = (IMAGE_CODEC, COLORIZER, UNMARKER)
 
 
 @dataclass
@@ -151,6 +153,13 @@ class ModelFile:
     def integers(self, prefix: str) -> dict[str, np.ndarray]:
         """The integer tables stored under `prefix`, without it."""
         return {k[len(prefix):]: v.numpy().astype(np.int64) for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def kind_of(data: bytes, what: str) -> Kind | None:
+    """The kind of model a file says it is; None when it is not a latentzip model."""
+    meta = _header(data, what).get("__metadata__")
+    found = meta.get("format") if isinstance(meta, dict) else None
+    return next((k for k in KINDS if k.format == found), None)
 
 
 ShapeCheck = Any  # Callable[[int, dict, dict[str, tuple[int, ...]]], None], raising ValueError

@@ -46,7 +46,7 @@ from . import zoo
 from .codec import ImageCodec, covering_channels
 from .model import Autoencoder
 from .ranks import Ranks, join, leave
-from .regularize import REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
+from .regularize import NOISES, REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
 from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_linear
 
 DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (96,)}
@@ -111,6 +111,11 @@ class TrainConfig:
             raise LatentzipError(f"unknown regularizer {self.reg!r}; choose one of {', '.join(REGULARIZERS)}")
         if self.arch is not None and self.arch not in ARCHS:
             raise LatentzipError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.noise_kind == "watermark":
+            raise LatentzipError("watermark removal trains a network of its own, not a codec: use "
+                                 "latentzip.apps.train_unmarker (latentzip train --noise-kind watermark)")
+        if self.noise_kind not in NOISES:
+            raise LatentzipError(f"unknown noise kind {self.noise_kind!r}; choose one of {', '.join(NOISES)}")
         if self.reg_weight is None:
             self.reg_weight = DEFAULT_REG_WEIGHT[self.reg]
         for name in ("latent", "epochs", "batch_size", "qualities", "crop", "levels"):

@@ -25,7 +25,7 @@ class Budget:
     anomaly_classes: int  # classes held out in turn as the anomalies (one model each)
     code: int = 32  # code size of the variants
     seed: int = 0
-    colorize_steps: int = 150  # training steps of the colourisation network (within minutes_per_model)
+    unet_steps: int = 150  # training steps of the colourisation and watermark-removal networks (within minutes_per_model)
 
     @classmethod
     def quick(cls, seed: int = 0) -> Budget:
@@ -35,7 +35,7 @@ class Budget:
     @classmethod
     def full(cls, seed: int = 0) -> Budget:
         """The whole data set and real training: hours on a CPU."""
-        return cls("full", 60000, 10000, 2000, 20, 15.0, 2000, 40, 10, seed=seed, colorize_steps=3000)
+        return cls("full", 60000, 10000, 2000, 20, 15.0, 2000, 40, 10, seed=seed, unet_steps=3000)
 
     def limited(
         self, epochs: int | None = None, train_images: int | None = None, test_images: int | None = None
@@ -52,8 +52,8 @@ class Budget:
             name=f"{self.name}, limited",
             epochs=epochs or self.epochs,
             photo_epochs=min(self.photo_epochs, epochs or self.photo_epochs),
-            # the same share of the colourisation steps as of the epochs, never more
-            colorize_steps=max(1, round(self.colorize_steps * min(1.0, (epochs or self.epochs) / self.epochs))),
+            # the same share of the U-Nets' steps as of the epochs, never more
+            unet_steps=max(1, round(self.unet_steps * min(1.0, (epochs or self.epochs) / self.epochs))),
             train_images=train_images or self.train_images,
             test_images=test,
             codec_images=min(self.codec_images, test),

@@ -44,6 +44,7 @@ EXPERIMENTS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("anomaly detection", applications.anomaly),
     ("dimensionality reduction", applications.embeddings),
     ("colourisation", applications.colorization),
+    ("watermark removal", applications.watermark_removal),
 )
 
 
