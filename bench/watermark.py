@@ -95,6 +95,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="training images")
     parser.add_argument("--out", default="bench/results/watermark.json")
     parser.add_argument("--figure", default="bench/results/watermark.png")
+    parser.add_argument("--save-model", default=None, metavar="PATH", help="also write the trained model, to look into")
     return parser.parse_args(argv)
 
 
@@ -108,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     trained = train_unmarker(train, UNetTrainConfig(steps=args.steps, seed=args.seed), train_marks, progress=True)
     train_seconds = time.perf_counter() - started
+    if args.save_model:
+        trained.model.save(args.save_model)
 
     photos = sets.validation_photos()
     names = [f"{name}#{draw}" for draw in range(args.draws) for name in photos]
