@@ -13,7 +13,8 @@ badge drawn here (a shape in one or two colours, sometimes with a symbol or init
 32 to 256 px on its long side. Opacities are uniform in OPACITY; half the marks are
 turned by up to 45 degrees. The sizes are in pixels, not a share of the image, so a
 training crop sees marks as large as a whole photograph does, up to LARGEST of its
-shorter side (a mark that fills the image hides what is mark and what is image).
+shorter side for a logo and a third of that for the height of text (a mark that fills
+the image hides what is mark and what is image).
 """
 
 from __future__ import annotations
