@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .colornet import Colorizer
 from .lab import as_grey, as_tensor, lightness, to_rgb
+from .progress import each
 from .unet import checked
 
 STRIP_PIXELS = 1 << 20  # pixels converted to RGB at once: bounds the memory of large images
@@ -26,7 +26,7 @@ def colorize(model: Colorizer, images: np.ndarray | Sequence[np.ndarray], progre
     is), in input order. Inputs are uint8 (H, W) or (H, W, C) of any sizes; colour
     inputs are made grey first (`as_grey`: same lightness)."""
     out = []
-    for image in tqdm(images, desc="colorize", unit="img", disable=None if progress else True, leave=False):
+    for image in each(images, "colorize", progress):
         image = checked(image, "colorize")
         grey = as_grey(image)
         chroma = model.chroma(lightness(as_tensor(grey)))

@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import LatentzipError, printable
 from ..fsio import read_bytes
@@ -22,21 +21,20 @@ from ..image.codec import ImageCodec, ImagesLike
 from ..image.modelfile import MAX_BYTES, UNMARKER, kind_of
 from ..image.regularize import NOISES, corrupt
 from .marknet import MarkRemover
-from .progress import chunks
-from .unet import checked
+from .progress import chunks, each
+from .unet import as_rgb, checked
 
 Denoiser = ImageCodec | MarkRemover
 
 
 def load_denoiser(model: str | os.PathLike[str]) -> Denoiser:
     """A watermark-removal model file, or else any codec `load_model` takes."""
-    from ..image.zoo import load_model
+    from ..image import zoo
 
-    if os.path.isfile(model):
+    if not (isinstance(model, str) and model in zoo.names()) and os.path.isfile(model):  # read once, either kind
         data, name = read_bytes(model, MAX_BYTES), printable(os.fspath(model))
-        if kind_of(data, name) is UNMARKER:
-            return MarkRemover.from_bytes(data, name=name)
-    return load_model(model)
+        return (MarkRemover if kind_of(data, name) is UNMARKER else ImageCodec).from_bytes(data, name=name)
+    return zoo.load_model(model)
 
 
 def denoise(model: Denoiser, images: ImagesLike, progress: bool = False) -> list[np.ndarray]:
@@ -48,8 +46,7 @@ def denoise(model: Denoiser, images: ImagesLike, progress: bool = False) -> list
     noise back. A watermark-removal model takes images of any size, colour or grey, and
     keeps their alpha as it is."""
     if isinstance(model, MarkRemover):
-        return [_unmarked(model, image) for image in tqdm(images, desc="denoise", unit="img",
-                                                          disable=None if progress else True, leave=False)]
+        return [_unmarked(model, image) for image in each(images, "denoise", progress)]
     plain = model.bounded(None)
     out: list[np.ndarray] = []
     for chunk in chunks(images, "denoise", progress):
@@ -71,8 +68,7 @@ def trained_noise(model: Denoiser) -> tuple[float, str] | None:
 def _unmarked(model: MarkRemover, given: np.ndarray) -> np.ndarray:
     image = checked(given, "denoise")
     grey = image.shape[-1] in (1, 2)
-    body = np.repeat(image[..., :1], 3, axis=-1) if grey else image[..., :3]
-    x = torch.from_numpy(np.ascontiguousarray(body)).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(np.ascontiguousarray(as_rgb(image))).permute(2, 0, 1)[None].float() / 255.0
     clean = (model.clean(x)[0].permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
     out = image.copy()
     out[..., : 1 if grey else 3] = np.round(clean.mean(-1, keepdims=True)) if grey else clean

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..image.train import check_images
 from .marknet import ALPHA_MAX, MarkRemover, mark, unmix
 from .marks import Marks
-from .unet import UNet
+from .unet import UNet, as_rgb
 from .unettrain import UNetTrainConfig, UNetTrainResult, train_unet
 
 IMAGE_WEIGHT = 10.0  # of the squared errors of the image and of the marks' colour, against the coverage's cross-entropy
@@ -51,13 +51,7 @@ def train_unmarker(
         hue = (alpha * (tint - colour) ** 2).mean()  # the marks' colour, where they are
         return IMAGE_WEIGHT * (F.mse_loss(unmix(marked, found, tint), clean) + hue) + coverage
 
-    rgb = [_rgb(im) for im in given]
+    rgb = [as_rgb(im) for im in given]
     return train_unet(MarkRemover, rgb, len(given), cfg or UNetTrainConfig(), loss, progress, on_start,
                       extra={"noise_kind": "watermark", "marks": marks.describe()}, clip=CLIP)
 
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) of an (H, W, C) image: grey repeated, alpha dropped."""
-    if image.shape[-1] in (1, 2):
-        return np.repeat(image[..., :1], 3, axis=-1)
-    return image[..., :3]

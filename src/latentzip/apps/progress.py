@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator, Sized, TypeVar
 
 from tqdm.auto import tqdm
 
 from ..image.codec import ImagesLike
 
 CHUNK = 1000
+T = TypeVar("T")
 
 
 def chunks(images: ImagesLike, desc: str, progress: bool) -> Iterator[ImagesLike]:
@@ -18,3 +19,9 @@ def chunks(images: ImagesLike, desc: str, progress: bool) -> Iterator[ImagesLike
             chunk = images[start : start + CHUNK]
             yield chunk
             bar.update(len(chunk))
+
+
+def each(items: Iterable[T], desc: str, progress: bool) -> Iterator[T]:
+    """The items one by one, with the same bar as `chunks`: for work done image by image."""
+    total = len(items) if isinstance(items, Sized) else None
+    yield from tqdm(items, total=total, desc=desc, unit="img", disable=None if progress else True, leave=False)

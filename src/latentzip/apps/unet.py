@@ -67,6 +67,11 @@ def checked(image: np.ndarray, verb: str) -> np.ndarray:
     return image
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) of an (H, W, C) image: grey repeated, alpha dropped."""
+    return np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] in (1, 2) else image[..., :3]
+
+
 def block(inputs: int, width: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inputs, width, 3, padding=1), nn.LeakyReLU(0.1),
                          nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.1))
