@@ -44,22 +44,22 @@ def _sha(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-# Revision 6 added the header's segment field; the records are those of revision 5, which
-# changed levels 1-3.
+# Revision 7 gave levels 4-9 the compiled coder of levels 1-3 (the header's revision field
+# changed at every level); the records of levels 1-3 are those of revision 5.
 LOSSLESS = {
-    (1, False): "7e31cf8493755802b1b1cd42cf76faccad66c4942f3342d4a01ecab63a1da7f7",
-    (2, False): "4e154a8db029f923f5247bbddfbe9852b44c707791f06dd9d4decff3f84308ba",
-    (3, False): "4bb52c4f91c734eecad33280061ba1259851f2feaa30970bcf6bfc9c459063dd",
-    (4, False): "db58679eebf6b202c9eefc277b0ac645e7a89d523dd88032e5f96e9bdf9026f6",
-    (5, False): "822723b1740d89689af2621a2da7062017faf3dba0b82a0a81add0d3e11b04a7",
-    (6, False): "5e2e1e4bf7c1bad320d453abf2ced2fde7147671428f73f642a4286796a12671",
-    (6, True): "ae12133e088f41de26791eb0e924c289f391f0c8f7a1d3ff7bb955c4c8923bcc",
-    (7, False): "ea8ba36b38ac0bc2849544f78c72c1a4b2013ee064e04171ab8c21a06595f1fb",
-    (7, True): "d2b6a7a268fbd482e1c944a16d96ef026e670d1d16995fa179a8d7324d1f5ac1",
-    (8, False): "8a8db6c0ba43174d5543040bfc78035d69dd3e3bf041e5d02a98d2e98c334c8f",
-    (8, True): "642e0d0f2dfdb0b4b844f850b9b3b49753d3216b39c9f15552269f29da1ffcbf",
-    (9, False): "d6d02b2f21c3d7a49669800e663123723acee37252988ea775fcad2e527373b7",
-    (9, True): "b9c995835eb52612e03bc24acb2c58b9f97884612350a6c64fc4578e28cadda4",
+    (1, False): "0c515b0a9056e9892a63856c3be05cd99ebf686eddc845b49382f69fc4afc50c",
+    (2, False): "4618d3cd7fee2ccd022ce6de95990a83dfc563a61d4270847d04803ffeb65b82",
+    (3, False): "7f20c16d09a4074e4e67c8aa1378b8910bbf8d5ada60432f2fed1fe92758ba1d",
+    (4, False): "8448b82f0caa3626f673e66927ea5c304dc26ca01064bc6143689385918b9ea8",
+    (5, False): "9dfe10ed1202b6af67a03a4c9d1ca54c5a8e115bd357c84b67ae5addf0582378",
+    (6, False): "390e78e04ce847ab48e1ff6ce8b0f15ccc4c3738cb244dd862b676e67a479570",
+    (6, True): "1ae2bc04bf6e20a19fc66633e783774baae99db7f8f91837d0f558cf484d2771",
+    (7, False): "5c2cbfacdafe37d0b5f931d9509405139048fef947bcac86200eaa6e634eae01",
+    (7, True): "65ac0d6e8b350471c088d3da9e47a18b7e39677122ed2e90a340e59f0970f95e",
+    (8, False): "b07fed3e9ab4b15bb96f29ded96768674c9ada9f20b5fd72e21174f77bb1644d",
+    (8, True): "7b6fc680ab17204f176a99803f1100093a667812de900e07cdd610197334ace2",
+    (9, False): "0220a3aec4930fb19b9248f13245e5065ac9c4cc9670d67fc807f179c1c7a8fd",
+    (9, True): "a69272127fc6163500e002832a6c99ffa8f1ec6ade2afbaafb9414216da115a0",
 }
 
 IMAGES = {

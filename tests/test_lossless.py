@@ -288,17 +288,25 @@ def test_older_predictor_revision_is_refused_by_name() -> None:
         decompress(blob)
 
 
+def _as_revision_5(blob: bytes) -> bytes:
+    """`blob` with its header rewritten as revision 5 wrote them: no segment field."""
+    fields, used = container.parse_bytes_header(blob)
+    reader = container.Reader(fields, what="header")
+    values = [reader.varint() for _ in range(4)]  # revision, level, block size, primer
+    return container.bytes_header(b"".join(container.put_varint(v) for v in (5, *values[1:]))) + blob[used:]
+
+
 def test_revision_5_files_decode_with_one_model_for_the_stream() -> None:
-    """Before segments, one model ran on across blocks; within one segment that is what revision 6
-    writes too, so a revision-6 file whose header is rewritten is a revision-5 file."""
+    """Before segments, one model ran on across blocks; within one segment that is what later
+    revisions write too, so a file of one segment whose header is rewritten is a revision-5
+    file (at level 4 a file of revision 6, whose coder revision 5 shared)."""
     text = primer.text()[:40_000]
-    for level in (FAST, 4):
-        c = Compressor(level=level, block_size=8192)
-        blob = c.compress(text) + c.flush()
-        fields, used = container.parse_bytes_header(blob)
-        old = container.bytes_header(b"".join(container.put_varint(v) for v in (5, level, 8192, 0)))
-        assert fields == b"".join(container.put_varint(v) for v in (6, level, 8192, 0, -(-SEGMENT_SIZE // 8192)))
-        assert decompress(old + blob[used:]) == text
+    c = Compressor(level=FAST, block_size=8192)
+    blob = c.compress(text) + c.flush()
+    assert decompress(_as_revision_5(blob)) == text
+    data = Path(__file__).parent / "data"
+    old = _as_revision_5((data / "revision6-level4.lzc").read_bytes())
+    assert decompress(old) == (data / "revision6.txt").read_bytes()
 
 
 def test_segments_restart_the_model_and_any_thread_count_reads_any(monkeypatch) -> None:
@@ -319,6 +327,18 @@ def test_segments_restart_the_model_and_any_thread_count_reads_any(monkeypatch) 
     for threads in (1, 2, 4):
         d = lossless.Decompressor(threads=threads)
         assert d.decompress(blobs[1]) == text and d.eof
+
+
+@pytest.mark.parametrize("level", [4, 6])
+def test_revision_6_files_of_the_mixing_levels_still_decode(level: int) -> None:
+    """Before revision 7, levels 4-9 coded with constriction's range coder; files written
+    then (level 4: two lock-step segments in a block; level 6: primed, three blocks) decode
+    with any thread count."""
+    data = Path(__file__).parent / "data"
+    blob = (data / f"revision6-level{level}.lzc").read_bytes()
+    assert container.parse_bytes_header(blob)[0][0] == 6
+    for threads in (1, 2):
+        assert decompress(blob, threads=threads) == (data / "revision6.txt").read_bytes()
 
 
 def test_revision_4_files_still_decode_at_the_levels_whose_predictor_is_unchanged() -> None:

@@ -14,7 +14,7 @@
 
 A context-mixing predictor learns the data while it codes it; the decoder replays it
 exactly. Nothing is stored but the bitstream: no weights. Levels 1-3 use a small model
-compiled together with its arithmetic coder (fast.py); levels 4-9 a large one
+compiled together with the arithmetic coder (fast.py, arith.py); levels 4-9 a large one
 (predict.py, coded by coder.py). From level 6 up the model first learns a built-in
 primer text (primer.py), on inputs large enough to earn that back or when asked
 (`primer=True`). A block the model cannot shrink is stored as is, so output never grows
@@ -52,12 +52,14 @@ BLOCK_SIZE = 1 << 20
 SEGMENT_SIZE = 1 << 22
 # The header's predictor revision, bumped whenever what a level predicts or how a stream
 # is cut changes, so that old builds fail loudly. 5: levels 1-3 became the fast model.
-# 6: the model restarts every segment. Older files still decode: revision 5 at every
-# level and revision 4 at levels 4-9 (their predictor, predict.REVISION, is unchanged),
-# with one model for the whole stream.
-PREDICTOR_REVISION = 6
+# 6: the model restarts every segment. 7: levels 4-9 code with the compiled coder of
+# levels 1-3 (arith.py) instead of constriction's. Older files still decode: revision 6
+# at every level, revision 5 at every level and revision 4 at levels 4-9 (their
+# predictor, predict.REVISION, is unchanged), with one model for the whole stream.
+PREDICTOR_REVISION = 7
 LEVELS: dict[int, FastLevel | Level] = {**FAST_LEVELS, **MIXING_LEVELS}
-_STILL_READ = {4: set(MIXING_LEVELS), 5: set(LEVELS)}
+_STILL_READ = {4: set(MIXING_LEVELS), 5: set(LEVELS), 6: set(LEVELS)}
+_WORDS_BEFORE = 7  # levels 4-9 of earlier revisions coded constriction's words
 MEMORY_SHARE = 4  # by default the threads' models take at most 1/4 of physical memory
 _CHUNK = 1 << 16
 # Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
@@ -89,12 +91,12 @@ def _fields(level: int, block_size: int, primer_id: int, segment_blocks: int) ->
                                                        segment_blocks))
 
 
-def _new_model(level: int, primed: bool) -> BlockCoder:
-    """A fresh model for a stream; both sides build it the same way."""
+def _new_model(level: int, primed: bool, revision: int = PREDICTOR_REVISION) -> BlockCoder:
+    """A fresh model for a stream of `revision`; both sides build it the same way."""
     config = LEVELS[level]
     if isinstance(config, FastLevel):
         return FastModel(config)
-    coder = MixingCoder(config)
+    coder = MixingCoder(config, words=revision < _WORDS_BEFORE)
     if primed:
         coder.model.prime(_primer.text())
         for name, value in _primer.prior(MIXING_REVISION).items():
@@ -110,14 +112,14 @@ class _Start:
     copied for each segment but the last, which takes it (a stream of one segment makes
     no copy); a plain one is built afresh, as cheap as a copy."""
 
-    def __init__(self, level: int, primed: bool) -> None:
-        self.level = level
-        self._primed = _new_model(level, True) if primed else None
+    def __init__(self, level: int, primed: bool, revision: int = PREDICTOR_REVISION) -> None:
+        self.level, self.revision = level, revision
+        self._primed = _new_model(level, True, revision) if primed else None
 
     def model(self, last: bool) -> BlockCoder:
         primed = self._primed
         if not isinstance(primed, MixingCoder):
-            return _new_model(self.level, False)
+            return _new_model(self.level, False, self.revision)
         if last:
             self._primed = None
             return primed
@@ -352,7 +354,7 @@ class Decompressor:
             raise FormatError(f"latentzip file is corrupt or needs another build (unknown primer {primer_id})")
         del self._buf[:used]
         self.level, self._block_size, self._segment_blocks = level, block_size, segment_blocks
-        self._start = _Start(level, primer_id != 0)
+        self._start = _Start(level, primer_id != 0, revision)
         if segment_blocks:
             self._pipeline = Pipeline(threads_for(level, self._threads, self._memory), self.progress)
         else:

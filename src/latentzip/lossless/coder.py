@@ -1,14 +1,14 @@
-"""Lock-step segment coding: the predictor of predict.py driving constriction's range coder.
+"""Lock-step segment coding: the predictor of predict.py driving a binary arithmetic coder.
 
 A block is cut into segments that are coded side by side: step k codes bit k of every
-segment. The model's tables are shared, so all segments learn from each other, but
-the decoder needs only one Python-level round trip per step (predict every segment's
-bit, decode them all in one constriction call, learn from them), not one per bit.
+segment. The model's tables are shared, so all segments learn from each other.
 
-The encoder knows every bit in advance, so it runs many steps inside one compiled
-loop, collects the probabilities, and hands them to constriction in one call, many
-times a second. It calls the very same `step` the decoder calls, with the same
-arguments, so both see the same probabilities.
+Since predictor revision 7 the coder is arith.py's, compiled into one loop with the
+model (`predict.code_steps`), so neither side returns to Python per decision: a block
+is coded in calls of CALL_BITS decisions, which come back often enough for signals and
+progress and release the GIL, so that segments code side by side on threads. Files of
+earlier revisions were coded with constriction's range coder, one Python-level round
+trip per step; `decode_words` still reads them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import constriction
 
 from ..errors import FormatError
 
-from .predict import CALL_BITS, Level, Model, run_known, start, step
+from . import arith
+from .predict import CALL_BITS, Level, Model, code_steps, start, step
 
+Progress = Callable[[int], None]
 _FAMILY = constriction.stream.model.Bernoulli(perfect=False)
-_SCALE = 1.0 / 4096.0
 
 
 def _geometry(n: int, starts: np.ndarray) -> tuple[int, int, int]:
@@ -33,43 +34,58 @@ def _geometry(n: int, starts: np.ndarray) -> tuple[int, int, int]:
     return max(seg_len, 1), last, 8 * max(seg_len, 1) if n else 0
 
 
-def encode_block(model: Model, data: bytes, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Compress one block with `model` (which learns from it); return the range coder's words.
-
-    The compiled loop runs CALL_BITS decisions per call, and constriction codes them as
-    they come: the same bitstream as one call per block, in a fraction of the memory,
-    with a return to Python (signals, `progress` in bytes) many times a second."""
-    n = len(data)
-    encoder = constriction.stream.queue.RangeEncoder()
+def _code(model: Model, decoding: bool, data: np.ndarray, n: int, payload: np.ndarray,
+          progress: Progress | None) -> np.ndarray:
+    """Code a block of n bytes with `model`, which learns it: encode `data` into `payload`,
+    or decode `payload` (then `data` is not read). Returns the coder's final state."""
+    coder = np.zeros(4, dtype=np.int64)
+    arith.start(coder, payload, decoding)
     if n == 0:
-        return encoder.get_compressed()
+        return coder
     seg, ctx, scratch = model.begin_block(n)
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
     start(*model.state(), seg, ctx)
-    source = np.frombuffer(data, dtype=np.uint8)
-    per_call = max(1, min(CALL_BITS // len(starts), n_steps + 1))
     bits = np.zeros(len(starts), dtype=np.int32)
-    out_bits = np.zeros(per_call * len(starts), dtype=np.int32)
-    out_probs = np.zeros(per_call * len(starts), dtype=np.float64)
+    probs = np.zeros(len(starts), dtype=np.float64)
+    per_call = max(1, CALL_BITS // len(starts))
     reported = 0
     for k in range(0, n_steps + 1, per_call):
         end = min(k + per_call, n_steps + 1)
-        count = run_known(source, starts, seg_len, last, n_steps, k, end, bits, out_bits, out_probs,
-                          *model.state(), seg, ctx, scratch, model.stream_pos, n)
-        if count:
-            encoder.encode(out_bits[:count], _FAMILY, out_probs[:count])
+        code_steps(decoding, data, starts, seg_len, last, n_steps, k, end, bits, probs, *model.state(), seg, ctx,
+                   scratch, model.stream_pos, n, payload, coder)
         if progress is not None:
             done = n * min(end, n_steps) // n_steps
             progress(done - reported)
             reported = done
     model.stream_pos += n
-    return encoder.get_compressed()
+    return coder
 
 
-def decode_block(model: Model, words: np.ndarray, n: int,
-                 progress: Callable[[int], None] | None = None) -> bytes:
+def encode_block(model: Model, data: bytes, progress: Progress | None = None) -> bytes:
+    """Compress one block with `model` (which learns from it); b"" when the result would
+    not be shorter than the block (it is then stored, and the model has learned it all
+    the same)."""
+    payload = np.zeros(len(data), dtype=np.uint8)
+    # Writable arrays on both sides, so that numba compiles code_steps for one signature.
+    coder = _code(model, False, np.frombuffer(data, dtype=np.uint8).copy(), len(data), payload, progress)
+    return arith.finish(coder, payload)
+
+
+def decode_block(model: Model, payload: bytes, n: int, progress: Progress | None = None) -> bytes:
     """Decompress one block of n bytes that `encode_block` produced with an identical model."""
+    base = model.stream_pos
+    _code(model, True, np.zeros(0, dtype=np.uint8), n, np.frombuffer(payload, dtype=np.uint8).copy(), progress)
+    return _restored(model, base, n)
+
+
+def _restored(model: Model, base: int, n: int) -> bytes:
+    """The n bytes a block left in the model's history from stream position `base` on."""
+    return model.history[np.arange(base, base + n) & (len(model.history) - 1)].tobytes()
+
+
+def decode_words(model: Model, words: np.ndarray, n: int, progress: Progress | None = None) -> bytes:
+    """Decompress a block of n bytes coded before revision 7, with constriction's range coder."""
     if n == 0:
         return b""
     decoder = constriction.stream.queue.RangeDecoder(words)
@@ -99,39 +115,40 @@ def decode_block(model: Model, words: np.ndarray, n: int,
         if progress is not None and k % report_every == report_every - 1:
             progress(n_now * report_every // 8)
             reported += n_now * report_every // 8
-    mask = len(history) - 1
-    out = history[(np.arange(base, base + n) & mask)].tobytes()
     model.stream_pos += n
     if progress is not None:
         progress(n - reported)
-    return out
+    return _restored(model, base, n)
 
 
 class MixingCoder:
-    """Levels 4-9: the mixing predictor of predict.py driving constriction's coder, with
-    the interface every level's coder has (see `lossless.BlockCoder`)."""
+    """Levels 4-9: the mixing predictor of predict.py and its coder, with the interface
+    every level's coder has (see `lossless.BlockCoder`). `words`: the file predates
+    revision 7, so its blocks are constriction's words (decoding only)."""
 
-    def __init__(self, level: Level) -> None:
+    def __init__(self, level: Level, words: bool = False) -> None:
         self.model = Model(level)
+        self.words = words
 
     def copy(self) -> "MixingCoder":
         """An independent coder in the same state."""
         twin = MixingCoder.__new__(MixingCoder)
-        twin.model = self.model.copy()
+        twin.model, twin.words = self.model.copy(), self.words
         return twin
 
-    def encode(self, data: bytes, progress: Callable[[int], None] | None = None) -> bytes:
+    def encode(self, data: bytes, progress: Progress | None = None) -> bytes:
         """The coded block, or b"" when it would not be shorter (the model learned it anyway)."""
-        payload = encode_block(self.model, data, progress).astype("<u4").tobytes()
-        return payload if len(payload) < len(data) else b""
+        return encode_block(self.model, data, progress)
 
-    def learn(self, data: bytes, progress: Callable[[int], None] | None = None) -> None:
+    def learn(self, data: bytes, progress: Progress | None = None) -> None:
         encode_block(self.model, data, progress)
 
-    def decode(self, payload: bytes, n: int, progress: Callable[[int], None] | None = None) -> bytes:
+    def decode(self, payload: bytes, n: int, progress: Progress | None = None) -> bytes:
+        if not self.words:
+            return decode_block(self.model, payload, n, progress)
         if len(payload) % 4:
             raise FormatError("latentzip file is corrupt (coded block is not whole words)")
         try:
-            return decode_block(self.model, np.frombuffer(payload, dtype="<u4").astype(np.uint32), n, progress)
+            return decode_words(self.model, np.frombuffer(payload, dtype="<u4").astype(np.uint32), n, progress)
         except AssertionError:  # constriction's word for a bitstream no model could have made
             raise FormatError("latentzip file is corrupt (the coded data cannot be decoded)") from None

@@ -12,8 +12,7 @@ to 32 bytes, a byte costs a single decision (is it the byte the match predicts?)
 the match breaks, so runs and long repeats cost little time and few bits. Every quantity
 is an integer, so the decoder reproduces the encoder's probabilities on any machine.
 
-The coder is the classic carry-less 32-bit binary arithmetic coder: a probability of
-12 bits splits the interval, and each settled top byte goes out.
+The coder is arith.py's binary arithmetic coder, compiled into the same loop.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
+from . import arith
+from .arith import M32, coder_step
 from .predict import SQUASH, STRETCH, squash
 
-M32 = 0xFFFFFFFF
 # Context kinds a fast level may use.
 O1, O2, O3, O4, WORD = range(1, 6)
 MATCH_MIN = 6  # bytes a match must share before the match model follows it
@@ -97,16 +97,10 @@ class FastModel:
         """Code one block; the model learns it. Returns the coder's bytes, or b"" when
         they would not be shorter than the block (it is then stored, and the model has
         learned it all the same)."""
-        n = len(data)
-        payload = np.zeros(n, dtype=np.uint8)
+        payload = np.zeros(len(data), dtype=np.uint8)
         # A writable copy: the kernel that decodes into `data` is the one that encodes it.
         self._run(False, np.frombuffer(data, dtype=np.uint8).copy(), payload, progress)
-        s = self.scalars
-        for shift in (24, 16, 8, 0):  # the coder's final state
-            if s[IO] < n:
-                payload[s[IO]] = (s[X1] >> shift) & 255
-            s[IO] += 1
-        return payload[:s[IO]].tobytes() if s[IO] < n else b""
+        return arith.finish(self.scalars[X1 : IO + 1], payload)
 
     def learn(self, data: bytes, progress: Progress | None = None) -> None:
         """Learn a block that was stored raw, exactly as coding it would have."""
@@ -118,12 +112,7 @@ class FastModel:
         return data.tobytes()
 
     def _run(self, decoding: bool, data: np.ndarray, payload: np.ndarray, progress: Progress | None) -> None:
-        s = self.scalars
-        s[X1], s[X2], s[X], s[IO] = 0, M32, 0, 0
-        if decoding:
-            for k in range(min(4, len(payload))):
-                s[X] |= int(payload[k]) << (24 - 8 * k)
-            s[IO] = 4
+        arith.start(self.scalars[X1 : IO + 1], payload, decoding)
         for begin in range(0, len(data), CALL_BYTES):
             end = min(begin + CALL_BYTES, len(data))
             _code(decoding, data, begin, end, payload, *self.arrays())
@@ -147,29 +136,6 @@ def _train(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
         e += 1
     e += ((((bit << 22) - (e >> 10)) >> 3) * RATE[n]) & ~1023
     counters[k] = e & M32
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _coder_step(decoding: bool, bit: int, p: int, x1: int, x2: int, x: int, io: int,
-                payload: np.ndarray) -> tuple[int, int, int, int, int]:
-    """One binary decision of probability p/4096 (of a 1) through the arithmetic coder:
-    the encoder's bit goes out, or the decoder's comes in. Returns (bit, x1, x2, x, io)."""
-    xmid = x1 + ((x2 - x1) >> 12) * p
-    if decoding:
-        bit = 1 if x <= xmid else 0
-    if bit:
-        x2 = xmid
-    else:
-        x1 = xmid + 1
-    while ((x1 ^ x2) & 0xFF000000) == 0:
-        if decoding:
-            x = ((x << 8) & M32) | (np.int64(payload[io]) if io < len(payload) else 0)
-        elif io < len(payload):
-            payload[io] = x2 >> 24
-        io += 1
-        x1 = (x1 << 8) & M32
-        x2 = ((x2 << 8) & M32) | 255
-    return bit, x1, x2, x, io
 
 
 @njit(cache=True, nogil=True)
@@ -196,7 +162,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             guess = np.int64(history[mptr & mask])
             k = 2 * (MATCH_CAP + 1) + min(mlen >> 5, LONG_SLOTS - 1)
             p = max(np.int64(match_counters[k]) >> 20, 1)
-            hit, x1, x2, x, io = _coder_step(decoding, 1 if byte == guess else 0, p, x1, x2, x, io, payload)
+            hit, x1, x2, x, io = coder_step(decoding, 1 if byte == guess else 0, p, x1, x2, x, io, payload)
             _train(match_counters, k, hit, 1023)
             if hit:
                 c0 = guess | 256
@@ -237,7 +203,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
                 p = (pm + 3 * ((np.int64(apm[a]) * (128 - wt) + np.int64(apm[a + 1]) * wt) >> 11)) >> 2
                 p = min(max(p, 1), 4095)
             # --- code
-            bit, x1, x2, x, io = _coder_step(decoding, (byte >> (7 - j)) & 1, p, x1, x2, x, io, payload)
+            bit, x1, x2, x, io = coder_step(decoding, (byte >> (7 - j)) & 1, p, x1, x2, x, io, payload)
             # --- learn
             for i in range(n + 1):
                 _train(counters, slots[i], bit, limit)

@@ -65,11 +65,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .arith import M32, coder_step
+
 # --- 1. fixed-point helpers --------------------------------------------------------------
 
 # Bumped whenever this predictor changes what it predicts; the built-in prior is made for it.
 REVISION = 4
-M32 = 0xFFFFFFFF
 PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
 
@@ -783,20 +784,19 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
 
 
 @njit(cache=True, nogil=True)
-def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int, k_begin: int, k_end: int,
-              bits: np.ndarray, out_bits: np.ndarray, out_probs: np.ndarray, ints: np.ndarray, tables: np.ndarray,
-              history: np.ndarray, seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, n: int) -> int:
-    """The encoder's side of `step`: run steps k_begin..k_end-1 (of 0..n_steps) of a block
-    whose bits are known, recording (bit, probability) from index 0 of out_bits and
-    out_probs; return how many were recorded. `bits` carries each segment's last bit
-    from one call to the next, so a block run in several calls codes as in one.
-
-    It lives here, beside `step`, so that numba's cache, which tracks one source file,
-    can never pair a stale encoder with a fresh decoder.
+def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int,
+               k_begin: int, k_end: int, bits: np.ndarray, probs: np.ndarray, ints: np.ndarray, tables: np.ndarray,
+               history: np.ndarray, seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, n: int,
+               payload: np.ndarray, coder: np.ndarray) -> None:
+    """Run steps k_begin..k_end-1 (of 0..n_steps) of a block through arith.py's coder:
+    encode the bits of `data` into `payload`, or decode them from it (the decoded bytes
+    land in `history`, as every coded byte does). `bits` carries each segment's last bit
+    and `coder` the coder's (x1, x2, x, io) from one call to the next, so a block run in
+    several calls codes as in one. One function for both sides, so the decoder cannot
+    drift from the encoder; bits go into the coder segment by segment within a step.
     """
     n_seg = len(starts)
-    probs = np.zeros(n_seg, dtype=np.float64)
-    k_out = 0
+    x1, x2, x, io = coder[0], coder[1], coder[2], coder[3]
     t_prev = max(k_begin - 1, 0) >> 3
     n_prev = 0 if k_begin == 0 else (n_seg if t_prev < last else n_seg - 1)
     for k in range(k_begin, k_end):
@@ -807,11 +807,10 @@ def run_known(data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_s
         step(bits, n_prev, t_prev, probs, n_now, t, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
         shift = 7 - (k & 7)
         for s in range(n_now):
-            b = (data[starts[s] + t] >> shift) & 1
-            bits[s] = b
-            out_bits[k_out] = b
-            out_probs[k_out] = probs[s]
-            k_out += 1
+            b = 0 if decoding else (data[starts[s] + t] >> shift) & 1
+            p = np.int64(probs[s] * PROB_ONE)  # exact: step wrote an integer / 4096
+            bit, x1, x2, x, io = coder_step(decoding, b, p, x1, x2, x, io, payload)
+            bits[s] = bit
         n_prev = n_now
         t_prev = t
-    return k_out
+    coder[0], coder[1], coder[2], coder[3] = x1, x2, x, io
