@@ -17,7 +17,7 @@ import pytest
 
 from latentzip import container, lossless
 from latentzip.errors import FormatError
-from latentzip.lossless import (PREDICTOR_REVISION, SEGMENT_SIZE, Compressor, Decompressor, compress, decompress,
+from latentzip.lossless import (PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress,
                                 primer)
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
