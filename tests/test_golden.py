@@ -44,8 +44,9 @@ def _sha(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-# Revision 7 gave levels 4-9 the compiled coder of levels 1-3 (the header's revision field
-# changed at every level); the records of levels 1-3 are those of revision 5.
+# Revision 7 gave levels 4-9 the compiled coder of levels 1-3 and one decision a byte deep
+# in a repeat (the header's revision field changed at every level); the records of levels
+# 1-3 are those of revision 5.
 LOSSLESS = {
     (1, False): "0c515b0a9056e9892a63856c3be05cd99ebf686eddc845b49382f69fc4afc50c",
     (2, False): "4618d3cd7fee2ccd022ce6de95990a83dfc563a61d4270847d04803ffeb65b82",
@@ -53,13 +54,13 @@ LOSSLESS = {
     (4, False): "8448b82f0caa3626f673e66927ea5c304dc26ca01064bc6143689385918b9ea8",
     (5, False): "9dfe10ed1202b6af67a03a4c9d1ca54c5a8e115bd357c84b67ae5addf0582378",
     (6, False): "390e78e04ce847ab48e1ff6ce8b0f15ccc4c3738cb244dd862b676e67a479570",
-    (6, True): "1ae2bc04bf6e20a19fc66633e783774baae99db7f8f91837d0f558cf484d2771",
+    (6, True): "d2100687b1d71f16e79c40ab7465facaf2c2bdc50c3ed4f33c0fe4964e04a0a1",
     (7, False): "5c2cbfacdafe37d0b5f931d9509405139048fef947bcac86200eaa6e634eae01",
-    (7, True): "65ac0d6e8b350471c088d3da9e47a18b7e39677122ed2e90a340e59f0970f95e",
+    (7, True): "106f3d51b184bee4302439b38047a82a9638d4e7fa4f5ea05b01ee0164f7be0b",
     (8, False): "b07fed3e9ab4b15bb96f29ded96768674c9ada9f20b5fd72e21174f77bb1644d",
-    (8, True): "7b6fc680ab17204f176a99803f1100093a667812de900e07cdd610197334ace2",
+    (8, True): "f206489b9b7b1e8fc29f2f389f157e7202205d4e502fb49606f325b883e8a2e3",
     (9, False): "0220a3aec4930fb19b9248f13245e5065ac9c4cc9670d67fc807f179c1c7a8fd",
-    (9, True): "a69272127fc6163500e002832a6c99ffa8f1ec6ade2afbaafb9414216da115a0",
+    (9, True): "c1b0771ccbe8a144072b6cd33c41beb515071b4776eaa0373640320f43181168",
 }
 
 IMAGES = {

@@ -60,10 +60,11 @@ def test_round_trip_around_segment_boundaries(n: int) -> None:
     assert decompress(compress(data, level=4)) == data  # the first level that codes lock-step segments
 
 
-@pytest.mark.parametrize("level", [1, 2, 3])
-def test_fast_levels_replay_long_repeats_runs_and_misses_across_blocks(level: int) -> None:
-    """In a long repeat the fast levels code one decision a byte; that path must replay
-    exactly where a repeat breaks off, across block boundaries and after a stored block."""
+@pytest.mark.parametrize("level", [1, 2, 3, 4, 6])
+def test_long_repeats_runs_and_misses_replay_across_blocks(level: int) -> None:
+    """In a long repeat every level codes one decision a byte; that path must replay
+    exactly where a repeat breaks off, across block boundaries, after a stored block and
+    (levels 4-5, blocks of one MiB) in every lock-step segment of a block."""
     chunk = random.Random(level).randbytes(3000)
     changed = bytearray(chunk)
     changed[1500] ^= 1
@@ -73,6 +74,7 @@ def test_fast_levels_replay_long_repeats_runs_and_misses_across_blocks(level: in
     blob = c.compress(data) + c.flush()
     assert c.stored_blocks >= 1
     assert decompress(blob) == data
+    assert decompress(compress(data, level), threads=2) == data
     zeros = bytes(1 << 20)  # one decision a byte: far fewer payload bytes per byte than 8 decisions allow
     blob = compress(zeros, level)
     assert len(blob) < 200 and decompress(blob) == zeros

@@ -64,11 +64,11 @@ MEMORY_SHARE = 4  # by default the threads' models take at most 1/4 of physical 
 _CHUNK = 1 << 16
 # Restored bytes a coded block may declare per byte of its payload (plus 16 bytes, the
 # coder's final state). The predictors' probabilities stop at 4095/4096, so every binary
-# decision costs at least log2(4096/4095) bits: n bytes need at least n / 2841 bytes of
-# payload at 8 decisions a byte, n / 22,728 at the fast levels, where a byte in a long
-# repeat is one decision. The bound keeps the time a tiny crafted block can make a
-# decoder spend to a few seconds, and no real stream reaches it.
-_CODED_RATIO = {**{level: 1 << 15 for level in FAST_LEVELS}, **{level: 1 << 12 for level in MIXING_LEVELS}}
+# decision costs at least log2(4096/4095) bits: a byte in a long repeat is one decision,
+# so n bytes need at least n / 22,728 bytes of payload (n / 2841 at 8 decisions a byte,
+# as files before revision 7 coded levels 4-9). The bound keeps what a tiny crafted
+# block can make a decoder do to what a real block of that length costs.
+_CODED_RATIO = 1 << 15
 _CODER_STATE = 16
 
 Progress = Callable[[int], None]
@@ -366,8 +366,7 @@ class Decompressor:
         self._declared += record.n
         if self.max_length is not None and self._declared > self.max_length:
             raise LimitError(f"the latentzip stream restores more than max_length={self.max_length} bytes")
-        assert self.level is not None
-        _check(record, self.level)
+        _check(record)
         if self._model is not None:
             return self._checked([_restore(self._model, record, self.progress)])
         self._group.append(record)
@@ -401,11 +400,11 @@ class Decompressor:
         self.eof = True
 
 
-def _check(record: container.BlockRecord, level: int) -> None:
+def _check(record: container.BlockRecord) -> None:
     """Refuse a block whose lengths cannot be right, as soon as it is read."""
     if record.mode == container.BLOCK_STORED and len(record.payload) != record.n:
         raise FormatError("latentzip file is corrupt (stored block has the wrong length)")
-    if record.mode == container.BLOCK_CODED and record.n > _CODED_RATIO[level] * (len(record.payload) + _CODER_STATE):
+    if record.mode == container.BLOCK_CODED and record.n > _CODED_RATIO * (len(record.payload) + _CODER_STATE):
         raise FormatError("latentzip file is corrupt (a coded block declares more bytes than its payload can hold)")
 
 

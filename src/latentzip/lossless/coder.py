@@ -5,8 +5,9 @@ segment. The model's tables are shared, so all segments learn from each other.
 
 Since predictor revision 7 the coder is arith.py's, compiled into one loop with the
 model (`predict.code_steps`), so neither side returns to Python per decision: a block
-is coded in calls of CALL_BITS decisions, which come back often enough for signals and
-progress and release the GIL, so that segments code side by side on threads. Files of
+is coded in calls of CALL_BITS steps, which come back often enough for signals and
+progress and release the GIL, so that segments code side by side on threads. Deep in
+a repeat, a byte costs a single decision (see `predict.code_steps`). Files of
 earlier revisions were coded with constriction's range coder, one Python-level round
 trip per step; `decode_words` still reads them.
 """
@@ -46,13 +47,12 @@ def _code(model: Model, decoding: bool, data: np.ndarray, n: int, payload: np.nd
     starts = model.segments(n)
     seg_len, last, n_steps = _geometry(n, starts)
     start(*model.state(), seg, ctx)
-    bits = np.zeros(len(starts), dtype=np.int32)
-    probs = np.zeros(len(starts), dtype=np.float64)
+    lanes = np.zeros((len(starts), 3), dtype=np.int64)
     per_call = max(1, CALL_BITS // len(starts))
     reported = 0
     for k in range(0, n_steps + 1, per_call):
         end = min(k + per_call, n_steps + 1)
-        code_steps(decoding, data, starts, seg_len, last, n_steps, k, end, bits, probs, *model.state(), seg, ctx,
+        code_steps(decoding, data, starts, seg_len, last, n_steps, k, end, lanes, *model.state(), seg, ctx,
                    scratch, model.stream_pos, n, payload, coder)
         if progress is not None:
             done = n * min(end, n_steps) // n_steps
@@ -124,11 +124,14 @@ def decode_words(model: Model, words: np.ndarray, n: int, progress: Progress | N
 class MixingCoder:
     """Levels 4-9: the mixing predictor of predict.py and its coder, with the interface
     every level's coder has (see `lossless.BlockCoder`). `words`: the file predates
-    revision 7, so its blocks are constriction's words (decoding only)."""
+    revision 7, so its blocks are constriction's words and its predictor that of those
+    revisions (decoding only)."""
 
     def __init__(self, level: Level, words: bool = False) -> None:
         self.model = Model(level)
         self.words = words
+        if words:
+            self.model.keep_shared_matches()
 
     def copy(self) -> "MixingCoder":
         """An independent coder in the same state."""

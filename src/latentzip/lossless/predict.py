@@ -170,7 +170,7 @@ DEFAULT_LEVEL = 6
 
 # Per-segment scalar state: columns of Model.seg.
 (C0, C4, C8, POS, END, WORD0, WORD1, WORD_OLDER, MPTR, MLEN, LINE, LINE_PREV, RSTATE, NIB,
- INDENT_NOW, INDENT_PREV, LEADING, EXPECT, TAGH, TAGLEN, CLASSES, NFIELDS) = range(22)
+ INDENT_NOW, INDENT_PREV, LEADING, EXPECT, TAGH, TAGLEN, CLASSES, STALE, NFIELDS) = range(23)
 
 N_MIXERS = 10
 # Weight sets of each first-layer mixer: the partial byte; match length x partial byte;
@@ -188,14 +188,22 @@ NSCRATCH = S_A4 + 1
 
 # The int64 arrays of a Model, in the order they sit in its one buffer (Model.ints).
 PARTS = ("params", "kinds", "order0", "history_map", "indirect", "match_table", "match_sm", "weights",
-         "final_weights", "apm1", "apm2")
+         "final_weights", "apm1", "apm2", "long_sm")
 (P_PARAMS, P_KINDS, P_ORDER0, P_HISTORY_MAP, P_INDIRECT, P_MATCH_TABLE, P_MATCH_SM, P_WEIGHTS, P_FINAL_WEIGHTS,
- P_APM1, P_APM2) = range(len(PARTS))
+ P_APM1, P_APM2, P_LONG_SM) = range(len(PARTS))
 
 N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match model
 PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
 MATCH_LEN_CAP = 15
+# From this match length on, a byte costs one decision (is it the byte the match
+# expects?), and only when it is not are its 8 bits coded: runs and long repeats go
+# many times faster, as at the fast levels. Skipped bytes teach the model nothing, which
+# costs text: on 300 KB of the primer's text at level 6, 1.85% more bytes from 32 on,
+# 0.08% from 128, none from 256 or 512. The decision's confidence is learned by match
+# length / 32, capped at LONG_SLOTS - 1.
+LONG_MATCH = 256
+LONG_SLOTS = 16
 # Bits coded, and primer bytes learned, per call into compiled code: a few hundredths of
 # a second each (a few tenths for the first calls, which fault in fresh tables), so
 # that signals (Ctrl-C, SIGTERM) are honoured and progress is reported while a block
@@ -222,8 +230,8 @@ class Model:
         centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
         # (length, initial value: one number, or a pattern repeated over the part)
         parts: dict[str, tuple[int, int | np.ndarray]] = {  # in the order of PARTS
-            "params": (5, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
-                                    level.mixer_rate])),
+            "params": (6, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
+                                    level.mixer_rate, 1])),  # the last: see `keep_shared_matches`
             "kinds": (n_ctx, np.array(level.contexts)),
             "order0": (256, 1 << 31),  # p16 << 16, by partial byte
             # Bit-history maps (1024 per context), then run maps (32 per context).
@@ -236,6 +244,7 @@ class Model:
             "final_weights": (256 * N_MIXERS, (1 << 16) // N_MIXERS),
             "apm1": (APM_STEPS * (256 + 65536), centre),  # order 0, then order 1
             "apm2": (APM_STEPS << 18, centre),  # hashed order 2 (first quarter), hashed order 3
+            "long_sm": (LONG_SLOTS, 1 << 15),  # p16 of a hit, by match length
         }
         # Every int64 array lives in one buffer, after the offsets where each starts and
         # the last ends, so that the decoder's per-bit call hands numba one array, not
@@ -300,6 +309,11 @@ class Model:
             prime_run(data, begin, min(begin + PRIME_CALL_BYTES, len(data)), self.ints, self.tables, self.history,
                       seg, ctx, self.stream_pos)
         self.stream_pos += len(text)
+
+    def keep_shared_matches(self) -> None:
+        """Predict as before revision 7: every lock-step segment of a block finds its
+        matches in one shared set of entries (for decoding files of those revisions)."""
+        self.params[5] = 0
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The arrays `step` needs, in its argument order."""
@@ -580,20 +594,14 @@ def _train_counter(tables: np.ndarray, slot: int, bit: int, limit: int, rate: np
 def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray,
              ctx: np.ndarray, base: int, seg_len: int, n: int) -> None:
     """Move segment s past the bit just coded: partial byte, then at byte ends the byte-level state."""
-    params, kinds = _part(ints, P_PARAMS), _part(ints, P_KINDS)
-    indirect, match_table = _part(ints, P_INDIRECT), _part(ints, P_MATCH_TABLE)
-    n_ctx = len(kinds)
-    table_bits = params[0]
-    window = 1 << params[1]
-    hmask = window - 1
+    n_ctx = len(_part(ints, P_KINDS))
+    table_bits = _part(ints, P_PARAMS)[0]
     c0 = seg[s, C0]
     # Advance the partial byte; at nibble and byte boundaries, find the new buckets.
     c0 = c0 * 2 + bit
     nib = seg[s, NIB] * 2 + bit
     if c0 >= 256:
         c = c0 & 0xFF
-        pos = seg[s, POS]
-        history[pos & hmask] = c
         # Runs: the byte each context's first bucket saw last, and how often in a row.
         for i in range(n_ctx):
             first = ctx[s, 2 * n_ctx + i]
@@ -603,79 +611,7 @@ def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, his
             else:
                 run = 256 | c
             tables[first] = np.uint32((np.int64(tables[first]) & 0xFFFF) | (run << 16))
-        # Indirect contexts: remember what followed the previous byte and byte pair.
-        c1 = seg[s, C4] & 0xFF
-        indirect[c1] = (indirect[c1] << 8 | c) & 0xFFFF
-        c21 = 256 + (seg[s, C4] & 0xFFFF)
-        indirect[c21] = (indirect[c21] << 8 | c) & 0xFFFF
-        seg[s, C8] = ((seg[s, C8] << 8) | (seg[s, C4] >> 24)) & M32
-        seg[s, C4] = ((seg[s, C4] << 8) | c) & M32
-        # Words: letters (case-folded), digits and '_' extend the current word.
-        lower = c + 32 if 65 <= c <= 90 else c
-        if (97 <= lower <= 122) or (48 <= c <= 57) or c == 95 or c >= 128:
-            seg[s, WORD0] = combine(seg[s, WORD0], lower)
-        elif seg[s, WORD0] != 0:
-            seg[s, WORD_OLDER] = seg[s, WORD1]
-            seg[s, WORD1] = seg[s, WORD0]
-            seg[s, WORD0] = 0
-        # The last markup tag or bracket: '<', '[' or '{' and the letters after it.
-        if c == 60 or c == 91 or c == 123:
-            seg[s, TAGH] = c
-            seg[s, TAGLEN] = 1
-        elif 0 < seg[s, TAGLEN] < 12 and (97 <= lower <= 122 or c == 47 or c == 58):
-            seg[s, TAGH] = combine(seg[s, TAGH], lower)
-            seg[s, TAGLEN] += 1
-        else:
-            seg[s, TAGLEN] = 0
-        if c == 10:
-            seg[s, LINE_PREV] = seg[s, LINE]
-            seg[s, LINE] = pos + 1
-            seg[s, INDENT_PREV] = seg[s, INDENT_NOW]
-            seg[s, INDENT_NOW] = 0
-            seg[s, LEADING] = 1
-        elif seg[s, LEADING]:
-            if c == 32 or c == 9:
-                seg[s, INDENT_NOW] += 1
-            else:
-                seg[s, LEADING] = 0
-        # The byte-class summary: a decaying mix of recent byte classes, kept to 16 bits.
-        seg[s, RSTATE] = ((seg[s, RSTATE] * 5) // 8 + _byte_class(c) * 409) & 0xFFFF
-        seg[s, CLASSES] = (seg[s, CLASSES] << 4 | _byte_class(c)) & 0xFFFFFF
-        # Match model: extend the current match or look for a new one.
-        pos += 1
-        seg[s, POS] = pos
-        mlen = seg[s, MLEN]
-        if mlen > 0:
-            ptr = seg[s, MPTR]
-            if _known(ptr, base, seg_len, t, n, window) and history[ptr & hmask] == c:
-                seg[s, MLEN] = min(mlen + 1, 65535)
-                seg[s, MPTR] = ptr + 1
-            else:
-                seg[s, MLEN] = 0
-        mmin = params[2]
-        seg_start = pos - 1 - ((pos - 1 - base) % seg_len) if pos - 1 >= base else pos
-        if pos - seg_start >= mmin:
-            h = 0
-            for k in range(mmin):
-                h = combine(h, history[(pos - 1 - k) & hmask])
-            h &= len(match_table) - 1
-            if seg[s, MLEN] == 0:
-                cand = match_table[h]
-                if cand > 0 and _known(cand - 1, base, seg_len, t, n, window):
-                    length = 0
-                    while length < 32 and _known(cand - 1 - length, base, seg_len, t, n, window) and \
-                            pos - 1 - length >= seg_start and \
-                            history[(cand - 1 - length) & hmask] == history[(pos - 1 - length) & hmask]:
-                        length += 1
-                    if length >= mmin:
-                        seg[s, MLEN] = length
-                        seg[s, MPTR] = cand
-            match_table[h] = pos
-        # The byte the match model expects next, as a context (0: none).
-        seg[s, EXPECT] = 0
-        if seg[s, MLEN] > 0 and _known(seg[s, MPTR], base, seg_len, t, n, window):
-            seg[s, EXPECT] = 256 | history[seg[s, MPTR] & hmask]
-        _context_hashes(seg, s, kinds, ctx, history, indirect, hmask)
+        _byte_state(s, c, t, ints, history, seg, ctx, base, seg_len, n, True)
         c0 = 1
         nib = 1
     if nib >= 16:
@@ -684,6 +620,98 @@ def _advance(s: int, bit: int, t: int, ints: np.ndarray, tables: np.ndarray, his
         _find_buckets(tables, table_bits, s, c0, ctx, n_ctx)
     seg[s, C0] = c0
     seg[s, NIB] = nib
+
+
+@njit(cache=True, nogil=True)
+def _byte_state(s: int, c: int, t: int, ints: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
+                base: int, seg_len: int, n: int, hashes: bool) -> None:
+    """Move segment s past the byte c just completed: history, words, lines, the match
+    model and (if `hashes`) every context's hash; not the tables (the caller finds the
+    buckets)."""
+    params, kinds = _part(ints, P_PARAMS), _part(ints, P_KINDS)
+    indirect, match_table = _part(ints, P_INDIRECT), _part(ints, P_MATCH_TABLE)
+    window = 1 << params[1]
+    hmask = window - 1
+    pos = seg[s, POS]
+    history[pos & hmask] = c
+    # Indirect contexts: remember what followed the previous byte and byte pair.
+    c1 = seg[s, C4] & 0xFF
+    indirect[c1] = (indirect[c1] << 8 | c) & 0xFFFF
+    c21 = 256 + (seg[s, C4] & 0xFFFF)
+    indirect[c21] = (indirect[c21] << 8 | c) & 0xFFFF
+    seg[s, C8] = ((seg[s, C8] << 8) | (seg[s, C4] >> 24)) & M32
+    seg[s, C4] = ((seg[s, C4] << 8) | c) & M32
+    # Words: letters (case-folded), digits and '_' extend the current word.
+    lower = c + 32 if 65 <= c <= 90 else c
+    if (97 <= lower <= 122) or (48 <= c <= 57) or c == 95 or c >= 128:
+        seg[s, WORD0] = combine(seg[s, WORD0], lower)
+    elif seg[s, WORD0] != 0:
+        seg[s, WORD_OLDER] = seg[s, WORD1]
+        seg[s, WORD1] = seg[s, WORD0]
+        seg[s, WORD0] = 0
+    # The last markup tag or bracket: '<', '[' or '{' and the letters after it.
+    if c == 60 or c == 91 or c == 123:
+        seg[s, TAGH] = c
+        seg[s, TAGLEN] = 1
+    elif 0 < seg[s, TAGLEN] < 12 and (97 <= lower <= 122 or c == 47 or c == 58):
+        seg[s, TAGH] = combine(seg[s, TAGH], lower)
+        seg[s, TAGLEN] += 1
+    else:
+        seg[s, TAGLEN] = 0
+    if c == 10:
+        seg[s, LINE_PREV] = seg[s, LINE]
+        seg[s, LINE] = pos + 1
+        seg[s, INDENT_PREV] = seg[s, INDENT_NOW]
+        seg[s, INDENT_NOW] = 0
+        seg[s, LEADING] = 1
+    elif seg[s, LEADING]:
+        if c == 32 or c == 9:
+            seg[s, INDENT_NOW] += 1
+        else:
+            seg[s, LEADING] = 0
+    # The byte-class summary: a decaying mix of recent byte classes, kept to 16 bits.
+    seg[s, RSTATE] = ((seg[s, RSTATE] * 5) // 8 + _byte_class(c) * 409) & 0xFFFF
+    seg[s, CLASSES] = (seg[s, CLASSES] << 4 | _byte_class(c)) & 0xFFFFFF
+    # Match model: extend the current match or look for a new one.
+    pos += 1
+    seg[s, POS] = pos
+    mlen = seg[s, MLEN]
+    if mlen > 0:
+        ptr = seg[s, MPTR]
+        if _known(ptr, base, seg_len, t, n, window) and history[ptr & hmask] == c:
+            seg[s, MLEN] = min(mlen + 1, 65535)
+            seg[s, MPTR] = ptr + 1
+        else:
+            seg[s, MLEN] = 0
+    mmin = params[2]
+    seg_start = pos - 1 - ((pos - 1 - base) % seg_len) if pos - 1 >= base else pos
+    if pos - seg_start >= mmin:
+        h = 0
+        for k in range(mmin):
+            h = combine(h, history[(pos - 1 - k) & hmask])
+        if s > 0 and params[5]:
+            # Each lock-step segment its own entries: in a shared one, the segment that
+            # wrote last is at the same offset, never yet known, and a run finds no match.
+            h = combine(h, s)
+        h &= len(match_table) - 1
+        if seg[s, MLEN] == 0:
+            cand = match_table[h]
+            if cand > 0 and _known(cand - 1, base, seg_len, t, n, window):
+                length = 0
+                while length < 32 and _known(cand - 1 - length, base, seg_len, t, n, window) and \
+                        pos - 1 - length >= seg_start and \
+                        history[(cand - 1 - length) & hmask] == history[(pos - 1 - length) & hmask]:
+                    length += 1
+                if length >= mmin:
+                    seg[s, MLEN] = length
+                    seg[s, MPTR] = cand
+        match_table[h] = pos
+    # The byte the match model expects next, as a context (0: none).
+    seg[s, EXPECT] = 0
+    if seg[s, MLEN] > 0 and _known(seg[s, MPTR], base, seg_len, t, n, window):
+        seg[s, EXPECT] = 256 | history[seg[s, MPTR] & hmask]
+    if hashes:
+        _context_hashes(seg, s, kinds, ctx, history, indirect, hmask)
 
 
 @njit(cache=True, nogil=True)
@@ -785,32 +813,71 @@ def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_pr
 
 @njit(cache=True, nogil=True)
 def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: int, last: int, n_steps: int,
-               k_begin: int, k_end: int, bits: np.ndarray, probs: np.ndarray, ints: np.ndarray, tables: np.ndarray,
+               k_begin: int, k_end: int, lanes: np.ndarray, ints: np.ndarray, tables: np.ndarray,
                history: np.ndarray, seg: np.ndarray, ctx: np.ndarray, scratch: np.ndarray, base: int, n: int,
                payload: np.ndarray, coder: np.ndarray) -> None:
     """Run steps k_begin..k_end-1 (of 0..n_steps) of a block through arith.py's coder:
-    encode the bits of `data` into `payload`, or decode them from it (the decoded bytes
-    land in `history`, as every coded byte does). `bits` carries each segment's last bit
-    and `coder` the coder's (x1, x2, x, io) from one call to the next, so a block run in
-    several calls codes as in one. One function for both sides, so the decoder cannot
-    drift from the encoder; bits go into the coder segment by segment within a step.
+    encode the bytes of `data` into `payload`, or decode them from it (the decoded bytes
+    land in `history`, as every coded byte does). One function for both sides, so the
+    decoder cannot drift from the encoder.
+
+    A step first teaches every segment the bit it coded in the step before; then, at a
+    byte's start, each segment deep in a repeat (LONG_MATCH) codes whether its byte is
+    the one the match expects, and on a hit moves past the byte at once and sits out
+    the byte's other seven steps; then every other segment predicts and codes its bit.
+    `lanes` carries, per segment, the last bit, whether it was coded, and whether the
+    segment sits out this byte, and `coder` the coder's (x1, x2, x, io) from one call to
+    the next, so a block run in several calls codes as in one.
     """
     n_seg = len(starts)
+    kinds, indirect, long_sm = _part(ints, P_KINDS), _part(ints, P_INDIRECT), _part(ints, P_LONG_SM)
+    n_ctx = len(kinds)
+    table_bits = _part(ints, P_PARAMS)[0]
+    window = 1 << _part(ints, P_PARAMS)[1]
     x1, x2, x, io = coder[0], coder[1], coder[2], coder[3]
     t_prev = max(k_begin - 1, 0) >> 3
-    n_prev = 0 if k_begin == 0 else (n_seg if t_prev < last else n_seg - 1)
     for k in range(k_begin, k_end):
         t = k >> 3
         n_now = 0
         if k < n_steps:
             n_now = n_seg if t < last else n_seg - 1
-        step(bits, n_prev, t_prev, probs, n_now, t, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
+        for s in range(n_seg):
+            if lanes[s, 1]:
+                update(s, lanes[s, 0], t_prev, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
+                lanes[s, 1] = 0
+        if k & 7 == 0:
+            for s in range(n_now):
+                lanes[s, 2] = 0
+                # Every segment has done t bytes now, so the byte the match points at
+                # may be known where it was not when the match moved on (EXPECT).
+                ptr = seg[s, MPTR]
+                if seg[s, MLEN] < LONG_MATCH or not _known(ptr, base, seg_len, t, n, window):
+                    continue
+                guess = np.int64(history[ptr & (window - 1)])
+                slot = min(seg[s, MLEN] >> 5, LONG_SLOTS - 1)
+                p = max(1, min(PROB_ONE - 1, long_sm[slot] >> 4))
+                hit = 0 if decoding else (1 if data[starts[s] + t] == guess else 0)
+                hit, x1, x2, x, io = coder_step(decoding, hit, p, x1, x2, x, io, payload)
+                long_sm[slot] += (((65535 if hit else 0) - long_sm[slot]) * 2048) >> 16
+                if hit:
+                    _byte_state(s, guess, t, ints, history, seg, ctx, base, seg_len, n, False)
+                    seg[s, STALE] = 1
+                    lanes[s, 2] = 1
+                else:
+                    seg[s, MLEN] = 0
+                    seg[s, EXPECT] = 0
         shift = 7 - (k & 7)
         for s in range(n_now):
+            if lanes[s, 2]:
+                continue
+            if seg[s, STALE]:  # the hashes and buckets a run of skipped bytes left undone
+                _context_hashes(seg, s, kinds, ctx, history, indirect, window - 1)
+                _find_buckets(tables, table_bits, s, 1, ctx, n_ctx)
+                seg[s, STALE] = 0
+            p = predict(s, t, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
             b = 0 if decoding else (data[starts[s] + t] >> shift) & 1
-            p = np.int64(probs[s] * PROB_ONE)  # exact: step wrote an integer / 4096
             bit, x1, x2, x, io = coder_step(decoding, b, p, x1, x2, x, io, payload)
-            bits[s] = bit
-        n_prev = n_now
+            lanes[s, 0] = bit
+            lanes[s, 1] = 1
         t_prev = t
     coder[0], coder[1], coder[2], coder[3] = x1, x2, x, io
