@@ -3,6 +3,7 @@
     python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--redundant] [--threads]
                              [--out bench/results/lossless.json]
     python bench/lossless.py --levels 1 2 3 --redundant --out bench/results/lossless-fast.json
+    python bench/lossless.py --levels 4 6 9 --redundant --only "zeros 50 MB" --out bench/results/lossless-zeros.json
 
 `--redundant` adds two generated inputs: 50 MB of zeros and a 20 MB log whose lines
 mostly repeat (generated from a fixed seed; see `redundant_inputs`).
@@ -205,11 +206,17 @@ def main() -> None:
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--redundant", action="store_true", help="also code 50 MB of zeros and a 20 MB log")
     parser.add_argument("--threads", action="store_true", help="also code 8 MB of prose with -T 1 and -T 2")
+    parser.add_argument("--only", nargs="+", metavar="SAMPLE",
+                        help="code only these samples (names as in the JSON, e.g. 'zeros 50 MB')")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
     args = parser.parse_args()
     if args.paq8px and not os.access(args.paq8px, os.X_OK):
         parser.error(f"--paq8px: {args.paq8px} is not an executable file")
     samples = corpora.held_out() | (redundant_inputs() if args.redundant else {})
+    if args.only:
+        if unknown := set(args.only) - set(samples):
+            parser.error(f"--only: no sample named {', '.join(sorted(unknown))}; there are {', '.join(samples)}")
+        samples = {name: data for name, data in samples.items() if name in args.only}
     subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
