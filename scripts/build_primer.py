@@ -11,7 +11,10 @@ changes every primed file: bump PRIMER_ID and PRIMER_SHA256 in primer.py with it
 
 The prior is what coding the primer in full teaches the mixers and maps. It must be
 rebuilt whenever the mixing predictor changes (its REVISION is stored in it); it takes
-about a minute.
+about a minute. The shipped prior was built before predictor revision 7, when every
+byte of the primer taught the mixers; coding now skips bytes deep in long repeats, so a
+rebuild gives slightly different weights, and a new prior changes every primed file:
+bump PRIMER_ID with it.
 """
 
 from __future__ import annotations

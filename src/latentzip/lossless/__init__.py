@@ -53,7 +53,9 @@ SEGMENT_SIZE = 1 << 22
 # The header's predictor revision, bumped whenever what a level predicts or how a stream
 # is cut changes, so that old builds fail loudly. 5: levels 1-3 became the fast model.
 # 6: the model restarts every segment. 7: levels 4-9 code with the compiled coder of
-# levels 1-3 (arith.py) instead of constriction's. Older files still decode: revision 6
+# levels 1-3 (arith.py) instead of constriction's, a byte deep in a repeat is one
+# decision, and lock-step segments keep their own match entries (predict.code_steps).
+# Older files still decode (MixingCoder's `words` at levels 4-9): revision 6
 # at every level, revision 5 at every level and revision 4 at levels 4-9 (their
 # predictor, predict.REVISION, is unchanged), with one model for the whole stream.
 PREDICTOR_REVISION = 7
