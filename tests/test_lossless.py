@@ -17,10 +17,11 @@ import pytest
 
 from latentzip import container, lossless
 from latentzip.errors import FormatError
-from latentzip.lossless import (PREDICTOR_REVISION, Compressor, Decompressor, compress, decompress,
+from latentzip.lossless import (PREDICTOR_REVISION, SEGMENT_SIZE, Compressor, Decompressor, compress, decompress,
                                 primer)
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
+DATA = Path(__file__).parent / "data"  # files written by earlier revisions, and what they hold
 
 
 def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -294,8 +295,10 @@ def _as_revision_5(blob: bytes) -> bytes:
     """`blob` with its header rewritten as revision 5 wrote them: no segment field."""
     fields, used = container.parse_bytes_header(blob)
     reader = container.Reader(fields, what="header")
-    values = [reader.varint() for _ in range(4)]  # revision, level, block size, primer
-    return container.bytes_header(b"".join(container.put_varint(v) for v in (5, *values[1:]))) + blob[used:]
+    revision, level, block_size, primer_id, segment_blocks = (reader.varint() for _ in range(5))
+    assert segment_blocks == -(-SEGMENT_SIZE // block_size)
+    return container.bytes_header(b"".join(container.put_varint(v) for v in (5, level, block_size, primer_id))) \
+        + blob[used:]
 
 
 def test_revision_5_files_decode_with_one_model_for_the_stream() -> None:
@@ -305,10 +308,12 @@ def test_revision_5_files_decode_with_one_model_for_the_stream() -> None:
     text = primer.text()[:40_000]
     c = Compressor(level=FAST, block_size=8192)
     blob = c.compress(text) + c.flush()
+    fields, _ = container.parse_bytes_header(blob)
+    assert fields == b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, FAST, 8192, 0,
+                                                               -(-SEGMENT_SIZE // 8192)))
     assert decompress(_as_revision_5(blob)) == text
-    data = Path(__file__).parent / "data"
-    old = _as_revision_5((data / "revision6-level4.lzc").read_bytes())
-    assert decompress(old) == (data / "revision6.txt").read_bytes()
+    old = _as_revision_5((DATA / "revision6-level4.lzc").read_bytes())
+    assert decompress(old) == (DATA / "revision6.txt").read_bytes()
 
 
 def test_segments_restart_the_model_and_any_thread_count_reads_any(monkeypatch) -> None:
@@ -336,11 +341,10 @@ def test_revision_6_files_of_the_mixing_levels_still_decode(level: int) -> None:
     """Before revision 7, levels 4-9 coded with constriction's range coder; files written
     then (level 4: two lock-step segments in a block; level 6: primed, three blocks) decode
     with any thread count."""
-    data = Path(__file__).parent / "data"
-    blob = (data / f"revision6-level{level}.lzc").read_bytes()
+    blob = (DATA / f"revision6-level{level}.lzc").read_bytes()
     assert container.parse_bytes_header(blob)[0][0] == 6
     for threads in (1, 2):
-        assert decompress(blob, threads=threads) == (data / "revision6.txt").read_bytes()
+        assert decompress(blob, threads=threads) == (DATA / "revision6.txt").read_bytes()
 
 
 def test_revision_4_files_still_decode_at_the_levels_whose_predictor_is_unchanged() -> None:

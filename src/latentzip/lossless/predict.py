@@ -6,8 +6,10 @@ Read top to bottom:
    integers in [-2047, 2047] in units of 1/256;
 2. the per-level configuration (`Level`) and the model state (`Model`), plain NumPy
    arrays so that numba can work on them;
-3. `predict` and `update` for one segment and one bit, and `step`, which advances
-   every segment of a block by one bit; `prime_run`, which only counts a text.
+3. `predict` and `update` for one segment and one bit; `code_steps`, which codes a
+   block's steps through the compiled coder (arith.py), and `step`, which advances every
+   segment by one bit for the range coder of files before revision 7 (coder.py);
+   `prime_run`, which only counts a text.
 
 Every quantity that decides a probability is an integer, so the decoder, which runs
 the very same `step`, reproduces the encoder's probabilities exactly on any machine.
