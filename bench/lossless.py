@@ -3,7 +3,8 @@
     python bench/lossless.py [--levels 6 6u 9] [--paq8px PATH] [--redundant] [--threads]
                              [--out bench/results/lossless.json]
     python bench/lossless.py --levels 1 2 3 --redundant --out bench/results/lossless-fast.json
-    python bench/lossless.py --levels 4 6 9 --redundant --only "zeros 50 MB" --out bench/results/lossless-zeros.json
+    python bench/lossless.py --levels 4 6 9 --redundant --only "zeros 50 MB" --sample-threads 1 0 \
+        --out bench/results/lossless-zeros.json
 
 `--redundant` adds two generated inputs: 50 MB of zeros and a 20 MB log whose lines
 mostly repeat (generated from a fixed seed; see `redundant_inputs`).
@@ -17,6 +18,7 @@ of the results otherwise. Build it from its source
 (github.com/hxim/paq8px, build/build-linux-with-gcc.sh). It takes a few minutes per
 sample each way.
 
+--sample-threads codes every sample on each of the given thread counts (default: one).
 With --threads, each level also codes 8 MB of held-out prose with -T 1 and -T 2: the
 bytes (the same for any thread count, which the run checks) and both speeds.
 
@@ -122,7 +124,8 @@ def bench_paq8px(binary: str, src: Path, workdir: Path) -> dict:
     }
 
 
-def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8px: str | None) -> dict:
+def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8px: str | None,
+                 thread_counts: list[int]) -> dict:
     n = len(data)
     row: dict = {"bytes": n, "classical_bpb": {}, "classical_bytes": {}, "latentzip": {}}
     for label, tool in CLASSICAL.items():
@@ -135,14 +138,15 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
     if paq8px:
         row["paq8px -8"] = bench_paq8px(paq8px, src, workdir)
         print(name, "paq8px -8", row["paq8px -8"], flush=True)
-    for level in levels:
+    for level, threads in ((level, threads) for level in levels for threads in thread_counts):
+        key = level if threads == 1 else f"{level} -T {threads}"
         packed, restored = workdir / f"{name}.{level}.lzc", workdir / f"{name}.{level}.out"
-        enc = _child(src, packed, level)
-        dec = _child(packed, restored, "0")
+        enc = _child(src, packed, level, threads)
+        dec = _child(packed, restored, "0", threads)
         if restored.read_bytes() != data:
-            raise SystemExit(f"round trip failed on {name} at level {level}")
+            raise SystemExit(f"round trip failed on {name} at level {level} on {threads} threads")
         bpb = 8 * packed.stat().st_size / n
-        row["latentzip"][level] = {
+        row["latentzip"][key] = {
             "bpb": round(bpb, 6),
             "ratio": round(n / packed.stat().st_size, 3),
             "bytes": packed.stat().st_size,
@@ -154,11 +158,11 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
             "peak_mb": round(max(enc["peak_mb"], dec["peak_mb"]), 1),
         }
         if paq8px:
-            ref, ours = row["paq8px -8"], row["latentzip"][level]
+            ref, ours = row["paq8px -8"], row["latentzip"][key]
             ours["vs_paq8px"] = round(bpb / ref["bpb"], 4)
             ours["speed_vs_paq8px"] = round(min(ours["compress_kb_s"] / ref["compress_kb_s"],
                                                 ours["decompress_kb_s"] / ref["decompress_kb_s"]), 2)
-        print(name, level, row["latentzip"][level], flush=True)
+        print(name, key, row["latentzip"][key], flush=True)
     return row
 
 
@@ -206,6 +210,9 @@ def main() -> None:
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--redundant", action="store_true", help="also code 50 MB of zeros and a 20 MB log")
     parser.add_argument("--threads", action="store_true", help="also code 8 MB of prose with -T 1 and -T 2")
+    parser.add_argument("--sample-threads", nargs="+", type=int, default=[1], metavar="N",
+                        help="code every sample with each of these -T values (0: one per core; "
+                             "rows other than 1 are named e.g. '6 -T 0')")
     parser.add_argument("--only", nargs="+", metavar="SAMPLE",
                         help="code only these samples (names as in the JSON, e.g. 'zeros 50 MB')")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lossless.json"))
@@ -219,7 +226,8 @@ def main() -> None:
         samples = {name: data for name, data in samples.items() if name in args.only}
     subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px) for name, data in samples.items()}
+        rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px, args.sample_threads)
+                for name, data in samples.items()}
         threads = bench_threads(corpora.large(), args.levels, Path(tmp)) if args.threads else None
     result = {
         "samples": rows,

@@ -91,6 +91,31 @@ def test_round_trip_default_level_primed_by_size() -> None:
     assert decompress(blob) == data
 
 
+def test_runs_and_repeats_are_not_primed_unasked() -> None:
+    """Learning the primer would take most of the time such input takes to code."""
+    c = Compressor()
+    blob = c.compress(bytes(1 << 20)) + c.compress(_text(1000) * 100) + c.flush()
+    assert not c.primed and _primer_field(blob) == 0 and len(blob) < 1000
+
+
+def test_primed_segments_start_alike_on_reused_models(monkeypatch) -> None:
+    """Each primed segment but the last starts from a copy of the primed model written
+    over the model of a segment already done: equal segments still give equal records."""
+    monkeypatch.setattr(lossless, "SEGMENT_SIZE", 8192)  # two blocks of 4 KiB
+
+    def packed(data: bytes) -> bytes:
+        c = Compressor(6, block_size=4096, primer=True, threads=1)
+        return c.compress(data) + c.flush()
+
+    part = _text(8192)
+    one = packed(part)
+    _, used = container.parse_bytes_header(one)
+    alone = one[used : -len(container.end_record(len(part), zlib.crc32(part)))]
+    blob = packed(part * 4)
+    assert alone * 4 in blob
+    assert decompress(blob, threads=1) == part * 4
+
+
 def _primer_field(blob: bytes) -> int:
     header = container.parse_bytes_header(bytearray(blob))
     assert header is not None

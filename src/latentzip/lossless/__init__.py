@@ -112,11 +112,14 @@ def _new_model(level: int, primed: bool, revision: int = PREDICTOR_REVISION) -> 
 class _Start:
     """The state every segment of a stream starts from. A primed model is built once and
     copied for each segment but the last, which takes it (a stream of one segment makes
-    no copy); a plain one is built afresh, as cheap as a copy."""
+    no copy); a plain one is built afresh, as cheap as a copy. The copies are written
+    over the models of segments already done (`recycle`), so a long stream faults in
+    fresh memory for as many models as run at once, not for every segment."""
 
     def __init__(self, level: int, primed: bool, revision: int = PREDICTOR_REVISION) -> None:
         self.level, self.revision = level, revision
         self._primed = _new_model(level, True, revision) if primed else None
+        self._done: list[MixingCoder] = []  # filled from the threads, emptied here: list ops are atomic
 
     def model(self, last: bool) -> BlockCoder:
         primed = self._primed
@@ -124,8 +127,14 @@ class _Start:
             return _new_model(self.level, False, self.revision)
         if last:
             self._primed = None
+            self._done.clear()
             return primed
-        return primed.copy()
+        return primed.copy(self._done.pop() if self._done else None)
+
+    def recycle(self, model: BlockCoder) -> None:
+        """Take back the model of a segment that is done with it."""
+        if isinstance(model, MixingCoder) and self._primed is not None:
+            self._done.append(model)
 
 
 @functools.cache
@@ -197,7 +206,7 @@ class Compressor:
         out = bytearray()
         self._pending += data
         if self._start is None and len(self._pending) >= self._segment:
-            out += self._header(len(self._pending))
+            out += self._header()
         while len(self._pending) >= self._segment:
             segment = bytes(self._pending[: self._segment])
             del self._pending[: self._segment]
@@ -210,7 +219,7 @@ class Compressor:
             raise ValueError("compressor already flushed")
         out = bytearray()
         if self._start is None:
-            out += self._header(len(self._pending))
+            out += self._header()
         if self._pending:
             out += self._submit(bytes(self._pending), last=True)
             self._pending.clear()
@@ -226,9 +235,9 @@ class Compressor:
         if self._pipeline is not None:
             self._pipeline.close()
 
-    def _header(self, received: int) -> bytes:
-        """The header, written before the first block once `received` bytes are in hand."""
-        wanted = _primer.worth_priming(received) if self.primer is None else self.primer
+    def _header(self) -> bytes:
+        """The header, written before the first block once a segment (or all) is in hand."""
+        wanted = _primer.worth_priming(self._pending) if self.primer is None else self.primer
         self.primed = LEVELS[self.level].primed and wanted
         self._start = _Start(self.level, self.primed)
         self._pipeline = Pipeline(self.threads, self.progress)
@@ -239,8 +248,15 @@ class Compressor:
         assert self._pipeline is not None and self._start is not None
         self._total += len(segment)
         self._crc = zlib.crc32(segment, self._crc)
-        model, size = self._start.model(last), self.block_size  # here: jobs must not copy a model as one takes it
-        return self._records(self._pipeline.submit(lambda watch: _encode_segment(model, segment, size, watch)))
+        start, size = self._start, self.block_size
+        model = start.model(last)  # here: jobs must not copy a model as one takes it
+
+        def job(watch: Watch) -> tuple[bytes, int, int]:
+            done = _encode_segment(model, segment, size, watch)
+            start.recycle(model)
+            return done
+
+        return self._records(self._pipeline.submit(job))
 
     def _records(self, done: list[tuple[bytes, int, int]]) -> bytes:
         for _, blocks, stored in done:
@@ -383,8 +399,15 @@ class Decompressor:
         if self._group and (final or len(self._group) == self._segment_blocks):
             group, self._group = self._group, []
             assert self._start is not None
-            model = self._start.model(final)
-            done = self._pipeline.submit(lambda watch: [_restore(model, record, watch) for record in group])
+            start = self._start
+            model = start.model(final)
+
+            def job(watch: Watch) -> list[bytes]:
+                blocks = [_restore(model, record, watch) for record in group]
+                start.recycle(model)
+                return blocks
+
+            done = self._pipeline.submit(job)
         if final:
             done += self._pipeline.drain()
         return b"".join(self._checked(blocks) for blocks in done)

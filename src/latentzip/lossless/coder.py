@@ -133,10 +133,10 @@ class MixingCoder:
         if words:
             self.model.keep_shared_matches()
 
-    def copy(self) -> "MixingCoder":
-        """An independent coder in the same state."""
-        twin = MixingCoder.__new__(MixingCoder)
-        twin.model, twin.words = self.model.copy(), self.words
+    def copy(self, over: "MixingCoder | None" = None) -> "MixingCoder":
+        """An independent coder in the same state (written over `over`, see `Model.copy`)."""
+        twin = MixingCoder.__new__(MixingCoder) if over is None else over
+        twin.model, twin.words = self.model.copy(over.model if over is not None else None), self.words
         return twin
 
     def encode(self, data: bytes, progress: Progress | None = None) -> bytes:

@@ -266,8 +266,17 @@ class Model:
             setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
 
-    def copy(self) -> "Model":
-        """An independent model in the same state, its named parts views of its own arrays."""
+    def copy(self, over: "Model | None" = None) -> "Model":
+        """An independent model in the same state, its named parts views of its own arrays.
+
+        Given `over` (a model of the same level that is no longer needed), its arrays are
+        written over: many times faster than new memory, whose every page the copy would
+        first have to fault in (seconds for the largest levels)."""
+        if over is not None:
+            for mine, theirs in ((self.ints, over.ints), (self.tables, over.tables), (self.history, over.history)):
+                np.copyto(theirs, mine)
+            over.stream_pos = self.stream_pos
+            return over
         twin = copy.copy(self)
         twin.ints, twin.tables, twin.history = self.ints.copy(), self.tables.copy(), self.history.copy()
         bounds = twin.ints[: len(PARTS) + 1]
@@ -341,7 +350,10 @@ def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool
     """
     if q < base:
         return q >= base + n - window and q >= 0
-    return (q - base) % seg_len < t
+    offset = q - base
+    if offset >= seg_len:  # not the first segment: a division
+        offset %= seg_len
+    return offset < t
 
 
 @njit(cache=True, nogil=True)
@@ -686,7 +698,7 @@ def _byte_state(s: int, c: int, t: int, ints: np.ndarray, history: np.ndarray, s
         else:
             seg[s, MLEN] = 0
     mmin = params[2]
-    seg_start = pos - 1 - ((pos - 1 - base) % seg_len) if pos - 1 >= base else pos
+    seg_start = base + s * seg_len if pos - 1 >= base else pos  # where segment s started in this block
     if pos - seg_start >= mmin:
         h = 0
         for k in range(mmin):
@@ -838,7 +850,8 @@ def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: in
     window = 1 << _part(ints, P_PARAMS)[1]
     x1, x2, x, io = coder[0], coder[1], coder[2], coder[3]
     t_prev = max(k_begin - 1, 0) >> 3
-    for k in range(k_begin, k_end):
+    k = k_begin
+    while k < k_end:
         t = k >> 3
         n_now = 0
         if k < n_steps:
@@ -847,6 +860,7 @@ def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: in
             if lanes[s, 1]:
                 update(s, lanes[s, 0], t_prev, ints, tables, history, seg, ctx, scratch, base, seg_len, n)
                 lanes[s, 1] = 0
+        skipped = 0
         if k & 7 == 0:
             for s in range(n_now):
                 lanes[s, 2] = 0
@@ -865,6 +879,7 @@ def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: in
                     _byte_state(s, guess, t, ints, history, seg, ctx, base, seg_len, n, False)
                     seg[s, STALE] = 1
                     lanes[s, 2] = 1
+                    skipped += 1
                 else:
                     seg[s, MLEN] = 0
                     seg[s, EXPECT] = 0
@@ -882,4 +897,6 @@ def code_steps(decoding: bool, data: np.ndarray, starts: np.ndarray, seg_len: in
             lanes[s, 0] = bit
             lanes[s, 1] = 1
         t_prev = t
+        # When every segment sits this byte out, its other seven steps have nothing to do.
+        k = min(k + 8, k_end) if n_now and skipped == n_now else k + 1
     coder[0], coder[1], coder[2], coder[3] = x1, x2, x, io

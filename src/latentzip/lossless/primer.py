@@ -12,7 +12,8 @@ start-up (Model.prime, a few seconds), and `prior.xz`, the mixer weights and lea
 maps the model had after coding that text in full, which would take far longer to
 recompute. The two together give the state a model has after coding the primer,
 except for its SSE tables. Priming is used from level 6 up and, unless asked for, only
-on inputs large enough to earn the seconds back (`worth_priming`).
+on inputs large enough to earn the seconds back and not made mostly of runs and
+repeats (`worth_priming`).
 
 The header of a primed file names the primer by PRIMER_ID, and both files are checked
 (the text against PRIMER_SHA256, the prior against the predictor revision and the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import lzma
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,12 @@ PRIMER_SHA256 = "d53c30a91f6d82506974fcd24980212b58d8bbea5f9c80f77382b03180b78b1
 # block) are not primed unless asked: learning the primer takes about as long as coding
 # 150-250 KB, which small inputs would not earn back.
 AUTO_MIN_BYTES = 1 << 16
+# Nor when deflate already shrinks the input's first MiB REDUNDANT_RATIO times or more
+# (runs, a few lines over and over): the model codes most of such data in long
+# repeats, many times faster than text, so learning the primer would take most of the
+# run, and what it knows of text is worth a few hundred bytes there.
+REDUNDANCY_SAMPLE = 1 << 20
+REDUNDANT_RATIO = 64
 _PATH = Path(__file__).with_name("primer.xz")
 _PRIOR = Path(__file__).with_name("prior.xz")
 # The arrays of a Model that the prior holds: small, and slow to learn.
@@ -68,6 +76,10 @@ def prior(revision: int) -> dict[str, np.ndarray]:
     return {name: value.astype(np.int64) for name, value in tensors.items()}
 
 
-def worth_priming(received: int) -> bool:
-    """The automatic choice: prime when the input seen so far is large enough."""
-    return received >= AUTO_MIN_BYTES
+def worth_priming(received: bytes | bytearray) -> bool:
+    """The automatic choice, from the input seen so far: prime when it is large enough,
+    and not so redundant that nearly all of it is coded a byte per decision."""
+    if len(received) < AUTO_MIN_BYTES:
+        return False
+    sample = bytes(received[:REDUNDANCY_SAMPLE])
+    return len(zlib.compress(sample, 1)) * REDUNDANT_RATIO > len(sample)
