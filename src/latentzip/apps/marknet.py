@@ -67,7 +67,19 @@ class MarkRemover(UNetModel):
     KIND = UNMARKER
     HOW_TO_TRAIN = "latentzip train --noise-kind watermark"
 
-    def clean(self, marked: torch.Tensor) -> torch.Tensor:
+    @property
+    def threshold(self) -> float:
+        """The least coverage the network must find for a pixel to be changed: set by
+        training on marked images it did not learn from (`marktrain.calibrate`); models
+        made before that leave only the faintest estimates alone."""
+        return float(self.meta.get("coverage_threshold", UNTOUCHED))
+
+    def clean(self, marked: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """The image (1, 3, H, W) in [0, 1] under the marks of `marked` (same shape)."""
         alpha, colour = mark(self.run(marked))
-        return unmix(marked, torch.where(alpha < UNTOUCHED, 0.0, alpha), colour)
+        return untouched_below(marked, alpha, colour, self.threshold if threshold is None else threshold)
+
+
+def untouched_below(marked: torch.Tensor, alpha: torch.Tensor, colour: torch.Tensor, threshold: float) -> torch.Tensor:
+    """`unmix` where the coverage found is at least `threshold`; elsewhere `marked` as it is."""
+    return torch.where(alpha < threshold, marked, unmix(marked, alpha, colour))
