@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from PIL import Image
 import latentzip
 from latentzip import data
 from latentzip.apps import MarkRemover, Marks, UNetTrainConfig, denoise, load_denoiser, train_unmarker, unet, watermark
-from latentzip.apps.marknet import UNTOUCHED, mark, unmix
+from latentzip.apps import marktrain
+from latentzip.apps.marknet import mark, unmix
 from latentzip.apps.marks import OPACITY
 from latentzip.errors import LatentzipError, ModelError
 from latentzip.image.train import TrainConfig
@@ -121,6 +123,24 @@ def test_training_learns_where_the_marks_are(trained, photos):
     assert inside > 2 * outside  # it sees the marks (an untrained network: 1.0), though a few steps cannot yet remove them
 
 
+def test_the_coverage_threshold_is_chosen_on_images_set_aside(trained, photos):
+    """Eight images are too few to spare any: the threshold is chosen on the training
+    images, marked afresh. It gives the best mean PSNR of the thresholds tried, and
+    leaving every pixel alone (1.0) is one of them."""
+    meta = trained.model.meta
+    assert meta["calibration"]["images"] == len(photos) and meta["calibration"]["psnr"] >= meta["calibration"]["psnr_marked"]
+    assert meta["coverage_threshold"] in marktrain.THRESHOLDS and trained.model.threshold == meta["coverage_threshold"]
+    again = marktrain.calibrate(trained.model, list(photos), Marks.default(), TINY.seed)
+    assert again == {"coverage_threshold": meta["coverage_threshold"],
+                     "calibration": {k: v for k, v in meta["calibration"].items() if k != "set_aside"}}
+    x = torch.from_numpy(photos[0]).permute(2, 0, 1)[None].float() / 255
+    assert torch.equal(trained.model.clean(x, threshold=1.0), x)
+    many = [np.ascontiguousarray(np.rot90(p, k)) for p in photos for k in (0, 1)][:12]
+    quick = train_unmarker(many, replace(TINY, steps=2), progress=False)
+    assert quick.images == 11 and quick.model.meta["calibration"] | {"psnr": 0, "psnr_marked": 0} == {
+        "images": 1, "set_aside": True, "psnr": 0, "psnr_marked": 0}  # the tenth image
+
+
 def test_any_size_keeps_alpha_and_unmarked_pixels(trained, photos):
     rgba = np.concatenate([photos[3][:5, :7], np.full((5, 7, 1), 90, np.uint8)], axis=-1)
     grey = photos[2][:37, :29, 0]
@@ -130,7 +150,7 @@ def test_any_size_keeps_alpha_and_unmarked_pixels(trained, photos):
     assert np.array_equal(out[3][..., 3], rgba[..., 3])
     x = torch.from_numpy(photos[1]).permute(2, 0, 1)[None].float() / 255
     alpha, _ = mark(trained.model.run(x))
-    plain = (alpha[0, 0] < UNTOUCHED).numpy()
+    plain = (alpha[0, 0] < trained.model.threshold).numpy()
     assert np.array_equal(denoise(trained.model, [photos[1]])[0][plain], photos[1][plain])  # exactly as they came
     with pytest.raises(LatentzipError, match="uint8"):
         denoise(trained.model, [photos[0].astype(np.float32)])
@@ -181,6 +201,7 @@ def test_train_and_denoise_verbs(tmp_path, capsys, photos):
                       "--hidden", "8", "16", "--crop", "32", "-o", str(model))
     assert status == 0, err
     assert "watermark-removal network" in err and "on 4 images" in err and "5 steps" in err, err
+    assert "on 4 training images marked afresh" in err, err  # the threshold's choice, said (too few to set any aside)
     marked, _ = watermark([photos[5][:33, :47]], seed=2)
     (tmp_path / "in").mkdir()
     data.write_png(tmp_path / "in" / "odd.png", marked[0])

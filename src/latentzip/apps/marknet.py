@@ -74,6 +74,19 @@ class MarkRemover(UNetModel):
         made before that leave only the faintest estimates alone."""
         return float(self.meta.get("coverage_threshold", UNTOUCHED))
 
+    def calibration_note(self) -> str | None:
+        """What the threshold chosen after training does, in a sentence (None for older models)."""
+        found = self.meta.get("calibration")
+        if not found:
+            return None
+        kind = "images it did not learn from" if found.get("set_aside") else "training images marked afresh"
+        where = f"on {found['images']:,} {kind}"
+        if self.threshold > ALPHA_MAX:
+            return (f"no coverage threshold improved on the marked images ({where}), so it leaves images as they "
+                    f"are: train it longer or on more images")
+        return (f"it changes pixels where it finds a coverage of {self.threshold:.3g} or more: mean PSNR "
+                f"{found['psnr']:.2f} dB against {found['psnr_marked']:.2f} for the marked images, {where}")
+
     def clean(self, marked: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """The image (1, 3, H, W) in [0, 1] under the marks of `marked` (same shape)."""
         alpha, colour = mark(self.run(marked))

@@ -74,6 +74,7 @@ def train_unmarker(
     model = result.model
     assert isinstance(model, MarkRemover)
     model.meta.update(calibrate(model, aside or learn[:CALIBRATION_MAX], marks, result.config.seed))
+    model.meta["calibration"]["set_aside"] = bool(aside)
     return result
 
 

@@ -122,7 +122,7 @@ def _colorize(args: argparse.Namespace) -> int:
 
 def train_unet_task(args: argparse.Namespace) -> int:
     """`latentzip train --task colorize` and `latentzip train --noise-kind watermark`."""
-    from ..apps import Marks, UNetTrainConfig, train_colorizer, train_unmarker
+    from ..apps import MarkRemover, Marks, UNetTrainConfig, train_colorizer, train_unmarker
 
     cfg = UNetTrainConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
                           batch_size=args.batch_size, steps=args.steps, minutes=budget(args, "steps"), lr=args.lr,
@@ -152,6 +152,8 @@ def train_unet_task(args: argparse.Namespace) -> int:
     verb = "colorize" if colour else "denoise"
     print(f"wrote {output}: {result.steps:,} steps in {result.seconds / 60:.1f} min{note}; "
           f"use it with latentzip {verb} -m {args.output}", file=sys.stderr)
+    if isinstance(result.model, MarkRemover) and (calibrated := result.model.calibration_note()):
+        print(calibrated, file=sys.stderr)
     return 0
 
 
