@@ -63,6 +63,15 @@ LOSSLESS = {
     (9, True): "c1b0771ccbe8a144072b6cd33c41beb515071b4776eaa0373640320f43181168",
 }
 
+# Runs and long repeats (a byte one decision, at levels 4-9 from a match of 256 bytes):
+# unchanged since revision 7, when the mixing levels' path for them began.
+LONG_REPEATS = {
+    1: "f4eb62e40152479b3b01e328581cee291d9b964ac08794c3928d604e6bd5af20",
+    4: "d2bae8baa55602f78a98eed140f81a1b0c388b175a082f1391a0d46c87043e08",
+    5: "300ca01609fdfe7f073f851f94e86964493985c741280d2cee90d4604eeba354",
+    6: "ba7fa0a08061f79c16d77e73b55ac3b4d740addb1deffdd504eee022f23217c9",
+}
+
 IMAGES = {
     "fashion-mnist:q0": "dfeacde5efdcd30e137cd7c8789fc51f3b9b0b809d3118ca6fcc52a2d0462fe1",
     "fashion-mnist:q1": "321655bec0e738e56fe1b25bf4b3135966ccd5ba640b16b059ca4b6d8a578164",
@@ -114,6 +123,18 @@ def test_lossless_bitstream_is_fixed(text: bytes, level: int, primed: bool) -> N
     assert _sha(blob) == LOSSLESS[level, primed]
     if level in (1, 6):
         assert decompress(blob) == text
+
+
+@pytest.mark.parametrize("level", sorted(LONG_REPEATS))
+def test_long_repeats_bitstream_is_fixed(level: int) -> None:
+    """4 KiB of text, 20,000 zeros, the text three times more: one block of 64 KiB, which
+    levels 4-5 code as two lock-step segments."""
+    text = primer.text()[1_500_000 : 1_500_000 + 4096]
+    data = text + bytes(20_000) + text * 3 + text[:1000] + bytes(range(256)) * 8
+    c = Compressor(level, block_size=1 << 16, primer=False)
+    blob = c.compress(data) + c.flush()
+    assert _sha(blob) == LONG_REPEATS[level]
+    assert decompress(blob) == data
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
