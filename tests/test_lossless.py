@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from latentzip import container, lossless
 from latentzip.errors import FormatError
 from latentzip.lossless import (PREDICTOR_REVISION, SEGMENT_SIZE, Compressor, Decompressor, compress, decompress,
                                 primer)
+from latentzip.lossless.predict import LEVELS as MIXING_LEVELS, Model
 
 FAST = 1  # the fastest level keeps the suite quick; the default level has its own test
 DATA = Path(__file__).parent / "data"  # files written by earlier revisions, and what they hold
@@ -114,6 +117,31 @@ def test_primed_segments_start_alike_on_reused_models(monkeypatch) -> None:
     blob = packed(part * 4)
     assert alone * 4 in blob
     assert decompress(blob, threads=1) == part * 4
+
+
+class _Rang(Exception):
+    pass
+
+
+def _ring(signum: int, frame: object) -> None:
+    raise _Rang
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs interval timers")
+def test_copying_a_large_model_gives_way_to_a_signal() -> None:
+    """A primed model (1.5 GB at level 6) is copied for every segment; one NumPy call over
+    all of it would hold off Ctrl-C for seconds while its pages fault in."""
+    model = Model(MIXING_LEVELS[6])
+    previous = signal.signal(signal.SIGALRM, _ring)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        started = time.monotonic()
+        with pytest.raises(_Rang):
+            model.copy()
+        assert time.monotonic() - started < 0.5  # a slice, not the whole copy (2-7 s on 2 cores)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _primer_field(blob: bytes) -> int:

@@ -214,6 +214,17 @@ CALL_BITS = 1 << 14
 PRIME_CALL_BYTES = 1 << 13
 
 
+COPY_SLICE_BYTES = 1 << 25  # a few hundredths of a second to copy, page faults included
+
+
+def _copy_in_slices(source: np.ndarray, target: np.ndarray) -> None:
+    """target[:] = source, a slice at a time: one call over a gigabyte would hold off
+    Ctrl-C and SIGTERM for seconds, since Python runs signal handlers between calls."""
+    step = COPY_SLICE_BYTES // source.itemsize
+    for begin in range(0, len(source), step):
+        np.copyto(target[begin : begin + step], source[begin : begin + step])
+
+
 class Model:
     """All the state a predictor carries, as flat NumPy arrays (numba reads these).
 
@@ -271,18 +282,19 @@ class Model:
 
         Given `over` (a model of the same level that is no longer needed), its arrays are
         written over: many times faster than new memory, whose every page the copy would
-        first have to fault in (seconds for the largest levels)."""
-        if over is not None:
-            for mine, theirs in ((self.ints, over.ints), (self.tables, over.tables), (self.history, over.history)):
-                np.copyto(theirs, mine)
-            over.stream_pos = self.stream_pos
-            return over
-        twin = copy.copy(self)
-        twin.ints, twin.tables, twin.history = self.ints.copy(), self.tables.copy(), self.history.copy()
-        bounds = twin.ints[: len(PARTS) + 1]
-        for k, name in enumerate(PARTS):
-            setattr(twin, name, twin.ints[bounds[k] : bounds[k + 1]])
-        return twin
+        first have to fault in (seconds for the largest levels). Either way the copy goes
+        in slices, so that a signal is honoured within one (see `_copy_in_slices`)."""
+        if over is None:
+            over = copy.copy(self)
+            over.ints, over.tables, over.history = (np.empty_like(a) for a in (self.ints, self.tables, self.history))
+            bounds = over.ints[: len(PARTS) + 1]
+            bounds[:] = self.ints[: len(PARTS) + 1]
+            for k, name in enumerate(PARTS):
+                setattr(over, name, over.ints[bounds[k] : bounds[k + 1]])
+        for mine, theirs in ((self.ints, over.ints), (self.tables, over.tables), (self.history, over.history)):
+            _copy_in_slices(mine, theirs)
+        over.stream_pos = self.stream_pos
+        return over
 
     def segments(self, n: int) -> np.ndarray:
         """Start offsets of the lock-step segments a block of n bytes is cut into."""
