@@ -37,9 +37,9 @@ CLIP = 1.0  # gradient norm: a step that finds a dense mark where there is none 
 CALIBRATION_SHARE = 0.1  # of the images, up to CALIBRATION_MAX, set aside to choose the coverage threshold
 CALIBRATION_MAX = 32
 CALIBRATION_LEAST = 10  # with fewer images, none is set aside: the threshold is chosen on training images
-# The coverage thresholds tried: the faintest estimate up to the densest mark, and 1.0
-# (above ALPHA_MAX): leave every pixel as it is.
-THRESHOLDS = (UNTOUCHED, *np.geomspace(0.004, ALPHA_MAX, 24).tolist(), 1.0)
+# The coverage thresholds tried: the faintest estimate up to most of the densest mark,
+# and 1.0 (above ALPHA_MAX): leave every pixel as it is.
+THRESHOLDS = (UNTOUCHED, *np.geomspace(0.004, 0.8 * ALPHA_MAX, 24).tolist(), 1.0)
 
 
 def train_unmarker(
@@ -91,7 +91,7 @@ def calibrate(model: MarkRemover, images: Sequence[np.ndarray], marks: Marks, se
             out = (untouched_below(x, alpha, colour, threshold)[0].permute(1, 2, 0) * 255.0).round().numpy()
             errors[i, j] = metrics.mse(truth, out)
     psnr = np.minimum([[metrics.psnr_from_mse(e) for e in row] for row in errors], metrics.PSNR_CAP).mean(axis=0)
-    best = int(np.argmax(psnr))
+    best = len(psnr) - 1 - int(np.argmax(psnr[::-1]))  # of equals, the one that changes fewest pixels
     return {"coverage_threshold": THRESHOLDS[best],
             "calibration": {"images": len(images), "psnr": round(float(psnr[best]), 3),
                             "psnr_marked": round(float(psnr[-1]), 3)}}
