@@ -76,8 +76,10 @@ def train_model(name: str, variant: str, minutes: float, models: Path) -> tuple[
 
 
 def test_images(name: str) -> list[np.ndarray]:
+    """The test split, grey images as (H, W): as the codecs decode them and the PNGs hold them."""
     if name in BUILTIN:
-        return list(data.load(f"{name}:test").images)
+        images = data.load(f"{name}:test").images
+        return list(images[..., 0] if images.shape[-1] == 1 else images)
     return [np.asarray(Image.open(p)) for p in sorted((sets.prepare(name) / "test").glob("*.png"))]
 
 
