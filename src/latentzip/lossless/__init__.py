@@ -39,7 +39,7 @@ from ..errors import FormatError, LimitError
 from . import primer as _primer
 from .coder import MixingCoder
 from .fast import FAST_LEVELS, FastLevel, FastModel
-from .parallel import Pipeline, Watch, cores, total_memory
+from .parallel import Pipeline, Result, Watch, cores, total_memory
 from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level
 
 __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
@@ -113,7 +113,7 @@ class _Start:
     """The state every segment of a stream starts from. A primed model is built once and
     copied for each segment but the last, which takes it (a stream of one segment makes
     no copy); a plain one is built afresh, as cheap as a copy. The copies are written
-    over the models of segments already done (`recycle`), so a long stream faults in
+    over the models of segments already done (see `job`), so a long stream faults in
     fresh memory for as many models as run at once, not for every segment."""
 
     def __init__(self, level: int, primed: bool, revision: int = PREDICTOR_REVISION) -> None:
@@ -131,10 +131,19 @@ class _Start:
             return primed
         return primed.copy(self._done.pop() if self._done else None)
 
-    def recycle(self, model: BlockCoder) -> None:
-        """Take back the model of a segment that is done with it."""
-        if isinstance(model, MixingCoder) and self._primed is not None:
-            self._done.append(model)
+    def job(self, last: bool, work: Callable[[BlockCoder, Watch], Result]) -> Callable[[Watch], Result]:
+        """A pipeline job that does `work` with the next segment's model, then hands the
+        model back for a later segment's copy. The model is made here, in the caller's
+        thread: jobs must not copy the primed model as the last one takes it."""
+        model = self.model(last)
+
+        def run(watch: Watch) -> Result:
+            result = work(model, watch)
+            if isinstance(model, MixingCoder) and self._primed is not None:
+                self._done.append(model)
+            return result
+
+        return run
 
 
 @functools.cache
@@ -248,14 +257,8 @@ class Compressor:
         assert self._pipeline is not None and self._start is not None
         self._total += len(segment)
         self._crc = zlib.crc32(segment, self._crc)
-        start, size = self._start, self.block_size
-        model = start.model(last)  # here: jobs must not copy a model as one takes it
-
-        def job(watch: Watch) -> tuple[bytes, int, int]:
-            done = _encode_segment(model, segment, size, watch)
-            start.recycle(model)
-            return done
-
+        size = self.block_size
+        job = self._start.job(last, lambda model, watch: _encode_segment(model, segment, size, watch))
         return self._records(self._pipeline.submit(job))
 
     def _records(self, done: list[tuple[bytes, int, int]]) -> bytes:
@@ -399,15 +402,8 @@ class Decompressor:
         if self._group and (final or len(self._group) == self._segment_blocks):
             group, self._group = self._group, []
             assert self._start is not None
-            start = self._start
-            model = start.model(final)
-
-            def job(watch: Watch) -> list[bytes]:
-                blocks = [_restore(model, record, watch) for record in group]
-                start.recycle(model)
-                return blocks
-
-            done = self._pipeline.submit(job)
+            done = self._pipeline.submit(self._start.job(
+                final, lambda model, watch: [_restore(model, record, watch) for record in group]))
         if final:
             done += self._pipeline.drain()
         return b"".join(self._checked(blocks) for blocks in done)

@@ -217,12 +217,14 @@ PRIME_CALL_BYTES = 1 << 13
 COPY_SLICE_BYTES = 1 << 25  # a few hundredths of a second to copy, page faults included
 
 
-def _copy_in_slices(source: np.ndarray, target: np.ndarray) -> None:
-    """target[:] = source, a slice at a time: one call over a gigabyte would hold off
-    Ctrl-C and SIGTERM for seconds, since Python runs signal handlers between calls."""
-    step = COPY_SLICE_BYTES // source.itemsize
-    for begin in range(0, len(source), step):
-        np.copyto(target[begin : begin + step], source[begin : begin + step])
+def _write_in_slices(target: np.ndarray, source: np.ndarray | int) -> None:
+    """target[:] = source (an array as long, or a number), a slice at a time: one call
+    over a gigabyte, or a compiled loop that faults a gigabyte of fresh pages in, would
+    hold off Ctrl-C and SIGTERM for seconds, since Python runs signal handlers between
+    calls."""
+    step = COPY_SLICE_BYTES // target.itemsize
+    for begin in range(0, len(target), step):
+        target[begin : begin + step] = source if isinstance(source, int) else source[begin : begin + step]
 
 
 class Model:
@@ -283,16 +285,15 @@ class Model:
         Given `over` (a model of the same level that is no longer needed), its arrays are
         written over: many times faster than new memory, whose every page the copy would
         first have to fault in (seconds for the largest levels). Either way the copy goes
-        in slices, so that a signal is honoured within one (see `_copy_in_slices`)."""
+        in slices, so that a signal is honoured within one (see `_write_in_slices`)."""
         if over is None:
             over = copy.copy(self)
             over.ints, over.tables, over.history = (np.empty_like(a) for a in (self.ints, self.tables, self.history))
-            bounds = over.ints[: len(PARTS) + 1]
-            bounds[:] = self.ints[: len(PARTS) + 1]
+            bounds = self.ints[: len(PARTS) + 1]  # where the parts lie: the same in the copy
             for k, name in enumerate(PARTS):
                 setattr(over, name, over.ints[bounds[k] : bounds[k + 1]])
         for mine, theirs in ((self.ints, over.ints), (self.tables, over.tables), (self.history, over.history)):
-            _copy_in_slices(mine, theirs)
+            _write_in_slices(theirs, mine)
         over.stream_pos = self.stream_pos
         return over
 
@@ -325,6 +326,9 @@ class Model:
         Only counters and the byte-level state learn (no mixing), so it runs several
         times faster than coding; the text also seeds the match model's history.
         """
+        # The text touches nearly every page of the tables, fresh memory: fault them in
+        # here, where a signal can stop it, not within the first compiled call.
+        _write_in_slices(self.tables, 0)
         seg, ctx, _ = self.begin_block(len(text), whole=True)
         start(self.ints, self.tables, self.history, seg, ctx)
         data = np.frombuffer(text, dtype=np.uint8)
