@@ -274,8 +274,31 @@ def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back()
     assert metrics.mean_psnr([im[..., 0] for im in grey[:3]], decoded) > 25
 
 
+def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
+    """RGBA images, mostly opaque, train the photo network with an alpha channel: colour's weights as shipped (lr 0 codes colour exactly as the photo model
+    does), alpha's inputs unused and its output opaque until training teaches it."""
+    import latentzip
+    from latentzip.image import zoo
+
+    colour = _photos(6, 64, seed=5)
+    alpha = [np.full((64, 64, 1), 255, np.uint8) for _ in colour]
+    alpha[0][24:40, 16:32] = 0  # 0.7% of the pixels
+    images = [np.dstack([c, a]) for c, a in zip(colour, alpha)]
+    result = train(images, TrainConfig(epochs=1, batch_size=2, lr=0.0), progress=False)
+    assert result.config.start == zoo.networks("photo")[0] and result.codec.model.cfg.channels == 4
+    block = 3 * result.codec.model.cfg.stride**2
+    state, photo = result.codec.model.state_dict(), zoo.load_model(result.config.start).model.state_dict()
+    assert torch.equal(state["analysis.linear.weight"][:, :block], photo["analysis.linear.weight"])
+    assert not state["analysis.linear.weight"][:, block:].any() and not state["synthesis.linear.weight"][block:].any()
+    decoded = result.codec.decode(result.codec.encode(images, quality=2))
+    assert all(np.array_equal(d[..., 3], im[..., 3]) for d, im in zip(decoded, images))  # alpha: lossless
+    shipped = latentzip.load_model(zoo.networks("photo")[0])
+    alike = shipped.decode(shipped.encode(colour[1:], quality=2))
+    assert all(np.array_equal(d[..., :3], s) for d, s in zip(decoded[1:], alike))
+
+
 @pytest.mark.parametrize("images, cfg", [
-    ([np.dstack([im, im[..., :1]]) for im in _photos(3, 64)], TrainConfig()),  # RGBA: another network
+    ([np.dstack([im, im[..., :1]]) for im in _photos(3, 64)], TrainConfig()),  # alpha is much of what they hold
     (_photos(3, 48), TrainConfig()),  # too small for 16x downsampling
     (_photos(3, 64), TrainConfig(hidden=(32,))),  # the user's own network
     (_photos(3, 64), TrainConfig(lmbda=0.01)),  # one rate, not the photo model's ladder

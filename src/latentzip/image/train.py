@@ -15,7 +15,8 @@ step time. Dense models start from PCA and convolutional ones from a block KLT, 
 codec is at a good linear code's quality at step zero and training improves on it.
 Better still, a colour or grey convolutional model whose network is the shipped photo
 model's starts from that model (`TrainConfig.start`): hours of training on photographs
-that fifteen minutes on a collection then fit to it.
+that fifteen minutes on a collection then fit to it. So do mostly opaque collections
+with alpha, the photo network grown an alpha channel.
 
 Every epoch ends with a validation pass and a checkpoint, so an interrupted run
 resumes where it stopped; each epoch reseeds from (seed, epoch), so a resumed run
@@ -68,6 +69,11 @@ VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at m
 # the top qualities, whose quantizer is finest (textures, 4 minutes: 18-31% fewer bits
 # at 36-40 dB with a tenth of the rate; a fiftieth cost 4-6% more than a tenth).
 TRANSFORM_LR_SCALE = 0.1
+# A colour model grown an alpha channel learns alpha from nothing: where alpha is much of
+# what the images hold (emoji: 55% of pixels not opaque), a linear start that codes it
+# from the first step wins (3 minutes from the photo model: 3.3x WebP's bytes; 15 from
+# the KLT: 1.44x); where it is rare (textures with a few decals: 0.4%), colour is what counts.
+MOSTLY_OPAQUE = 0.05
 PRETRAINED = "photo"  # the shipped models whose network a colour or grey conv model starts from, where it fits
 LINEAR = "linear"  # TrainConfig.start of a network that starts as a linear code (KLT; dense: PCA)
 CLOCK_RESERVE = 0.08  # share of a time budget kept for fitting refinement tables and measuring presets
@@ -101,7 +107,8 @@ class TrainConfig:
     device: str = "cpu"  # "auto", "cpu", "cuda" or "mps"
     # conv: where the network starts: a trained model of the same network (a shipped name
     # or a model file: its weights, not its optimizer), or "linear" (a block KLT); None:
-    # the shipped photo model where the network is its network, else linear
+    # the shipped photo model where the network is its network (alpha added where
+    # MOSTLY_OPAQUE), else linear
     start: str | None = None
     channels: int | None = None  # the model's image channels; None: those that cover the images (grey
     # images that start from a colour model train it as colour, as a colour model codes grey)
@@ -174,7 +181,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                          hidden=cfg.hidden or DEFAULT_HIDDEN["conv"], qualities=cfg.qualities or (
                              1 if cfg.lmbda is not None else None),
                          batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
-        chosen = _with_start(replace(chosen, channels=channels))
+        chosen = _with_start(replace(chosen, channels=channels), _transparent_share(images))
         chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES,
                          latent=chosen.latent or chosen.channels * 4**levels)  # the whole block: no quality ceiling
     else:
@@ -191,10 +198,12 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
 Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
 
 
-def _with_start(chosen: TrainConfig) -> TrainConfig:
+def _with_start(chosen: TrainConfig, transparent: float = 0.0) -> TrainConfig:
     """A conv `chosen` with its start settled. A trained model to start from lends the
     settings left open (its latents and quality ladder); the shipped photo model is
-    taken only where the network would be its network anyway."""
+    taken only where the network would be its network anyway, give or take an alpha
+    channel that the images barely use (`transparent`: their share of pixels that are
+    not opaque; see MOSTLY_OPAQUE)."""
     if chosen.start == LINEAR:
         return chosen
     spec = chosen.start or next(iter(zoo.networks(PRETRAINED)), None)
@@ -202,14 +211,31 @@ def _with_start(chosen: TrainConfig) -> TrainConfig:
         return replace(chosen, start=LINEAR)
     model = zoo.load_model(spec)
     trained = model.meta.get("train", {})
+    # Grey images train (and are coded by) a colour model; images with alpha, a colour
+    # model that also takes alpha (`_start_from_model`).
+    channels = covering_channels([chosen.channels or model.cfg.channels, model.cfg.channels])
     adopted = replace(chosen, start=spec, qualities=chosen.qualities or model.cfg.qualities,
-                      latent=chosen.latent or model.cfg.latent,
+                      latent=chosen.latent or model.cfg.latent, channels=channels,
                       lmbda=chosen.lmbda if chosen.lmbda is not None else trained.get("lmbda"))
-    if chosen.channels == 1 and model.cfg.channels == 3:
-        adopted = replace(adopted, channels=3)  # grey images train (and are coded by) a colour model
-    if chosen.start is None and adopted.net(adopted.channels, model.cfg.height, model.cfg.width) != model.cfg:
+    network = adopted.net(channels, model.cfg.height, model.cfg.width)
+    alpha_added = network.has_alpha and not model.cfg.has_alpha
+    if chosen.start is None and (not _startable(network, model.cfg) or alpha_added and transparent > MOSTLY_OPAQUE):
         return replace(chosen, start=LINEAR)
     return adopted
+
+
+def _transparent_share(images: Images) -> float:
+    """The share of the images' pixels that are not fully opaque."""
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    return sum(int(np.count_nonzero(im[..., -1] < 255)) for im in images if im.shape[2] % 2 == 0) / max(pixels, 1)
+
+
+def _startable(network: NetConfig, trained: NetConfig) -> bool:
+    """Whether `network` can start from the weights of `trained`: the same network, or
+    the same with an alpha channel that `trained` lacks."""
+    alpha_added = network.channels == trained.channels + 1 and not trained.has_alpha
+    return replace(trained, channels=network.channels if alpha_added else trained.channels,
+                   height=network.height, width=network.width) == network
 
 
 def _small_side(images: Images) -> int:
@@ -660,12 +686,23 @@ def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) ->
 
 
 def _start_from_model(model: Autoencoder, spec: str) -> None:
-    """Load the weights of the trained model `spec` (a shipped name or a model file)."""
+    """Load the weights of the trained model `spec` (a shipped name or a model file).
+    Where `model` adds alpha to its colour network, the alpha inputs start unused and the
+    alpha output opaque: training teaches the latents alpha, and until then the alpha
+    refinement codes it, where most images have none to code."""
     trained = zoo.load_model(spec).model
-    if replace(trained.cfg, height=model.cfg.height, width=model.cfg.width) != model.cfg:
+    if not _startable(model.cfg, trained.cfg):
         raise LatentzipError(f"cannot start from {spec}: its network is not the one these settings make "
                              "(leave the network's settings to it, or train with --start linear)")
-    model.load_state_dict(trained.state_dict())
+    state = model.state_dict()
+    for key, value in trained.state_dict().items():
+        if value.shape != state[key].shape:
+            state[key].zero_()
+        # Blocks are channel-major (pixel unshuffle), so alpha's weights follow colour's.
+        state[key][tuple(slice(0, n) for n in value.shape)] = value
+    if trained.cfg.channels != model.cfg.channels:
+        state["synthesis.linear.bias"][trained.cfg.channels * model.cfg.stride**2 :] = 0.5  # + 1/2: opaque
+    model.load_state_dict(state)
 
 
 def _start_from_klt(model: Autoencoder, images: Images, cfg: TrainConfig) -> None:
