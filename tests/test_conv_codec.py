@@ -275,8 +275,9 @@ def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back()
 
 
 def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
-    """RGBA images, mostly opaque, train the photo network with an alpha channel: colour's weights as shipped (lr 0 codes colour exactly as the photo model
-    does), alpha's inputs unused and its output opaque until training teaches it."""
+    """RGBA images, mostly opaque, train the photo network with an alpha channel:
+    colour's weights as shipped (lr 0 codes colour exactly as the photo model does),
+    alpha's inputs unused and its output opaque until training teaches it."""
     import latentzip
     from latentzip.image import zoo
 

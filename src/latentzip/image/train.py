@@ -181,7 +181,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                          hidden=cfg.hidden or DEFAULT_HIDDEN["conv"], qualities=cfg.qualities or (
                              1 if cfg.lmbda is not None else None),
                          batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
-        chosen = _with_start(replace(chosen, channels=channels), _transparent_share(images))
+        chosen = _with_start(replace(chosen, channels=channels), images)
         chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES,
                          latent=chosen.latent or chosen.channels * 4**levels)  # the whole block: no quality ceiling
     else:
@@ -198,12 +198,11 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
 Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
 
 
-def _with_start(chosen: TrainConfig, transparent: float = 0.0) -> TrainConfig:
+def _with_start(chosen: TrainConfig, images: Images) -> TrainConfig:
     """A conv `chosen` with its start settled. A trained model to start from lends the
     settings left open (its latents and quality ladder); the shipped photo model is
     taken only where the network would be its network anyway, give or take an alpha
-    channel that the images barely use (`transparent`: their share of pixels that are
-    not opaque; see MOSTLY_OPAQUE)."""
+    channel that `images` barely use (see MOSTLY_OPAQUE)."""
     if chosen.start == LINEAR:
         return chosen
     spec = chosen.start or next(iter(zoo.networks(PRETRAINED)), None)
@@ -218,8 +217,8 @@ def _with_start(chosen: TrainConfig, transparent: float = 0.0) -> TrainConfig:
                       latent=chosen.latent or model.cfg.latent, channels=channels,
                       lmbda=chosen.lmbda if chosen.lmbda is not None else trained.get("lmbda"))
     network = adopted.net(channels, model.cfg.height, model.cfg.width)
-    alpha_added = network.has_alpha and not model.cfg.has_alpha
-    if chosen.start is None and (not _startable(network, model.cfg) or alpha_added and transparent > MOSTLY_OPAQUE):
+    if chosen.start is None and (not _startable(network, model.cfg) or (
+            _grows_alpha(network, model.cfg) and _transparent_share(images) > MOSTLY_OPAQUE)):
         return replace(chosen, start=LINEAR)
     return adopted
 
@@ -230,11 +229,15 @@ def _transparent_share(images: Images) -> float:
     return sum(int(np.count_nonzero(im[..., -1] < 255)) for im in images if im.shape[2] % 2 == 0) / max(pixels, 1)
 
 
+def _grows_alpha(network: NetConfig, trained: NetConfig) -> bool:
+    """Whether `network` is `trained`'s channels plus an alpha channel it lacks."""
+    return network.channels == trained.channels + 1 and not trained.has_alpha
+
+
 def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
     the same with an alpha channel that `trained` lacks."""
-    alpha_added = network.channels == trained.channels + 1 and not trained.has_alpha
-    return replace(trained, channels=network.channels if alpha_added else trained.channels,
+    return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
                    height=network.height, width=network.width) == network
 
 
@@ -700,7 +703,7 @@ def _start_from_model(model: Autoencoder, spec: str) -> None:
             state[key].zero_()
         # Blocks are channel-major (pixel unshuffle), so alpha's weights follow colour's.
         state[key][tuple(slice(0, n) for n in value.shape)] = value
-    if trained.cfg.channels != model.cfg.channels:
+    if _grows_alpha(model.cfg, trained.cfg):
         state["synthesis.linear.bias"][trained.cfg.channels * model.cfg.stride**2 :] = 0.5  # + 1/2: opaque
     model.load_state_dict(state)
 
