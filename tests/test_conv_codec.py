@@ -505,10 +505,11 @@ def test_tile_spans_start_on_blocks_and_cover_the_image():
 def test_refinement_tables_hold_signed_residuals(hyper_codec, alpha_codec, digits):
     """Residuals are fitted as signed numbers: a negative one once wrapped to 256 - |r|,
     which left a single image (no file statistics to learn from yet) coded at about
-    9 bits a value, more than its raw pixels."""
-    for tables in (hyper_codec.refinement, alpha_codec.alpha_refinement):
+    9 bits a value, more than its raw pixels. Alpha needs no tables (alpha.py)."""
+    for tables in (hyper_codec.refinement, alpha_codec.refinement):
         counts = tables.histogram.sum(0)  # residuals -255 .. 255
         assert counts[:255].sum() > 0.1 * counts.sum() and counts[255 + 128 :].sum() < 0.01 * counts.sum()
+    assert alpha_codec.alpha_refinement is None
     image = _colour(digits, 1, seed=9)
     lossless = hyper_codec.encode(image, max_error=0)
     assert np.array_equal(hyper_codec.decode(lossless)[0], image[0])

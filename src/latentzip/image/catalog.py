@@ -31,6 +31,7 @@ _REFINED = 8  # a refinement layer follows the latents; its max error is stored
 _QUALITY = 16  # the model codes at several qualities; the one used is stored
 _ALPHA = 32  # an alpha refinement layer bounds the alpha channel; its max error is stored
 _TILED = 64  # images larger than a tile side are coded in tiles (tiling.py); the side is stored
+_ALPHA_CODED = 128  # alpha is coded by the alpha coder (alpha.py), in a stream of its own whose length is stored
 _DIGITS = re.compile(r"(\d+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_DIGITS = 18
@@ -53,6 +54,9 @@ class Catalog:
     quality: int | None = None  # which of the model's qualities (0-based) coded the latents
     alpha_error: int | None = None  # the bound on every alpha value's error, for models with alpha
     tile: int | None = None  # images larger than this side are coded in tiles of it (None: none is)
+    # Bytes of the alpha coder's stream, which opens the payload; None in files whose alpha
+    # is a refinement layer in the range-coded stream (written before the alpha coder).
+    alpha_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,12 +120,14 @@ def unpack(data: bytes, file_size: int) -> Catalog:
     budget = Budget.of(file_size)
     reader = Reader(data, what="image catalog")
     flags = reader.take(1)[0]
-    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA | _TILED):
+    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA | _TILED | _ALPHA_CODED):
         raise FormatError("corrupt image catalog (unknown flags)")
     count = reader.varint()
     budget.charge("images", count)
-    max_error, quality, alpha_error, tile = (reader.varint() if flags & flag else None
-                                             for flag in (_REFINED, _QUALITY, _ALPHA, _TILED))
+    max_error, quality, alpha_error, tile, alpha_bytes = (
+        reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA, _TILED, _ALPHA_CODED))
+    if alpha_bytes is not None and alpha_error is None:
+        raise FormatError("corrupt image catalog (an alpha stream without alpha)")
     uniform = _shape(reader) if flags & _UNIFORM else None
     body = _inflate(reader.rest(), budget) if flags & _DEFLATED else reader.rest()
     budget.charge("catalog_bytes", len(body))
@@ -131,7 +137,7 @@ def unpack(data: bytes, file_size: int) -> Catalog:
     names = _unpack_names(inner, count, budget) if flags & _NAMES else default_names(count)
     if not inner.done():
         raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes, max_error, quality, alpha_error, tile)
+    return Catalog(names, shapes, max_error, quality, alpha_error, tile, alpha_bytes)
 
 
 def name_problem(name: str) -> str | None:
@@ -167,7 +173,7 @@ def _layout(catalog: Catalog) -> tuple[int, bytes, bytes]:
     flags = 0
     fixed = put_varint(len(catalog.shapes))
     for flag, value in ((_REFINED, catalog.max_error), (_QUALITY, catalog.quality), (_ALPHA, catalog.alpha_error),
-                        (_TILED, catalog.tile)):
+                        (_TILED, catalog.tile), (_ALPHA_CODED, catalog.alpha_bytes)):
         if value is not None:
             flags |= flag
             fixed += put_varint(value)

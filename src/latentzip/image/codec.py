@@ -4,10 +4,12 @@ A file holds 1..N images of any shapes the model accepts, in chunks: runs of
 consecutive images of one shape, of at most CHUNK_PIXELS pixels (a dense model codes
 the whole file as one chunk), and each image larger than the tile side alone, coded
 tile by tile (tiling.py). Each chunk's payload follows the last one's in a single
-range-coded stream: its latents as the latent codec writes them (latents.py), then, for
-models with alpha, the alpha refinement layer, then (with a max error) the colour
-refinement layer (refine.py). So a decoder holds one chunk at a time, and of a tiled
-image its pixels, its latent grid and one tile's activations.
+range-coded stream: its latents as the latent codec writes them (latents.py), then
+(with a max error) the colour refinement layer (refine.py). Models with alpha code
+the alpha channel with the alpha coder (alpha.py) into a stream of its own that opens
+the payload, chunk by chunk in the same order, each chunk's alpha guided by the
+network's. So a decoder holds one chunk at a time, and of a tiled image its pixels,
+its latent grid and one tile's activations.
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
 a file decodes to the same pixels on every machine, thread count and device. The
@@ -32,6 +34,7 @@ from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
 from . import catalog, refine, tiling
+from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
 from .latents import Symbols
@@ -76,7 +79,7 @@ class ImageCodec:
         self.fingerprint = file.fingerprint
         self.meta = file.meta
         self.refinement = _refine_tables(file, REFINE_PREFIX)
-        self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)
+        self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)  # decodes files from before the alpha coder
         self.max_error: int | None = None  # the bound coding uses when a call names none
         self.quality = self.meta.get("default_quality", self.cfg.qualities)  # likewise, 1-based
         if not isinstance(self.quality, int) or not 1 <= self.quality <= self.cfg.qualities:
@@ -156,26 +159,21 @@ class ImageCodec:
 
     def with_refinement(self, images: ImagesLike) -> "ImageCodec":
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
-        can code with a bound on every pixel's error (`max_error`), and, for models with
-        alpha, code alpha within its own bound. A new model: its fingerprint differs."""
+        can code with a bound on every pixel's colour error (`max_error`). A new model:
+        its fingerprint differs."""
         batch = self._as_list(images[: refine.FIT_IMAGES])
         sizes = np.cumsum([im.size for im in batch])
         batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
         shapes = [im.shape for im in batch]
-        groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {REFINE_PREFIX: [], ALPHA_PREFIX: []}
+        groups: list[tuple[np.ndarray, np.ndarray]] = []
         for quality in range(1, self.cfg.qualities + 1):
             for chunk in self._chunks(shapes, self._tile_side(shapes)):
                 x = _fit_channels(chunk.take(batch), self.cfg.channels)
                 base = self._base(self._symbols(x, quality), x.shape, quality)
-                colour, alpha = self._split(x)
-                base_colour, base_alpha = self._split(base)
-                groups[REFINE_PREFIX].append((base_colour, colour.astype(np.int16) - base_colour))  # signed
-                if alpha is not None:
-                    groups[ALPHA_PREFIX].append((base_alpha, alpha.astype(np.int16) - base_alpha))
-        fitted = {prefix: refine.fit(found) for prefix, found in groups.items() if found}
+                colour, base_colour = self._split(x)[0], self._split(base)[0]
+                groups.append((base_colour, colour.astype(np.int16) - base_colour))  # signed
         tensors = {k: v for k, v in self.file.tensors.items() if not k.startswith((REFINE_PREFIX, ALPHA_PREFIX))}
-        for prefix, found in fitted.items():
-            tensors.update({prefix + k: torch.from_numpy(v) for k, v in found.to_store().items()})
+        tensors.update({REFINE_PREFIX + k: torch.from_numpy(v) for k, v in refine.fit(groups).to_store().items()})
         file = ModelFile(self.file.version, self.file.net, tensors, dict(self.meta))
         codec = ImageCodec(self.model, file, self.name)
         codec.max_error, codec.quality = self.max_error, self.quality
@@ -249,17 +247,21 @@ class ImageCodec:
         max_error, quality, alpha_error = self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error)
         shapes = [im.shape for im in batch]
         cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
-        header = self.fingerprint + catalog.pack(cat)  # refuses a bad name before any coding
+        catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
-        walks = self._walks(max_error, alpha_error)
+        walks = self._walks(max_error)
+        alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         bits = np.zeros(len(batch))
         for chunk in self._chunks(shapes, cat.tile):
             x = chunk.take(batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None)
-            if walks:
+            if walks or alpha is not None:
                 self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
-                             bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
-        blob = container.pack(container.Kind.IMAGES, header, finish(encoder))
+                             bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles, alpha=alpha)
+        alpha_stream = b"" if alpha is None else alpha.finish()
+        cat.alpha_bytes = None if alpha is None else len(alpha_stream)
+        header = self.fingerprint + catalog.pack(cat)
+        blob = container.pack(container.Kind.IMAGES, header, alpha_stream + finish(encoder))
         catalog.check(cat, len(blob))
         return blob, bits
 
@@ -293,15 +295,25 @@ class ImageCodec:
         self._check_refinement(cat.max_error)
         if (cat.alpha_error is None) != (not self.cfg.has_alpha):
             raise FormatError("corrupt image file (alpha bound does not match the model)")
+        walks = self._walks(cat.max_error)
+        alpha = None
+        if cat.alpha_bytes is not None:
+            if cat.alpha_bytes > len(payload):
+                raise FormatError("corrupt image file (the alpha stream is longer than the file)")
+            alpha = AlphaCoder(cat.alpha_error, payload[: cat.alpha_bytes])  # type: ignore[arg-type]
+            payload = payload[cat.alpha_bytes :]
+        elif cat.alpha_error is not None:  # alpha as a refinement layer: a file from before the alpha coder
+            if self.alpha_refinement is None:
+                raise FormatError("corrupt image file (no alpha stream)")
+            walks.insert(0, ("alpha", refine.Walk(self.alpha_refinement, cat.alpha_error)))
         decoder = reader(payload)
-        walks = self._walks(cat.max_error, cat.alpha_error)
 
         for chunk in self._chunks(cat.shapes, cat.tile):
             shape = chunk.shape(cat.shapes)
             symbols = self._read_symbols(decoder, chunk, shape, quality)
             images = self._base(symbols, shape, quality, chunk.tiles)
-            if walks:
-                images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles)
+            if walks or alpha is not None:
+                images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles, alpha=alpha)
             for i in range(chunk.start, chunk.stop):
                 yield cat.names[i], _restore_channels(images[i - chunk.start], cat.shapes[i][2])
 
@@ -385,8 +397,6 @@ class ImageCodec:
             refine.check_max_error(bound)
         except ValueError as exc:
             raise LatentzipError(f"alpha: {exc}") from None
-        if self.alpha_refinement is None:
-            raise ModelError(f"{self.label} has no alpha refinement tables; train it again with this version of latentzip")
         return bound
 
     def _stored_quality(self, quality: int) -> int | None:
@@ -578,30 +588,39 @@ class ImageCodec:
             return x, None
         return x[..., :-1], x[..., -1:]
 
-    def _walks(self, max_error: int | None, alpha_error: int | None) -> list[tuple[str, refine.Walk]]:
-        """The refinement walks a file codes, in payload order: alpha, then colour."""
-        walks = []
-        if alpha_error is not None:
-            walks.append(("alpha", refine.Walk(self.alpha_refinement, alpha_error)))  # type: ignore[arg-type]
-        if max_error is not None:
-            walks.append(("colour", refine.Walk(self.refinement, max_error)))  # type: ignore[arg-type]
-        return walks
+    def _walks(self, max_error: int | None) -> list[tuple[str, refine.Walk]]:
+        """The refinement walks a file codes: the colour layer, with a max error."""
+        if max_error is None:
+            return []
+        return [("colour", refine.Walk(self.refinement, max_error))]  # type: ignore[arg-type]
 
     def _refine(self, walks: list[tuple[str, refine.Walk]], x: np.ndarray | None, base: np.ndarray,
                 encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None,
-                tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
-        """Code (encoder), decode (decoder) or only price one chunk's refinement layers
-        over the base reconstruction, adding their cost to `bits` when given; returns
-        the restored chunk (n, H, W, C'). A tiled image's layers go tile by tile."""
+                tiles: Sequence[tiling.Tile] | None = None, alpha: AlphaCoder | None = None) -> np.ndarray:
+        """Code (encoder), decode (decoder) or only price one chunk's alpha (with the
+        alpha coder `alpha`) and refinement layers over the base reconstruction, adding
+        their cost to `bits` when given; returns the restored chunk (n, H, W, C'). A
+        tiled image's go tile by tile."""
         if tiles is not None:
             out = np.empty_like(base)
             for t in tiles:
                 part = None if x is None else x[:, t.rows, t.cols]
-                out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits)
+                out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits,
+                                                      alpha=alpha)
             return out
         original = None if x is None else _fit_channels(x, self.cfg.channels)
         parts = dict(zip(("colour", "alpha"), self._split(base)))
         truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
+        if alpha is not None:
+            guide = parts["alpha"][..., 0]
+            if decoder is not None:
+                parts["alpha"] = alpha.decode(guide)[..., None]
+            else:
+                plane = truth["alpha"][..., 0]
+                cost = alpha.encode(plane, guide) if encoder is not None else alpha.costs(plane, guide)
+                if bits is not None:
+                    bits += cost
+                parts["alpha"] = alpha.restored(plane)[..., None]
         for part, walk in walks:
             guide = parts[part]
             if decoder is not None:
@@ -621,14 +640,15 @@ class ImageCodec:
         the bits of the refinement layers alone unless `latents`."""
         images: list[np.ndarray] = []
         bits = np.zeros(len(batch))
-        walks = self._walks(max_error, alpha_error)
+        walks = self._walks(max_error)
+        alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
             x = chunk.take(batch)
             symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None)
             out = self._base(symbols, x.shape, quality, chunk.tiles)
-            if walks:
-                out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
+            if walks or alpha is not None:
+                out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles, alpha=alpha)
             images.extend(_restore_channels(im, x.shape[-1]) for im in out)
         return images, bits
 

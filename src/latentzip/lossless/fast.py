@@ -121,7 +121,8 @@ class FastModel:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _hash(x: int, salt: int) -> int:
+def hash32(x: int, salt: int) -> int:
+    """A 32-bit hash of a context value and a salt (multiply-xorshift)."""
     h = ((x + salt) * 0x9E3779B1) & M32
     h ^= h >> 15
     h = (h * 0x2C1B3C6D) & M32
@@ -129,7 +130,9 @@ def _hash(x: int, salt: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _train(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
+def train_counter(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
+    """Move counter k towards `bit`: a 22-bit probability over a 10-bit count, at rate
+    ~1/(count + 1.5) with the count capped at `limit` (fast at first, then steady)."""
     e = np.int64(counters[k])
     n = e & 1023
     if n < limit:
@@ -163,7 +166,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             k = 2 * (MATCH_CAP + 1) + min(mlen >> 5, LONG_SLOTS - 1)
             p = max(np.int64(match_counters[k]) >> 20, 1)
             hit, x1, x2, x, io = coder_step(decoding, 1 if byte == guess else 0, p, x1, x2, x, io, payload)
-            _train(match_counters, k, hit, 1023)
+            train_counter(match_counters, k, hit, 1023)
             if hit:
                 c0 = guess | 256
             else:
@@ -173,7 +176,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             # --- predict
             if j == 0 or j == 4:
                 for i in range(n):
-                    hashes[n + i] = (i << table_bits) | ((_hash(hashes[i], c0) >> (36 - table_bits)) << 4)
+                    hashes[n + i] = (i << table_bits) | ((hash32(hashes[i], c0) >> (36 - table_bits)) << 4)
             nib = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
             for i in range(n):
                 k = hashes[n + i] | nib
@@ -206,9 +209,9 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             bit, x1, x2, x, io = coder_step(decoding, (byte >> (7 - j)) & 1, p, x1, x2, x, io, payload)
             # --- learn
             for i in range(n + 1):
-                _train(counters, slots[i], bit, limit)
+                train_counter(counters, slots[i], bit, limit)
             if slots[n + 1] >= 0:
-                _train(match_counters, slots[n + 1], bit, 1023)
+                train_counter(match_counters, slots[n + 1], bit, 1023)
             err = ((bit << 12) - pm) * rate
             for i in range(m):
                 weights[w + i] += (inputs[i] * err + 2048) >> 12
@@ -235,14 +238,14 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             elif kind == O4:
                 hashes[i] = c4
             else:
-                hashes[i] = _hash(word, c4 & 0xFF)
+                hashes[i] = hash32(word, c4 & 0xFF)
         # The match model: extend the match it follows, or look one up.
         if mlen > 0 and history[mptr & mask] == byte:
             mlen += 1
             mptr += 1
         else:
             mlen = 0
-        h = _hash(c4, c8 & 0xFFFF) >> (34 - history_bits)
+        h = hash32(c4, c8 & 0xFFFF) >> (34 - history_bits)
         if mlen == 0:
             cand = match_table[h]
             if cand > 0 and pos + 1 - cand < len(history) // 2:

@@ -1,0 +1,217 @@
+"""The alpha coder: the alpha channel, losslessly or within a bound, by context mixing.
+
+Alpha is not like colour. Icons, cut-outs and decals are fully transparent outside,
+opaque inside, and a thin antialiased rim between them, so a pixel's alpha is nearly
+always what its decoded neighbours say, and where it is not, the rim repeats the same
+few ramps. A residual layer over the network's alpha (what refine.py does for colour)
+pays for every rim pixel the network blurs; this coder predicts each alpha value from
+its already decoded neighbours instead, with the network's alpha as one more context
+(it knows the pixels to the right and below, which the neighbours cannot).
+
+Pixels go in raster order, image by image. With a bound d, alpha is first rounded to
+the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255, so 0 and 255 stay exact and
+no value moves by more than d; d = 0 keeps every value. Each pixel then costs one
+binary decision, "is the level the one the neighbours predict" (the median edge
+predictor of JPEG-LS over the left, upper and upper-left values), and only when it is
+not, the level's bits, most significant first. Every decision is predicted by seven
+hashed contexts of the neighbours and the network's alpha, each an adaptive counter,
+mixed by a logistic mixer whose weights are chosen by the decision and the local
+gradient. The model starts empty in every file and learns as it codes, so it stores
+nothing in the model file; a file of many images codes the later ones with what the
+earlier ones taught it. Every quantity is an integer, so decoding reproduces the
+encoder's probabilities on any machine; the coder is the lossless levels' binary
+arithmetic coder (lossless/arith.py), compiled into the same loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..errors import FormatError
+from ..lossless import arith
+from ..lossless.arith import coder_step
+from ..lossless.fast import hash32, train_counter
+from ..lossless.predict import SQUASH, STRETCH, squash
+
+CONTEXTS = 7
+TABLE_BITS = 20  # counters per context: 4 MiB each
+COUNTER_LIMIT = 255
+MIXER_RATE = 6
+GRADIENT_CLASSES = 5
+WEIGHT_SETS = 256 * GRADIENT_CLASSES  # decision (0: the prediction flag, else the partial level) x gradient
+INPUTS = CONTEXTS + 1  # the contexts' stretched probabilities and a bias
+BIAS = 256
+PIXEL_BYTES = 14  # the most one pixel can add to the stream: 9 decisions of at most 12 bits
+# Ideal cost in bits of a decision coded with probability p/4096, for pricing.
+COST = -np.log2(np.maximum(np.arange(4097), 1) / 4096.0)
+(X1, X2, X, IO, NSCALARS) = range(5)
+
+
+def levels(max_error: int) -> np.ndarray:
+    """The alpha values a bound of `max_error` keeps: multiples of 2d+1, and 255."""
+    return np.unique(np.append(np.arange(0, 256, 2 * max_error + 1), 255)).astype(np.int64)
+
+
+class AlphaCoder:
+    """Codes the alpha planes of one file, image after image, learning as it goes.
+
+    An encoder collects the stream (`encode`, then `finish`); a decoder is made over
+    the stream (`reading`) and gives back the planes in the same order (`decode`).
+    Pricing (`costs`) runs the same model without writing anything."""
+
+    def __init__(self, max_error: int, payload: bytes | None = None):
+        self.levels = levels(max_error)
+        value = np.arange(256)
+        self.nearest = np.abs(value[:, None] - self.levels[None, :]).argmin(1).astype(np.int64)
+        self.bits = max(1, int(len(self.levels) - 1).bit_length())
+        self.counters = np.full(CONTEXTS << TABLE_BITS, 1 << 31, dtype=np.uint32)
+        self.weights = np.full(WEIGHT_SETS * INPUTS, (1 << 16) * 3 // 10, dtype=np.int64)
+        self.scalars = np.zeros(NSCALARS, dtype=np.int64)
+        self.decoding = payload is not None
+        self.payload = np.frombuffer(payload, np.uint8).copy() if payload is not None else np.zeros(1 << 12, np.uint8)
+        arith.start(self.scalars[X1 : IO + 1], self.payload, self.decoding)
+
+    @classmethod
+    def reading(cls, max_error: int, payload: bytes) -> "AlphaCoder":
+        return cls(max_error, payload)
+
+    def encode(self, alpha: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        """Append planes (n, H, W) of alpha with their network guesses; returns what each
+        plane cost (ideal code length, bits). `restored` gives the values decoded."""
+        return self._run(alpha, guide, write=True)
+
+    def costs(self, alpha: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        """What each plane would cost, learning as `encode` would, without writing."""
+        return self._run(alpha, guide, write=False)
+
+    def decode(self, guide: np.ndarray) -> np.ndarray:
+        """The next planes, shaped like their guides (n, H, W)."""
+        if not self.decoding:
+            raise ValueError("this alpha coder encodes")
+        alpha = np.zeros(guide.shape, dtype=np.uint8)
+        self._code(alpha, guide, self.payload, np.zeros(len(guide)))
+        if self.scalars[IO] > len(self.payload) + 4:
+            raise FormatError("corrupt image file (the alpha stream ends early)")
+        return alpha
+
+    def finish(self) -> bytes:
+        """The encoded stream, once every plane is in."""
+        self._reserve(8)
+        return arith.finish(self.scalars[X1 : IO + 1], self.payload)
+
+    def restored(self, alpha: np.ndarray) -> np.ndarray:
+        """The values a decoder returns for `alpha`: each at its nearest level."""
+        return self.levels[self.nearest[alpha]].astype(np.uint8)
+
+    def _run(self, alpha: np.ndarray, guide: np.ndarray, write: bool) -> np.ndarray:
+        if self.decoding:
+            raise ValueError("this alpha coder decodes")
+        bits = np.zeros(len(alpha))
+        planes = alpha.copy()  # the kernel rounds it to the levels in place: the neighbours a decoder sees
+        if not write:
+            self._code(planes, guide, np.zeros(0, np.uint8), bits)
+            return bits
+        row = 0
+        while row < planes.shape[0] * planes.shape[1]:  # in runs of rows, the buffer grown between them
+            self._reserve(planes.shape[2] * PIXEL_BYTES * 64)
+            row = self._code(planes, guide, self.payload, bits, row)
+        return bits
+
+    def _reserve(self, size: int) -> None:
+        """Grow the encoder's buffer so at least `size` bytes follow its position."""
+        need = int(self.scalars[IO]) + size
+        if need > len(self.payload):
+            grown = np.zeros(max(need, 2 * len(self.payload)), np.uint8)
+            grown[: len(self.payload)] = self.payload
+            self.payload = grown
+
+    def _code(self, alpha: np.ndarray, guide: np.ndarray, payload: np.ndarray, bits: np.ndarray,
+              row: int = 0) -> int:
+        return _code(self.decoding, alpha, np.ascontiguousarray(guide), row, payload, self.levels, self.nearest,
+                     self.bits, self.counters, self.weights, self.scalars, bits)
+
+
+@njit(cache=True, nogil=True)
+def _code(decoding, alpha, guide, row, payload, levels, nearest, level_bits, counters, weights, scalars, bits) -> int:
+    """Code the planes from flat row `row` on: encode alpha (rounded to `levels` in
+    place) into `payload`, price it (an empty payload), or decode into alpha. The
+    encoder stops at the first row that might not fit its payload and returns that
+    row; otherwise the number of rows. One function for every side, so the decoder
+    cannot drift from the encoder."""
+    n, h, w = alpha.shape
+    mask = (1 << TABLE_BITS) - 1
+    pricing = not decoding and len(payload) == 0
+    slots = np.zeros(CONTEXTS, dtype=np.int64)
+    hashes = np.zeros(CONTEXTS, dtype=np.int64)
+    inputs = np.zeros(INPUTS, dtype=np.int64)
+    inputs[CONTEXTS] = BIAS
+    x1, x2, x, io = scalars[X1], scalars[X2], scalars[X], scalars[IO]
+    flat = row
+    while flat < n * h:
+        if not decoding and not pricing and io + w * PIXEL_BYTES > len(payload):
+            break
+        i, y = flat // h, flat % h
+        for xx in range(w):
+            west = np.int64(alpha[i, y, xx - 1]) if xx > 0 else 0
+            north = np.int64(alpha[i, y - 1, xx]) if y > 0 else 0
+            nw = np.int64(alpha[i, y - 1, xx - 1]) if xx > 0 and y > 0 else 0
+            ne = np.int64(alpha[i, y - 1, xx + 1]) if y > 0 and xx < w - 1 else 0
+            ww = np.int64(alpha[i, y, xx - 2]) if xx > 1 else 0
+            nn = np.int64(alpha[i, y - 2, xx]) if y > 1 else 0
+            g = np.int64(guide[i, y, xx])
+            ge = np.int64(guide[i, y, xx + 1]) if xx < w - 1 else g
+            gs = np.int64(guide[i, y + 1, xx]) if y < h - 1 else g
+            high, low = max(west, north), min(west, north)
+            pred = low if nw >= high else (high if nw <= low else west + north - nw)
+            grad = abs(west - nw) + abs(north - nw) + abs(ne - north)
+            gclass = 0 if grad == 0 else (1 if grad < 8 else (2 if grad < 32 else (3 if grad < 128 else 4)))
+            hashes[0] = hash32(gclass, 1)
+            hashes[1] = hash32(west << 8 | north, 2)
+            hashes[2] = hash32(west << 24 | north << 16 | nw << 8 | ne, 3)
+            hashes[3] = hash32((pred << 8 | g >> 2) << 4 | gclass, 4)
+            hashes[4] = hash32(g << 17 | (ge >> 2) << 11 | (gs >> 2) << 5 | west >> 3, 5)
+            hashes[5] = hash32(north << 19 | nn << 11 | (ne >> 2) << 5 | west >> 3, 6)
+            hashes[6] = hash32(west << 13 | ww << 5 | north >> 3, 7)
+            guess = nearest[pred]
+            level = 0 if decoding else nearest[alpha[i, y, xx]]
+            # Decision 0: is the level the predicted one? Then, if not, its bits.
+            node, c0 = 0, 1
+            for step in range(level_bits + 1):
+                bit = (1 if level == guess else 0) if step == 0 else (level >> (level_bits - step)) & 1
+                for k in range(CONTEXTS):
+                    slots[k] = (k << TABLE_BITS) | (hash32(hashes[k], node) & mask)
+                    inputs[k] = STRETCH[counters[slots[k]] >> 20]
+                wset = (node * GRADIENT_CLASSES + gclass) * INPUTS
+                dot = 0
+                for k in range(INPUTS):
+                    dot += inputs[k] * weights[wset + k]
+                p = squash(dot >> 16, SQUASH)
+                if pricing:
+                    bits[i] += COST[p] if bit else COST[4096 - p]
+                else:
+                    bit, x1, x2, x, io = coder_step(decoding, bit, p, x1, x2, x, io, payload)
+                    if not decoding:
+                        bits[i] += COST[p] if bit else COST[4096 - p]
+                for k in range(CONTEXTS):
+                    train_counter(counters, slots[k], bit, COUNTER_LIMIT)
+                err = ((bit << 12) - p) * MIXER_RATE
+                for k in range(INPUTS):
+                    weights[wset + k] += (inputs[k] * err + 2048) >> 12
+                if step == 0:
+                    if bit:
+                        level = guess
+                        break
+                    if decoding:
+                        level = 0
+                else:
+                    c0 = c0 * 2 + bit
+                    if decoding:
+                        level = level * 2 + bit
+                node = c0
+            if decoding and level >= len(levels):
+                level = len(levels) - 1  # only a corrupt stream gets here; its checksum was forged
+            alpha[i, y, xx] = levels[level]
+        flat += 1
+    scalars[X1], scalars[X2], scalars[X], scalars[IO] = x1, x2, x, io
+    return flat

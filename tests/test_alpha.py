@@ -1,0 +1,90 @@
+"""The alpha coder: exact within its bound, adaptive, and safe on damaged streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentzip.errors import FormatError
+from latentzip.image.alpha import AlphaCoder, levels
+from latentzip.image.codec import ImageCodec
+
+DATA = Path(__file__).parent / "data"
+
+
+def _planes(digits, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha planes shaped like cut-outs (real digit strokes: opaque inside, transparent
+    outside, a soft rim), and network-like guesses of them (blurred, off by a little)."""
+    rng = np.random.default_rng(seed)
+    strokes = digits.images[:count, :, :, 0].astype(np.int64)
+    planes = np.kron(strokes, np.ones((3, 3), np.int64))  # 24 x 24, so rims repeat
+    planes = np.clip((planes - 40) * 2, 0, 255).astype(np.uint8)
+    guides = np.clip(planes.astype(np.int64) + rng.integers(-20, 21, planes.shape), 0, 255).astype(np.uint8)
+    return planes, guides
+
+
+@pytest.mark.parametrize("bound", [0, 1, 7, 127])
+def test_round_trip_keeps_every_value_within_the_bound(digits, bound):
+    planes, guides = _planes(digits, 40)
+    coder = AlphaCoder(bound)
+    bits = coder.encode(planes[:25], guides[:25])
+    bits = np.concatenate([bits, coder.encode(planes[25:], guides[25:])])
+    stream = coder.finish()
+    reader = AlphaCoder(bound, stream)
+    decoded = np.concatenate([reader.decode(guides[:25]), reader.decode(guides[25:])])  # in two chunks, as files go
+    assert np.array_equal(decoded, AlphaCoder(bound).restored(planes))
+    assert np.abs(decoded.astype(int) - planes).max() <= bound
+    assert (decoded[planes == 0] == 0).all() and (decoded[planes == 255] == 255).all()
+    assert abs(len(stream) - bits.sum() / 8) < 8  # the ideal cost is what the stream takes
+    assert np.allclose(AlphaCoder(bound).costs(planes, guides), bits)  # pricing learns as coding does
+
+
+def test_levels_keep_transparent_and_opaque_exact():
+    assert levels(0).tolist() == list(range(256))
+    assert levels(2).tolist()[:3] == [0, 5, 10] and levels(2)[-1] == 255
+    assert levels(127).tolist() == [0, 255]
+
+
+def test_the_coder_learns_within_a_file(digits):
+    """A plane seen before in the file costs a fraction of its first time: the contexts
+    adapt as they code."""
+    planes, guides = _planes(digits, 12)
+    coder = AlphaCoder(0)
+    first = coder.costs(planes, guides).sum()
+    again = coder.costs(planes, guides).sum()
+    assert again < 0.5 * first
+
+
+def test_a_large_noisy_plane_grows_the_stream(digits):
+    """Noise is the worst case: the stream outgrows its first buffer many times."""
+    rng = np.random.default_rng(3)
+    plane = rng.integers(0, 256, (1, 300, 257)).astype(np.uint8)
+    coder = AlphaCoder(0)
+    coder.encode(plane, plane)
+    stream = coder.finish()
+    assert len(stream) > 300 * 257 // 2
+    assert np.array_equal(AlphaCoder(0, stream).decode(plane), plane)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([0, 3]))
+def test_a_damaged_stream_decodes_to_levels_or_is_refused(data, bound):
+    guides = np.full((2, 16, 16), 128, np.uint8)
+    try:
+        decoded = AlphaCoder(bound, data).decode(guides)
+    except FormatError:
+        return
+    assert np.isin(decoded, levels(bound)).all()
+
+
+def test_files_from_before_the_alpha_coder_still_decode():
+    """Alpha was a refinement layer in the range-coded stream before the alpha coder:
+    such a file (with its model, which holds the alpha tables) decodes as it did."""
+    codec = ImageCodec.load(DATA / "alpha-layer.model")
+    decoded = np.stack(codec.decode((DATA / "alpha-layer.ltz").read_bytes()))
+    assert np.array_equal(decoded, np.load(DATA / "alpha-layer-decoded.npy"))
+    assert codec.alpha_refinement is not None
