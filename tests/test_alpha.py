@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentzip.errors import FormatError
+from latentzip.image import transparent
 from latentzip.image.alpha import AlphaCoder, levels
 from latentzip.image.codec import ImageCodec
 
@@ -88,3 +89,19 @@ def test_files_from_before_the_alpha_coder_still_decode():
     decoded = np.stack(codec.decode((DATA / "alpha-layer.ltz").read_bytes()))
     assert np.array_equal(decoded, np.load(DATA / "alpha-layer-decoded.npy"))
     assert codec.alpha_refinement is not None
+
+
+def test_colour_under_transparent_pixels_is_filled_from_the_visible_edge():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (32, 40, 4)).astype(np.uint8)  # noise under the hidden part
+    image[..., 3] = 0
+    image[8:20, 10:30, 3] = 255
+    image[8:20, 10:30, :3] = (200, 40, 90)
+    filled = transparent.fill(image)
+    shown = image[..., 3] > 0
+    assert np.array_equal(filled[shown], image[shown]) and np.array_equal(filled[..., 3], image[..., 3])
+    assert np.abs(filled[~shown][:, :3].astype(int) - (200, 40, 90)).max() <= 1  # the edge continued outwards
+    faint = np.dstack([image[..., :3], np.full((32, 40), 9, np.uint8)])  # nothing fully transparent
+    opaque = np.ascontiguousarray(image[..., :3])
+    assert transparent.fill(faint) is faint and transparent.fill(opaque) is opaque
+    assert not transparent.fill(np.zeros((4, 4, 2), np.uint8)).any()  # nothing shows: all zero

@@ -33,7 +33,7 @@ from .. import container
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import catalog, refine, tiling
+from . import catalog, refine, tiling, transparent
 from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
@@ -168,7 +168,7 @@ class ImageCodec:
         groups: list[tuple[np.ndarray, np.ndarray]] = []
         for quality in range(1, self.cfg.qualities + 1):
             for chunk in self._chunks(shapes, self._tile_side(shapes)):
-                x = _fit_channels(chunk.take(batch), self.cfg.channels)
+                x = _fit_channels(self._take(chunk, batch), self.cfg.channels)
                 base = self._base(self._symbols(x, quality), x.shape, quality)
                 colour, base_colour = self._split(x)[0], self._split(base)[0]
                 groups.append((base_colour, colour.astype(np.int16) - base_colour))  # signed
@@ -253,7 +253,7 @@ class ImageCodec:
         alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         bits = np.zeros(len(batch))
         for chunk in self._chunks(shapes, cat.tile):
-            x = chunk.take(batch)
+            x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None)
             if walks or alpha is not None:
                 self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
@@ -325,7 +325,7 @@ class ImageCodec:
         total = 0.0
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
-            x = chunk.take(batch)
+            x = self._take(chunk, batch)
             for tile in chunk.tiles or (None,):
                 total += self.model.latents.estimate(self._analyse(x, tile), quality - 1)
         if max_error is not None or self.cfg.has_alpha:
@@ -359,7 +359,7 @@ class ImageCodec:
         out: list[np.ndarray] = []
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
-            out.extend(self._code_symbols(chunk, chunk.take(batch), quality)["y"])
+            out.extend(self._code_symbols(chunk, self._take(chunk, batch), quality)["y"])
         return out
 
     # --- internals ---------------------------------------------------------------------
@@ -477,6 +477,12 @@ class ImageCodec:
                 out.append(Chunk(i, i + 1, tuple(tiling.tiles(*shapes[i][:2], side, self.cfg.stride))))
                 start = i + 1
         return out
+
+    def _take(self, chunk: Chunk, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """A chunk's pixels as the model codes them: for a model with alpha, with the
+        colour under alpha 0 made cheap to code (transparent.py)."""
+        x = chunk.take(batch)
+        return transparent.fill_all(x) if self.cfg.has_alpha else x  # type: ignore[return-value]
 
     def _model_input(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, C) as the network's float (n, C', H, W) input in [0, 1]."""
@@ -644,7 +650,7 @@ class ImageCodec:
         alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
-            x = chunk.take(batch)
+            x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None)
             out = self._base(symbols, x.shape, quality, chunk.tiles)
             if walks or alpha is not None:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from ..data import mismatch
 from ..errors import LatentzipError
 from ..fsio import atomic_writer
-from . import zoo
+from . import transparent, zoo
 from .codec import ImageCodec, covering_channels
 from .model import Autoencoder
 from .ranks import Ranks, join, leave
@@ -473,7 +473,7 @@ def train(
     `on_start` with the settings chosen, the number of images and the device, once
     the run knows them."""
     started = time.monotonic()
-    images = check_images(images)
+    images = transparent.fill_all(check_images(images))  # as the codec will see them
     cfg = choose(cfg, images)
     device = pick_device(cfg.device)
     ranks = join(device)
