@@ -9,7 +9,8 @@ range-coded stream: its latents as the latent codec writes them (latents.py), th
 the alpha channel with the alpha coder (alpha.py) into a stream of its own that opens
 the payload, chunk by chunk in the same order, each chunk's alpha guided by the
 network's. So a decoder holds one chunk at a time, and of a tiled image its pixels,
-its latent grid and one tile's activations.
+its latent grid and one tile's activations. Before any of it, the colour under fully
+transparent pixels is replaced by what codes cheapest (transparent.py).
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
 a file decodes to the same pixels on every machine, thread count and device. The
