@@ -692,7 +692,7 @@ def _start_from_model(model: Autoencoder, spec: str) -> None:
     """Load the weights of the trained model `spec` (a shipped name or a model file).
     Where `model` adds alpha to its colour network, the alpha inputs start unused and the
     alpha output opaque: training teaches the latents alpha, and until then the alpha
-    refinement codes it, where most images have none to code."""
+    coder (alpha.py) codes it from its neighbours, where most images have none to code."""
     trained = zoo.load_model(spec).model
     if not _startable(model.cfg, trained.cfg):
         raise LatentzipError(f"cannot start from {spec}: its network is not the one these settings make "
