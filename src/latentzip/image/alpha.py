@@ -56,9 +56,9 @@ def levels(max_error: int) -> np.ndarray:
 class AlphaCoder:
     """Codes the alpha planes of one file, image after image, learning as it goes.
 
-    An encoder collects the stream (`encode`, then `finish`); a decoder is made over
-    the stream (`reading`) and gives back the planes in the same order (`decode`).
-    Pricing (`costs`) runs the same model without writing anything."""
+    An encoder (no `payload`) collects the stream (`encode`, then `finish`); a decoder
+    is made over the stream (`payload`) and gives back the planes in the same order
+    (`decode`). Pricing (`costs`) runs the same model without writing anything."""
 
     def __init__(self, max_error: int, payload: bytes | None = None):
         self.levels = levels(max_error)
@@ -71,10 +71,6 @@ class AlphaCoder:
         self.decoding = payload is not None
         self.payload = np.frombuffer(payload, np.uint8).copy() if payload is not None else np.zeros(1 << 12, np.uint8)
         arith.start(self.scalars[X1 : IO + 1], self.payload, self.decoding)
-
-    @classmethod
-    def reading(cls, max_error: int, payload: bytes) -> "AlphaCoder":
-        return cls(max_error, payload)
 
     def encode(self, alpha: np.ndarray, guide: np.ndarray) -> np.ndarray:
         """Append planes (n, H, W) of alpha with their network guesses; returns what each
