@@ -30,9 +30,9 @@ def fill(image: np.ndarray) -> np.ndarray:
         out[..., :-1] = 0
         return out
     rows, cols = ndimage.distance_transform_edt(hidden, return_distances=False, return_indices=True)
-    nearest = image[rows, cols, :-1].astype(np.float32)
-    smooth = ndimage.uniform_filter(nearest, size=(SMOOTH, SMOOTH, 1), mode="nearest")
-    out[hidden, :-1] = np.rint(smooth[hidden]).astype(np.uint8)
+    # uint8 throughout: beside the image, 8 bytes of indices and 2 x C bytes per pixel
+    smooth = ndimage.uniform_filter(image[rows, cols, :-1], size=(SMOOTH, SMOOTH, 1), mode="nearest")
+    out[hidden, :-1] = smooth[hidden]
     return out
 
 
