@@ -183,12 +183,10 @@ def _code(decoding, alpha, guide, row, payload, levels, nearest, level_bits, cou
                 for k in range(INPUTS):
                     dot += inputs[k] * weights[wset + k]
                 p = squash(dot >> 16, SQUASH)
-                if pricing:
-                    bits[i] += COST[p] if bit else COST[4096 - p]
-                else:
+                if not pricing:
                     bit, x1, x2, x, io = coder_step(decoding, bit, p, x1, x2, x, io, payload)
-                    if not decoding:
-                        bits[i] += COST[p] if bit else COST[4096 - p]
+                if not decoding:
+                    bits[i] += COST[p] if bit else COST[4096 - p]
                 for k in range(CONTEXTS):
                     train_counter(counters, slots[k], bit, COUNTER_LIMIT)
                 err = ((bit << 12) - p) * MIXER_RATE
