@@ -102,9 +102,13 @@ def _check_against_python_sums(codec, seed: int, at: int) -> None:
 def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_codec):
     """A trained model's 3x3 convolutions repeat the edge value past it (in the transform
     and in the hyperprior), the integer form included; a model file without the key
-    (written before it existed) is rebuilt with the zero padding it was trained with."""
-    convs = [m for m in hyper_codec.model.modules() if getattr(m, "kernel_size", None) == (3, 3)]
+    (written before it existed) is rebuilt with the zero padding it was trained with.
+    The context's filters see a map where zero means "not decoded yet", so zero past
+    the edge says the same."""
+    context = set(hyper_codec.model.latents.context.modules())
+    convs = [m for m in hyper_codec.model.modules() if getattr(m, "kernel_size", None) == (3, 3) and m not in context]
     assert convs and all(m.padding_mode == "replicate" for m in convs)
+    assert context and all(m.padding_mode == "zeros" for m in context if isinstance(m, torch.nn.Conv2d))
     _check_against_python_sums(hyper_codec, seed=1, at=0)  # the corner: rows and columns -1 read as 0
     net = {k: v for k, v in hyper_codec.file.net.items() if k != "padding"}
     older = Autoencoder(NetConfig(**net))
@@ -126,6 +130,22 @@ def test_integer_decoding_matches_the_float_network(hyper_codec, digits):
     with torch.no_grad():
         floats = hyper_codec.model.synthesise(latents_float, (16, 16)).permute(0, 2, 3, 1).numpy() * 255
     assert np.abs(exact - floats).max() <= 1.0
+
+
+def test_context_training_path_sees_what_the_decoder_sees(hyper_codec, digits):
+    """The float pass training and validation use gives the latents the exact integer
+    walk decodes (means, context and all), up to fixed-point rounding: were the two to
+    order inputs or passes differently, training would optimise another codec."""
+    codec = hyper_codec.model.latents
+    assert isinstance(codec, latents.ContextLatents)
+    y = hyper_codec._analyse(_colour(digits, 20, seed=11))
+    for quality in range(hyper_codec.cfg.qualities):
+        symbols = codec.quantize(y, quality)
+        exact = codec.dequantize(symbols, quality)
+        floats = codec.rounded(y, quality)
+        assert symbols["mean"].any()  # the trained heads do predict means
+        close = (exact - floats).abs() < 1e-2
+        assert close.float().mean() > 0.99
 
 
 def test_grey_images_go_through_a_colour_model(hyper_codec, digits):
@@ -252,15 +272,20 @@ def _photos(count: int, side: int, seed: int = 0) -> list[np.ndarray]:
 
 def test_a_colour_collection_starts_from_the_shipped_photo_model():
     """With every setting left open, colour images of 64 px or more train the photo
-    model's network from the photo model's weights (lr 0 keeps them as they are)."""
+    model's network from the photo model's weights (lr 0 keeps them as they are, and
+    what a model without context lacks starts at zero: the same pixels)."""
     from latentzip.image import zoo
 
-    result = train(_photos(12, 64), TrainConfig(epochs=1, batch_size=2, lr=0.0), progress=False)
+    images = _photos(12, 64)
+    result = train(images, TrainConfig(epochs=1, batch_size=2, lr=0.0), progress=False)
     photo = zoo.load_model(result.config.start)
     assert result.config.start == zoo.networks("photo")[0] and result.codec.meta["train"]["start"] == result.config.start
     assert result.config.qualities == photo.cfg.qualities and result.config.lmbda == photo.meta["train"]["lmbda"]
+    assert result.codec.model.cfg.context
     trained = result.codec.model.state_dict()
-    assert all(torch.equal(trained[k], v) for k, v in photo.model.state_dict().items())
+    assert all(torch.equal(trained[k][tuple(slice(0, n) for n in v.shape)], v) for k, v in photo.model.state_dict().items())
+    decoded = result.codec.decode(result.codec.encode(images[:3], quality=2))
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, photo.decode(photo.encode(images[:3], quality=2))))
 
 
 def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back():
@@ -440,11 +465,23 @@ def _large(digits, height: int, width: int, channels: int = 3, seed: int = 5) ->
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, digits, monkeypatch):
+@pytest.fixture(scope="module")
+def plain_codec(digits):
+    """The hyperprior without means or context, as models before them."""
+    cfg = TrainConfig(arch="conv", levels=2, latent=24, hidden=(16,), qualities=3, epochs=2, seed=3, context=False)
+    return train(_colour(digits, 300), cfg, progress=False).codec
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, plain_codec, context, digits, monkeypatch):
     """Tiles are coded with the margin their edge blocks see, so a tiled image decodes to
-    exactly what coding it in one piece gives: no seams, by construction."""
+    exactly what coding it in one piece gives: no seams, by construction. With means,
+    each tile's come from its own side latents and neighbours, so its latents are
+    rounded about other points: the pixels differ a little, the quality does not."""
     from latentzip.image import tiling
 
+    hyper_codec = hyper_codec if context else plain_codec
+    assert isinstance(hyper_codec.model.latents, latents.ContextLatents) == context
     image = _large(digits, 300, 600)
     whole = hyper_codec.encode([image], quality=2)
     assert _catalog(whole)[0].tile is None
@@ -452,7 +489,10 @@ def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, digits, monkeypatc
     tiled = hyper_codec.encode([image, image[:40, :50]], quality=2)
     assert _catalog(tiled)[0].tile == 256
     out = hyper_codec.decode(tiled)
-    assert np.array_equal(out[0], hyper_codec.decode(whole)[0])
+    if context:
+        assert abs(metrics.psnr(image, out[0]) - metrics.psnr(image, hyper_codec.decode(whole)[0])) < 0.2
+    else:
+        assert np.array_equal(out[0], hyper_codec.decode(whole)[0])
     assert out[1].shape == (40, 50, 3)
     assert np.array_equal(hyper_codec.reconstruct([image], quality=2)[0], out[0])
     assert np.array_equal(hyper_codec.latents([image], quality=2)[0].shape, (24, 75, 150))

@@ -525,30 +525,31 @@ class ImageCodec:
 
         if chunk.tiles is None:
             return emit(self._symbols(x, quality))
-        grid = None
+        grid: Symbols = {}
         for tile in chunk.tiles:
-            symbols = emit(self.model.latents.quantize(self._analyse(x, tile), quality - 1))
-            grid = self._paste(grid, x.shape, tile, symbols["y"])
-        return {"y": grid}  # type: ignore[dict-item]
+            self._paste(grid, x.shape, tile, emit(self.model.latents.quantize(self._analyse(x, tile), quality - 1)))
+        return grid
 
     def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:
         """What `_code_symbols` wrote for a chunk of `shape`, read back."""
         if chunk.tiles is None:
             return self.model.latents.read(decoder, shape[0], self._grid(shape[1:]), quality - 1)
-        grid = None
+        grid: Symbols = {}
         for tile in chunk.tiles:
             tile_grid = self._grid((*tile.size, shape[3]))
-            grid = self._paste(grid, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1)["y"])
-        return {"y": grid}  # type: ignore[dict-item]
-
-    def _paste(self, grid: np.ndarray | None, shape: tuple[int, ...], tile: tiling.Tile, y: np.ndarray) -> np.ndarray:
-        """`grid`, the main symbols of a tiled image (int32: half of int64's memory for the
-        largest array a decode holds), with one tile's (1, latent, h, w) symbols in place."""
-        if grid is None:
-            grid = np.empty((1, self.cfg.latent, *self._grid(shape[1:])), np.int32)
-        top, left = tile.rows.start // self.cfg.stride, tile.cols.start // self.cfg.stride
-        grid[:, :, top : top + y.shape[2], left : left + y.shape[3]] = y
+            self._paste(grid, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1))
         return grid
+
+    def _paste(self, grid: Symbols, shape: tuple[int, ...], tile: tiling.Tile, symbols: Symbols) -> None:
+        """Put one tile's (1, latent, h, w) main symbols, and their means where the
+        latent codec has them, in place in `grid`, those of a whole tiled image (int32:
+        half of int64's memory for the largest arrays a decode holds)."""
+        top, left = tile.rows.start // self.cfg.stride, tile.cols.start // self.cfg.stride
+        for key in ("y", "mean"):
+            if key in symbols:
+                whole = grid.setdefault(key, np.empty((1, self.cfg.latent, *self._grid(shape[1:])), np.int32))
+                part = symbols[key]
+                whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
 
     def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
               tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
@@ -563,11 +564,12 @@ class ImageCodec:
             base = self._pixels(self._fixed(self.model.latents.fixed_input(symbols, quality - 1)), h, w)
         else:
             base = np.empty((n, h, w, self.cfg.channels), np.uint8)
-            s, grid = self.cfg.stride, symbols["y"]
+            s = self.cfg.stride
             for tile in tiles:
                 rows, cols = (self._margin(slice(span.start // s, -(-span.stop // s)), size, 1)
-                              for span, size in zip((tile.rows, tile.cols), grid.shape[2:]))
-                latents = self.model.latents.fixed_input({"y": grid[:, :, rows, cols].astype(np.int64)}, quality - 1)
+                              for span, size in zip((tile.rows, tile.cols), symbols["y"].shape[2:]))
+                part = {key: grid[:, :, rows, cols].astype(np.int64) for key, grid in symbols.items()}
+                latents = self.model.latents.fixed_input(part, quality - 1)
                 pixels = self._pixels(self._fixed(latents), (rows.stop - rows.start) * s, (cols.stop - cols.start) * s)
                 top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
                 height, width = tile.size

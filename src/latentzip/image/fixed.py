@@ -119,14 +119,19 @@ class _Conv:
         bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(len(self.weight), dtype=torch.float64)
         self.bias = torch.round(bias * (1 << (CONV_WEIGHT_BITS + ACT_BITS)))
         self.padding = layer.padding
+        self.groups = layer.groups
         self.replicate = layer.padding_mode == "replicate"
+        if self.groups > 1 and (self.groups != layer.in_channels or self.replicate):
+            raise ValueError("of grouped convolutions only depthwise ones with zero padding have an integer form")
         _check_exact(self.weight, self.bias, CONV_LIMIT)
 
     def __call__(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The layer on `x`; with `inputs`, `x` holds only those input channels (the
         others being zero everywhere, their terms are zero: the sums are the same)."""
         weight = self.weight if inputs is None else self.weight[:, inputs]
-        if weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
+        if self.groups > 1:
+            acc = _depthwise(x, weight, self.bias, self.padding)  # type: ignore[arg-type]
+        elif weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
             n, c, h, w = x.shape
             columns = x.double().transpose(0, 1).reshape(c, n * h * w)
             acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], columns).view(-1, n, h, w).transpose(0, 1)
@@ -137,6 +142,21 @@ class _Conv:
         else:
             acc = F.conv2d(x.double(), weight, self.bias, padding=self.padding)
         return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
+
+
+def _depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """A depthwise convolution (each output channel reads one input channel) with zero
+    padding, as a sum of shifted copies in int64: exact, and several times faster than a
+    grouped convolution in float64."""
+    out, _, kh, kw = weight.shape
+    (ph, pw), (h, w) = padding, x.shape[-2:]
+    source = F.pad(x.to(torch.int64), (pw, pw, ph, ph)).repeat_interleave(out // x.shape[1], dim=1)
+    taps = weight.to(torch.int64)
+    acc = bias.to(torch.int64).view(1, -1, 1, 1).expand(len(x), out, h, w).clone()
+    for i in range(kh):
+        for j in range(kw):
+            acc += source[:, :, i : i + h, j : j + w] * taps[:, 0, i, j].view(1, -1, 1, 1)
+    return acc
 
 
 class _InverseGDN:

@@ -10,15 +10,16 @@ A latent codec does four things (the protocol, `LatentCodec`):
   with integer tables stored in the model file, so a file parses the same everywhere;
 - `bits(symbols, quality)`: each image's exact cost under those tables.
 
-Two implementations: `FactorizedLatents` (one learned density per channel, Ballé et al.
-2017) and `HyperpriorLatents` (Ballé et al. 2018): side latents z, coded with a
+Three implementations: `FactorizedLatents` (one learned density per channel, Ballé et
+al. 2017); `HyperpriorLatents` (Ballé et al. 2018): side latents z, coded with a
 factorized prior, tell the decoder the scale of every main latent, whose Gaussian table
-is then picked by a scale index. The hyperprior is the factorized codec composed with a
-scale-table codec; the indices come from the hyper-synthesis run in exact integer
-arithmetic (`fixed.FixedNet`), so encoder and decoder derive the same ones on every
-machine, thread count and device.
+is then picked by a scale index; and `ContextLatents`, the hyperprior with a mean for
+every latent and a checkerboard context, what models are trained with now. The
+hyperprior is the factorized codec composed with a scale-table codec; the indices (and
+means) come from networks run in exact integer arithmetic (`fixed.FixedNet`), so encoder
+and decoder derive the same ones on every machine, thread count and device.
 
-Both carry an optional quality ladder (`Gains`): one model codes at several qualities,
+Each carries an optional quality ladder (`Gains`): one model codes at several qualities,
 each scaling every latent channel by its own gain before rounding (a finer or coarser
 quantizer) and by an inverse gain before synthesis.
 """
@@ -26,7 +27,7 @@ quantizer) and by an inverse gain before synthesis.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import constriction
 import numpy as np
@@ -44,6 +45,9 @@ _LOG_LOW = round(math.log(SCALE_MIN) * (1 << fixed.ACT_BITS))  # units of 2**-AC
 _LOG_STEP = round(math.log(SCALE_MAX / SCALE_MIN) / SCALES * (1 << fixed.ACT_BITS))
 LATENT_LIMIT = 1 << 15  # |latent| larger than this is clipped: no real image comes near
 GAIN_BITS = 16  # inverse gains carry this many bits more than activations
+CONTEXT_MULTIPLIER = 2  # context: spatial filters of the decoded anchors per latent channel
+# context: latents and means are clamped to +-64, as `fixed.FixedNet` clamps every output
+_VALUE_LIMIT = fixed.CONV_LIMIT / (1 << fixed.ACT_BITS)
 
 
 class Gains(nn.Module):
@@ -282,15 +286,19 @@ class HyperpriorLatents(LatentCodec):
             nn.Conv2d(width, 4 * width, 3, padding=1, padding_mode=padding), nn.PixelShuffle(2), nn.ReLU(),
         )
         self.bounds = [round(channels * k / slices) for k in range(slices + 1)]
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width + self.bounds[k], width, 1), nn.ReLU(),
-                          nn.Conv2d(width, self.bounds[k + 1] - self.bounds[k], 1))
-            for k in range(slices)
-        )
+        self.heads = nn.ModuleList(self._head(width, k) for k in range(slices))
         self.log_scale_bias = nn.Parameter(torch.zeros(qualities, channels))
         self.tables: CodingTables = CodingTables.empty()
         self._models: list[Any] = []
         self._fixed: list[fixed.FixedNet] = []
+
+    def _size(self, k: int) -> int:
+        return self.bounds[k + 1] - self.bounds[k]
+
+    def _head(self, width: int, k: int) -> nn.Sequential:
+        """The network that gives slice k's log-scales from the side features and the
+        magnitudes of the slices before it."""
+        return nn.Sequential(nn.Conv2d(width + self.bounds[k], width, 1), nn.ReLU(), nn.Conv2d(width, self._size(k), 1))
 
     @torch.no_grad()
     def start(self, deviations: torch.Tensor) -> None:
@@ -409,6 +417,198 @@ class HyperpriorLatents(LatentCodec):
         self._fixed = [fixed.FixedNet(self.hyper_synthesis), *(fixed.FixedNet(head) for head in self.heads)]
 
 
+class ContextLatents(HyperpriorLatents):
+    """The hyperprior with means and a spatial context: a latent's mean and scale come
+    from the side latents, from every latent of the slices before it (signed: a mean
+    needs the sign), and from the decoded latents of its own slice around it.
+
+    Each slice is coded in two passes over a checkerboard (He et al. 2021): the anchors,
+    (i + j) even, from what the slices before say; then the others, which also see the
+    anchors around them through a 3x3 convolution of each channel. Where the transform is
+    a block transform, that is how a block's neighbours predict its smooth parts, what
+    the intra prediction of WebP and AVIF does. Means are in the latents' own units
+    (before gains), so the decoder adds them exactly: y_hat = q * inverse_gain + mean,
+    where q = round((y - mean) * gain) is the symbol coded."""
+
+    def __init__(self, channels: int, side: int, width: int, qualities: int = 1, slices: int = 1,
+                 padding: str = "zeros"):
+        super().__init__(channels, side, width, qualities, slices, padding)
+        self.context = nn.ModuleList(
+            nn.Conv2d(self._size(k), CONTEXT_MULTIPLIER * self._size(k), 3, padding=1, groups=self._size(k), bias=False)
+            for k in range(slices)
+        )
+        self._fixed_context: list[fixed.FixedNet] = []
+
+    def _head(self, width: int, k: int) -> nn.Sequential:
+        """Slice k's log-scales, then means, from [side features, |slices before|,
+        slices before, context]; the first inputs are the plain hyperprior's, so a model
+        trained without context starts this one where it was (the rest start at zero)."""
+        inputs = width + 2 * self.bounds[k] + CONTEXT_MULTIPLIER * self._size(k)
+        return nn.Sequential(nn.Conv2d(inputs, width, 1), nn.ReLU(), nn.Conv2d(width, 2 * self._size(k), 1))
+
+    # --- training: float arithmetic ---------------------------------------------------
+
+    def _slice_parameters(self, k: int, features: torch.Tensor, known: torch.Tensor,
+                          context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.heads[k](torch.cat([features, known.abs(), known, context], dim=1))
+        n = self._size(k)
+        return t[:, :n], t[:, n:].clamp(-_VALUE_LIMIT, _VALUE_LIMIT)
+
+    def _pass(self, y: torch.Tensor, z_hat: torch.Tensor, quality: int, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, each image's bits for the main latents) of float latents `y`, with
+        the rate of noisy residuals (training) or of rounded ones (validation)."""
+        grid = y.shape[-2:]
+        features = self.hyper_synthesis(z_hat)[..., : grid[0], : grid[1]]
+        anchors = checkerboard(grid, y.device)
+        gain, inverse = self.gains.gain(quality, y.ndim), self.gains.inverse(quality, y.ndim)
+        hats: list[torch.Tensor] = []
+        bits = y.new_zeros(len(y))
+        for k in range(len(self.heads)):
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            known = torch.cat(hats, dim=1).clamp(-_VALUE_LIMIT, _VALUE_LIMIT) if hats else y[:, :0]
+            g, ig, yk = gain[:, lo:hi], inverse[:, lo:hi], y[:, lo:hi]
+            empty = y.new_zeros(len(y), CONTEXT_MULTIPLIER * (hi - lo), *grid)
+            log_a, mean_a = self._slice_parameters(k, features, known, empty)
+            first = quantize((yk - mean_a) * g, "ste") * ig + mean_a
+            context = self.context[k](first.clamp(-_VALUE_LIMIT, _VALUE_LIMIT) * anchors)
+            log_b, mean_b = self._slice_parameters(k, features, known, context)
+            log_scale = torch.where(anchors, log_a, log_b) + self.log_scale_bias[quality, lo:hi].view(1, -1, 1, 1)
+            mean = torch.where(anchors, mean_a, mean_b)
+            residual = (yk - mean) * g
+            hats.append(quantize(residual, "ste") * ig + mean)
+            rate = quantize(residual, "noise" if noisy else "round")
+            scales = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX)
+            bits = bits - torch.log2(_gaussian(rate, scales)).flatten(1).sum(1)
+        return torch.cat(hats, dim=1), bits
+
+    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v = y * self.gains.gain(quality, y.ndim)
+        z_hat, side_bits = self.side(self._side(v), quality)
+        y_hat, bits = self._pass(y, z_hat, quality, noisy=True)
+        return y_hat, side_bits + bits
+
+    def estimate(self, y: torch.Tensor, quality: int) -> float:
+        with torch.no_grad():
+            z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
+            return self.side.estimate(z, quality) + float(self._pass(y, z, quality, noisy=False)[1].sum())
+
+    def rounded(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+        with torch.no_grad():
+            z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
+            return self._pass(y, z, quality, noisy=False)[0]
+
+    # --- coding: exact integer arithmetic ---------------------------------------------
+
+    def _walk(self, z: np.ndarray, n: int, grid: tuple[int, ...], quality: int,
+              symbols_at: Callable[[int, np.ndarray, torch.Tensor, np.ndarray], np.ndarray]) -> Symbols:
+        """Every slice's two passes in coding order, in integer arithmetic. For each pass
+        `symbols_at(k, spots, mean, index)` gives the symbols q (n, slice channels, P) of
+        slice k at the P positions `spots` (bool, grid), given their means (int64, units
+        of 2**-ACT_BITS) and scale indices, both (n, slice channels, P): the encoder
+        rounds, the decoder reads. The heads are 1x1 convolutions, so they run only at
+        the pass's positions, laid out as a (P, 1) grid."""
+        if not self._fixed:
+            raise RuntimeError("freeze or thaw the hyperprior before coding")
+        features = self._fixed[0](torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
+        bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1)
+        anchors = checkerboard(grid, torch.device("cpu"))
+        limit = fixed.CONV_LIMIT
+        q = torch.zeros((n, self.channels, *grid), dtype=torch.int64)
+        mean, index, hat = torch.zeros_like(q), torch.zeros_like(q), torch.zeros_like(q)
+        for k in range(len(self.heads)):
+            lo, hi, size = self.bounds[k], self.bounds[k + 1], self._size(k)
+            known = hat[:, :lo].clamp(-limit, limit)
+            for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])):
+                parts = [features[:, :, where], known[:, :, where]]
+                if first:
+                    parts.append(torch.zeros(n, CONTEXT_MULTIPLIER * size, *parts[0].shape[2:], dtype=torch.int64))
+                else:
+                    parts.append(self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit) * anchors)[:, :, where])
+                t = self._fixed[1 + k](torch.cat([parts[0], parts[1].abs(), parts[1], parts[2]], dim=1)[..., None])[..., 0]
+                m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
+                q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
+                mean[:, lo:hi, where], index[:, lo:hi, where] = m, i
+                hat[:, lo:hi] = self._dequantized(q[:, lo:hi].numpy(), lo, hi, quality) + mean[:, lo:hi]
+        return {"z": z, "y": q.numpy(), "mean": mean.numpy(), "index": index.numpy()}
+
+    def indices(self, z: np.ndarray, q: np.ndarray, quality: int) -> np.ndarray:
+        return self._walk(z, len(q), q.shape[2:], quality,
+                          lambda k, spots, mean, index: q[:, self.bounds[k] : self.bounds[k + 1], spots])["index"]
+
+    def _dequantized(self, q: np.ndarray, lo: int, hi: int, quality: int) -> torch.Tensor:
+        """q * inverse gain of channels lo:hi, int64 in units of 2**-ACT_BITS, exactly."""
+        gains = torch.from_numpy(self.inverse_gains[quality][lo:hi]).view(1, -1, *[1] * (q.ndim - 2))
+        return (torch.from_numpy(q) * gains + (1 << (GAIN_BITS - 1))) >> GAIN_BITS
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+        v = y * self.gains.gain(quality, y.ndim)
+        z = self.side.quantize(self._side(v), quality)["y"]
+        gain = self.gains.gain(quality, y.ndim).double()
+
+        def rounded(k: int, spots: np.ndarray, mean: torch.Tensor, index: np.ndarray) -> np.ndarray:
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            residual = (y[:, lo:hi, spots].double() - mean.double() / (1 << fixed.ACT_BITS)) * gain[:, lo:hi, :, 0]
+            return torch.round(residual).clamp(-LATENT_LIMIT, LATENT_LIMIT).to(torch.int64).numpy()
+
+        return self._walk(z, len(y), tuple(y.shape[2:]), quality, rounded)
+
+    def fixed_input(self, symbols: Symbols, quality: int) -> torch.Tensor:
+        return self._dequantized(symbols["y"], 0, self.channels, quality) + torch.from_numpy(symbols["mean"])
+
+    def dequantize(self, symbols: Symbols, quality: int) -> torch.Tensor:
+        return (self.fixed_input(symbols, quality).double() / (1 << fixed.ACT_BITS)).float()
+
+    def _runs(self, symbols: Symbols) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(symbols, scale indices) of each pass, in coding order."""
+        anchors = checkerboard(symbols["y"].shape[2:], torch.device("cpu")).numpy()
+        for k in range(len(self.heads)):
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            for where in (anchors, ~anchors):
+                mask = np.broadcast_to(where, symbols["y"][:, lo:hi].shape)
+                yield symbols["y"][:, lo:hi][mask], symbols["index"][:, lo:hi][mask]
+
+    def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
+        self.side.write(encoder, {"y": symbols["z"]}, quality)
+        for values, index in self._runs(symbols):
+            order = np.argsort(index, kind="stable")
+            ends = np.cumsum(np.bincount(index, minlength=SCALES))
+            write_channels(encoder, self.tables, self._models, np.split(values[order], ends[:-1]))  # type: ignore[arg-type]
+
+    def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
+        side_grid = tuple(-(-g // 4) for g in grid)
+        z = self.side.read(decoder, n, side_grid, quality)["y"]
+
+        def read(k: int, spots: np.ndarray, mean: torch.Tensor, index: np.ndarray) -> np.ndarray:
+            flat = index.ravel()
+            order = np.argsort(flat, kind="stable")
+            sizes = np.bincount(flat, minlength=SCALES)
+            ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
+            values = np.empty_like(ranked)
+            values[order] = ranked
+            return values.reshape(index.shape)
+
+        return self._walk(z, n, grid, quality, read)
+
+    def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
+        q, index = symbols["y"], symbols["index"]
+        cost = np.zeros(q.shape)
+        for k in np.unique(index).tolist():
+            where = index == k
+            cost[where] = self.tables.costs(q[where], k)
+        return self.side.bits({"y": symbols["z"]}, quality) + cost.reshape(len(q), -1).sum(1)
+
+    def _use(self, tables: CodingTables) -> None:
+        super()._use(tables)
+        self._fixed_context = [fixed.FixedNet(c) for c in self.context]
+
+
+def checkerboard(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The anchors of a latent grid, (1, 1, h, w) bool: where (row + column) is even."""
+    rows = torch.arange(grid[0], device=device).view(-1, 1)
+    cols = torch.arange(grid[1], device=device).view(1, -1)
+    return ((rows + cols) % 2 == 0).view(1, 1, *grid)
+
 def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """P(v) of (noisy or rounded) latents under zero-mean Gaussians of `scales`,
     integrated over v +- 1/2 (by symmetry, on |v|, where it is precise)."""
@@ -420,5 +620,5 @@ def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 def build_latents(cfg: Any) -> LatentCodec:
     """The latent codec a network config asks for."""
     if cfg.prior == "hyperprior":
-        return HyperpriorLatents(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities, cfg.slices, cfg.padding)
+        return (ContextLatents if cfg.context else HyperpriorLatents)(cfg.latent, cfg.hyper, cfg.hidden[0], cfg.qualities, cfg.slices, cfg.padding)
     return FactorizedLatents(cfg.latent, cfg.qualities, gains=not cfg.record.fixed_size)

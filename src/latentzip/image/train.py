@@ -90,6 +90,7 @@ class TrainConfig:
     qualities: int | None = None  # conv: rungs of the quality ladder (None: 6, or 1 with --lmbda)
     slices: int = 4  # hyperprior: groups of latents, each conditioned on those before (1: plain hyperprior;
     # never more groups than latents)
+    context: bool = True  # hyperprior: means, and each slice coded in two checkerboard passes (latents.ContextLatents)
     reg: str = "none"
     reg_weight: float | None = None  # None = the default for `reg`
     noise: float = 0.0  # denoising: corruption level while training
@@ -144,7 +145,7 @@ class TrainConfig:
             cfg = NetConfig(self.arch or "conv", self.latent or 1, channels, height, width, tuple(self.hidden or ()),
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
                             self._hyper(), min(self.slices, self.latent or 1) if self.prior == "hyperprior" else 1,
-                            "replicate" if self.arch == "conv" else "zeros")
+                            "replicate" if self.arch == "conv" else "zeros", self.context and self.prior == "hyperprior")
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
@@ -237,9 +238,9 @@ def _grows_alpha(network: NetConfig, trained: NetConfig) -> bool:
 
 def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
-    the same with an alpha channel that `trained` lacks."""
+    the same with an alpha channel or a context that `trained` lacks."""
     return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
-                   height=network.height, width=network.width) == network
+                   height=network.height, width=network.width, context=network.context or trained.context) == network
 
 
 def _small_side(images: Images) -> int:

@@ -48,6 +48,7 @@ class NetConfig:
     hyper: int = 0  # hyperprior: side channels (0: none)
     slices: int = 1  # hyperprior: groups of latent channels, each also conditioned on those before
     padding: str = "zeros"  # how 3x3 convolutions see past an edge: "replicate", or "zeros" (older files)
+    context: bool = False  # hyperprior: means and a checkerboard context (latents.ContextLatents; False: older files)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -296,6 +297,8 @@ def check_config(cfg: NetConfig) -> None:
         raise ValueError("quality ladder or hyperprior size")
     if cfg.prior not in ("factorized", "hyperprior") or (cfg.prior == "hyperprior") != (cfg.hyper > 0):
         raise ValueError(f"latent codec {cfg.prior!r} with {cfg.hyper} side channels")
+    if cfg.context and cfg.prior != "hyperprior":
+        raise ValueError("a context needs the hyperprior")
     if cfg.prior == "hyperprior" and cfg.record.fixed_size:
         raise ValueError("a hyperprior needs a convolutional transform")
 
