@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -113,6 +114,19 @@ def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_c
     net = {k: v for k, v in hyper_codec.file.net.items() if k != "padding"}
     older = Autoencoder(NetConfig(**net))
     assert all(m.padding_mode == "zeros" for m in older.modules() if getattr(m, "kernel_size", None) == (3, 3))
+
+
+def test_depthwise_convolution_in_integers_is_the_grouped_convolution():
+    """The context's depthwise 3x3 runs as shifted integer sums; it must be the grouped
+    convolution exactly, edges (zero padding) included; other groupings are refused."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(6, 12, 3, padding=1, groups=6, bias=False)
+    x = torch.randint(-(1 << 18), 1 << 18, (2, 6, 7, 9))
+    frozen = fixed._Conv(layer)
+    exact = F.conv2d(x.double(), frozen.weight, frozen.bias, padding=1, groups=6).to(torch.int64)
+    assert torch.equal(frozen(x), (exact + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS)
+    with pytest.raises(ValueError, match="depthwise"):
+        fixed._Conv(torch.nn.Conv2d(6, 6, 3, padding=1, groups=3))
 
 
 def test_integer_square_root_is_exact():
