@@ -519,6 +519,8 @@ class ContextLatents(HyperpriorLatents):
             lo, hi, size = self.bounds[k], self.bounds[k + 1], self._size(k)
             known = hat[:, :lo].clamp(-limit, limit)
             for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])):
+                if not where.any():  # a grid of one latent has no second pass
+                    continue
                 parts = [features[:, :, where], known[:, :, where]]
                 if first:
                     parts.append(torch.zeros(n, CONTEXT_MULTIPLIER * size, *parts[0].shape[2:], dtype=torch.int64))
