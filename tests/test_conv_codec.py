@@ -219,7 +219,7 @@ def test_model_file_asking_for_a_huge_network_is_refused_before_building_it(hype
     from latentzip.image.codec import ImageCodec
 
     stored = hyper_codec.file
-    for change in ({"hidden": [20_000]}, {"levels": 100}, {"latent": 10**9}):
+    for change in ({"hidden": [20_000]}, {"levels": 100}, {"latent": 10**9}, {"context": "yes"}, {"context": False}):
         meta = {"format": "latentzip-image-model", "version": "3", "net": json.dumps({**stored.net, **change}), "meta": "{}"}
         with pytest.raises(ModelError, match="damaged"):
             ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
@@ -410,7 +410,7 @@ def test_cli_trains_on_rgba_images_of_several_sizes_and_keeps_alpha(tmp_path, di
     trained = run_cli("train", "--data", str(icons), "--epochs", "1", "--qualities", "2", "-o", str(model))
     assert trained.returncode == 0, trained.stderr.decode()
     said = trained.stderr.decode()
-    assert "training conv" in said and "hyperprior" in said and f"{model}:q2" in said
+    assert "training conv" in said and "hyperprior with context" in said and f"{model}:q2" in said
     out = tmp_path / "icons.ltz"
     encoded = run_cli("encode", "-m", f"{model}:q1", str(icons), "-o", str(out))
     assert encoded.returncode == 0, encoded.stderr.decode()

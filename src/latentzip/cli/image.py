@@ -196,7 +196,8 @@ def _launch(procs: int, argv: list[str]) -> int:
 def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa: F821
     """Print what a run uses, the settings it chose included."""
     start = "a linear start" if cfg.start == "linear" else f"starting from {cfg.start}"
-    net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {cfg.prior}, {cfg.qualities} qualities, "
+    prior = f"{cfg.prior} with context" if cfg.prior == "hyperprior" and cfg.context else cfg.prior
+    net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {prior}, {cfg.qualities} qualities, "
                                                   f"crops of {cfg.crop}, {start}" if cfg.arch == "conv" else "")
     if cfg.epochs is None:
         budget = f"for {cfg.minutes:g} min"

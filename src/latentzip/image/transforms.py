@@ -54,6 +54,8 @@ class NetConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}")
+        if not isinstance(self.context, bool):
+            raise ValueError(f"context must be true or false, not {self.context!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
