@@ -126,11 +126,16 @@ class LatentCodec(nn.Module):
 
     def fixed_input(self, symbols: Symbols, quality: int) -> torch.Tensor:
         """The same, as int64 in units of 2**-ACT_BITS, exactly (for `fixed.FixedNet`)."""
-        q = torch.from_numpy(symbols["y"])
+        return self._dequantized(symbols["y"], quality)
+
+    def _dequantized(self, q: np.ndarray, quality: int, first: int = 0) -> torch.Tensor:
+        """Symbols q of the channels from `first` on (a slice) times their inverse gains,
+        as int64 in units of 2**-ACT_BITS, exactly."""
+        values = torch.from_numpy(q)
         if self.gains is None:
-            return q << fixed.ACT_BITS
-        gains = torch.from_numpy(self.inverse_gains[quality][: q.shape[1]])  # the first channels, for slices
-        scaled = q * gains.view(1, -1, *[1] * (q.ndim - 2))
+            return values << fixed.ACT_BITS
+        gains = torch.from_numpy(self.inverse_gains[quality][first : first + q.shape[1]])
+        scaled = values * gains.view(1, -1, *[1] * (q.ndim - 2))
         return (scaled + (1 << (GAIN_BITS - 1))) >> GAIN_BITS
 
     def _freeze_gains(self) -> dict[str, np.ndarray]:
@@ -350,7 +355,7 @@ class HyperpriorLatents(LatentCodec):
         bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1, 1)
 
         def of_slice(q: np.ndarray, k: int) -> np.ndarray:
-            known = self.fixed_input({"y": q[:, : self.bounds[k]]}, quality).abs()
+            known = self._dequantized(q[:, : self.bounds[k]], quality).abs()
             t = self._fixed[1 + k](torch.cat([features, known], dim=1))
             return scale_index(t + bias[:, self.bounds[k] : self.bounds[k + 1]]).numpy()
 
@@ -361,30 +366,44 @@ class HyperpriorLatents(LatentCodec):
         q = symbols["y"]
         scales = self._scales(symbols["z"], q, quality)
         for k in range(len(self.heads)):
-            flat = scales(q, k).ravel()
-            order = np.argsort(flat, kind="stable")
-            ends = np.cumsum(np.bincount(flat, minlength=SCALES))
-            part = q[:, self.bounds[k] : self.bounds[k + 1]].ravel()
-            write_channels(encoder, self.tables, self._models, np.split(part[order], ends[:-1]))  # type: ignore[arg-type]
+            self._write_ranked(encoder, q[:, self.bounds[k] : self.bounds[k + 1]], scales(q, k))
 
     def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
-        side_grid = tuple(-(-g // 4) for g in grid)
-        z = self.side.read(decoder, n, side_grid, quality)["y"]
+        z = self._read_side(decoder, n, grid, quality)
         q = np.zeros((n, self.channels, *grid), np.int64)
         scales = self._scales(z, q, quality)
         for k in range(len(self.heads)):
-            flat = scales(q, k).ravel()
-            order = np.argsort(flat, kind="stable")
-            sizes = np.bincount(flat, minlength=SCALES)
-            ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
-            values = np.empty_like(ranked)
-            values[order] = ranked
-            q[:, self.bounds[k] : self.bounds[k + 1]] = values.reshape(n, -1, *grid)
+            q[:, self.bounds[k] : self.bounds[k + 1]] = self._read_ranked(decoder, scales(q, k))
         return {"z": z, "y": q}
 
+    def _read_side(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> np.ndarray:
+        """The side symbols of n images whose main grid is `grid` (the side grid is 4x smaller)."""
+        return self.side.read(decoder, n, tuple(-(-g // 4) for g in grid), quality)["y"]
+
+    def _write_ranked(self, encoder: constriction.stream.queue.RangeEncoder, values: np.ndarray, index: np.ndarray) -> None:
+        """Main symbols in increasing scale index, each index's run with its Gaussian table
+        (stable: within an index, in the arrays' order)."""
+        flat = index.ravel()
+        order = np.argsort(flat, kind="stable")
+        ends = np.cumsum(np.bincount(flat, minlength=SCALES))
+        write_channels(encoder, self.tables, self._models, np.split(values.ravel()[order], ends[:-1]))  # type: ignore[arg-type]
+
+    def _read_ranked(self, decoder: Decoder, index: np.ndarray) -> np.ndarray:
+        """What `_write_ranked` wrote for these scale indices, in their shape."""
+        flat = index.ravel()
+        order = np.argsort(flat, kind="stable")
+        sizes = np.bincount(flat, minlength=SCALES)
+        ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
+        values = np.empty_like(ranked)
+        values[order] = ranked
+        return values.reshape(index.shape)
+
     def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
+        return self._priced(symbols, self.indices(symbols["z"], symbols["y"], quality), quality)
+
+    def _priced(self, symbols: Symbols, index: np.ndarray, quality: int) -> np.ndarray:
+        """Each image's exact bits: side symbols, then main symbols at their scale indices."""
         q = symbols["y"]
-        index = self.indices(symbols["z"], q, quality)
         cost = np.zeros(q.shape)
         for k in np.unique(index).tolist():
             where = index == k
@@ -530,17 +549,12 @@ class ContextLatents(HyperpriorLatents):
                 m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
                 q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
                 mean[:, lo:hi, where], index[:, lo:hi, where] = m, i
-                hat[:, lo:hi] = self._dequantized(q[:, lo:hi].numpy(), lo, hi, quality) + mean[:, lo:hi]
+                hat[:, lo:hi] = self._dequantized(q[:, lo:hi].numpy(), quality, lo) + mean[:, lo:hi]
         return {"z": z, "y": q.numpy(), "mean": mean.numpy(), "index": index.numpy()}
 
     def indices(self, z: np.ndarray, q: np.ndarray, quality: int) -> np.ndarray:
         return self._walk(z, len(q), q.shape[2:], quality,
                           lambda k, spots, mean, index: q[:, self.bounds[k] : self.bounds[k + 1], spots])["index"]
-
-    def _dequantized(self, q: np.ndarray, lo: int, hi: int, quality: int) -> torch.Tensor:
-        """q * inverse gain of channels lo:hi, int64 in units of 2**-ACT_BITS, exactly."""
-        gains = torch.from_numpy(self.inverse_gains[quality][lo:hi]).view(1, -1, *[1] * (q.ndim - 2))
-        return (torch.from_numpy(q) * gains + (1 << (GAIN_BITS - 1))) >> GAIN_BITS
 
     @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
@@ -556,7 +570,7 @@ class ContextLatents(HyperpriorLatents):
         return self._walk(z, len(y), tuple(y.shape[2:]), quality, rounded)
 
     def fixed_input(self, symbols: Symbols, quality: int) -> torch.Tensor:
-        return self._dequantized(symbols["y"], 0, self.channels, quality) + torch.from_numpy(symbols["mean"])
+        return super().fixed_input(symbols, quality) + torch.from_numpy(symbols["mean"])
 
     def dequantize(self, symbols: Symbols, quality: int) -> torch.Tensor:
         return (self.fixed_input(symbols, quality).double() / (1 << fixed.ACT_BITS)).float()
@@ -573,32 +587,14 @@ class ContextLatents(HyperpriorLatents):
     def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
         self.side.write(encoder, {"y": symbols["z"]}, quality)
         for values, index in self._runs(symbols):
-            order = np.argsort(index, kind="stable")
-            ends = np.cumsum(np.bincount(index, minlength=SCALES))
-            write_channels(encoder, self.tables, self._models, np.split(values[order], ends[:-1]))  # type: ignore[arg-type]
+            self._write_ranked(encoder, values, index)
 
     def read(self, decoder: Decoder, n: int, grid: tuple[int, ...], quality: int) -> Symbols:
-        side_grid = tuple(-(-g // 4) for g in grid)
-        z = self.side.read(decoder, n, side_grid, quality)["y"]
-
-        def read(k: int, spots: np.ndarray, mean: torch.Tensor, index: np.ndarray) -> np.ndarray:
-            flat = index.ravel()
-            order = np.argsort(flat, kind="stable")
-            sizes = np.bincount(flat, minlength=SCALES)
-            ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
-            values = np.empty_like(ranked)
-            values[order] = ranked
-            return values.reshape(index.shape)
-
-        return self._walk(z, n, grid, quality, read)
+        z = self._read_side(decoder, n, grid, quality)
+        return self._walk(z, n, grid, quality, lambda k, spots, mean, index: self._read_ranked(decoder, index))
 
     def bits(self, symbols: Symbols, quality: int) -> np.ndarray:
-        q, index = symbols["y"], symbols["index"]
-        cost = np.zeros(q.shape)
-        for k in np.unique(index).tolist():
-            where = index == k
-            cost[where] = self.tables.costs(q[where], k)
-        return self.side.bits({"y": symbols["z"]}, quality) + cost.reshape(len(q), -1).sum(1)
+        return self._priced(symbols, symbols["index"], quality)
 
     def _use(self, tables: CodingTables) -> None:
         super()._use(tables)
@@ -610,6 +606,7 @@ def checkerboard(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
     rows = torch.arange(grid[0], device=device).view(-1, 1)
     cols = torch.arange(grid[1], device=device).view(1, -1)
     return ((rows + cols) % 2 == 0).view(1, 1, *grid)
+
 
 def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """P(v) of (noisy or rounded) latents under zero-mean Gaussians of `scales`,
