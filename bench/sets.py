@@ -69,7 +69,10 @@ class Collection:
 
 
 def root() -> Path:
-    return data.cache_dir() / "collections"
+    """Where the collections are built (made on first use, as on a fresh machine)."""
+    where = data.cache_dir() / "collections"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
 
 
 def prepare(name: str) -> Path:

@@ -8,13 +8,14 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .. import data
 from ..errors import LatentzipError
 from ..fsio import write_bytes, write_tree
 from .image import _refuse_overwrite, budget, output_directory
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPEC_HELP = "dataset name[:split][[:N]], a directory of images, an image or a .npy file"
 
@@ -63,6 +64,8 @@ def _model_and_inputs(p: argparse.ArgumentParser, model_help: str = "shipped mod
 
 def _inputs(args: argparse.Namespace) -> tuple[list[str], list[np.ndarray]]:
     """(names, images) from INPUTs or --data, whichever was given."""
+    from .. import data
+
     if bool(args.inputs) == bool(args.data):
         raise LatentzipError("give image files or directories, or --data SPEC (one of the two)")
     if args.data:
@@ -96,6 +99,8 @@ def _denoise(args: argparse.Namespace) -> int:
 
 def _pngs(names: list[str], images: list[np.ndarray]) -> dict[str, bytes]:
     """PNG files under the inputs' names, .png for their suffix."""
+    from .. import data
+
     files: dict[str, bytes] = {}
     for name, image in zip(names, images, strict=True):
         png = Path(name).with_suffix(".png").name
@@ -122,6 +127,7 @@ def _colorize(args: argparse.Namespace) -> int:
 
 def train_unet_task(args: argparse.Namespace) -> int:
     """`latentzip train --task colorize` and `latentzip train --noise-kind watermark`."""
+    from .. import data
     from ..apps import MarkRemover, Marks, UNetTrainConfig, train_colorizer, train_unmarker
 
     cfg = UNetTrainConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
@@ -158,6 +164,7 @@ def train_unet_task(args: argparse.Namespace) -> int:
 
 
 def _anomaly(args: argparse.Namespace) -> int:
+    from .. import data
     from ..apps.anomaly import AnomalyDetector, scoring_note, train_detector
     from ..image.zoo import load_model
     from .image import _say_settings

@@ -9,11 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from .. import data
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
+
+if TYPE_CHECKING:
+    from ..image.train import TrainConfig
 
 DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) nor --minutes is given
 # Options of one --task only, by their destination: given with the other, they are refused.
@@ -124,6 +126,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .. import data
     from ..image.train import TrainConfig, train
 
     if args.task == "colorize":
@@ -193,7 +196,7 @@ def _launch(procs: int, argv: list[str]) -> int:
     return code
 
 
-def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa: F821
+def _say_settings(cfg: TrainConfig, images: int, device: str) -> None:
     """Print what a run uses, the settings it chose included."""
     start = "a linear start" if cfg.start == "linear" else f"starting from {cfg.start}"
     prior = f"{cfg.prior} with context" if cfg.prior == "hyperprior" and cfg.context else cfg.prior
@@ -207,6 +210,7 @@ def _say_settings(cfg: "TrainConfig", images: int, device: str) -> None:  # noqa
 
 
 def _encode(args: argparse.Namespace) -> int:
+    from .. import data
     from ..image.zoo import load_model
 
     _refuse_overwrite(args.output, args.force)
@@ -225,6 +229,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from .. import data
     from ..image import zoo
     from ..image.catalog import MAX_FILE
     from ..image.codec import file_fingerprint
@@ -253,6 +258,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .. import data
     from ..image.zoo import load_model
     from ..image.evaluate import evaluate
 

@@ -16,10 +16,13 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from ..errors import LatentzipError, printable
 from ..fsio import atomic_writer, open_input
+
+if TYPE_CHECKING:
+    from ..lossless import Compressor
 
 SUFFIX = ".lzc"
 _PROGRESS_MIN = 1 << 20  # inputs smaller than this finish before a bar would help
@@ -226,7 +229,7 @@ def _compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_stats(reader: _Counting, out_size: int, seconds: float, result: "Compressor") -> None:  # noqa: F821
+def _print_stats(reader: _Counting, out_size: int, seconds: float, result: Compressor) -> None:
     n = reader.size
     xz = reader.xz_total()
     bpb = 8 * out_size / n if n else 0.0

@@ -26,9 +26,9 @@ arithmetic coder (lossless/arith.py), compiled into the same loop.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..errors import FormatError
+from ..jit import njit
 from ..lossless import arith
 from ..lossless.arith import coder_step
 from ..lossless.fast import hash32, train_counter

@@ -10,7 +10,8 @@ out as integers, which numba keeps in registers inside a loop.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ..jit import njit
 
 M32 = 0xFFFFFFFF
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from numba import njit
 
+from ..jit import njit
 from . import arith
 from .arith import M32, coder_step
 from .predict import SQUASH, STRETCH, squash

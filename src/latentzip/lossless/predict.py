@@ -65,8 +65,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from ..jit import njit
 from .arith import M32, coder_step
 
 # --- 1. fixed-point helpers --------------------------------------------------------------
