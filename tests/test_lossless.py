@@ -432,3 +432,24 @@ def test_thread_flags(tmp_path: Path) -> None:
         r = _cli("compress", *flags, str(src), "-o", str(tmp_path / "bad.lzc"))
         assert r.returncode == 2 and words in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
         assert not (tmp_path / "bad.lzc").exists()
+
+
+def test_a_compress_command_loads_neither_the_image_stack_nor_scipy_linalg(tmp_path: Path) -> None:
+    """Start-up is most of a fast level's time on small files: `compress` and
+    `decompress` must not import Pillow, torch or scipy.linalg (numba's BLAS probe, which
+    latentzip.jit skips), and scipy.linalg must still import normally afterwards."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"start-up costs more than coding this\n" * 200)
+    script = (
+        "import sys\n"
+        "from latentzip.cli import main\n"
+        f"assert main(['compress', '-1', '-T', '1', {str(src)!r}]) == 0\n"
+        f"assert main(['decompress', '-T', '1', '-o', {str(tmp_path / 'out.txt')!r}, {str(src) + '.lzc'!r}]) == 0\n"
+        "loaded = [m for m in ('PIL', 'torch', 'scipy.linalg') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import scipy.linalg\n"
+        "assert scipy.linalg.svd\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    assert (tmp_path / "out.txt").read_bytes() == src.read_bytes()
