@@ -314,9 +314,9 @@ def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back()
 
 
 def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
-    """RGBA images, mostly opaque, train the photo network with an alpha channel:
-    colour's weights as shipped (lr 0 codes colour exactly as the photo model does),
-    alpha's inputs unused and its output opaque until training teaches it."""
+    """RGBA images train the photo network with an alpha channel: colour's weights as
+    shipped (lr 0 codes colour exactly as the photo model does), alpha's inputs unused
+    and its output opaque; the alpha coder keeps alpha exact."""
     import latentzip
     from latentzip.image import zoo
 
@@ -338,7 +338,6 @@ def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
 
 
 @pytest.mark.parametrize("images, cfg", [
-    ([np.dstack([im, im[..., :1]]) for im in _photos(3, 64)], TrainConfig()),  # alpha is much of what they hold
     (_photos(3, 48), TrainConfig()),  # too small for 16x downsampling
     (_photos(3, 64), TrainConfig(hidden=(32,))),  # the user's own network
     (_photos(3, 64), TrainConfig(lmbda=0.01)),  # one rate, not the photo model's ladder
@@ -346,6 +345,31 @@ def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
 ])
 def test_other_networks_start_linear(images, cfg):
     assert choose(cfg, images).start == "linear"
+
+
+def test_a_collection_mostly_transparent_starts_from_the_photo_model_too():
+    from latentzip.image import zoo
+
+    images = [np.dstack([im, np.where(im[..., :1] > 128, 255, 0).astype(np.uint8)]) for im in _photos(3, 64)]
+    assert choose(TrainConfig(), images).start == zoo.networks("photo")[0]
+
+
+def test_the_training_distortion_counts_colour_as_it_shows_and_not_alpha():
+    """Alpha is coded exactly by the alpha coder, so the network's alpha errors cost
+    nothing; colour errors count as much as the true alpha shows them."""
+    from latentzip.image.train import distortion
+
+    x = torch.rand(2, 4, 8, 8)
+    x[:, 3, :4] = 0.0  # the top half transparent
+    off_alpha = x.clone()
+    off_alpha[:, 3] = 1.0 - off_alpha[:, 3]
+    assert torch.equal(distortion(off_alpha, x, alpha=True), torch.zeros(2))
+    hidden, shown = x.clone(), x.clone()
+    hidden[:, :3, :4] += 0.5
+    shown[:, :3, 4:] += 0.5
+    assert torch.equal(distortion(hidden, x, alpha=True), torch.zeros(2))
+    expected = ((0.5 * x[:, 3:, 4:]) ** 2).sum((1, 2, 3)) * 3 / (4 * 64)
+    assert torch.allclose(distortion(shown, x, alpha=True), expected)
 
 
 def test_a_start_of_another_network_is_refused_clearly(tmp_path):

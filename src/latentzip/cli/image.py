@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conv: where the network starts: a trained model of the same network (a shipped name or a "
                         "model file), or 'linear' (a linear code fitted to the images); default: the shipped photo "
                         "model where the network chosen is its network (colour or grey images of 64 px or more, with "
-                        "an alpha channel added where under 5%% of pixels are not opaque), else linear")
+                        "an alpha channel added for images with alpha), else linear")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps", type=int, default=None,
                    help="colorize and watermark: training steps (default: as many as --minutes allows)")
