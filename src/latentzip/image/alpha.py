@@ -6,7 +6,9 @@ always what its decoded neighbours say, and where it is not, the rim repeats the
 few ramps. A residual layer over the network's alpha (what refine.py does for colour)
 pays for every rim pixel the network blurs; this coder predicts each alpha value from
 its already decoded neighbours instead, with the network's alpha as one more context
-(it knows the pixels to the right and below, which the neighbours cannot).
+(it knows the pixels to the right and below, which the neighbours cannot, where the
+network learned alpha: models trained now leave alpha to this coder alone, since
+training alpha into the latents cost more colour bytes than it saved here).
 
 Pixels go in raster order, image by image. With a bound d, alpha is first rounded to
 the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255, so 0 and 255 stay exact and
