@@ -116,17 +116,21 @@ def test_edges_are_replicated_exactly_and_older_models_keep_zero_padding(hyper_c
     assert all(m.padding_mode == "zeros" for m in older.modules() if getattr(m, "kernel_size", None) == (3, 3))
 
 
-def test_depthwise_convolution_in_integers_is_the_grouped_convolution():
-    """The context's depthwise 3x3 runs as shifted integer sums; it must be the grouped
-    convolution exactly, edges (zero padding) included; other groupings are refused."""
+@pytest.mark.parametrize("grid", [(7, 9), (1, 5), (4, 4), (2, 1)])
+def test_checkerboard_context_is_the_grouped_convolution_of_the_anchors(grid):
+    """The context reads four taps at the non-anchors only; at those positions it must be
+    the grouped convolution of the anchors exactly, edges (zero padding) included. Other
+    grouped convolutions have no integer form and are refused."""
     torch.manual_seed(0)
     layer = torch.nn.Conv2d(6, 12, 3, padding=1, groups=6, bias=False)
-    x = torch.randint(-(1 << 18), 1 << 18, (2, 6, 7, 9))
-    frozen = fixed._Conv(layer)
-    exact = F.conv2d(x.double(), frozen.weight, frozen.bias, padding=1, groups=6).to(torch.int64)
-    assert torch.equal(frozen(x), (exact + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS)
-    with pytest.raises(ValueError, match="depthwise"):
-        fixed._Conv(torch.nn.Conv2d(6, 6, 3, padding=1, groups=3))
+    x = torch.randint(-(1 << 18), 1 << 18, (2, 6, *grid))
+    anchors = latents.checkerboard(grid, torch.device("cpu"))
+    weight = torch.round(layer.weight.detach().double() * (1 << fixed.CONV_WEIGHT_BITS))
+    exact = F.conv2d((x * anchors).double(), weight, padding=1, groups=6).to(torch.int64)
+    expected = ((exact + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS)[:, :, ~anchors[0, 0]]
+    assert torch.equal(fixed.CheckerboardContext(layer)(x, ~anchors[0, 0]), expected)
+    with pytest.raises(ValueError, match="checkerboard"):
+        fixed._Conv(layer)
 
 
 def test_integer_square_root_is_exact():

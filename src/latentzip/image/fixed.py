@@ -113,25 +113,28 @@ def _check_exact(weight: torch.Tensor, bias: torch.Tensor, limit: int) -> None:
         raise ValueError("weights too large for exact integer synthesis")
 
 
+def _integer_conv(layer: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's weights and bias as integer-valued float64, checked for exact sums."""
+    weight = torch.round(layer.weight.detach().double() * (1 << CONV_WEIGHT_BITS))
+    bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
+    bias = torch.round(bias * (1 << (CONV_WEIGHT_BITS + ACT_BITS)))
+    _check_exact(weight, bias, CONV_LIMIT)
+    return weight, bias
+
+
 class _Conv:
     def __init__(self, layer: nn.Conv2d):
-        self.weight = torch.round(layer.weight.detach().double() * (1 << CONV_WEIGHT_BITS))
-        bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(len(self.weight), dtype=torch.float64)
-        self.bias = torch.round(bias * (1 << (CONV_WEIGHT_BITS + ACT_BITS)))
+        if layer.groups > 1:
+            raise ValueError("a grouped convolution has an integer form only as a checkerboard context")
+        self.weight, self.bias = _integer_conv(layer)
         self.padding = layer.padding
-        self.groups = layer.groups
         self.replicate = layer.padding_mode == "replicate"
-        if self.groups > 1 and (self.groups != layer.in_channels or self.replicate):
-            raise ValueError("of grouped convolutions only depthwise ones with zero padding have an integer form")
-        _check_exact(self.weight, self.bias, CONV_LIMIT)
 
     def __call__(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The layer on `x`; with `inputs`, `x` holds only those input channels (the
         others being zero everywhere, their terms are zero: the sums are the same)."""
         weight = self.weight if inputs is None else self.weight[:, inputs]
-        if self.groups > 1:
-            acc = _depthwise(x, weight, self.bias, self.padding)  # type: ignore[arg-type]
-        elif weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
+        if weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
             n, c, h, w = x.shape
             columns = x.double().transpose(0, 1).reshape(c, n * h * w)
             acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], columns).view(-1, n, h, w).transpose(0, 1)
@@ -144,19 +147,34 @@ class _Conv:
         return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
 
 
-def _depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """A depthwise convolution (each output channel reads one input channel) with zero
-    padding, as a sum of shifted copies in int64: exact, and several times faster than a
-    grouped convolution in float64."""
-    out, _, kh, kw = weight.shape
-    (ph, pw), (h, w) = padding, x.shape[-2:]
-    source = F.pad(x.to(torch.int64), (pw, pw, ph, ph)).repeat_interleave(out // x.shape[1], dim=1)
-    taps = weight.to(torch.int64)
-    acc = bias.to(torch.int64).view(1, -1, 1, 1).expand(len(x), out, h, w).clone()
-    for i in range(kh):
-        for j in range(kw):
-            acc += source[:, :, i : i + h, j : j + w] * taps[:, 0, i, j].view(1, -1, 1, 1)
-    return acc
+class CheckerboardContext:
+    """A 3x3 depthwise convolution with zero padding, frozen to integers, of the anchors
+    of a checkerboard, evaluated at the other squares only. There the window holds
+    anchors only at its four edge midpoints, so those four taps are the whole sum: the
+    integers of the full convolution from less than a quarter of its products."""
+
+    EDGES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+    def __init__(self, layer: nn.Conv2d):
+        if layer.kernel_size != (3, 3) or layer.padding != (1, 1) or layer.groups != layer.in_channels \
+                or layer.padding_mode != "zeros":
+            raise ValueError("a checkerboard context is a 3x3 depthwise convolution with zero padding")
+        weight, bias = _integer_conv(layer)
+        self.channels, self.multiplier = layer.in_channels, layer.out_channels // layer.in_channels
+        shape = (1, self.channels, self.multiplier, 1)
+        self.taps = [weight[:, 0, 1 + di, 1 + dj].to(torch.int64).view(shape) for di, dj in self.EDGES]
+        self.bias = bias.to(torch.int64).view(shape)
+
+    def __call__(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """The convolution of int64 `x` (n, C, h, w), read at anchors only, at the P
+        positions where the (h, w) bool `where` holds, none of them an anchor: (n, C *
+        multiplier, P) in `FixedNet`'s units, rounded and clamped as it does."""
+        (h, w), padded = x.shape[-2:], F.pad(x, (1, 1, 1, 1))
+        acc = self.bias
+        for (di, dj), tap in zip(self.EDGES, self.taps):
+            acc = acc + padded[:, :, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w][:, :, where][:, :, None] * tap
+        acc = acc.reshape(len(x), self.channels * self.multiplier, -1)
+        return ((acc + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS).clamp(-CONV_LIMIT, CONV_LIMIT)
 
 
 class _InverseGDN:

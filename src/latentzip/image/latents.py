@@ -456,7 +456,7 @@ class ContextLatents(HyperpriorLatents):
             nn.Conv2d(self._size(k), CONTEXT_MULTIPLIER * self._size(k), 3, padding=1, groups=self._size(k), bias=False)
             for k in range(slices)
         )
-        self._fixed_context: list[fixed.FixedNet] = []
+        self._fixed_context: list[fixed.CheckerboardContext] = []
 
     def _head(self, width: int, k: int) -> nn.Sequential:
         """Slice k's log-scales, then means, from [side features, |slices before|,
@@ -540,12 +540,13 @@ class ContextLatents(HyperpriorLatents):
             for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])):
                 if not where.any():  # a grid of one latent has no second pass
                     continue
-                parts = [features[:, :, where], known[:, :, where]]
-                if first:
-                    parts.append(torch.zeros(n, CONTEXT_MULTIPLIER * size, *parts[0].shape[2:], dtype=torch.int64))
-                else:
-                    parts.append(self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit) * anchors)[:, :, where])
-                t = self._fixed[1 + k](torch.cat([parts[0], parts[1].abs(), parts[1], parts[2]], dim=1)[..., None])[..., 0]
+                seen = known[:, :, where]
+                parts = [features[:, :, where], seen.abs(), seen]
+                if not first:
+                    parts.append(self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where))
+                # The anchors' context is zero: the heads' first layer skips its inputs.
+                inputs = None if not first else torch.arange(sum(p.shape[1] for p in parts))
+                t = self._fixed[1 + k](torch.cat(parts, dim=1)[..., None], inputs)[..., 0]
                 m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
                 q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
                 mean[:, lo:hi, where], index[:, lo:hi, where] = m, i
@@ -598,7 +599,7 @@ class ContextLatents(HyperpriorLatents):
 
     def _use(self, tables: CodingTables) -> None:
         super()._use(tables)
-        self._fixed_context = [fixed.FixedNet(c) for c in self.context]
+        self._fixed_context = [fixed.CheckerboardContext(c) for c in self.context]
 
 
 def checkerboard(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
