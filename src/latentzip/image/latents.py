@@ -545,7 +545,7 @@ class ContextLatents(HyperpriorLatents):
                 if not first:
                     parts.append(self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where))
                 # The anchors' context is zero: the heads' first layer skips its inputs.
-                inputs = None if not first else torch.arange(sum(p.shape[1] for p in parts))
+                inputs = torch.arange(sum(p.shape[1] for p in parts)) if first else None
                 t = self._fixed[1 + k](torch.cat(parts, dim=1)[..., None], inputs)[..., 0]
                 m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
                 q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
