@@ -24,8 +24,9 @@ bytes (the same for any thread count, which the run checks) and both speeds.
 
 Each (level, sample, direction) runs in a fresh process, so speed is whole-process
 (imports and model set-up included) and peak memory is that process's own. A warm-up
-process first compiles the predictor (numba keeps it in its on-disk cache), so that no
-timed run pays for compiling it, as only the first use after installing would. The
+process first compiles the predictor (numba keeps it in its on-disk cache) and writes
+Python's bytecode (even where PYTHONDONTWRITEBYTECODE is set), so that no timed run
+pays for compiling either, as only the first use after installing would. The
 classical tools run in this process on the same bytes, in the same run, so ratios
 between them and us are fair even on a busy machine.
 """
@@ -224,7 +225,8 @@ def main() -> None:
         if unknown := set(args.only) - set(samples):
             parser.error(f"--only: no sample named {', '.join(sorted(unknown))}; there are {', '.join(samples)}")
         samples = {name: data for name, data in samples.items() if name in args.only}
-    subprocess.run([sys.executable, "-c", WARM_UP], check=True)
+    warm_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", WARM_UP], check=True, env=warm_env)
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px, args.sample_threads)
                 for name, data in samples.items()}
