@@ -15,6 +15,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from latentzip import container, lossless
@@ -403,6 +404,15 @@ def test_revision_4_files_still_decode_at_the_levels_whose_predictor_is_unchange
     fields = b"".join(container.put_varint(v) for v in (4, 4, 4096, 0))
     blob = container.bytes_header(fields) + container.end_record(0, 0)
     assert decompress(blob) == b""
+
+
+@pytest.mark.parametrize("level", [1, 3, 4, 9])
+def test_worker_memory_is_what_a_model_holds(level: int) -> None:
+    """The memory stated per thread is computed, not measured: it must match a real model."""
+    model = lossless._new_model(level, False)
+    arrays = vars(model.model if isinstance(model, lossless.MixingCoder) else model).values()
+    owned = [a for a in arrays if isinstance(a, np.ndarray) and a.base is None]  # views share their memory
+    assert lossless.worker_memory(level) == sum(a.nbytes for a in owned) + 3 * lossless.SEGMENT_SIZE
 
 
 def test_threads_are_capped_by_memory() -> None:

@@ -28,11 +28,8 @@ same bytes, and any thread count reads them.
 
 from __future__ import annotations
 
-import functools
 import zlib
 from typing import BinaryIO, Callable, Protocol
-
-import numpy as np
 
 from .. import container
 from ..errors import FormatError, LimitError
@@ -40,7 +37,7 @@ from . import primer as _primer
 from .coder import MixingCoder
 from .fast import FAST_LEVELS, FastLevel, FastModel
 from .parallel import Pipeline, Result, Watch, cores, total_memory
-from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level
+from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level, Model
 
 __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
            "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE", "SEGMENT_SIZE", "worker_memory", "threads_for"]
@@ -146,13 +143,12 @@ class _Start:
         return run
 
 
-@functools.cache
 def worker_memory(level: int) -> int:
-    """Bytes one thread holds at `level`: its model and its segment's buffers."""
-    model = _new_model(level, False)
-    arrays = vars(model.model if isinstance(model, MixingCoder) else model).values()
-    owned = (a for a in arrays if isinstance(a, np.ndarray) and a.base is None)  # views share their memory
-    return sum(a.nbytes for a in owned) + 3 * SEGMENT_SIZE
+    """Bytes one thread holds at `level`: its model and its segment's buffers (known
+    without building a model, which would cost a second thread's start-up)."""
+    config = LEVELS[level]
+    model = FastModel.memory(config) if isinstance(config, FastLevel) else Model.memory(config)
+    return model + 3 * SEGMENT_SIZE
 
 
 def threads_for(level: int, threads: int = 0, memory: int | None = None) -> int:

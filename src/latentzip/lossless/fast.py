@@ -25,7 +25,7 @@ import numpy as np
 from ..jit import njit
 from . import arith
 from .arith import M32, coder_step
-from .predict import SQUASH, STRETCH, squash
+from .predict import APM_STEPS, SQUASH, STRETCH, squash
 
 # Context kinds a fast level may use.
 O1, O2, O3, O4, WORD = range(1, 6)
@@ -70,26 +70,51 @@ FAST_LEVELS: dict[int, FastLevel] = {
 }
 
 
+Fill = int | np.ndarray  # one value for a whole array, or a pattern repeated over it
+
+
+def _parts(level: FastLevel) -> dict[str, tuple[int, type, Fill]]:
+    """A fast level's arrays: (length, dtype, initial value) by name. What a model holds
+    is known from this without building one (`FastModel.memory`)."""
+    n = len(level.contexts)
+    centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.uint16) * 16
+    return {
+        "params": (5, np.int64, np.array([level.table_bits, level.history_bits, level.counter_limit,
+                                          level.mixer_rate, level.refine])),
+        "counters": ((n << level.table_bits) + 256, np.uint32, 1 << 31),  # + order 0
+        "weights": (256 * (n + 2), np.int64, (1 << 16) * 3 // 10),  # n + order 0 + match
+        "apm": (APM_STEPS << 16 if level.refine else 0, np.uint16, centre),
+        "match_table": (1 << (level.history_bits - 2), np.int64, 0),
+        "match_counters": (2 * (MATCH_CAP + 1) + LONG_SLOTS, np.uint32, 1 << 31),
+        "history": (1 << level.history_bits, np.uint8, 0),
+        "hashes": (2 * n, np.int64, 0),  # per context: byte hash, bucket base
+        "scalars": (NSCALARS, np.int64, 0),
+    }
+
+
+def _filled(length: int, dtype: type, fill: Fill) -> np.ndarray:
+    if not isinstance(fill, int):
+        array = np.empty(length, dtype=dtype)
+        array.reshape(-1, len(fill))[:] = fill
+        return array
+    return np.full(length, fill, dtype=dtype) if fill else np.zeros(length, dtype=dtype)  # zeros: pages on first use
+
+
 class FastModel:
     """The state of a fast level, carried from block to block of a stream."""
 
     def __init__(self, level: FastLevel) -> None:
         self.level = level
-        n = len(level.contexts)
         # A tuple, not an array: its length is part of the kernel's type, so each level
         # gets a kernel compiled for its number of contexts (about 10% faster).
         self.kinds = tuple(level.contexts)
-        self.params = np.array([level.table_bits, level.history_bits, level.counter_limit, level.mixer_rate,
-                                level.refine], dtype=np.int64)
-        self.counters = np.full((n << level.table_bits) + 256, 1 << 31, dtype=np.uint32)  # + order 0
-        self.weights = np.full(256 * (n + 2), (1 << 16) * 3 // 10, dtype=np.int64)  # n + order 0 + match
-        centre = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16)
-        self.apm = np.tile(centre.astype(np.uint16), 1 << 16 if level.refine else 0)
-        self.match_table = np.zeros(1 << (level.history_bits - 2), dtype=np.int64)
-        self.match_counters = np.full(2 * (MATCH_CAP + 1) + LONG_SLOTS, 1 << 31, dtype=np.uint32)
-        self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
-        self.hashes = np.zeros(2 * n, dtype=np.int64)  # per context: byte hash, bucket base
-        self.scalars = np.zeros(NSCALARS, dtype=np.int64)
+        for name, (length, dtype, fill) in _parts(level).items():
+            setattr(self, name, _filled(length, dtype, fill))
+
+    @staticmethod
+    def memory(level: FastLevel) -> int:
+        """Bytes a model of `level` holds."""
+        return sum(length * np.dtype(dtype).itemsize for length, dtype, _ in _parts(level).values())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.kinds, self.params, self.counters, self.weights, self.apm, self.match_table,

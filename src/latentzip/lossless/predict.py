@@ -227,6 +227,39 @@ def _write_in_slices(target: np.ndarray, source: np.ndarray | int) -> None:
         target[begin : begin + step] = source if isinstance(source, int) else source[begin : begin + step]
 
 
+def _inputs(level: Level) -> int:
+    return PER_CTX * len(level.contexts) + N_EXTRA
+
+
+def _table_length(level: Level) -> int:
+    return (len(level.contexts) << level.table_bits) * 16
+
+
+def _parts(level: Level) -> dict[str, tuple[int, int | np.ndarray]]:
+    """The int64 parts of a model of `level`, in the order of PARTS: (length, initial
+    value: one number, or a pattern repeated over the part)."""
+    n_ctx = len(level.contexts)
+    w0 = (1 << 16) * 3 // (_inputs(level) * 2)
+    centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
+    return {
+        "params": (6, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
+                                level.mixer_rate, 1])),  # the last: see `keep_shared_matches`
+        "kinds": (n_ctx, np.array(level.contexts)),
+        "order0": (256, 1 << 31),  # p16 << 16, by partial byte
+        # Bit-history maps (1024 per context), then run maps (32 per context).
+        "history_map": ((n_ctx << 10) + (n_ctx << 5), 1 << 15),
+        # The two bytes that last followed each byte, then each pair of bytes.
+        "indirect": (256 + 65536, 0),
+        "match_table": (1 << (level.history_bits - 2), 0),
+        "match_sm": (2 * (MATCH_LEN_CAP + 1), 1 << 15),
+        "weights": (sum(MIXER_SETS) * _inputs(level), w0),
+        "final_weights": (256 * N_MIXERS, (1 << 16) // N_MIXERS),
+        "apm1": (APM_STEPS * (256 + 65536), centre),  # order 0, then order 1
+        "apm2": (APM_STEPS << 18, centre),  # hashed order 2 (first quarter), hashed order 3
+        "long_sm": (LONG_SLOTS, 1 << 15),  # p16 of a hit, by match length
+    }
+
+
 class Model:
     """All the state a predictor carries, as flat NumPy arrays (numba reads these).
 
@@ -236,31 +269,11 @@ class Model:
 
     def __init__(self, level: Level) -> None:
         self.level = level
-        n_ctx = len(level.contexts)
-        self.n_inputs = PER_CTX * n_ctx + N_EXTRA
+        self.n_inputs = _inputs(level)
         # 16 uint32 per bucket: slot 0 = check, slots 1..15 = the nibble's binary tree.
-        self.tables = np.zeros((n_ctx << level.table_bits) * 16, dtype=np.uint32)
+        self.tables = np.zeros(_table_length(level), dtype=np.uint32)
         self.history = np.zeros(1 << level.history_bits, dtype=np.uint8)
-        w0 = (1 << 16) * 3 // (self.n_inputs * 2)
-        centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
-        # (length, initial value: one number, or a pattern repeated over the part)
-        parts: dict[str, tuple[int, int | np.ndarray]] = {  # in the order of PARTS
-            "params": (6, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
-                                    level.mixer_rate, 1])),  # the last: see `keep_shared_matches`
-            "kinds": (n_ctx, np.array(level.contexts)),
-            "order0": (256, 1 << 31),  # p16 << 16, by partial byte
-            # Bit-history maps (1024 per context), then run maps (32 per context).
-            "history_map": ((n_ctx << 10) + (n_ctx << 5), 1 << 15),
-            # The two bytes that last followed each byte, then each pair of bytes.
-            "indirect": (256 + 65536, 0),
-            "match_table": (1 << (level.history_bits - 2), 0),
-            "match_sm": (2 * (MATCH_LEN_CAP + 1), 1 << 15),
-            "weights": (sum(MIXER_SETS) * self.n_inputs, w0),
-            "final_weights": (256 * N_MIXERS, (1 << 16) // N_MIXERS),
-            "apm1": (APM_STEPS * (256 + 65536), centre),  # order 0, then order 1
-            "apm2": (APM_STEPS << 18, centre),  # hashed order 2 (first quarter), hashed order 3
-            "long_sm": (LONG_SLOTS, 1 << 15),  # p16 of a hit, by match length
-        }
+        parts = _parts(level)
         # Every int64 array lives in one buffer, after the offsets where each starts and
         # the last ends, so that the decoder's per-bit call hands numba one array, not
         # eleven: unpacking arguments is most of what a call costs. Each part is filled
@@ -278,6 +291,12 @@ class Model:
                 view[:] = fill
             setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
+
+    @staticmethod
+    def memory(level: Level) -> int:
+        """Bytes a model of `level` holds, known without building one."""
+        ints = len(PARTS) + 1 + sum(length for length, _ in _parts(level).values())
+        return _table_length(level) * 4 + (1 << level.history_bits) + ints * 8
 
     def copy(self, over: "Model | None" = None) -> "Model":
         """An independent model in the same state, its named parts views of its own arrays.
