@@ -25,7 +25,7 @@ import numpy as np
 from ..jit import njit
 from . import arith
 from .arith import M32, coder_step
-from .predict import APM_STEPS, SQUASH, STRETCH, squash
+from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, squash
 
 # Context kinds a fast level may use.
 O1, O2, O3, O4, WORD = range(1, 6)
@@ -77,13 +77,12 @@ def _parts(level: FastLevel) -> dict[str, tuple[int, type, Fill]]:
     """A fast level's arrays: (length, dtype, initial value) by name. What a model holds
     is known from this without building one (`FastModel.memory`)."""
     n = len(level.contexts)
-    centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.uint16) * 16
     return {
         "params": (5, np.int64, np.array([level.table_bits, level.history_bits, level.counter_limit,
                                           level.mixer_rate, level.refine])),
         "counters": ((n << level.table_bits) + 256, np.uint32, 1 << 31),  # + order 0
         "weights": (256 * (n + 2), np.int64, (1 << 16) * 3 // 10),  # n + order 0 + match
-        "apm": (APM_STEPS << 16 if level.refine else 0, np.uint16, centre),
+        "apm": (APM_STEPS << 16 if level.refine else 0, np.uint16, APM_CENTRE),
         "match_table": (1 << (level.history_bits - 2), np.int64, 0),
         "match_counters": (2 * (MATCH_CAP + 1) + LONG_SLOTS, np.uint32, 1 << 31),
         "history": (1 << level.history_bits, np.uint8, 0),

@@ -197,6 +197,9 @@ PARTS = ("params", "kinds", "order0", "history_map", "indirect", "match_table", 
 N_EXTRA = 3  # mixer inputs besides the contexts: order-0 and two from the match model
 PER_CTX = 4  # mixer inputs per context: stretched counter, bit history, linear counter, run
 APM_STEPS = 33
+# An adaptive probability map's row before it learns: squash at APM_STEPS points of the
+# stretched domain, so that it first passes the probability it refines unchanged (p16).
+APM_CENTRE = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
 MATCH_LEN_CAP = 15
 # From this match length on, a byte costs one decision (is it the byte the match
 # expects?), and only when it is not are its 8 bits coded: runs and long repeats go
@@ -240,7 +243,6 @@ def _parts(level: Level) -> dict[str, tuple[int, int | np.ndarray]]:
     value: one number, or a pattern repeated over the part)."""
     n_ctx = len(level.contexts)
     w0 = (1 << 16) * 3 // (_inputs(level) * 2)
-    centre = SQUASH[np.clip((np.arange(APM_STEPS) - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
     return {
         "params": (6, np.array([level.table_bits, level.history_bits, level.match_min, level.counter_limit,
                                 level.mixer_rate, 1])),  # the last: see `keep_shared_matches`
@@ -254,8 +256,8 @@ def _parts(level: Level) -> dict[str, tuple[int, int | np.ndarray]]:
         "match_sm": (2 * (MATCH_LEN_CAP + 1), 1 << 15),
         "weights": (sum(MIXER_SETS) * _inputs(level), w0),
         "final_weights": (256 * N_MIXERS, (1 << 16) // N_MIXERS),
-        "apm1": (APM_STEPS * (256 + 65536), centre),  # order 0, then order 1
-        "apm2": (APM_STEPS << 18, centre),  # hashed order 2 (first quarter), hashed order 3
+        "apm1": (APM_STEPS * (256 + 65536), APM_CENTRE),  # order 0, then order 1
+        "apm2": (APM_STEPS << 18, APM_CENTRE),  # hashed order 2 (first quarter), hashed order 3
         "long_sm": (LONG_SLOTS, 1 << 15),  # p16 of a hit, by match length
     }
 
