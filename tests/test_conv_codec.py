@@ -133,6 +133,25 @@ def test_checkerboard_context_is_the_grouped_convolution_of_the_anchors(grid):
         fixed._Conv(layer)
 
 
+def test_heads_on_columns_give_the_integers_of_the_network():
+    """The context walk runs the heads on channel-major float64 columns; the rounding
+    there (a floor in float64) must give what the int64 network gives, negative sums
+    included, with and without skipped inputs."""
+    torch.manual_seed(1)
+    head = torch.nn.Sequential(torch.nn.Conv2d(10, 16, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
+    net = fixed.FixedNet(head)
+    x = torch.randint(-(1 << 20), 1 << 20, (3, 10, 5, 1))
+    columns = x[..., 0].transpose(0, 1).reshape(10, -1).double()
+    expected = net(x)[..., 0].transpose(0, 1).reshape(8, -1)
+    assert torch.equal(net.columns(columns).to(torch.int64), expected)
+    inputs = torch.arange(6)  # the last four inputs are zero everywhere
+    x[:, 6:] = 0
+    skipped = net(x[:, :6], inputs)[..., 0].transpose(0, 1).reshape(8, -1)
+    assert torch.equal(net.columns(columns[:6], inputs).to(torch.int64), skipped)
+    with pytest.raises(ValueError, match="columns"):
+        fixed.FixedNet(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1))).columns(columns[:4])
+
+
 def test_integer_square_root_is_exact():
     values = torch.tensor([0, 1, 2, 3, 4, 15, 16, 17, (1 << 52) - 1, (1 << 40) + 12345, 99_999_999_999], dtype=torch.int64)
     roots = fixed._isqrt(values)

@@ -136,15 +136,26 @@ class _Conv:
         weight = self.weight if inputs is None else self.weight[:, inputs]
         if weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
             n, c, h, w = x.shape
-            columns = x.double().transpose(0, 1).reshape(c, n * h * w)
-            acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], columns).view(-1, n, h, w).transpose(0, 1)
-        elif self.replicate:
+            out = self.columns(x.double().transpose(0, 1).reshape(c, n * h * w), inputs)
+            return out.to(torch.int64).view(-1, n, h, w).transpose(0, 1)
+        if self.replicate:
             ph, pw = self.padding  # type: ignore[misc]
             padded = F.pad(x.double(), (pw, pw, ph, ph), mode="replicate")
             acc = F.conv2d(padded, weight, self.bias)
         else:
             acc = F.conv2d(x.double(), weight, self.bias, padding=self.padding)
         return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
+
+    def columns(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """A 1x1 layer on float64 integer values laid out channel-major, (C, N) -> (C', N),
+        rounded as `__call__` rounds: floor((sum + 2**15) / 2**16) is exact in float64 (the
+        sum is an integer below 2**52 and the scale a power of two), so a network of such
+        layers never leaves float64 or changes layout between them."""
+        weight = self.weight if inputs is None else self.weight[:, inputs]
+        if weight.shape[-2:] != (1, 1):
+            raise ValueError("only a 1x1 convolution is a matrix product over channel-major columns")
+        acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], x)
+        return acc.add_(1 << (CONV_WEIGHT_BITS - 1)).mul_(2.0 ** -CONV_WEIGHT_BITS).floor_()
 
 
 class CheckerboardContext:
@@ -206,6 +217,10 @@ def _isqrt(n: torch.Tensor) -> torch.Tensor:
     return root
 
 
+def _relu(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp_min(0)
+
+
 class FixedNet:
     """A torch network of Conv2d, inverse GDN, ReLU and PixelShuffle layers frozen to
     integers; `__call__` maps int64 values (units of 2**-ACT_BITS) to int64 values."""
@@ -220,7 +235,7 @@ class FixedNet:
             elif isinstance(layer, GDN) and layer.inverse:
                 self.layers.append(_InverseGDN(layer))
             elif isinstance(layer, nn.ReLU):
-                self.layers.append(lambda x: x.clamp_min(0))
+                self.layers.append(_relu)
             elif isinstance(layer, nn.PixelShuffle):
                 self.layers.append(partial(F.pixel_shuffle, upscale_factor=layer.upscale_factor))
             else:
@@ -230,6 +245,21 @@ class FixedNet:
         """The network on `x`; `inputs` as for its first layer, a convolution."""
         for i, layer in enumerate(self.layers):
             x = (layer(x, inputs) if i == 0 and inputs is not None else layer(x)).clamp(-CONV_LIMIT, CONV_LIMIT)
+        return x
+
+    def columns(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The same integers for a network of 1x1 convolutions and ReLUs (the hyperprior's
+        heads) on channel-major float64 columns (C, N) (see `_Conv.columns`): the heads
+        run at scattered positions, where re-laying out and converting every layer's
+        values would cost more than their matrix products."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, _Conv):
+                x = layer.columns(x, inputs if i == 0 else None)
+            elif layer is _relu:
+                x = _relu(x)
+            else:
+                raise ValueError("only 1x1 convolutions and ReLUs run on columns")
+            x = x.clamp_(-CONV_LIMIT, CONV_LIMIT)
         return x
 
 

@@ -529,6 +529,7 @@ class ContextLatents(HyperpriorLatents):
         if not self._fixed:
             raise RuntimeError("freeze or thaw the hyperprior before coding")
         features = self._fixed[0](torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
+        features = features.transpose(0, 1).double()  # channel-major, as the heads take their inputs
         bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1)
         anchors = checkerboard(grid, torch.device("cpu"))
         limit = fixed.CONV_LIMIT
@@ -536,17 +537,21 @@ class ContextLatents(HyperpriorLatents):
         mean, index, hat = torch.zeros_like(q), torch.zeros_like(q), torch.zeros_like(q)
         for k in range(len(self.heads)):
             lo, hi, size = self.bounds[k], self.bounds[k + 1], self._size(k)
-            known = hat[:, :lo].clamp(-limit, limit)
+            known = hat[:, :lo].clamp(-limit, limit).transpose(0, 1)
             for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])):
                 if not where.any():  # a grid of one latent has no second pass
                     continue
-                seen = known[:, :, where]
+                seen = known[:, :, where].double()
+                # The heads' inputs at the pass's positions as columns (channels, n * P).
                 parts = [features[:, :, where], seen.abs(), seen]
                 if not first:
-                    parts.append(self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where))
+                    context = self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where)
+                    parts.append(context.transpose(0, 1).double())
                 # The anchors' context is zero: the heads' first layer skips its inputs.
-                inputs = torch.arange(sum(p.shape[1] for p in parts)) if first else None
-                t = self._fixed[1 + k](torch.cat(parts, dim=1)[..., None], inputs)[..., 0]
+                inputs = torch.arange(sum(p.shape[0] for p in parts)) if first else None
+                columns = torch.cat(parts).view(-1, n * int(where.sum()))
+                t = self._fixed[1 + k].columns(columns, inputs).view(-1, n, columns.shape[1] // n)
+                t = t.transpose(0, 1).to(torch.int64)
                 m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
                 q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
                 mean[:, lo:hi, where], index[:, lo:hi, where] = m, i
