@@ -3,6 +3,8 @@ ladder, and decoding in exact integer arithmetic."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -91,7 +93,7 @@ def _check_against_python_sums(codec, seed: int, at: int) -> None:
     layer = fixed._Conv(next(m for m in codec.model.synthesis.net if getattr(m, "kernel_size", None) == (3, 3)))
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.integers(-(1 << 16), 1 << 16, size=(1, layer.weight.shape[1], 3, 3)))
-    out = layer(x)
+    out = layer(x.transpose(0, 1).double()).transpose(0, 1)  # layers take channel-major float64
     w, b = layer.weight.to(torch.int64), layer.bias.to(torch.int64)
     near = [min(max(at + d, 0), 2) for d in (-1, 0, 1)]  # the input row (or column) tap 0, 1, 2 reads
     for o in range(w.shape[0]):
@@ -133,23 +135,38 @@ def test_checkerboard_context_is_the_grouped_convolution_of_the_anchors(grid):
         fixed._Conv(layer)
 
 
-def test_heads_on_columns_give_the_integers_of_the_network():
-    """The context walk runs the heads on channel-major float64 columns; the rounding
-    there (a floor in float64) must give what the int64 network gives, negative sums
-    included, with and without skipped inputs."""
+def test_fixed_layers_give_the_integers_of_int64_arithmetic():
+    """The frozen layers run on channel-major float64 and round with a float64 floor;
+    that must give the integers of plain int64 arithmetic (negative sums included):
+    1x1 and 3x3 convolutions, inverse GDN, ReLU and pixel shuffle, with and without
+    skipped inputs."""
+    from latentzip.image.transforms import GDN
+
     torch.manual_seed(1)
-    head = torch.nn.Sequential(torch.nn.Conv2d(10, 16, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
-    net = fixed.FixedNet(head)
-    x = torch.randint(-(1 << 20), 1 << 20, (3, 10, 5, 1))
-    columns = x[..., 0].transpose(0, 1).reshape(10, -1).double()
-    expected = net(x)[..., 0].transpose(0, 1).reshape(8, -1)
-    assert torch.equal(net.columns(columns).to(torch.int64), expected)
-    inputs = torch.arange(6)  # the last four inputs are zero everywhere
-    x[:, 6:] = 0
-    skipped = net(x[:, :6], inputs)[..., 0].transpose(0, 1).reshape(8, -1)
-    assert torch.equal(net.columns(columns[:6], inputs).to(torch.int64), skipped)
-    with pytest.raises(ValueError, match="columns"):
-        fixed.FixedNet(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1))).columns(columns[:4])
+    net = torch.nn.Sequential(torch.nn.Conv2d(10, 16, 3, padding=1, padding_mode="replicate"), GDN(16, inverse=True),
+                              torch.nn.Conv2d(16, 16, 1), torch.nn.ReLU(), torch.nn.PixelShuffle(2))
+    with torch.no_grad():
+        net[1].beta.add_(torch.rand(16)), net[1].gamma.add_(torch.rand(16, 16) * 0.1)
+    frozen = fixed.FixedNet(net)
+    x = torch.randint(-(1 << 16), 1 << 16, (3, 10, 5, 4))
+
+    def shifted(acc: torch.Tensor, bits: int) -> torch.Tensor:
+        return ((acc.to(torch.int64) + (1 << (bits - 1))) >> bits).clamp(-fixed.CONV_LIMIT, fixed.CONV_LIMIT)
+
+    conv, gdn, last = frozen.layers[0], frozen.layers[1], frozen.layers[2]
+    h = shifted(torch.nn.functional.conv2d(torch.nn.functional.pad(x.double(), (1, 1, 1, 1), mode="replicate"),
+                                           conv.weight, conv.bias), fixed.CONV_WEIGHT_BITS)
+    coarse = (h + 8) >> 4
+    norm = torch.einsum("ij,njyx->niyx", gdn.gamma.to(torch.int64), coarse * coarse) + gdn.beta.to(torch.int64)[:, None, None]
+    h = shifted((h * fixed._isqrt(norm)).double(), 14)
+    h = shifted(torch.einsum("ij,njyx->niyx", last.weight[:, :, 0, 0], h.double()) + last.bias[:, None, None],
+                fixed.CONV_WEIGHT_BITS)
+    assert torch.equal(frozen(x), torch.nn.functional.pixel_shuffle(h.clamp_min(0), 2))
+    head = fixed.FixedNet(torch.nn.Sequential(torch.nn.Conv2d(10, 8, 1)))
+    x[:, 6:] = 0  # the last four inputs are zero everywhere: a layer may skip them
+    assert torch.equal(head(x[:, :6], torch.arange(6)), head(x))
+    roots = fixed._isqrt(torch.tensor([0.0, 15.0, 16.0, float((1 << 52) - 1)], dtype=torch.float64))
+    assert roots.tolist() == [0.0, 3.0, 4.0, float(math.isqrt((1 << 52) - 1))]
 
 
 def test_integer_square_root_is_exact():

@@ -122,6 +122,12 @@ def _integer_conv(layer: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     return weight, bias
 
 
+def _rounded(acc: torch.Tensor, bits: int) -> torch.Tensor:
+    """floor((acc + 2**(bits - 1)) / 2**bits) of integer-valued float64, in place: exact,
+    since acc is below 2**52 and the scale a power of two (an int64 shift, in float64)."""
+    return acc.add_(1 << (bits - 1)).mul_(2.0 ** -bits).floor_()
+
+
 class _Conv:
     def __init__(self, layer: nn.Conv2d):
         if layer.groups > 1:
@@ -131,31 +137,22 @@ class _Conv:
         self.replicate = layer.padding_mode == "replicate"
 
     def __call__(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """The layer on `x`; with `inputs`, `x` holds only those input channels (the
-        others being zero everywhere, their terms are zero: the sums are the same)."""
+        """The layer on channel-major values x (C, n, h, w) -> (C', n, h, w); with `inputs`,
+        `x` holds only those input channels (the others being zero everywhere, their
+        terms are zero: the sums are the same)."""
         weight = self.weight if inputs is None else self.weight[:, inputs]
+        _, n, h, w = x.shape
         if weight.shape[-2:] == (1, 1):  # one matrix product: several times faster than conv2d in float64
-            n, c, h, w = x.shape
-            out = self.columns(x.double().transpose(0, 1).reshape(c, n * h * w), inputs)
-            return out.to(torch.int64).view(-1, n, h, w).transpose(0, 1)
-        if self.replicate:
-            ph, pw = self.padding  # type: ignore[misc]
-            padded = F.pad(x.double(), (pw, pw, ph, ph), mode="replicate")
-            acc = F.conv2d(padded, weight, self.bias)
+            acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], x.flatten(1)).view(len(weight), n, h, w)
         else:
-            acc = F.conv2d(x.double(), weight, self.bias, padding=self.padding)
-        return (acc.to(torch.int64) + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS
-
-    def columns(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """A 1x1 layer on float64 integer values laid out channel-major, (C, N) -> (C', N),
-        rounded as `__call__` rounds: floor((sum + 2**15) / 2**16) is exact in float64 (the
-        sum is an integer below 2**52 and the scale a power of two), so a network of such
-        layers never leaves float64 or changes layout between them."""
-        weight = self.weight if inputs is None else self.weight[:, inputs]
-        if weight.shape[-2:] != (1, 1):
-            raise ValueError("only a 1x1 convolution is a matrix product over channel-major columns")
-        acc = torch.addmm(self.bias[:, None], weight[:, :, 0, 0], x)
-        return acc.add_(1 << (CONV_WEIGHT_BITS - 1)).mul_(2.0 ** -CONV_WEIGHT_BITS).floor_()
+            batch = x.transpose(0, 1)  # conv2d takes (n, C, h, w)
+            if self.replicate:
+                ph, pw = self.padding  # type: ignore[misc]
+                acc = F.conv2d(F.pad(batch, (pw, pw, ph, ph), mode="replicate"), weight, self.bias)
+            else:
+                acc = F.conv2d(batch, weight, self.bias, padding=self.padding)
+            acc = acc.transpose(0, 1).contiguous()
+        return _rounded(acc, CONV_WEIGHT_BITS)
 
 
 class CheckerboardContext:
@@ -195,26 +192,33 @@ class _InverseGDN:
 
     def __init__(self, layer: nn.Module):
         beta, gamma = (v.detach().double() for v in layer.coefficients())
-        self.gamma = torch.round(gamma * (1 << GDN_WEIGHT_BITS))[:, :, None, None]
+        self.gamma = torch.round(gamma * (1 << GDN_WEIGHT_BITS))
         self.beta = torch.round(beta * (1 << self.NORM_BITS))
         _check_exact(self.gamma, self.beta, (CONV_LIMIT >> (ACT_BITS - GDN_INPUT_BITS)) ** 2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        shift = ACT_BITS - GDN_INPUT_BITS
-        coarse = (x + (1 << (shift - 1))) >> shift
-        norm = F.conv2d((coarse * coarse).double(), self.gamma, self.beta).to(torch.int64)
-        half = self.NORM_BITS // 2  # the root is in units of 2**-half
-        return (x * _isqrt(norm) + (1 << (half - 1))) >> half
+        """The layer on channel-major values x (C, n, h, w)."""
+        coarse = _rounded(x.clone(), ACT_BITS - GDN_INPUT_BITS)
+        norm = torch.addmm(self.beta[:, None], self.gamma, coarse.square_().flatten(1)).view_as(x)
+        return _rounded(x * _isqrt(norm), self.NORM_BITS // 2)  # the root is in units of 2**-(NORM_BITS / 2)
 
 
 def _isqrt(n: torch.Tensor) -> torch.Tensor:
-    """floor(sqrt(n)) of non-negative int64 values below 2**53, exactly: the float64 root
-    is within one of it, and integer corrections settle it."""
-    root = n.double().sqrt().floor().to(torch.int64)
+    """floor(sqrt(n)) of non-negative integer values below 2**52 (int64, or float64
+    holding integers), exactly: the float64 root is within one of it, and corrections
+    in n's type, exact below 2**53, settle it."""
+    root = n.double().sqrt().floor().to(n.dtype)
     for _ in range(2):
-        root = root - (root * root > n).to(torch.int64)
-        root = root + ((root + 1) * (root + 1) <= n).to(torch.int64)
+        root = root - (root * root > n).to(n.dtype)
+        root = root + ((root + 1) * (root + 1) <= n).to(n.dtype)
     return root
+
+
+def _pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """`F.pixel_shuffle` on channel-major values: (C * f * f, n, h, w) -> (C, n, h * f, w * f)."""
+    c, n, h, w = x.shape
+    blocks = x.view(c // factor**2, factor, factor, n, h, w).permute(0, 3, 4, 1, 5, 2)
+    return blocks.reshape(c // factor**2, n, h * factor, w * factor)
 
 
 def _relu(x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +227,9 @@ def _relu(x: torch.Tensor) -> torch.Tensor:
 
 class FixedNet:
     """A torch network of Conv2d, inverse GDN, ReLU and PixelShuffle layers frozen to
-    integers; `__call__` maps int64 values (units of 2**-ACT_BITS) to int64 values."""
+    integers. It runs on channel-major float64 values (`channel_major`): the heads run at
+    scattered positions and the synthesis's 1x1 layers are matrix products, so keeping
+    one layout and one type from layer to layer saves a copy and a conversion at each."""
 
     def __init__(self, net: nn.Module):
         from .transforms import GDN
@@ -237,29 +243,20 @@ class FixedNet:
             elif isinstance(layer, nn.ReLU):
                 self.layers.append(_relu)
             elif isinstance(layer, nn.PixelShuffle):
-                self.layers.append(partial(F.pixel_shuffle, upscale_factor=layer.upscale_factor))
+                self.layers.append(partial(_pixel_shuffle, factor=layer.upscale_factor))
             else:
                 raise ValueError(f"{type(layer).__name__} has no integer form")
 
     def __call__(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """The network on `x`; `inputs` as for its first layer, a convolution."""
-        for i, layer in enumerate(self.layers):
-            x = (layer(x, inputs) if i == 0 and inputs is not None else layer(x)).clamp(-CONV_LIMIT, CONV_LIMIT)
-        return x
+        """The network on int64 values (n, C, h, w) in units of 2**-ACT_BITS, to int64."""
+        values = x.transpose(0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+        return self.channel_major(values, inputs).transpose(0, 1).to(torch.int64)
 
-    def columns(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """The same integers for a network of 1x1 convolutions and ReLUs (the hyperprior's
-        heads) on channel-major float64 columns (C, N) (see `_Conv.columns`): the heads
-        run at scattered positions, where re-laying out and converting every layer's
-        values would cost more than their matrix products."""
+    def channel_major(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The same integers on float64 values laid out (C, n, h, w); `inputs` as for the
+        first layer, a convolution."""
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, _Conv):
-                x = layer.columns(x, inputs if i == 0 else None)
-            elif layer is _relu:
-                x = _relu(x)
-            else:
-                raise ValueError("only 1x1 convolutions and ReLUs run on columns")
-            x = x.clamp_(-CONV_LIMIT, CONV_LIMIT)
+            x = (layer(x, inputs) if i == 0 and inputs is not None else layer(x)).clamp_(-CONV_LIMIT, CONV_LIMIT)
         return x
 
 
@@ -270,7 +267,11 @@ def to_fixed(values: torch.Tensor) -> torch.Tensor:
 
 def to_pixels(values: torch.Tensor) -> np.ndarray:
     """Values in units of 2**-ACT_BITS on a [0, 1] scale as uint8 levels, rounded half up."""
-    return ((values * 255 + (1 << (ACT_BITS - 1))) >> ACT_BITS).clamp(0, 255).to(torch.uint8).numpy()
+    return _levels(values).numpy()
+
+
+def _levels(values: torch.Tensor) -> torch.Tensor:
+    return _rounded(values.double() * 255, ACT_BITS).clamp_(0, 255).to(torch.uint8)
 
 
 class FixedConvSynthesis:
@@ -286,6 +287,7 @@ class FixedConvSynthesis:
         # Most latents are zero (97% at a middle quality on photographs), and many
         # channels are zero everywhere: the first layers skip those.
         used = (latents != 0).flatten(2).any(2).any(0).nonzero().flatten()
-        x = latents[:, used]
-        blocks = self.linear(x, used) + self.net(x, used)
-        return to_pixels(F.pixel_shuffle(blocks, self.stride) + (1 << (ACT_BITS - 1)))
+        x = latents.transpose(0, 1)[used].double()  # (C, n, h, w), contiguous
+        blocks = self.linear.channel_major(x, used).add_(self.net.channel_major(x, used))
+        levels = _levels(blocks.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
+        return F.pixel_shuffle(levels.transpose(0, 1), self.stride).numpy()

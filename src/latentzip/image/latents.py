@@ -528,8 +528,8 @@ class ContextLatents(HyperpriorLatents):
         the pass's positions, laid out as a (P, 1) grid."""
         if not self._fixed:
             raise RuntimeError("freeze or thaw the hyperprior before coding")
-        features = self._fixed[0](torch.from_numpy(z) << fixed.ACT_BITS)[..., : grid[0], : grid[1]]
-        features = features.transpose(0, 1).double()  # channel-major, as the heads take their inputs
+        side = (torch.from_numpy(z) << fixed.ACT_BITS).transpose(0, 1).double()
+        features = self._fixed[0].channel_major(side)[..., : grid[0], : grid[1]]  # (C, n, h, w), as heads take it
         bias = fixed.to_fixed(self.log_scale_bias[quality].detach().double()).view(1, -1, 1)
         anchors = checkerboard(grid, torch.device("cpu"))
         limit = fixed.CONV_LIMIT
@@ -542,15 +542,14 @@ class ContextLatents(HyperpriorLatents):
                 if not where.any():  # a grid of one latent has no second pass
                     continue
                 seen = known[:, :, where].double()
-                # The heads' inputs at the pass's positions as columns (channels, n * P).
+                # The heads' inputs at the pass's positions, channel-major: (channels, n, P).
                 parts = [features[:, :, where], seen.abs(), seen]
                 if not first:
                     context = self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where)
                     parts.append(context.transpose(0, 1).double())
                 # The anchors' context is zero: the heads' first layer skips its inputs.
                 inputs = torch.arange(sum(p.shape[0] for p in parts)) if first else None
-                columns = torch.cat(parts).view(-1, n * int(where.sum()))
-                t = self._fixed[1 + k].columns(columns, inputs).view(-1, n, columns.shape[1] // n)
+                t = self._fixed[1 + k].channel_major(torch.cat(parts)[..., None], inputs)[..., 0]
                 t = t.transpose(0, 1).to(torch.int64)
                 m, i = t[:, size:], scale_index(t[:, :size] + bias[:, lo:hi])
                 q[:, lo:hi, where] = torch.from_numpy(symbols_at(k, where.numpy(), m, i.numpy()))
