@@ -130,7 +130,8 @@ def test_checkerboard_context_is_the_grouped_convolution_of_the_anchors(grid):
     weight = torch.round(layer.weight.detach().double() * (1 << fixed.CONV_WEIGHT_BITS))
     exact = F.conv2d((x * anchors).double(), weight, padding=1, groups=6).to(torch.int64)
     expected = ((exact + (1 << (fixed.CONV_WEIGHT_BITS - 1))) >> fixed.CONV_WEIGHT_BITS)[:, :, ~anchors[0, 0]]
-    assert torch.equal(fixed.CheckerboardContext(layer)(x, ~anchors[0, 0]), expected)
+    context = fixed.CheckerboardContext(layer)(x.transpose(0, 1).double(), ~anchors[0, 0])  # channel-major
+    assert torch.equal(context.transpose(0, 1).to(torch.int64), expected)
     with pytest.raises(ValueError, match="checkerboard"):
         fixed._Conv(layer)
 

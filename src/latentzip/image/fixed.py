@@ -169,20 +169,20 @@ class CheckerboardContext:
             raise ValueError("a checkerboard context is a 3x3 depthwise convolution with zero padding")
         weight, bias = _integer_conv(layer)
         self.channels, self.multiplier = layer.in_channels, layer.out_channels // layer.in_channels
-        shape = (1, self.channels, self.multiplier, 1)
-        self.taps = [weight[:, 0, 1 + di, 1 + dj].to(torch.int64).view(shape) for di, dj in self.EDGES]
-        self.bias = bias.to(torch.int64).view(shape)
+        shape = (self.channels, self.multiplier, 1, 1)
+        self.taps = [weight[:, 0, 1 + di, 1 + dj].view(shape) for di, dj in self.EDGES]
+        self.bias = bias.view(shape)
 
     def __call__(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """The convolution of int64 `x` (n, C, h, w), read at anchors only, at the P
-        positions where the (h, w) bool `where` holds, none of them an anchor: (n, C *
-        multiplier, P) in `FixedNet`'s units, rounded and clamped as it does."""
+        """The convolution of channel-major values x (C, n, h, w), read at anchors only, at
+        the P positions where the (h, w) bool `where` holds, none of them an anchor:
+        (C * multiplier, n, P), rounded and clamped as `FixedNet` does."""
         (h, w), padded = x.shape[-2:], F.pad(x, (1, 1, 1, 1))
         acc = self.bias
         for (di, dj), tap in zip(self.EDGES, self.taps):
-            acc = acc + padded[:, :, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w][:, :, where][:, :, None] * tap
-        acc = acc.reshape(len(x), self.channels * self.multiplier, -1)
-        return ((acc + (1 << (CONV_WEIGHT_BITS - 1))) >> CONV_WEIGHT_BITS).clamp(-CONV_LIMIT, CONV_LIMIT)
+            acc = acc + padded[:, :, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w][:, :, where][:, None] * tap
+        acc = acc.reshape(self.channels * self.multiplier, *acc.shape[2:])
+        return _rounded(acc, CONV_WEIGHT_BITS).clamp_(-CONV_LIMIT, CONV_LIMIT)
 
 
 class _InverseGDN:

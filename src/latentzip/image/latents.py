@@ -257,6 +257,13 @@ def scale_index(log_scale: torch.Tensor) -> torch.Tensor:
     return torch.div(log_scale - _LOG_LOW, _LOG_STEP, rounding_mode="floor").clamp(0, SCALES - 1)
 
 
+def _ranking(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that lists the positions of `index` by increasing scale index (stable:
+    within an index, in the array's order), and how many there are of each."""
+    flat = index.ravel().astype(np.uint8)  # SCALES fits a byte: numpy's stable sort is then a radix sort
+    return np.argsort(flat, kind="stable"), np.bincount(flat, minlength=SCALES)
+
+
 def scale_tables() -> CodingTables:
     """One Gaussian table per scale index, for the scale at the middle of its interval."""
     scales = np.exp((_LOG_LOW + (np.arange(SCALES) + 0.5) * _LOG_STEP) / (1 << fixed.ACT_BITS))
@@ -383,16 +390,13 @@ class HyperpriorLatents(LatentCodec):
     def _write_ranked(self, encoder: constriction.stream.queue.RangeEncoder, values: np.ndarray, index: np.ndarray) -> None:
         """Main symbols in increasing scale index, each index's run with its Gaussian table
         (stable: within an index, in the arrays' order)."""
-        flat = index.ravel()
-        order = np.argsort(flat, kind="stable")
-        ends = np.cumsum(np.bincount(flat, minlength=SCALES))
-        write_channels(encoder, self.tables, self._models, np.split(values.ravel()[order], ends[:-1]))  # type: ignore[arg-type]
+        order, sizes = _ranking(index)
+        runs = np.split(values.ravel()[order], np.cumsum(sizes)[:-1])
+        write_channels(encoder, self.tables, self._models, runs)  # type: ignore[arg-type]
 
     def _read_ranked(self, decoder: Decoder, index: np.ndarray) -> np.ndarray:
         """What `_write_ranked` wrote for these scale indices, in their shape."""
-        flat = index.ravel()
-        order = np.argsort(flat, kind="stable")
-        sizes = np.bincount(flat, minlength=SCALES)
+        order, sizes = _ranking(index)
         ranked = np.concatenate(read_channels(decoder, self.tables, self._models, sizes.tolist()))  # type: ignore[arg-type]
         values = np.empty_like(ranked)
         values[order] = ranked
@@ -545,8 +549,8 @@ class ContextLatents(HyperpriorLatents):
                 # The heads' inputs at the pass's positions, channel-major: (channels, n, P).
                 parts = [features[:, :, where], seen.abs(), seen]
                 if not first:
-                    context = self._fixed_context[k](hat[:, lo:hi].clamp(-limit, limit), where)
-                    parts.append(context.transpose(0, 1).double())
+                    slice_k = hat[:, lo:hi].transpose(0, 1).clamp(-limit, limit).double()
+                    parts.append(self._fixed_context[k](slice_k, where))
                 # The anchors' context is zero: the heads' first layer skips its inputs.
                 inputs = torch.arange(sum(p.shape[0] for p in parts)) if first else None
                 t = self._fixed[1 + k].channel_major(torch.cat(parts)[..., None], inputs)[..., 0]
