@@ -25,7 +25,7 @@ import numpy as np
 from ..jit import njit
 from . import arith
 from .arith import M32, coder_step
-from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, squash
+from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, Fill, squash
 
 # Context kinds a fast level may use.
 O1, O2, O3, O4, WORD = range(1, 6)
@@ -68,9 +68,6 @@ FAST_LEVELS: dict[int, FastLevel] = {
     2: FastLevel((O2, O3, O4, WORD), 22, 23, True),
     3: FastLevel((O1, O2, O3, O4, WORD), 22, 24, True),
 }
-
-
-Fill = int | np.ndarray  # one value for a whole array, or a pattern repeated over it
 
 
 def _parts(level: FastLevel) -> dict[str, tuple[int, type, Fill]]:

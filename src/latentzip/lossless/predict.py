@@ -238,9 +238,11 @@ def _table_length(level: Level) -> int:
     return (len(level.contexts) << level.table_bits) * 16
 
 
-def _parts(level: Level) -> dict[str, tuple[int, int | np.ndarray]]:
-    """The int64 parts of a model of `level`, in the order of PARTS: (length, initial
-    value: one number, or a pattern repeated over the part)."""
+Fill = int | np.ndarray  # an array's initial value: one number, or a pattern repeated over it
+
+
+def _parts(level: Level) -> dict[str, tuple[int, Fill]]:
+    """The int64 parts of a model of `level`, in the order of PARTS: (length, initial value)."""
     n_ctx = len(level.contexts)
     w0 = (1 << 16) * 3 // (_inputs(level) * 2)
     return {

@@ -64,9 +64,8 @@ def bulk_encode(model: Any, src: Where, dst: Where, shard_size: int = SHARD_SIZE
     settings = {"kind": "images", "model": codec.fingerprint.hex(), **coding, "psnr": psnr}
     target.make_root(force, resumable=jobs.DONE)
     with cluster.connect(client, workers, scheduler) as running:
-        blob = running.scatter(codec.to_bytes(), broadcast=True)
         rows, skipped = jobs.run(running, jobs.encode_shard, shards, target, settings, progress,
-                                 src=source, dst=target, model=blob, psnr=psnr, **coding)
+                                 src=source, dst=target, model=codec.to_bytes(), psnr=psnr, **coding)
     manifest.write(target, "images", rows)
     for directory in ("", jobs.DONE):
         target.sweep(directory)
@@ -96,9 +95,8 @@ def bulk_decode(src: Where, out: Where, model: Any = None, force: bool = False, 
     codec = _codec(model)
     target.make_root(force)
     with cluster.connect(client, workers, scheduler) as running:
-        blob = running.scatter(codec.to_bytes(), broadcast=True)
         written, _ = jobs.run(running, jobs.decode_shard, shards, None, {}, progress, src=source, out=target,
-                              model=blob)
+                              model=codec.to_bytes())
     target.sweep()
     return Job(written, len(shards), 0, time.perf_counter() - started)
 
@@ -120,8 +118,7 @@ def bulk_eval(model: Any, src: Where, shard_size: int = SHARD_SIZE, quality: int
     codec, coding = _coding(model, quality, max_error)
     shards = jobs.plan(_images(source), shard_size)
     with cluster.connect(client, workers, scheduler) as running:
-        blob = running.scatter(codec.to_bytes(), broadcast=True)
-        rows, _ = jobs.run(running, jobs.eval_shard, shards, None, {}, progress, src=source, model=blob,
+        rows, _ = jobs.run(running, jobs.eval_shard, shards, None, {}, progress, src=source, model=codec.to_bytes(),
                            psnr=True, **coding)
     pixels = sum(row["pixels"] for row in rows)
     file_bytes = sum(row["file_bytes"] for row in rows if row["index"] == 0)  # once per shard
