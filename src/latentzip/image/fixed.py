@@ -99,7 +99,10 @@ def _gelu_table() -> np.ndarray:
 # 2**-CONV_WEIGHT_BITS, and each convolution is an integer product sum done by torch in
 # float64, exact because every term and partial sum is an integer below 2**52 (checked
 # when the network is frozen), so neither the summation order, the thread count nor the
-# device can change a result. Inverse GDN takes an exact integer square root.
+# device can change a result. Inverse GDN takes an exact integer square root. Between
+# layers the values stay float64 (holding integers) and channel-major, (C, n, h, w):
+# rounding is a float64 floor, as exact as an int64 shift, and no layer converts or
+# re-lays out what the next one reads.
 
 CONV_WEIGHT_BITS = 16
 GDN_INPUT_BITS = 8  # GDN squares its inputs at 2**-8 ...
