@@ -25,7 +25,7 @@ import numpy as np
 from ..jit import njit
 from . import arith
 from .arith import M32, coder_step
-from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, Fill, squash
+from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, Fill, fill_zeroed, squash
 
 # Context kinds a fast level may use.
 O1, O2, O3, O4, WORD = range(1, 6)
@@ -88,14 +88,6 @@ def _parts(level: FastLevel) -> dict[str, tuple[int, type, Fill]]:
     }
 
 
-def _filled(length: int, dtype: type, fill: Fill) -> np.ndarray:
-    if not isinstance(fill, int):
-        array = np.empty(length, dtype=dtype)
-        array.reshape(-1, len(fill))[:] = fill
-        return array
-    return np.full(length, fill, dtype=dtype) if fill else np.zeros(length, dtype=dtype)  # zeros: pages on first use
-
-
 class FastModel:
     """The state of a fast level, carried from block to block of a stream."""
 
@@ -105,7 +97,9 @@ class FastModel:
         # gets a kernel compiled for its number of contexts (about 10% faster).
         self.kinds = tuple(level.contexts)
         for name, (length, dtype, fill) in _parts(level).items():
-            setattr(self, name, _filled(length, dtype, fill))
+            array = np.zeros(length, dtype=dtype)
+            fill_zeroed(array, fill)
+            setattr(self, name, array)
 
     @staticmethod
     def memory(level: FastLevel) -> int:

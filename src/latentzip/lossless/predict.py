@@ -241,6 +241,15 @@ def _table_length(level: Level) -> int:
 Fill = int | np.ndarray  # an array's initial value: one number, or a pattern repeated over it
 
 
+def fill_zeroed(array: np.ndarray, fill: Fill) -> None:
+    """Set a zeroed array to its initial value (zero is left alone: fresh zeroed memory
+    costs nothing until it is used)."""
+    if isinstance(fill, np.ndarray):
+        array.reshape(-1, len(fill))[:] = fill
+    elif fill:
+        array[:] = fill
+
+
 def _parts(level: Level) -> dict[str, tuple[int, Fill]]:
     """The int64 parts of a model of `level`, in the order of PARTS: (length, initial value)."""
     n_ctx = len(level.contexts)
@@ -288,11 +297,7 @@ class Model:
         self.ints[:head] = bounds
         for k, name in enumerate(PARTS):
             view = self.ints[bounds[k]:bounds[k + 1]]
-            fill = parts[name][1]
-            if isinstance(fill, np.ndarray):
-                view.reshape(-1, len(fill))[:] = fill
-            elif fill:
-                view[:] = fill
+            fill_zeroed(view, parts[name][1])
             setattr(self, name, view)
         self.stream_pos = 0  # bytes coded so far in this stream: where the next block starts
 
