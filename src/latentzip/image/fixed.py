@@ -268,12 +268,8 @@ def to_fixed(values: torch.Tensor) -> torch.Tensor:
     return torch.floor(values.double() * (1 << ACT_BITS) + 0.5).to(torch.int64)
 
 
-def to_pixels(values: torch.Tensor) -> np.ndarray:
+def to_pixels(values: torch.Tensor) -> torch.Tensor:
     """Values in units of 2**-ACT_BITS on a [0, 1] scale as uint8 levels, rounded half up."""
-    return _levels(values).numpy()
-
-
-def _levels(values: torch.Tensor) -> torch.Tensor:
     return _rounded(values.double() * 255, ACT_BITS).clamp_(0, 255).to(torch.uint8)
 
 
@@ -292,5 +288,5 @@ class FixedConvSynthesis:
         used = (latents != 0).flatten(2).any(2).any(0).nonzero().flatten()
         x = latents.transpose(0, 1)[used].double()  # (C, n, h, w), contiguous
         blocks = self.linear.channel_major(x, used).add_(self.net.channel_major(x, used))
-        levels = _levels(blocks.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
+        levels = to_pixels(blocks.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
         return F.pixel_shuffle(levels.transpose(0, 1), self.stride).numpy()

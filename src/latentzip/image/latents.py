@@ -539,15 +539,17 @@ class ContextLatents(HyperpriorLatents):
         limit = fixed.CONV_LIMIT
         q = torch.zeros((n, self.channels, *grid), dtype=torch.int64)
         mean, index, hat = torch.zeros_like(q), torch.zeros_like(q), torch.zeros_like(q)
+        # Each slice's two passes, with the side features at their positions (gathered once);
+        # a grid of one latent has no second pass.
+        passes = [(first, where, features[:, :, where])
+                  for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])) if where.any()]
         for k in range(len(self.heads)):
             lo, hi, size = self.bounds[k], self.bounds[k + 1], self._size(k)
             known = hat[:, :lo].clamp(-limit, limit).transpose(0, 1)
-            for first, where in ((True, anchors[0, 0]), (False, ~anchors[0, 0])):
-                if not where.any():  # a grid of one latent has no second pass
-                    continue
+            for first, where, side_features in passes:
                 seen = known[:, :, where].double()
                 # The heads' inputs at the pass's positions, channel-major: (channels, n, P).
-                parts = [features[:, :, where], seen.abs(), seen]
+                parts = [side_features, seen.abs(), seen]
                 if not first:
                     slice_k = hat[:, lo:hi].transpose(0, 1).clamp(-limit, limit).double()
                     parts.append(self._fixed_context[k](slice_k, where))
