@@ -2,7 +2,10 @@
 shipped model, so a change to any bitstream is a deliberate one.
 
 When a change to a bitstream is intended, bump the predictor revision (lossless) or
-ship new models (lossy), and replace the hashes here in the same commit.
+ship new models (lossy), and replace the hashes here in the same commit. Images are
+coded at effort 0: fitting latents (a higher effort) is the encoder's choice and runs
+eight steps of float optimisation, whose last bits may differ between machines; the
+format and the decoder are what these hashes hold still.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ def test_long_repeats_bitstream_is_fixed(level: int) -> None:
 def test_shipped_model_bitstream_is_fixed(name: str) -> None:
     if name not in zoo.names():
         pytest.skip(f"{name} is not shipped in this checkout")
-    blob = latentzip.load_model(name).encode(golden_images(), [f"digit_{i:02d}.png" for i in range(16)])
+    blob = latentzip.load_model(name).encode(golden_images(), [f"digit_{i:02d}.png" for i in range(16)], effort=0)
     assert _sha(blob) == IMAGES[name]
 
 
@@ -152,5 +155,5 @@ def test_every_shipped_model_has_a_golden_hash() -> None:
 def test_tiled_bitstream_is_fixed() -> None:
     if TILED_PRESET not in zoo.names():
         pytest.skip(f"{TILED_PRESET} is not shipped in this checkout")
-    blob = latentzip.load_model(TILED_PRESET).encode([golden_strip()])
+    blob = latentzip.load_model(TILED_PRESET).encode([golden_strip()], effort=0)
     assert _sha(blob) == TILED

@@ -117,3 +117,31 @@ def test_photo_presets_climb_in_rate_and_quality_and_take_grey_photographs(tmp_p
     assert proc.returncode == 0, proc.stderr.decode()
     back = data.read_images([tmp_path / "out"])[0][1]
     assert back.shape == (160, 224, 1) and metrics.psnr(grey, back[..., 0]) > 25
+
+
+def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
+    """A higher effort fits each image's latents to it: the real file's cost, bits per
+    pixel + lmbda * 255^2 * MSE at the preset's own lmbda, falls, and the same decoder
+    reads it. Fitting a large image in bands (here forced small) does as well."""
+    names = [n for n in zoo.names() if n.startswith("photo:")]
+    if len(names) < 6:
+        pytest.skip("no shipped photo presets in this checkout")
+    from skimage import data as skdata
+
+    from latentzip.errors import LatentzipError
+    from latentzip.image import codec as image_codec, objective
+
+    photo = skdata.chelsea()[:160, :224]
+    codec = latentzip.load_model(names[4])
+    lmbda = objective.lmbdas(codec.meta["train"]["lmbda"], codec.cfg.qualities)[codec.quality - 1]
+
+    def cost(blob: bytes) -> float:
+        mse = metrics.mse(photo, codec.decode(blob)[0])
+        return 8 * len(blob) / (160 * 224) + lmbda * mse
+
+    plain = cost(codec.encode([photo], effort=0))
+    assert cost(codec.encode([photo])) < 0.99 * plain  # the default effort fits
+    monkeypatch.setattr(image_codec, "FIT_PIXELS", 64 * 64)  # three bands of four latent rows
+    assert cost(codec.at_effort(2).encode([photo])) < 0.99 * plain
+    with pytest.raises(LatentzipError, match="effort is 0 to 2"):
+        codec.encode([photo], effort=3)

@@ -64,7 +64,9 @@ class AnomalyDetector:
             lmbda = codec.meta.get("train", {}).get("lmbda")
             if lmbda is None:
                 raise LatentzipError(f"{codec.label} does not record the lmbda it was trained with; pass lmbda")
-        self.codec = codec.bounded(None)  # the scores are the network's own rate and distortion
+        # The scores are the network's own rate and distortion, of its analysis's latents:
+        # fitting them to each image (effort) would be eight times slower.
+        self.codec = codec.bounded(None).at_effort(0)
         cfg = codec.cfg  # a detector that learned from thumbnails scores thumbnails
         self.thumbnails = (cfg.height, cfg.width) if codec.meta.get("anomaly", {}).get("thumbnails") else None
         self.fpr = fpr

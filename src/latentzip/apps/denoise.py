@@ -40,14 +40,15 @@ def load_denoiser(model: str | os.PathLike[str]) -> Denoiser:
 def denoise(model: Denoiser, images: ImagesLike, progress: bool = False) -> list[np.ndarray]:
     """Cleaned uint8 images in input order, each the shape of its input.
 
-    With a codec this is exactly what decode(encode(images)) gives with the network
-    alone ((H, W) grey or (H, W, 3)): the rounding of the latents is part of what drops
-    the noise. A refinement bound (a shipped preset's) is not used, as it would put the
-    noise back. A watermark-removal model takes images of any size, colour or grey, and
+    With a codec this is exactly what decode(encode(images, effort=0)) gives with the
+    network alone ((H, W) grey or (H, W, 3)): the rounding of the latents is part of
+    what drops the noise. A refinement bound (a shipped preset's) is not used, as it
+    would put the noise back, nor is fitting the latents (a higher effort), which fits
+    them to the noise. A watermark-removal model takes images of any size, colour or grey, and
     keeps their alpha as it is."""
     if isinstance(model, MarkRemover):
         return [_unmarked(model, image) for image in each(images, "denoise", progress)]
-    plain = model.bounded(None)
+    plain = model.bounded(None).at_effort(0)
     out: list[np.ndarray] = []
     for chunk in chunks(images, "denoise", progress):
         out.extend(plain.reconstruct(chunk))

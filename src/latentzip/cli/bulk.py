@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         v.add_argument("-m", "--model", required=True, help="shipped model name, model file, or MODEL:PRESET")
         v.add_argument("--quality", type=int, default=None, metavar="Q", help="one of the model's qualities")
         v.add_argument("--max-error", type=int, default=None, metavar="D", help="bound every pixel's error to D levels")
+        v.add_argument("--effort", type=int, default=None, metavar="E",
+                       help="conv models: 0 (fastest) to 2 (default: fewest bytes), as in latentzip encode")
         v.add_argument("--shard-size", type=int, default=None, metavar="K", help="images per shard (default 1000)")
 
     v = verb("encode", "code every image under SRC into shards of K images and a Parquet manifest", _encode)
@@ -74,7 +76,7 @@ def _encode(args: argparse.Namespace) -> int:
     from ..scale import bulk_encode
 
     job = bulk_encode(args.model, args.src, args.output, quality=args.quality, max_error=args.max_error,
-                      psnr=args.psnr, force=args.force, **_shard_size(args), **_where(args))
+                      effort=args.effort, psnr=args.psnr, force=args.force, **_shard_size(args), **_where(args))
     _report("image(s)", job, args.output)
     return 0
 
@@ -90,8 +92,8 @@ def _decode(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from ..scale import bulk_eval
 
-    job = bulk_eval(args.model, args.src, quality=args.quality, max_error=args.max_error, **_shard_size(args),
-                    **_where(args))
+    job = bulk_eval(args.model, args.src, quality=args.quality, max_error=args.max_error, effort=args.effort,
+                    **_shard_size(args), **_where(args))
     for key, value in job.summary.items():
         print(f"{key:<16} {value:.4f}" if isinstance(value, float) else f"{key:<16} {value}")
     if args.json:

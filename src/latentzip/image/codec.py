@@ -16,6 +16,10 @@ Decoded pixels come from exact integer arithmetic (fixed.py) for every architect
 a file decodes to the same pixels on every machine, thread count and device. The
 header names the model by fingerprint (modelfile.py), so decoding with the wrong model
 is an error, never noise.
+
+Encoding may also fit each image's latents to it before rounding (objective.py), as
+hard as the codec's `effort` says: a choice of the encoder alone, so files of any
+effort decode the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .. import container
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import catalog, refine, tiling, transparent
+from . import catalog, objective, refine, tiling, transparent
 from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
@@ -48,6 +52,7 @@ BATCH = 500  # images per analysis call of a dense model
 CHUNK_PIXELS = 1 << 22  # pixels of whole images coded together, at most
 REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
+FIT_PIXELS = 1 << 19  # latents are fitted (objective.py) on at most this many pixels at a time
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
@@ -83,6 +88,7 @@ class ImageCodec:
         self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)  # decodes files from before the alpha coder
         self.max_error: int | None = None  # the bound coding uses when a call names none
         self.quality = self.meta.get("default_quality", self.cfg.qualities)  # likewise, 1-based
+        self.effort = objective.DEFAULT_EFFORT  # how hard encoding fits latents (0: the analysis's)
         if not isinstance(self.quality, int) or not 1 <= self.quality <= self.cfg.qualities:
             raise ValueError(f"default quality {self.quality!r} of a model with {self.cfg.qualities}")
         try:
@@ -158,6 +164,12 @@ class ImageCodec:
             view.quality = self.quality_for(quality)
         return view
 
+    def at_effort(self, effort: int | None) -> "ImageCodec":
+        """A view of this codec that encodes at `effort` (see `effort_for`)."""
+        view = copy.copy(self)
+        view.effort = self.effort_for(effort)
+        return view
+
     def with_refinement(self, images: ImagesLike) -> "ImageCodec":
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
         can code with a bound on every pixel's colour error (`max_error`). A new model:
@@ -219,7 +231,7 @@ class ImageCodec:
     # --- coding ----------------------------------------------------------------------
 
     def encode(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
-               quality: int | None = None, alpha_error: int | None = None) -> bytes:
+               quality: int | None = None, alpha_error: int | None = None, effort: int | None = None) -> bytes:
         """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file.
 
         `quality` picks one of the model's qualities (1 .. its number of qualities,
@@ -227,15 +239,17 @@ class ImageCodec:
         follows the latents so that no decoded colour value differs from its original
         by more than d levels (0: lossless). None takes the codec's own bound (see
         `bounded`; a plain model has none). Alpha, for models with alpha, is always
-        kept within `alpha_error` (default 0: lossless). The other methods take these
+        kept within `alpha_error` (default 0: lossless). `effort` (None: the codec's,
+        see `effort_for`) trades encoding time for bytes. The other methods take these
         the same way."""
-        return self._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
+        return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
 
     def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
-                         quality: int | None = None, alpha_error: int | None = None) -> tuple[bytes, np.ndarray]:
+                         quality: int | None = None, alpha_error: int | None = None,
+                         effort: int | None = None) -> tuple[bytes, np.ndarray]:
         """`encode`, and what each image costs in the file (as `code_bits`) from the same
         pass: a bulk manifest lists both, and a second analysis pass would double its work."""
-        return self._encode(images, names, max_error, quality, alpha_error, priced=True)
+        return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=True)
 
     def _encode(self, images: ImagesLike, names: Sequence[str] | None, max_error: int | None, quality: int | None,
                 alpha_error: int | None, priced: bool) -> tuple[bytes, np.ndarray]:
@@ -255,8 +269,10 @@ class ImageCodec:
         bits = np.zeros(len(batch))
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
-            symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None)
-            if walks or alpha is not None:
+            refined = bool(walks) or alpha is not None
+            symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
+                                         keep=refined)
+            if refined:
                 self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
                              bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles, alpha=alpha)
         alpha_stream = b"" if alpha is None else alpha.finish()
@@ -388,6 +404,18 @@ class ImageCodec:
         self._check_refinement(bound)
         return bound
 
+    def effort_for(self, effort: int | None) -> int:
+        """The effort a call with `effort` encodes at (its own, else the codec's): how
+        many steps fit each image's latents to it before rounding (objective.py), from
+        0 (none, the fastest) up; higher costs fewer bytes for the same quality and
+        takes longer. Models that cannot fit (dense ones, or a file that does not
+        record its lmbda) code the same at every effort."""
+        chosen = self.effort if effort is None else effort
+        top = len(objective.EFFORT_STEPS) - 1
+        if not isinstance(chosen, (int, np.integer)) or not 0 <= chosen <= top:
+            raise LatentzipError(f"effort is 0 to {top}, not {chosen}")
+        return int(chosen)
+
     def _alpha_bound(self, alpha_error: int | None) -> int | None:
         if not self.cfg.has_alpha:
             if alpha_error is not None:
@@ -507,15 +535,49 @@ class ImageCodec:
         halo = self.cfg.record.halo * unit
         return slice(max(0, span.start - halo), min(size, span.stop + halo))
 
+    def _latents(self, x: np.ndarray, quality: int, tile: tiling.Tile | None = None) -> torch.Tensor:
+        """The float latents that are rounded and coded: the analysis's, fitted to the
+        images (or to the tile's pixels) at this codec's effort."""
+        y = self._analyse(x, tile)
+        steps, lmbda = objective.EFFORT_STEPS[self.effort], self._lmbda(quality)
+        if not steps or lmbda is None:
+            return y
+        pixels = x if tile is None else x[:, tile.rows, tile.cols]
+        # Fitting keeps every activation for its gradient, so it works on at most
+        # FIT_PIXELS at a time: images in groups, a large image (or tile) in bands of
+        # latent rows, whole side latents each (a 1024 px tile at once took 0.9 GB).
+        s, (h, w) = self.cfg.stride, pixels.shape[1:3]
+        group = max(1, FIT_PIXELS // (h * w))
+        bands = -(-h * w // FIT_PIXELS)
+        rows = -(-y.shape[2] // (4 * bands)) * 4  # latent rows a band, a multiple of the side grid's 4
+        fitted = y.clone()
+        for i in range(0, len(y), group):
+            for top in range(0, y.shape[2], rows):
+                band = slice(top, top + rows)
+                piece = self._model_input(pixels[i : i + group, top * s : (top + rows) * s])
+                fitted[i : i + group, :, band] = objective.fit_latents(
+                    self.model, piece, y[i : i + group, :, band], quality - 1, lmbda, steps)
+        return fitted
+
+    def _lmbda(self, quality: int) -> float | None:
+        """The lmbda this model was trained with at `quality`; None where it cannot fit
+        latents (dense models code images of one size with no gains to fit in) or its
+        file does not say."""
+        top = self.meta.get("train", {}).get("lmbda") if isinstance(self.meta.get("train"), dict) else None
+        if self.cfg.record.fixed_size or not isinstance(top, (int, float)) or not 0 < top < math.inf:
+            return None
+        return objective.lmbdas(float(top), self.cfg.qualities)[quality - 1]
+
     def _symbols(self, x: np.ndarray, quality: int) -> Symbols:
-        return self.model.latents.quantize(self._analyse(x), quality - 1)
+        return self.model.latents.quantize(self._latents(x, quality), quality - 1)
 
     def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
-                      bits: np.ndarray | None = None) -> Symbols:
+                      bits: np.ndarray | None = None, keep: bool = True) -> Symbols:
         """The symbols of a chunk's images (n, H, W, C), written to `encoder` and priced
         into `bits` when given. A tiled image's tiles are quantized and coded one after
         the other, each with its own side information; its main symbols come back as
-        the whole image's grid."""
+        the whole image's grid, unless not `keep` (then nothing: a 24 MP grid of
+        symbols and means is 0.6 GB that only a refinement layer reads)."""
         def emit(symbols: Symbols) -> Symbols:
             if encoder is not None:
                 self.model.latents.write(encoder, symbols, quality - 1)
@@ -527,7 +589,9 @@ class ImageCodec:
             return emit(self._symbols(x, quality))
         grid: Symbols = {}
         for tile in chunk.tiles:
-            self._paste(grid, x.shape, tile, emit(self.model.latents.quantize(self._analyse(x, tile), quality - 1)))
+            symbols = emit(self.model.latents.quantize(self._latents(x, quality, tile), quality - 1))
+            if keep:
+                self._paste(grid, x.shape, tile, symbols)
         return grid
 
     def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:

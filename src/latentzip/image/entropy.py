@@ -33,7 +33,10 @@ LIKELIHOOD_FLOOR = 1e-9
 def quantize(y: torch.Tensor, mode: str) -> torch.Tensor:
     """'noise' adds U(-1/2, 1/2) (a differentiable proxy of rounding for the rate);
     'ste' rounds with a straight-through gradient (what the decoder will really see);
-    'round' rounds (coding)."""
+    'round' rounds (coding); 'none' leaves y as it is (a smooth relaxation that
+    encoders minimise to fit latents to one image)."""
+    if mode == "none":
+        return y
     if mode == "noise":
         return y + torch.empty_like(y).uniform_(-0.5, 0.5)
     if mode == "ste":

@@ -2,9 +2,11 @@
 
 A latent codec does four things (the protocol, `LatentCodec`):
 
-- `forward(y, quality)`: for training, the latents the synthesis sees (quantized with a
-  straight-through gradient) and each image's estimated bits under a differentiable
-  density (quantization modelled by uniform noise);
+- `forward(y, quality, relaxed)`: for training, the latents the synthesis sees (quantized
+  with a straight-through gradient) and each image's estimated bits under a
+  differentiable density (quantization modelled by uniform noise); `relaxed`, for
+  fitting latents to one image at encode time, quantizes nothing: the latents pass as
+  they are and the rate is the density's mass around them, a smooth function of y;
 - `quantize(y, quality)`: the integer symbols of a batch of images for coding;
 - `write(encoder, symbols, quality)` / `read(decoder, n, grid, quality)`: range coding
   with integer tables stored in the model file, so a file parses the same everywhere;
@@ -84,7 +86,7 @@ class LatentCodec(nn.Module):
 
     qualities: int
 
-    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
@@ -197,10 +199,11 @@ class FactorizedLatents(LatentCodec):
     def _gained(self, y: torch.Tensor, quality: int) -> torch.Tensor:
         return y if self.gains is None else y * self.gains.gain(quality, y.ndim)
 
-    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        hat, rate = _modes(relaxed)
         v = self._gained(y, quality)
-        likelihood = self.density(quality).likelihood(quantize(v, "noise"))
-        y_hat = quantize(v, "ste")
+        likelihood = self.density(quality).likelihood(quantize(v, rate))
+        y_hat = quantize(v, hat)
         if self.gains is not None:
             y_hat = y_hat * self.gains.inverse(quality, y.ndim)
         return y_hat, -torch.log2(likelihood).flatten(1).sum(1)
@@ -333,12 +336,13 @@ class HyperpriorLatents(LatentCodec):
     def _side(self, v: torch.Tensor) -> torch.Tensor:
         return self.hyper_analysis(v.abs())
 
-    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        hat, rate = _modes(relaxed)
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality)
-        y_hat = quantize(v, "ste") * self.gains.inverse(quality, y.ndim)
+        z_hat, side_bits = self.side(self._side(v), quality, relaxed)
+        y_hat = quantize(v, hat) * self.gains.inverse(quality, y.ndim)
         scales = self._log_scales(z_hat, y_hat, quality).exp().clamp(SCALE_MIN, SCALE_MAX)
-        return y_hat, side_bits - torch.log2(_gaussian(quantize(v, "noise"), scales)).flatten(1).sum(1)
+        return y_hat, side_bits - torch.log2(_gaussian(quantize(v, rate), scales)).flatten(1).sum(1)
 
     @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
@@ -477,9 +481,11 @@ class ContextLatents(HyperpriorLatents):
         n = self._size(k)
         return t[:, :n], t[:, n:].clamp(-_VALUE_LIMIT, _VALUE_LIMIT)
 
-    def _pass(self, y: torch.Tensor, z_hat: torch.Tensor, quality: int, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y_hat, each image's bits for the main latents) of float latents `y`, with
-        the rate of noisy residuals (training) or of rounded ones (validation)."""
+    def _pass(self, y: torch.Tensor, z_hat: torch.Tensor, quality: int, hat: str,
+              rate: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, each image's bits for the main latents) of float latents `y`: the
+        residuals quantized as `hat` says for what the synthesis sees, and as `rate`
+        says for the bits (`entropy.quantize`'s modes)."""
         grid = y.shape[-2:]
         features = self.hyper_synthesis(z_hat)[..., : grid[0], : grid[1]]
         anchors = checkerboard(grid, y.device)
@@ -492,33 +498,32 @@ class ContextLatents(HyperpriorLatents):
             g, ig, yk = gain[:, lo:hi], inverse[:, lo:hi], y[:, lo:hi]
             empty = y.new_zeros(len(y), CONTEXT_MULTIPLIER * (hi - lo), *grid)
             log_a, mean_a = self._slice_parameters(k, features, known, empty)
-            first = quantize((yk - mean_a) * g, "ste") * ig + mean_a
+            first = quantize((yk - mean_a) * g, hat) * ig + mean_a
             context = self.context[k](first.clamp(-_VALUE_LIMIT, _VALUE_LIMIT) * anchors)
             log_b, mean_b = self._slice_parameters(k, features, known, context)
             log_scale = torch.where(anchors, log_a, log_b) + self.log_scale_bias[quality, lo:hi].view(1, -1, 1, 1)
             mean = torch.where(anchors, mean_a, mean_b)
             residual = (yk - mean) * g
-            hats.append(quantize(residual, "ste") * ig + mean)
-            rate = quantize(residual, "noise" if noisy else "round")
+            hats.append(quantize(residual, hat) * ig + mean)
             scales = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX)
-            bits = bits - torch.log2(_gaussian(rate, scales)).flatten(1).sum(1)
+            bits = bits - torch.log2(_gaussian(quantize(residual, rate), scales)).flatten(1).sum(1)
         return torch.cat(hats, dim=1), bits
 
-    def forward(self, y: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality)
-        y_hat, bits = self._pass(y, z_hat, quality, noisy=True)
+        z_hat, side_bits = self.side(self._side(v), quality, relaxed)
+        y_hat, bits = self._pass(y, z_hat, quality, *_modes(relaxed))
         return y_hat, side_bits + bits
 
     def estimate(self, y: torch.Tensor, quality: int) -> float:
         with torch.no_grad():
             z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
-            return self.side.estimate(z, quality) + float(self._pass(y, z, quality, noisy=False)[1].sum())
+            return self.side.estimate(z, quality) + float(self._pass(y, z, quality, "round", "round")[1].sum())
 
     def rounded(self, y: torch.Tensor, quality: int) -> torch.Tensor:
         with torch.no_grad():
             z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
-            return self._pass(y, z, quality, noisy=False)[0]
+            return self._pass(y, z, quality, "round", "round")[0]
 
     # --- coding: exact integer arithmetic ---------------------------------------------
 
@@ -617,6 +622,12 @@ def checkerboard(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
     rows = torch.arange(grid[0], device=device).view(-1, 1)
     cols = torch.arange(grid[1], device=device).view(1, -1)
     return ((rows + cols) % 2 == 0).view(1, 1, *grid)
+
+
+def _modes(relaxed: bool) -> tuple[str, str]:
+    """How forward quantizes (the latents the synthesis sees, those the rate is of):
+    as in training, or not at all (fitting latents at encode time)."""
+    return ("none", "none") if relaxed else ("ste", "noise")
 
 
 def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:

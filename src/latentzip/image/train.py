@@ -47,6 +47,7 @@ from ..fsio import atomic_writer
 from . import transparent, zoo
 from .codec import ImageCodec, covering_channels
 from .model import Autoencoder
+from .objective import distortion, lmbdas
 from .ranks import Ranks, join, leave
 from .regularize import NOISES, REGULARIZERS, contractive_penalty, corrupt, sparse_penalty
 from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_linear
@@ -59,7 +60,6 @@ CROP_MAX = 128  # convolutional models train on random crops of at most this sid
 BATCH_PIXELS = 1 << 16  # pixels per convolutional batch: 4 crops of 128, 16 of 64
 EPOCH_STEPS = 100  # a convolutional epoch: a crop of every image on average, at least this many steps
 LADDER_LMBDA = 0.3  # the top quality's lmbda; each quality below takes LADDER_RATIO less
-LADDER_RATIO = 3.0
 LADDER_QUALITIES = 6
 KLT_BLOCKS = 20_000
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
@@ -153,8 +153,7 @@ class TrainConfig:
     def ladder(self) -> list[float]:
         """The lmbda of each quality, lowest first."""
         top = self.lmbda if self.lmbda is not None else (LADDER_LMBDA if not self.dense else 0.01)
-        n = self.qualities or 1
-        return [top / LADDER_RATIO ** (n - 1 - q) for q in range(n)]
+        return lmbdas(top, self.qualities or 1)
 
 
 def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
@@ -287,20 +286,6 @@ def pick_device(name: str) -> torch.device:
 
 def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def distortion(x_hat: torch.Tensor, x: torch.Tensor, alpha: bool) -> torch.Tensor:
-    """Mean squared error per image on [0, 1] pixels. With alpha (the last channel) it is
-    the error a coded file will have: colour errors count as much as they show (weighted
-    by the true alpha), and alpha errors not at all, since the alpha coder codes alpha
-    exactly whatever the network's alpha says (that is only its guide). Training alpha
-    as well spent the latents on it: emoji, 6 minutes from the photo model, test split,
-    517 bytes an image for 31.3 dB, where alpha weighted as three colour channels took
-    1,038 bytes for 30.3 dB (and the linear start 796 bytes for 31.2 dB)."""
-    if alpha:
-        weight = torch.cat([x[:, -1:].expand_as(x[:, :-1]), torch.zeros_like(x[:, -1:])], dim=1)
-        return (((x_hat - x) * weight) ** 2).flatten(1).mean(1)
-    return ((x_hat - x) ** 2).flatten(1).mean(1)
 
 
 def _losses(forward: Callable[..., Any], alpha: bool, x: torch.Tensor, cfg: TrainConfig, quality: int,

@@ -46,20 +46,21 @@ def _codec(model: Any) -> Any:
     return model if isinstance(model, ImageCodec) else load_model(model)
 
 
-def _coding(model: Any, quality: int | None, max_error: int | None) -> tuple[Any, dict[str, Any]]:
+def _coding(model: Any, quality: int | None, max_error: int | None, effort: int | None) -> tuple[Any, dict[str, Any]]:
     codec = _codec(model)
-    return codec, {"quality": codec.quality_for(quality), "max_error": codec.bound_for(max_error)}
+    return codec, {"quality": codec.quality_for(quality), "max_error": codec.bound_for(max_error),
+                   "effort": codec.effort_for(effort)}
 
 
 def bulk_encode(model: Any, src: Where, dst: Where, shard_size: int = SHARD_SIZE, quality: int | None = None,
-                max_error: int | None = None, psnr: bool = False, force: bool = False, client: Any = None,
-                workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> Job:
+                max_error: int | None = None, effort: int | None = None, psnr: bool = False, force: bool = False,
+                client: Any = None, workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> Job:
     """Encode every image under `src` into shards under `dst`, with a manifest. `model`
     is an ImageCodec or what `load_model` takes; `psnr` adds each image's PSNR. `dst`
     must be empty, hold an earlier run to resume, or be written into with `force`."""
     started = time.perf_counter()
     source, target = Store(src), Store(dst)
-    codec, coding = _coding(model, quality, max_error)
+    codec, coding = _coding(model, quality, max_error, effort)
     shards = jobs.plan(_images(source), shard_size)
     settings = {"kind": "images", "model": codec.fingerprint.hex(), **coding, "psnr": psnr}
     target.make_root(force, resumable=jobs.DONE)
@@ -109,13 +110,13 @@ def _shards(rows: list[dict[str, Any]]) -> list[Shard]:
 
 
 def bulk_eval(model: Any, src: Where, shard_size: int = SHARD_SIZE, quality: int | None = None,
-              max_error: int | None = None, client: Any = None, workers: int | None = None,
+              max_error: int | None = None, effort: int | None = None, client: Any = None, workers: int | None = None,
               scheduler: str | None = None, progress: bool = True) -> Job:
     """Code every image under `src` in shards as `bulk_encode` would, writing nothing:
     per-image bytes and PSNR, and a summary (bytes of the shard files, bpp, mean PSNR)."""
     started = time.perf_counter()
     source = Store(src)
-    codec, coding = _coding(model, quality, max_error)
+    codec, coding = _coding(model, quality, max_error, effort)
     shards = jobs.plan(_images(source), shard_size)
     with cluster.connect(client, workers, scheduler) as running:
         rows, _ = jobs.run(running, jobs.eval_shard, shards, None, {}, progress, src=source, model=codec.to_bytes(),

@@ -133,13 +133,13 @@ def _checksum(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def code_shard(shard: Shard, src: Store, model: bytes, quality: int, max_error: int | None,
+def code_shard(shard: Shard, src: Store, model: bytes, quality: int, max_error: int | None, effort: int,
                psnr: bool) -> tuple[bytes, list[Row]]:
     """The shard's file and its rows."""
     codec = _codec(model)
     raws = [src.read(name) for name in shard.names]
     images = [data.decode_image(raw, f"{src.url}/{name}") for name, raw in zip(shard.names, raws)]
-    blob, bits = codec.encode_with_bits(images, list(shard.names), max_error=max_error, quality=quality)
+    blob, bits = codec.encode_with_bits(images, list(shard.names), max_error=max_error, quality=quality, effort=effort)
     decoded = codec.decode(blob) if psnr else []
     return blob, [{"name": name, "shard": shard.number, "index": k, "bytes": float(bits[k]) / 8,
                    "checksum": _checksum(raw), "psnr": _psnr(image, decoded[k]) if psnr else None,
