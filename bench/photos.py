@@ -1,6 +1,6 @@
 """Benchmark of the shipped photograph presets (photo:q1, photo:q2, ...) against classical codecs.
 
-    python bench/photos.py [--model PATH] [--no-large] [--quick] [--out bench/results/photos.json]
+    python bench/photos.py [--model PATH] [--effort E] [--no-large] [--quick] [--out bench/results/photos.json]
 
 Test photographs, in two groups reported apart and together: the five sporco photographs
 (sets.validation_photos: kodim23 and four of the Waterloo BragZone set, never trained on)
@@ -23,7 +23,8 @@ Memory: the CLI's peak RSS encoding and decoding a 24-megapixel photograph, each
 own process (--no-large skips it).
 
 --model codes with a model file's qualities 1..N instead of the shipped presets (named
-photo:qN as the shipped ones will be); --quick is a smoke run: the first two photographs
+photo:qN as the shipped ones will be); --effort encodes at that effort instead of the
+codec's default (the JSON records which); --quick is a smoke run: the first two photographs
 of each group, three qualities of each peer.
 """
 
@@ -86,8 +87,9 @@ def photographs(quick: bool) -> dict[str, dict[str, np.ndarray]]:
     return {g: dict(list(photos.items())[:2]) if quick else photos for g, photos in groups.items()}
 
 
-def presets(model: Path | None) -> dict[str, Coder]:
-    """The latentzip settings to measure: the shipped photo presets, or a model file's qualities."""
+def presets(model: Path | None, effort: int | None) -> dict[str, Coder]:
+    """The latentzip settings to measure: the shipped photo presets, or a model file's
+    qualities, encoding at `effort` (None: the codec's default)."""
     if model is None:
         names = [n for n in zoo.names() if n.startswith("photo:")]
         if not names:
@@ -96,7 +98,8 @@ def presets(model: Path | None) -> dict[str, Coder]:
     else:
         codec = ImageCodec.load(model)
         codecs = {f"photo:q{q}": (codec, q) for q in range(1, codec.cfg.qualities + 1)}
-    return {name: (lambda im, c=c, q=q: c.encode([im], quality=q), lambda blob, c=c: c.decode(blob)[0])
+    return {name: (lambda im, c=c, q=q: c.encode([im], quality=q, effort=effort),
+                   lambda blob, c=c: c.decode(blob)[0])
             for name, (c, q) in codecs.items()}
 
 
@@ -219,7 +222,7 @@ def peak_of(command: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def large(model: Path | None) -> dict[str, Any]:
+def large(model: Path | None, effort: int | None) -> dict[str, Any]:
     """Peak memory of `latentzip encode` and `decode` on one 24-megapixel photograph.
 
     No 24-megapixel original is at hand (the wallpapers are kept reduced to 640x400),
@@ -232,6 +235,7 @@ def large(model: Path | None) -> dict[str, Any]:
     left, top = (image.width - side) // 2, (image.height - side * 2 // 3) // 2
     image = image.crop((left, top, left + side, top + side * 2 // 3)).resize(LARGE_SIZE, Image.Resampling.LANCZOS)
     encode_model = [str(model), "--quality", str(DEFAULT_QUALITY)] if model else [DEFAULT_PRESET]
+    encode_model += ["--effort", str(effort)] if effort is not None else []
     decode_model = ["-m", str(model)] if model else []
     out: dict[str, Any] = {"size": list(LARGE_SIZE), "preset": DEFAULT_PRESET,
                            "source": f"wallpapers/{source.name} ({side}x{side * 2 // 3} of it) enlarged with Lanczos"}
@@ -355,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a model file to measure instead of the shipped photo presets")
     parser.add_argument("--out", type=Path, default=common.REPO / "bench" / "results" / "photos.json")
+    parser.add_argument("--effort", type=int, default=None, help="encode at this effort (default: the codec's)")
     parser.add_argument("--no-large", dest="large", action="store_false", help="skip the 24-megapixel memory check")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 photographs a group, 3 qualities a peer")
     args = parser.parse_args(argv)
@@ -363,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     groups = photographs(args.quick)
     photos = {name: im for g in groups.values() for name, im in g.items()}
-    ours = presets(args.model)
+    ours = presets(args.model, args.effort)
     peers = {c: [q for i, q in enumerate(qs) if not args.quick or i in (0, len(qs) // 2, len(qs) - 1)]
              for c, qs in PEERS.items()}
     coders = {OURS: ours, **{c: {f"{c}:{q}": peer(c, q) for q in qs} for c, qs in peers.items()}}
@@ -377,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": started, "machine": common.machine(("torch", "numpy", "pillow", "imagecodecs", "pytorch-msssim")),
         "load_average_at_start": [round(x, 2) for x in load],
         "model": common.portable(str(args.model.resolve())) if args.model else "shipped photo:* presets",
+        "effort": (ImageCodec.load(args.model) if args.model else zoo.load(DEFAULT_PRESET)).effort_for(args.effort),
         "peer_qualities": peers,
         "photos": {g: {n: list(im.shape[:2]) for n, im in p.items()} for g, p in groups.items()},
         "groups": curves,
@@ -388,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "near_lossless": near_lossless(args.model, photos),
     }
     if args.large:
-        result["large"] = large(args.model)
+        result["large"] = large(args.model, args.effort)
     result["targets"] = targets(result)
     common.write_json(args.out, result)
     plot(curves, args.out.with_suffix(".png"))
