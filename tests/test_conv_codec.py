@@ -3,6 +3,7 @@ ladder, and decoding in exact integer arithmetic."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -665,3 +666,14 @@ def test_a_step_whose_gradient_overflows_leaves_the_weights_alone(digits, monkey
     codec = train(_colour(digits, 60), cfg, progress=False).codec
     assert len(calls) >= 3
     assert all(torch.isfinite(v).all() for v in codec.model.state_dict().values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("lmbda", ["high", float("nan"), -1.0, None])
+def test_a_model_that_does_not_record_a_usable_lmbda_codes_the_same_at_every_effort(hyper_codec, digits, lmbda):
+    """Fitting needs the lmbda a model was trained with; a file without a usable one (a
+    stranger's, or damaged) is coded with the analysis's latents, never with a guess."""
+    images = _colour(digits, 6, seed=21)
+    view = copy.copy(hyper_codec)
+    view.meta = {**hyper_codec.meta, "train": {**hyper_codec.meta["train"], "lmbda": lmbda}}
+    assert view._lmbda(1) is None and hyper_codec._lmbda(1) is not None
+    assert view.encode(images, effort=2) == view.encode(images, effort=0) == hyper_codec.encode(images, effort=0)

@@ -247,6 +247,9 @@ def test_max_error_through_the_cli(tmp_path, shots, model_file):
     proc = run_cli("encode", "-m", str(model_file), "--max-error", "400", str(shots), "-o", str(tmp_path / "bad.ltz"))
     assert_clean_error(proc, "max error")
     assert not (tmp_path / "bad.ltz").exists()
+    proc = run_cli("encode", "-m", str(model_file), "--effort", "7", str(shots), "-o", str(tmp_path / "bad.ltz"))
+    assert_clean_error(proc, "effort is 0 to 2")
+    assert not (tmp_path / "bad.ltz").exists()
 
 
 def test_encode_says_once_that_jpeg_inputs_lose_a_generation(tmp_path, model_file, digits_test):

@@ -173,7 +173,10 @@ class ImageCodec:
     def with_refinement(self, images: ImagesLike) -> "ImageCodec":
         """This codec plus refinement tables fitted on (up to 5,000 of) `images`, so it
         can code with a bound on every pixel's colour error (`max_error`). A new model:
-        its fingerprint differs."""
+        its fingerprint differs. The residuals are those of the analysis's latents
+        (effort 0): fitting them first would take minutes here, and the layer's
+        tables adapt to each file as it is coded anyway."""
+        plain = self.at_effort(0)
         batch = self._as_list(images[: refine.FIT_IMAGES])
         sizes = np.cumsum([im.size for im in batch])
         batch = batch[: max(1, int(np.searchsorted(sizes, refine.FIT_VALUES, side="right")))]
@@ -182,7 +185,7 @@ class ImageCodec:
         for quality in range(1, self.cfg.qualities + 1):
             for chunk in self._chunks(shapes, self._tile_side(shapes)):
                 x = _fit_channels(self._take(chunk, batch), self.cfg.channels)
-                base = self._base(self._symbols(x, quality), x.shape, quality)
+                base = self._base(plain._symbols(x, quality), x.shape, quality)
                 colour, base_colour = self._split(x)[0], self._split(base)[0]
                 groups.append((base_colour, colour.astype(np.int16) - base_colour))  # signed
         tensors = {k: v for k, v in self.file.tensors.items() if not k.startswith((REFINE_PREFIX, ALPHA_PREFIX))}
