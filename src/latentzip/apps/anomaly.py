@@ -65,7 +65,7 @@ class AnomalyDetector:
             if lmbda is None:
                 raise LatentzipError(f"{codec.label} does not record the lmbda it was trained with; pass lmbda")
         # The scores are the network's own rate and distortion, of its analysis's latents:
-        # fitting them to each image (effort) would be eight times slower.
+        # fitting them to each image (effort) would take several times as long.
         self.codec = codec.bounded(None).at_effort(0)
         cfg = codec.cfg  # a detector that learned from thumbnails scores thumbnails
         self.thumbnails = (cfg.height, cfg.width) if codec.meta.get("anomaly", {}).get("thumbnails") else None
