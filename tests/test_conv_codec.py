@@ -575,6 +575,9 @@ def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, plain_codec, conte
     else:
         assert np.array_equal(out[0], hyper_codec.decode(whole)[0])
     assert out[1].shape == (40, 50, 3)
+    fitted = hyper_codec.at_effort(2).encode([image], quality=2)  # each tile fitted to its own pixels
+    assert _catalog(fitted)[0].tile == 256
+    assert metrics.psnr(image, hyper_codec.decode(fitted)[0]) > metrics.psnr(image, out[0]) - 1.0
     assert np.array_equal(hyper_codec.reconstruct([image], quality=2)[0], out[0])
     assert np.array_equal(hyper_codec.latents([image], quality=2)[0].shape, (24, 75, 150))
     bits = hyper_codec.code_bits([image, image[:40, :50]], quality=2)
