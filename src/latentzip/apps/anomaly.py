@@ -61,7 +61,7 @@ class AnomalyDetector:
         if score not in SCORES:
             raise LatentzipError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
         if lmbda is None:
-            lmbda = codec.meta.get("train", {}).get("lmbda")
+            lmbda = codec.trained_lmbda
             if lmbda is None:
                 raise LatentzipError(f"{codec.label} does not record the lmbda it was trained with; pass lmbda")
         # The scores are the network's own rate and distortion, of its analysis's latents:

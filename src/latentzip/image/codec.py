@@ -270,9 +270,9 @@ class ImageCodec:
         walks = self._walks(max_error)
         alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         bits = np.zeros(len(batch))
+        refined = bool(walks) or alpha is not None
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
-            refined = bool(walks) or alpha is not None
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
                                          keep=refined)
             if refined:
@@ -562,14 +562,22 @@ class ImageCodec:
                     self.model, piece, y[i : i + group, :, band], quality - 1, lmbda, steps)
         return fitted
 
+    @property
+    def trained_lmbda(self) -> float | None:
+        """The top quality's lmbda this model was trained with, as its file records it;
+        None where the file records no usable one (a positive, finite number)."""
+        train = self.meta.get("train")
+        top = train.get("lmbda") if isinstance(train, dict) else None
+        return float(top) if isinstance(top, (int, float)) and 0 < top < math.inf else None
+
     def _lmbda(self, quality: int) -> float | None:
         """The lmbda this model was trained with at `quality`; None where it cannot fit
         latents (dense models code images of one size with no gains to fit in) or its
         file does not say."""
-        top = self.meta.get("train", {}).get("lmbda") if isinstance(self.meta.get("train"), dict) else None
-        if self.cfg.record.fixed_size or not isinstance(top, (int, float)) or not 0 < top < math.inf:
+        top = self.trained_lmbda
+        if self.cfg.record.fixed_size or top is None:
             return None
-        return objective.lmbdas(float(top), self.cfg.qualities)[quality - 1]
+        return objective.lmbdas(top, self.cfg.qualities)[quality - 1]
 
     def _symbols(self, x: np.ndarray, quality: int) -> Symbols:
         return self.model.latents.quantize(self._latents(x, quality), quality - 1)

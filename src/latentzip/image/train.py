@@ -205,13 +205,12 @@ def _with_start(chosen: TrainConfig) -> TrainConfig:
     if spec is None:
         return replace(chosen, start=LINEAR)
     model = zoo.load_model(spec)
-    trained = model.meta.get("train", {})
     # Grey images train (and are coded by) a colour model; images with alpha, a colour
     # model that also takes alpha (`_start_from_model`).
     channels = covering_channels([chosen.channels or model.cfg.channels, model.cfg.channels])
     adopted = replace(chosen, start=spec, qualities=chosen.qualities or model.cfg.qualities,
                       latent=chosen.latent or model.cfg.latent, channels=channels,
-                      lmbda=chosen.lmbda if chosen.lmbda is not None else trained.get("lmbda"))
+                      lmbda=chosen.lmbda if chosen.lmbda is not None else model.trained_lmbda)
     network = adopted.net(channels, model.cfg.height, model.cfg.width)
     if chosen.start is None and not _startable(network, model.cfg):
         return replace(chosen, start=LINEAR)
