@@ -5,6 +5,8 @@
     python scripts/train_photos.py --minutes 120 --start-from src/latentzip/models/photo-conv.safetensors --lr 5e-4
                                                             # go on from the shipped model (its checkpoint lost)
     python scripts/train_photos.py --refit-refinement       # keep the weights, fit the refinement tables again
+    python scripts/train_photos.py --post-filter 30         # add a post-filter to the shipped model and train
+                                                            # it alone for 30 minutes (the rest frozen)
 
 The training photographs are those of ../bench/sets.py and scikit-image: ufoai's
 photo-derived textures, OpenCV's sample photographs (reduced 2x), KDE Plasma's wallpaper
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -41,7 +44,7 @@ import common  # noqa: E402
 import sets  # noqa: E402
 
 from latentzip import data, metrics  # noqa: E402
-from latentzip.image import zoo  # noqa: E402
+from latentzip.image import postfilter, zoo  # noqa: E402
 from latentzip.image.codec import ImageCodec  # noqa: E402
 from latentzip.image.train import EpochStats, TrainConfig, pick_device, split, train  # noqa: E402
 
@@ -58,6 +61,7 @@ SKIMAGE_HELD_OUT = ("chelsea", "coffee")
 # 15-minute run at 0.03 ended at 34.5 dB), so the top starts well above 40 dB.
 TOP_LMBDA = 0.2
 QUALITIES = 8
+POST_WIDTH = 32  # channels of the post-filter (transforms.PostFilter) the presets decode through
 
 
 def _pieces(image: np.ndarray) -> list[np.ndarray]:
@@ -112,12 +116,27 @@ def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
     return out
 
 
+def _post_filter(trained: ImageCodec, pieces: list[np.ndarray], minutes: float, log: dict) -> ImageCodec:
+    """`trained` with its post-filter trained alone on the training pieces (added if it
+    has none), and its refinement tables fitted again on what it now decodes."""
+    model = trained.model if trained.cfg.post else postfilter.with_post_filter(trained.model, POST_WIDTH)
+    fit_pieces = split(pieces, TrainConfig(**trained.meta["train"]))[1]  # the pieces training fitted
+    with tqdm(desc="post-filter", unit=" steps", file=sys.stderr) as bar:
+        stats = postfilter.fit(model, fit_pieces, minutes, on_step=lambda _: bar.update())
+    log["post_filter"] = {**asdict(stats), "width": model.cfg.post, "device": "cpu", "run": len(log["runs"]),
+                          "start_from": {"fingerprint": trained.fingerprint.hex()}}
+    return ImageCodec.from_model(model, dict(trained.meta)).with_refinement(fit_pieces)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=120.0, help="the whole run's budget, resumed parts included")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     parser.add_argument("--refit-refinement", action="store_true",
                         help="keep the trained model's weights; fit its refinement tables again")
+    parser.add_argument("--post-filter", type=float, metavar="MINUTES",
+                        help="keep the trained model's weights; train its post-filter alone for MINUTES "
+                             f"(one of {POST_WIDTH} channels is added where it has none)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--top-lmbda", type=float, default=TOP_LMBDA, help="the lmbda of the best quality")
     parser.add_argument("--start-from", type=Path,
@@ -131,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_photos, held = sources()
     pieces = [p for image in fit_photos.values() for p in _pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
-    carry_on = (args.resume or args.refit_refinement or args.start_from) and args.log.exists()
+    carry_on = (args.resume or args.refit_refinement or args.post_filter or args.start_from) and args.log.exists()
     log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
     device = str(pick_device(args.device))
     log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,
@@ -141,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.refit_refinement:
         trained = ImageCodec.load(args.output)
         codec = trained.with_refinement(split(pieces, TrainConfig(**trained.meta["train"]))[1])
+    elif args.post_filter:
+        codec = _post_filter(ImageCodec.load(args.output), pieces, args.post_filter, log)
     else:
         def on_epoch(stats: EpochStats) -> None:
             log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})

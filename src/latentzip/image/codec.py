@@ -535,7 +535,7 @@ class ImageCodec:
 
     def _margin(self, span: slice, size: int, unit: int) -> slice:
         """`span` of an axis of `size` widened by the architecture's halo of `unit`s each side."""
-        halo = self.cfg.record.halo * unit
+        halo = self.cfg.halo * unit
         return slice(max(0, span.start - halo), min(size, span.stop + halo))
 
     def _latents(self, x: np.ndarray, quality: int, tile: tiling.Tile | None = None) -> torch.Tensor:
@@ -636,7 +636,7 @@ class ImageCodec:
         if self.cfg.record.fixed_size:
             base = self._pixels(self._fixed(symbols["y"]), h, w)
         elif tiles is None:
-            base = self._pixels(self._fixed(self.model.latents.fixed_input(symbols, quality - 1)), h, w)
+            base = self._pixels(self._fixed(self.model.latents.fixed_input(symbols, quality - 1), quality - 1), h, w)
         else:
             base = np.empty((n, h, w, self.cfg.channels), np.uint8)
             s = self.cfg.stride
@@ -645,7 +645,8 @@ class ImageCodec:
                               for span, size in zip((tile.rows, tile.cols), symbols["y"].shape[2:]))
                 part = {key: grid[:, :, rows, cols].astype(np.int64) for key, grid in symbols.items()}
                 latents = self.model.latents.fixed_input(part, quality - 1)
-                pixels = self._pixels(self._fixed(latents), (rows.stop - rows.start) * s, (cols.stop - cols.start) * s)
+                pixels = self._pixels(self._fixed(latents, quality - 1), (rows.stop - rows.start) * s,
+                                      (cols.stop - cols.start) * s)
                 top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
                 height, width = tile.size
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]

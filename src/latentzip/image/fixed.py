@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .transforms import DenseSynthesis
+from .transforms import DenseSynthesis, PostFilter
 
 WEIGHT_BITS = 16
 ACT_BITS = 12
@@ -224,6 +224,13 @@ def _pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     return blocks.reshape(c // factor**2, n, h * factor, w * factor)
 
 
+def _pixel_unshuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """`F.pixel_unshuffle` on channel-major values: (C, n, H, W) -> (C * f * f, n, H / f, W / f)."""
+    c, n, h, w = x.shape
+    blocks = x.view(c, n, h // factor, factor, w // factor, factor).permute(0, 3, 5, 1, 2, 4)
+    return blocks.reshape(c * factor**2, n, h // factor, w // factor)
+
+
 def _relu(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_min(0)
 
@@ -273,6 +280,20 @@ def to_pixels(values: torch.Tensor) -> torch.Tensor:
     return _rounded(values.double() * 255, ACT_BITS).clamp_(0, 255).to(torch.uint8)
 
 
+class _FixedPostFilter:
+    """`transforms.PostFilter` in integers, on channel-major pixels (C, n, H, W)."""
+
+    def __init__(self, post: PostFilter):
+        self.first, self.rest = FixedNet(post.first), FixedNet(post.rest)
+        self.quality = torch.round(post.quality.detach().double() * (1 << ACT_BITS))
+
+    def __call__(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
+        group = PostFilter.GROUP
+        h = self.first.channel_major(_pixel_unshuffle(pixels, group))
+        h = h.add_(self.quality[quality][:, None, None, None]).clamp_(-CONV_LIMIT, CONV_LIMIT)
+        return pixels.add_(_pixel_shuffle(self.rest.channel_major(h), group))
+
+
 class FixedConvSynthesis:
     """The convolutional synthesis (`transforms.ConvSynthesis`) in integer arithmetic:
     int64 latents in units of 2**-ACT_BITS to uint8 pixels (N, C, h*s, w*s)."""
@@ -280,13 +301,20 @@ class FixedConvSynthesis:
     def __init__(self, synthesis: nn.Module):
         self.linear = FixedNet(synthesis.linear)
         self.net = FixedNet(synthesis.net)
+        post = getattr(synthesis, "post", None)
+        self.post = None if post is None else _FixedPostFilter(post)
         self.stride = synthesis.stride
 
-    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+    def __call__(self, latents: torch.Tensor, quality: int = 0) -> np.ndarray:
+        """uint8 pixels (n, C, H, W) of int64 latents (n, latent, h, w); `quality`
+        (0-based) is the post-filter's."""
         # Most latents are zero (97% at a middle quality on photographs), and many
         # channels are zero everywhere: the first layers skip those.
         used = (latents != 0).flatten(2).any(2).any(0).nonzero().flatten()
         x = latents.transpose(0, 1)[used].double()  # (C, n, h, w), contiguous
         blocks = self.linear.channel_major(x, used).add_(self.net.channel_major(x, used))
-        levels = to_pixels(blocks.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
-        return F.pixel_shuffle(levels.transpose(0, 1), self.stride).numpy()
+        pixels = _pixel_shuffle(blocks, self.stride)  # (C, n, H, W), centred on 0
+        if self.post is not None:
+            pixels = self.post(pixels, quality)
+        levels = to_pixels(pixels.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
+        return levels.transpose(0, 1).numpy()

@@ -50,13 +50,16 @@ class Autoencoder(nn.Module):
             y_hat, _ = self.latents(y + torch.randn_like(y) * (0.5 * logvar).exp(), quality)
         else:
             y_hat, bits = self.latents(y, quality)
-        return Output(self.synthesise(y_hat, x.shape[-2:], clamp=False), bits, y, kl)
+        return Output(self.synthesise(y_hat, x.shape[-2:], clamp=False, quality=quality), bits, y, kl)
 
     @torch.no_grad()
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """Float latents for coding (the VAE codes its posterior mean)."""
         return self._encode(x)[0]
 
-    def synthesise(self, y_hat: torch.Tensor, size: tuple[int, int], clamp: bool = True) -> torch.Tensor:
-        x_hat = self.synthesis(y_hat)[..., : size[0], : size[1]]
+    def synthesise(self, y_hat: torch.Tensor, size: tuple[int, int], clamp: bool = True,
+                   quality: int | None = None) -> torch.Tensor:
+        """Pixels of `size`, post-filtered for `quality` (0-based) where the model has a
+        post-filter (transforms.PostFilter) and a quality is given."""
+        x_hat = (self.synthesis(y_hat, quality) if self.cfg.post else self.synthesis(y_hat))[..., : size[0], : size[1]]
         return x_hat.clamp(0.0, 1.0) if clamp else x_hat

@@ -224,9 +224,11 @@ def _grows_alpha(network: NetConfig, trained: NetConfig) -> bool:
 
 def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
-    the same with an alpha channel or a context that `trained` lacks."""
+    the same with an alpha channel or a context that `trained` lacks, with or without
+    a post-filter (a trained one is left out, a new one starts as no filter)."""
     return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
-                   height=network.height, width=network.width, context=network.context or trained.context) == network
+                   height=network.height, width=network.width, context=network.context or trained.context,
+                   post=network.post) == network
 
 
 def _small_side(images: Images) -> int:
@@ -673,6 +675,8 @@ def _start_from_model(model: Autoencoder, spec: str) -> None:
                              "(leave the network's settings to it, or train with --start linear)")
     state = model.state_dict()
     for key, value in trained.state_dict().items():
+        if key not in state:  # a post-filter the new network goes without
+            continue
         if value.shape != state[key].shape:
             state[key].zero_()
         # Blocks are channel-major (pixel unshuffle), so alpha's weights follow colour's.
@@ -722,7 +726,7 @@ def _validate(model: Autoencoder, groups: list[torch.Tensor], cfg: TrainConfig) 
             xb = x[i : i + 256]
             y = model.analyse(xb)
             out_bits = model.latents.estimate(y, quality)
-            x_hat = model.synthesise(model.latents.rounded(y, quality), xb.shape[-2:])
+            x_hat = model.synthesise(model.latents.rounded(y, quality), xb.shape[-2:], quality=quality)
             per_image = distortion(x_hat, xb, model.cfg.has_alpha)
             bits += out_bits
             sq += float(per_image.sum())
