@@ -105,7 +105,9 @@ def sources() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
 
 
 def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
-    """Each quality on held-out images, one real file per quality."""
+    """Each quality on held-out images, one real file per quality, at effort 0 (the
+    analysis's latents, as the presets' descriptions say: what the network does)."""
+    codec = codec.at_effort(0)
     images = list(photos.values())
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     out = []
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
     device = str(pick_device(args.device))
     log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,
-                        "refit_refinement": args.refit_refinement})
+                        "refit_refinement": args.refit_refinement, "post_filter_minutes": args.post_filter})
     log["sources"] = {"training photographs": len(fit_photos), "pieces": len(pieces), "held out": sorted(held)}
 
     if args.refit_refinement:
