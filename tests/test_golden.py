@@ -1,5 +1,6 @@
 """Golden hashes: fixed inputs give fixed bytes at every lossless level and with every
-shipped model, so a change to any bitstream is a deliberate one.
+shipped model, so a change to any bitstream is a deliberate one; and the photo presets'
+files decode to fixed pixels, which pins their integer synthesis.
 
 When a change to a bitstream is intended, bump the predictor revision (lossless) or
 ship new models (lossy), and replace the hashes here in the same commit. Images are
@@ -94,18 +95,26 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "45a11ee2dd6551e108778d49021197edb6064837483ee9725d23a1cd2340155a",
-    "photo:q2": "3ad292fd3c6ed2aae516be3154d2fb5d70fef3bd394f2432d87c79465681c7b4",
-    "photo:q3": "ba55263e0c6926feac34289628eff6249f074003e547f89c77598667ce8ebec5",
-    "photo:q4": "3a85b2ffc74e46d8ccba4db254016884471e0c44e62c9fb83667efd91af23d1b",
-    "photo:q5": "d7ac9b1291df77b783ece04ddac1ac88a47a9e8e62adc9a06809417d2525512b",
-    "photo:q6": "4f6476586ab5e62b97104d7d16aa873a27809b7394e6353f4175b73d63f539b3",
-    "photo:q7": "321e0d87b1a70975fb76c7a57a7f7506f57bda25df0625e7b16338b7d8deffd5",
-    "photo:q8": "5986eb3f4bffba99f5923db82a950e11bcabdfd2cbb7dbe156f371199c5da18b",
+    "photo:q1": "babc7a4f50b03577c0bc4a88604a5f81bcaab1b24bb3678c27813b126a93cb2e",
+    "photo:q2": "89184f086658aea76d7326af08abc71f7199ee21415c0336ffa252281a86b475",
+    "photo:q3": "edb1cd51ddcdecc6e64cfe3cec71edd988c0c91d23737058237b4fe9679e6357",
+    "photo:q4": "aa439d74fd0d352283e460dd026dc5857030f3d7019e0fcce434930a54c83573",
+    "photo:q5": "8a08e4a9f72dff34a6f2d2e5fe69d032120e9fd6f86db99e75a486bf9ad3f7e3",
+    "photo:q6": "dfd740d4a0e929eea5646a0de6b2c8e94da9ef893c8486a3c1b05137003a5e06",
+    "photo:q7": "737a952743450a9e8c89c9bf09040549ed1e2929a73a7de926a10de9734f25ca",
+    "photo:q8": "abd47082cbf7610986e7804cdae021c1bf9de77856e81377fd235de9d88ded33",
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "4d6faa961002df94dff564071c3ba5cd06245d36ef55be6eb2fb89e192f2f3c0"
+TILED = "e330e87395b461758f9142a3c891441c71d64495f65e08e8ed5df13969c430f4"
+
+# The pixels those files decode to: the photo presets' integer synthesis and post-filter.
+PHOTO_DECODED = {
+    "photo:q2": "993cc21eeac3d00e4894637d5b3ceff3fc4561fb344df0b090fe8b012d528bcd",
+    "photo:q5": "e773e0f8122bfc0481a5b0ce1ac9a48f331403aa67754ddbe261373f54ca125a",
+    "photo:q8": "78633978f19e8f5aa35d069219849c3265d3f8a6ba5ec9fb274039d635e39170",
+}
+TILED_DECODED = "9c3c8c468158df9216def81a3ca251c236121301d6eed91f1e122afae3c35008"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
@@ -148,6 +157,15 @@ def test_shipped_model_bitstream_is_fixed(name: str) -> None:
     assert _sha(blob) == IMAGES[name]
 
 
+@pytest.mark.parametrize("name", sorted(PHOTO_DECODED))
+def test_shipped_photo_presets_decode_to_fixed_pixels(name: str) -> None:
+    if name not in zoo.names():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    codec = latentzip.load_model(name)
+    decoded = codec.decode(codec.encode(golden_images(), effort=0))
+    assert _sha(b"".join(im.tobytes() for im in decoded)) == PHOTO_DECODED[name]
+
+
 def test_every_shipped_model_has_a_golden_hash() -> None:
     assert set(zoo.names()) <= set(IMAGES)
 
@@ -155,5 +173,7 @@ def test_every_shipped_model_has_a_golden_hash() -> None:
 def test_tiled_bitstream_is_fixed() -> None:
     if TILED_PRESET not in zoo.names():
         pytest.skip(f"{TILED_PRESET} is not shipped in this checkout")
-    blob = latentzip.load_model(TILED_PRESET).encode([golden_strip()], effort=0)
+    codec = latentzip.load_model(TILED_PRESET)
+    blob = codec.encode([golden_strip()], effort=0)
     assert _sha(blob) == TILED
+    assert _sha(codec.decode(blob)[0].tobytes()) == TILED_DECODED
