@@ -319,7 +319,7 @@ class FixedConvSynthesis:
         self.post = None if post is None else _FixedPostFilter(post)
         self.stride = synthesis.stride
 
-    def __call__(self, latents: torch.Tensor, quality: int = 0) -> np.ndarray:
+    def __call__(self, latents: torch.Tensor, quality: int) -> np.ndarray:
         """uint8 pixels (n, C, H, W) of int64 latents (n, latent, h, w); `quality`
         (0-based) is the post-filter's."""
         # Most latents are zero (97% at a middle quality on photographs), and many

@@ -40,7 +40,7 @@ class FitStats:
 
 def with_post_filter(model: Autoencoder, width: int) -> Autoencoder:
     """A copy of the conv `model` with a post-filter of `width` channels that starts as
-    no filter, the other weights the same."""
+    no filter (0: with none), the other weights the same."""
     grown = Autoencoder(replace(model.cfg, post=width))
     state = grown.state_dict()
     state.update({k: v for k, v in model.state_dict().items() if k in state and not k.startswith("synthesis.post.")})
@@ -52,12 +52,12 @@ def with_post_filter(model: Autoencoder, width: int) -> Autoencoder:
 def _pairs(model: Autoencoder, images: Sequence[np.ndarray], count: int,
            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixels (n, C, s, s) float16, synthesis output before the filter (Q, n, C, s, s)
-    float16, centred on 0) of `count` pieces drawn in proportion to image area."""
-    side = CROP
+    float16, centred on 0) of `count` pieces of CROP px (or of the largest side images
+    allow) drawn in proportion to image area."""
+    side = min(CROP, max(min(im.shape[:2]) for im in images)) // 2 * 2  # even: whole 2x2 groups
+    if side < 2:
+        raise ValueError("no image of 2 x 2 pixels or more to train a post-filter on")
     usable = [im for im in images if min(im.shape[:2]) >= side]
-    if not usable:
-        side = max(2 * model.cfg.stride, min(min(im.shape[:2]) for im in images) // model.cfg.stride * model.cfg.stride)
-        usable = [im for im in images if min(im.shape[:2]) >= side]
     areas = np.array([im.shape[0] * im.shape[1] for im in usable], np.float64)
     crops = []
     for i in rng.choice(len(usable), size=count, p=areas / areas.sum()):
