@@ -327,8 +327,8 @@ class FixedConvSynthesis:
         used = (latents != 0).flatten(2).any(2).any(0).nonzero().flatten()
         x = latents.transpose(0, 1)[used].double()  # (C, n, h, w), contiguous
         blocks = self.linear.channel_major(x, used).add_(self.net.channel_major(x, used))
-        pixels = _pixel_shuffle(blocks, self.stride)  # (C, n, H, W), centred on 0
-        if self.post is not None:
-            pixels = self.post(pixels, quality)
-        levels = to_pixels(pixels.add_(1 << (ACT_BITS - 1)))  # + half a level: pixel centres
-        return levels.transpose(0, 1).numpy()
+        half = 1 << (ACT_BITS - 1)  # + half a level: pixel centres
+        if self.post is None:  # blocks become pixels as uint8: an eighth of float64's bytes to move
+            return F.pixel_shuffle(to_pixels(blocks.add_(half)).transpose(0, 1), self.stride).numpy()
+        pixels = self.post(_pixel_shuffle(blocks, self.stride), quality)  # (C, n, H, W), centred on 0
+        return to_pixels(pixels.add_(half)).transpose(0, 1).numpy()
