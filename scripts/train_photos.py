@@ -7,6 +7,10 @@
     python scripts/train_photos.py --refit-refinement       # keep the weights, fit the refinement tables again
     python scripts/train_photos.py --post-filter 30         # add a post-filter to the shipped model and train
                                                             # it alone for 30 minutes (the rest frozen)
+    python scripts/train_photos.py --export DIR             # write the photographs to DIR (lossless WebP) ...
+    python scripts/train_photos.py --sources DIR --device cuda --batch 64 ...
+                                                            # ... and train from them on a machine without
+                                                            # the collections
 
 The training photographs are those of ../bench/sets.py and scikit-image: ufoai's
 photo-derived textures, OpenCV's sample photographs (reduced 2x), KDE Plasma's wallpaper
@@ -15,7 +19,11 @@ JPEG sources). They are cut into pieces of 128-256 px, so each photograph is dra
 proportion to its area. Held out, never trained on: the textures' test families,
 scikit-image's chelsea and coffee, and one in eight of the OpenCV and wallpaper
 photographs (by a hash of the name). The sporco photographs of bench/photos.py are not
-used at all.
+used at all. `--textures-share` keeps a stable share of the training textures (by a hash
+of the name), for a lighter export or a mix that leans more on photographs.
+
+Training trains the post-filter (transforms.PostFilter, POST_WIDTH channels) with the rest
+of the network; a model that has one goes on with it.
 
 The run is one `latentzip.image.train.train` call with a time budget, a checkpoint after
 every epoch and --resume. Its log (every epoch: time, device, loss, rate and PSNR on
@@ -89,12 +97,13 @@ def _skimage(names: tuple[str, ...]) -> dict[str, np.ndarray]:
     return found
 
 
-def sources() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def sources(textures_share: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(training, held-out) photographs by name."""
     fit: dict[str, np.ndarray] = {}
     held: dict[str, np.ndarray] = {}
     textures = sets.prepare("textures")
-    fit.update({f"textures/{k}": v for k, v in _folder(textures / "train").items()})
+    fit.update({f"textures/{k}": v for k, v in _folder(textures / "train").items()
+                if sets.in_share(f"textures/{k}", textures_share)})
     held.update({f"textures/{k}": v for k, v in _folder(textures / "test").items()})
     for name in ("opencv", "wallpapers"):
         for stem, image in _folder(sets.prepare(name) / "train").items():
@@ -102,6 +111,26 @@ def sources() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     fit.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_PHOTOS).items()})
     held.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_HELD_OUT).items()})
     return fit, held
+
+
+def export(photos: dict[str, dict[str, np.ndarray]], folder: Path) -> None:
+    """Write {"fit": ..., "held": ...} photographs as lossless WebP files under `folder`
+    (a name's "/" becomes "+"), for `read_export`."""
+    for part, images in photos.items():
+        (folder / part).mkdir(parents=True, exist_ok=True)
+        for name, image in tqdm(images.items(), desc=f"export {part}", file=sys.stderr):
+            Image.fromarray(image).save(folder / part / f"{name.replace('/', '+')}.webp", lossless=True, quality=100)
+
+
+def read_export(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(training, held-out) photographs as `export` wrote them."""
+    def part(name: str) -> dict[str, np.ndarray]:
+        paths = sorted((folder / name).glob("*.webp"))
+        if not paths:
+            sys.exit(f"{folder / name}: no exported photographs (write them with --export)")
+        return {p.stem.replace("+", "/"): np.asarray(Image.open(p).convert("RGB")) for p in paths}
+
+    return part("fit"), part("held")
 
 
 def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
@@ -144,12 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-from", type=Path,
                         help="a photo model to go on from (its weights; Adam starts afresh); --resume needs it again")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="the peak learning rate")
+    parser.add_argument("--batch", type=int, help="crops per step (default: training's, for a CPU)")
+    parser.add_argument("--textures-share", type=float, default=1.0,
+                        help="the share of the training textures to keep (stable by name)")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="write the photographs to DIR and stop")
+    parser.add_argument("--sources", type=Path, metavar="DIR", help="read the photographs from an --export")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="save the model without measuring its presets on the held-out photographs "
+                             "(--refit-refinement measures them later, on the same --sources)")
     parser.add_argument("--checkpoint", type=Path, default=data.cache_dir() / "photo-training.ckpt")
     parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
     parser.add_argument("--log", type=Path, default=LOG)
     args = parser.parse_args(argv)
 
-    fit_photos, held = sources()
+    fit_photos, held = read_export(args.sources) if args.sources else sources(args.textures_share)
+    if args.export:
+        export({"fit": fit_photos, "held": held}, args.export)
+        return 0
     pieces = [p for image in fit_photos.values() for p in _pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
     carry_on = (args.resume or args.refit_refinement or args.post_filter or args.start_from) and args.log.exists()
@@ -157,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     device = str(pick_device(args.device))
     log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,
                         "refit_refinement": args.refit_refinement, "post_filter_minutes": args.post_filter})
-    log["sources"] = {"training photographs": len(fit_photos), "pieces": len(pieces), "held out": sorted(held)}
+    log["sources"] = {"training photographs": len(fit_photos), "pieces": len(pieces), "held out": sorted(held),
+                      "textures": sum(k.startswith("textures/") for k in fit_photos)}
 
     if args.refit_refinement:
         trained = ImageCodec.load(args.output)
@@ -170,13 +211,18 @@ def main(argv: list[str] | None = None) -> int:
             common.write_json(args.log, log)
 
         cfg = TrainConfig(arch="conv", lmbda=args.top_lmbda, qualities=QUALITIES, minutes=args.minutes, device=args.device,
-                          seed=0, lr=args.lr, start=str(args.start_from) if args.start_from else "linear")
+                          seed=0, lr=args.lr, start=str(args.start_from) if args.start_from else "linear",
+                          batch_size=args.batch, post=POST_WIDTH)
         if args.start_from:
             fingerprint = ImageCodec.load(args.start_from).fingerprint.hex()
             log["runs"][-1]["start_from"] = {"file": args.start_from.name, "fingerprint": fingerprint}
         result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
         codec = result.codec
         log["config"] = asdict(result.config) if result.config else None
+    if args.no_measure:
+        codec.save(args.output)
+        common.write_json(args.log, log)
+        return 0
     photos = {k: v for k, v in held.items() if not k.startswith("textures/")}
     textures = {k: v for k, v in held.items() if k.startswith("textures/")}
     log["held_out_rd"] = {"photographs": measure(codec, photos), "textures": measure(codec, textures)}

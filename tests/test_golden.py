@@ -95,26 +95,26 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "babc7a4f50b03577c0bc4a88604a5f81bcaab1b24bb3678c27813b126a93cb2e",
-    "photo:q2": "89184f086658aea76d7326af08abc71f7199ee21415c0336ffa252281a86b475",
-    "photo:q3": "edb1cd51ddcdecc6e64cfe3cec71edd988c0c91d23737058237b4fe9679e6357",
-    "photo:q4": "aa439d74fd0d352283e460dd026dc5857030f3d7019e0fcce434930a54c83573",
-    "photo:q5": "8a08e4a9f72dff34a6f2d2e5fe69d032120e9fd6f86db99e75a486bf9ad3f7e3",
-    "photo:q6": "dfd740d4a0e929eea5646a0de6b2c8e94da9ef893c8486a3c1b05137003a5e06",
-    "photo:q7": "737a952743450a9e8c89c9bf09040549ed1e2929a73a7de926a10de9734f25ca",
-    "photo:q8": "abd47082cbf7610986e7804cdae021c1bf9de77856e81377fd235de9d88ded33",
+    "photo:q1": "9cc9f62bbad3ad89ed0f6332db9fca3cbd4222f50384e8b1813638d2c60cd49d",
+    "photo:q2": "6937eb92dc4b6ed8eca0407909cbca069637edd92300cc78a8afc111e24f2282",
+    "photo:q3": "3447eb11681f3a6abe0f550e6fd84917af413b359e1ec78b37177d4dda753e1a",
+    "photo:q4": "088e51a9b3bbc9c192cb618fcaa63eb5c0626e11f07ba991655662273d726196",
+    "photo:q5": "6d36a4ac83e9160c10bcc099b789455e78e67e6ffcb0caa4abc4537e54b93c24",
+    "photo:q6": "b15fe7a349850e04e9a4c169e44861245f0eeccfa1cb7b8d9b20df6fbe3cf36f",
+    "photo:q7": "48baa6d06bdc8a789c76e27093f9ce685533435038027f67a26cb8e27ec6b662",
+    "photo:q8": "39eda50fd6921826b82ab28eba2178c4d96c96ac7d4123acee88e46743dc4694",
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "e330e87395b461758f9142a3c891441c71d64495f65e08e8ed5df13969c430f4"
+TILED = "119aeae18d0e754ccd2eae9f3c5a4a494ab90247a3f82bf306b06ad262224002"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "993cc21eeac3d00e4894637d5b3ceff3fc4561fb344df0b090fe8b012d528bcd",
-    "photo:q5": "e773e0f8122bfc0481a5b0ce1ac9a48f331403aa67754ddbe261373f54ca125a",
-    "photo:q8": "78633978f19e8f5aa35d069219849c3265d3f8a6ba5ec9fb274039d635e39170",
+    "photo:q2": "457b84b81147585360fda01bef8455981e739f42adbecff0d4e3fc945843518f",
+    "photo:q5": "c2ebccce0d50e8c2b954e91b4b4505801cd3c7afe4b37b4f72aab1f5c17ae711",
+    "photo:q8": "7642a4799c32cddf3da33eee49b65341515149095c946bf438838adba86a342e",
 }
-TILED_DECODED = "9c3c8c468158df9216def81a3ca251c236121301d6eed91f1e122afae3c35008"
+TILED_DECODED = "9c90a37102bd87dd29ad037dd78cdb245ab420afd1aa2f9bff3bddb91fe6d0fe"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:

@@ -30,7 +30,6 @@ import json
 import math
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -109,6 +108,7 @@ class TrainConfig:
     start: str | None = None
     channels: int | None = None  # the model's image channels; None: those that cover the images (grey
     # images that start from a colour model train it as colour, as a colour model codes grey)
+    post: int = 0  # conv: channels of a post-filter trained with the rest (transforms.PostFilter; 0: none)
 
     def __post_init__(self) -> None:
         if self.reg not in REGULARIZERS:
@@ -140,7 +140,8 @@ class TrainConfig:
             cfg = NetConfig(self.arch or "conv", self.latent or 1, channels, height, width, tuple(self.hidden or ()),
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
                             self._hyper(), min(self.slices, self.latent or 1) if self.prior == "hyperprior" else 1,
-                            "replicate" if self.arch == "conv" else "zeros", self.context and self.prior == "hyperprior")
+                            "replicate" if self.arch == "conv" else "zeros", self.context and self.prior == "hyperprior",
+                            self.post)
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
@@ -507,7 +508,11 @@ def train(
     history: list[EpochStats] = []
     stopped_early = False
     x_val = _validation(val, channels, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    if device.type == "cuda":
+        # TF32 products, fp32 values: bf16 would hold latents of 50 to a quarter, as coarse
+        # as the quantization that training learns to spend bits on.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # every step's crops are of one size
     epoch = start
     while by_clock or epoch < cfg.epochs:  # type: ignore[operator]
         draw = batches.epoch(epoch)
@@ -528,8 +533,7 @@ def train(
                 group["lr"] = group["scale"] * cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progressed, 1.0)))
             quality = (epoch * batches.steps + step) % len(ladder)
             x = _to_tensor(draw(step), device)
-            with autocast:
-                loss, bpp, psnr = _losses(forward, model.cfg.has_alpha, x, cfg, quality, ladder[quality])
+            loss, bpp, psnr = _losses(forward, model.cfg.has_alpha, x, cfg, quality, ladder[quality])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             # A step whose loss or gradient overflowed is skipped: let into Adam, one such
