@@ -120,3 +120,28 @@ def test_the_filter_in_bands_gives_the_integers_of_one_piece(post_codec, band, m
     assert torch.equal(post(pixels.clone(), 1), whole)
     monkeypatch.setattr(type(post), "MARGIN", 2)  # a margin short of the filter's reach is not enough
     assert not torch.equal(post(pixels.clone(), 1), whole)
+
+
+def test_a_model_with_a_post_filter_encodes_at_effort_1_unless_asked(base_codec, post_codec, digits):
+    """Fitting runs through the filter at full resolution, so a filtered model's steps
+    cost about twice as much: its default effort is 1, a plain model's 2."""
+    fresh, plain = (ImageCodec.from_bytes(c.file.to_bytes()) for c in (post_codec, base_codec))
+    assert (fresh.effort, plain.effort) == (1, 2)
+    images = _colour(digits, 4, seed=12)
+    assert fresh.encode(images, quality=2) == fresh.at_effort(1).encode(images, quality=2)
+    assert fresh.encode(images, quality=2, effort=2) == fresh.at_effort(2).encode(images, quality=2)
+
+
+def test_training_with_post_trains_the_filter_and_goes_on_with_a_trained_one(post_codec, digits, tmp_path):
+    """TrainConfig.post trains a filter with the rest of the network; starting from a
+    model that has one of that width keeps its weights as the start."""
+    cfg = TrainConfig(arch="conv", levels=2, latent=24, hidden=(16,), qualities=3, epochs=1, seed=3, context=False,
+                      post=8)
+    fresh = train(_colour(digits, 60), cfg, progress=False).codec
+    assert fresh.cfg.post == 8 and fresh.model.synthesis.post.rest[-1].weight.abs().sum() > 0  # it starts at zero
+    path = tmp_path / "filtered.model"
+    post_codec.save(path)
+    still = TrainConfig(**{**vars(cfg), "start": str(path), "lr": 1e-9})  # steps far below the weights' grid
+    goes_on = train(_colour(digits, 60), still, progress=False).codec
+    for name, value in post_codec.model.synthesis.post.state_dict().items():
+        assert torch.allclose(goes_on.model.synthesis.post.state_dict()[name], value, atol=1e-6), name

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         v.add_argument("--quality", type=int, default=None, metavar="Q", help="one of the model's qualities")
         v.add_argument("--max-error", type=int, default=None, metavar="D", help="bound every pixel's error to D levels")
         v.add_argument("--effort", type=int, default=None, metavar="E",
-                       help="conv models: 0 (fastest) to 2 (default: fewest bytes), as in latentzip encode")
+                       help="conv models: 0 (fastest) to 2 (fewest bytes), default as in latentzip encode")
         v.add_argument("--shard-size", type=int, default=None, metavar="K", help="images per shard (default 1000)")
 
     v = verb("encode", "code every image under SRC into shards of K images and a Parquet manifest", _encode)

@@ -102,7 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="models with alpha: no alpha value off by more than D levels (default 0: lossless alpha)")
     p.add_argument("--effort", type=int, default=None, metavar="E",
                    help="conv models: how hard to fit each image's latents before coding, 0 (fastest) to 2 "
-                        "(default: fewest bytes, several times slower encoding); decoding is the same")
+                        "(fewest bytes, several times slower encoding); default 2, or 1 for models with a "
+                        "post-filter such as photo:*; decoding is the same")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="restore the images of a .ltz file as PNG")

@@ -88,7 +88,7 @@ class ImageCodec:
         self.alpha_refinement = _refine_tables(file, ALPHA_PREFIX)  # decodes files from before the alpha coder
         self.max_error: int | None = None  # the bound coding uses when a call names none
         self.quality = self.meta.get("default_quality", self.cfg.qualities)  # likewise, 1-based
-        self.effort = objective.DEFAULT_EFFORT  # how hard encoding fits latents (0: the analysis's)
+        self.effort = objective.default_effort(bool(self.cfg.post))  # how hard encoding fits latents (0: none)
         if not isinstance(self.quality, int) or not 1 <= self.quality <= self.cfg.qualities:
             raise ValueError(f"default quality {self.quality!r} of a model with {self.cfg.qualities}")
         try:

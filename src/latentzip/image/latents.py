@@ -2,11 +2,12 @@
 
 A latent codec does four things (the protocol, `LatentCodec`):
 
-- `forward(y, quality, relaxed)`: for training, the latents the synthesis sees (quantized
-  with a straight-through gradient) and each image's estimated bits under a
-  differentiable density (quantization modelled by uniform noise); `relaxed`, for
-  fitting latents to one image at encode time, quantizes nothing: the latents pass as
-  they are and the rate is the density's mass around them, a smooth function of y;
+- `forward(y, quality, mode)`: the latents the synthesis sees and each image's estimated
+  bits. "train": quantized with a straight-through gradient, the bits under a
+  differentiable density (quantization modelled by uniform noise); "relaxed", for
+  fitting latents to one image at encode time: nothing is quantized, the latents pass
+  as they are and the rate is the density's mass around them, a smooth function of y;
+  "rounded": what coding gives, rounded latents and their bits (no useful gradient);
 - `quantize(y, quality)`: the integer symbols of a batch of images for coding;
 - `write(encoder, symbols, quality)` / `read(decoder, n, grid, quality)`: range coding
   with integer tables stored in the model file, so a file parses the same everywhere;
@@ -86,7 +87,7 @@ class LatentCodec(nn.Module):
 
     qualities: int
 
-    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
@@ -199,8 +200,8 @@ class FactorizedLatents(LatentCodec):
     def _gained(self, y: torch.Tensor, quality: int) -> torch.Tensor:
         return y if self.gains is None else y * self.gains.gain(quality, y.ndim)
 
-    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        hat, rate = _modes(relaxed)
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        hat, rate = _MODES[mode]
         v = self._gained(y, quality)
         likelihood = self.density(quality).likelihood(quantize(v, rate))
         y_hat = quantize(v, hat)
@@ -336,10 +337,10 @@ class HyperpriorLatents(LatentCodec):
     def _side(self, v: torch.Tensor) -> torch.Tensor:
         return self.hyper_analysis(v.abs())
 
-    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        hat, rate = _modes(relaxed)
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        hat, rate = _MODES[mode]
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality, relaxed)
+        z_hat, side_bits = self.side(self._side(v), quality, mode)
         y_hat = quantize(v, hat) * self.gains.inverse(quality, y.ndim)
         scales = self._log_scales(z_hat, y_hat, quality).exp().clamp(SCALE_MIN, SCALE_MAX)
         return y_hat, side_bits - torch.log2(_gaussian(quantize(v, rate), scales)).flatten(1).sum(1)
@@ -509,10 +510,10 @@ class ContextLatents(HyperpriorLatents):
             bits = bits - torch.log2(_gaussian(quantize(residual, rate), scales)).flatten(1).sum(1)
         return torch.cat(hats, dim=1), bits
 
-    def forward(self, y: torch.Tensor, quality: int, relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality, relaxed)
-        y_hat, bits = self._pass(y, z_hat, quality, *_modes(relaxed))
+        z_hat, side_bits = self.side(self._side(v), quality, mode)
+        y_hat, bits = self._pass(y, z_hat, quality, *_MODES[mode])
         return y_hat, side_bits + bits
 
     def estimate(self, y: torch.Tensor, quality: int) -> float:
@@ -624,18 +625,19 @@ def checkerboard(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return ((rows + cols) % 2 == 0).view(1, 1, *grid)
 
 
-def _modes(relaxed: bool) -> tuple[str, str]:
-    """How forward quantizes (the latents the synthesis sees, those the rate is of):
-    as in training, or not at all (fitting latents at encode time)."""
-    return ("none", "none") if relaxed else ("ste", "noise")
+# How forward quantizes in each mode: (the latents the synthesis sees, those the rate is of).
+_MODES = {"train": ("ste", "noise"), "relaxed": ("none", "none"), "rounded": ("round", "round")}
 
 
 def _gaussian(v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """P(v) of (noisy or rounded) latents under zero-mean Gaussians of `scales`,
-    integrated over v +- 1/2 (by symmetry, on |v|, where it is precise)."""
-    normal = torch.distributions.Normal(0.0, 1.0)
+    integrated over v +- 1/2 (by symmetry, on |v|, where it is precise). The normal CDF
+    is written out: torch.distributions checks its arguments, which waits on a GPU."""
+    def cdf(t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (1 + torch.erf(t / math.sqrt(2)))
+
     a = v.abs()
-    return (normal.cdf((0.5 - a) / scales) - normal.cdf((-0.5 - a) / scales)).clamp_min(1e-9)
+    return (cdf((0.5 - a) / scales) - cdf((-0.5 - a) / scales)).clamp_min(1e-9)
 
 
 def build_latents(cfg: Any) -> LatentCodec:
