@@ -18,15 +18,13 @@ from .model import Autoencoder
 
 LADDER_RATIO = 3.0  # each quality's lmbda is this many times the one below
 EFFORT_STEPS = (0, 4, 8)  # fitting steps at each effort (16 cost more bytes than 8 on the photo presets)
-
-
 FIT_RATE = 0.06  # Adam's first step, in quantizer steps; it falls to 0 over the steps (cosine)
 
 
 def default_effort(post_filter: bool) -> int:
     """The effort encoding takes when asked for none: 2, or 1 for a model with a
     post-filter, whose every step also runs the filter at full resolution to judge the
-    latents (`fit_latents`): kodim23 (768x512) with the photo presets took 1.1 s at
+    latents (`fit_latents`): kodim23 (768x512) with the photo presets took 0.8-1.1 s at
     effort 1 and 2.0 s at effort 2, against a 1.5 s aim."""
     return 1 if post_filter else 2
 
@@ -59,21 +57,21 @@ def fit_latents(model: Autoencoder, x: torch.Tensor, y: torch.Tensor, quality: i
 
     The relaxation rounds nothing, so its gradient is the loss's own, where a
     straight-through rounding drifts (its gradient does not change until a rounding
-    flips; steps of that kind changed no file of the benchmark's photographs). But it
-    judges badly: unrounded latents decode far better than rounded ones (chelsea at
-    photo:q5: 39.3 dB relaxed against 31.4 dB rounded), so a step it calls better can
-    cost more. Judged by the rounded loss instead, the photo presets'
-    fitted files cost 1.4% less at q5 (bits + lmbda * MSE, ten photographs, effort 1:
-    0.989x effort 0's, against 0.998x judged by the relaxed loss), and never more than
-    effort 0's by the estimate. Steps are taken in quantizer steps (y times the
+    flips: at first rates of 0.06 and 0.3, such steps changed no file of the benchmark's
+    ten photographs at q3, q5 or q7). But it judges badly: unrounded latents decode far
+    better than rounded ones (chelsea at photo:q5: 39.3 dB relaxed against 31.4 dB
+    rounded), so a step it calls better can cost more. Judged by the rounded loss
+    instead, the photo presets' files at effort 1 and q5 cost 0.989x effort 0's (bits +
+    lmbda * MSE, ten photographs), against 0.998x judged by the relaxed loss, and never
+    more than effort 0's by the estimate. Steps are taken in quantizer steps (y times the
     quality's gain), so one rate suits every channel and quality.
 
     The judge's distortion is the one the decoder gives, after the post-filter
     (transforms.PostFilter) where the model has one; the gradient's leaves the filter
     out. The filter works at full resolution, and its backward pass cost more than the
     rest of a step: with it in the gradient as well, the same files cost 0.986x, not
-    0.989x, for 15% more encoding time, which would put a 768x512 photograph at about
-    the 1.5 s that the photo presets aim to encode in."""
+    0.989x, for 15% more encoding time (a 768x512 photograph at about 1.3 s, close to the
+    1.5 s that the photo presets aim to encode in)."""
     gain = model.latents.gains.gain(quality, y.ndim).detach()
     pixels = x.shape[-2] * x.shape[-1]
     u = (y * gain).detach().requires_grad_(True)
