@@ -347,7 +347,8 @@ class ImageCodec:
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
             x = self._take(chunk, batch)
             for tile in chunk.tiles or (None,):
-                total += self.model.latents.estimate(self._analyse(x, tile), quality - 1)
+                with torch.no_grad():
+                    total += float(self.model.latents(self._analyse(x, tile), quality - 1, "rounded")[1].sum())
         if max_error is not None or self.cfg.has_alpha:
             total += float(self._pass(batch, max_error, quality, self._alpha_bound(None), latents=False)[1].sum())
         return total

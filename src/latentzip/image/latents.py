@@ -7,7 +7,8 @@ A latent codec does four things (the protocol, `LatentCodec`):
   differentiable density (quantization modelled by uniform noise); "relaxed", for
   fitting latents to one image at encode time: nothing is quantized, the latents pass
   as they are and the rate is the density's mass around them, a smooth function of y;
-  "rounded": what coding gives, rounded latents and their bits (no useful gradient);
+  "rounded": what coding gives, rounded latents and their bits under the float
+  densities (for validation, rate estimates and judging fitted latents; no gradient);
 - `quantize(y, quality)`: the integer symbols of a batch of images for coding;
 - `write(encoder, symbols, quality)` / `read(decoder, n, grid, quality)`: range coding
   with integer tables stored in the model file, so a file parses the same everywhere;
@@ -115,13 +116,6 @@ class LatentCodec(nn.Module):
         """Take the integer tables a model file stores (raises ValueError if damaged)."""
         raise NotImplementedError
 
-    def rounded(self, y: torch.Tensor, quality: int) -> torch.Tensor:
-        """The float latents the synthesis sees once `y` is coded (rounded, then scaled
-        back), without making symbols: for validation."""
-        if self.gains is None:
-            return torch.round(y)
-        return torch.round(y * self.gains.gain(quality, y.ndim)) * self.gains.inverse(quality, y.ndim)
-
     def dequantize(self, symbols: Symbols, quality: int) -> torch.Tensor:
         """The float latents the synthesis network sees."""
         q = torch.from_numpy(symbols["y"]).float()
@@ -228,12 +222,6 @@ class FactorizedLatents(LatentCodec):
         q = symbols["y"]
         tables = self.tables[quality]
         return sum(tables.costs(q[:, c], c).reshape(len(q), -1).sum(1) for c in range(q.shape[1]))  # type: ignore[return-value]
-
-    def estimate(self, y: torch.Tensor, quality: int) -> float:
-        """What the float density says the rounded latents cost, in bits."""
-        with torch.no_grad():
-            q = torch.round(self._gained(y, quality))
-            return float(-torch.log2(self.density(quality).likelihood(q)).sum())
 
     @torch.no_grad()
     def freeze(self) -> dict[str, np.ndarray]:
@@ -419,14 +407,6 @@ class HyperpriorLatents(LatentCodec):
             cost[where] = self.tables.costs(q[where], k)
         return self.side.bits({"y": symbols["z"]}, quality) + cost.reshape(len(q), -1).sum(1)
 
-    def estimate(self, y: torch.Tensor, quality: int) -> float:
-        with torch.no_grad():
-            v = y * self.gains.gain(quality, y.ndim)
-            z = torch.round(self._side(v))
-            q = torch.round(v)
-            scales = self._log_scales(z, q * self.gains.inverse(quality, y.ndim), quality).exp().clamp(SCALE_MIN, SCALE_MAX)
-            return self.side.estimate(z, quality) - float(torch.log2(_gaussian(q, scales)).sum())
-
     @torch.no_grad()
     def freeze(self) -> dict[str, np.ndarray]:
         side = self.side.freeze()
@@ -515,16 +495,6 @@ class ContextLatents(HyperpriorLatents):
         z_hat, side_bits = self.side(self._side(v), quality, mode)
         y_hat, bits = self._pass(y, z_hat, quality, *_MODES[mode])
         return y_hat, side_bits + bits
-
-    def estimate(self, y: torch.Tensor, quality: int) -> float:
-        with torch.no_grad():
-            z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
-            return self.side.estimate(z, quality) + float(self._pass(y, z, quality, "round", "round")[1].sum())
-
-    def rounded(self, y: torch.Tensor, quality: int) -> torch.Tensor:
-        with torch.no_grad():
-            z = torch.round(self._side(y * self.gains.gain(quality, y.ndim)))
-            return self._pass(y, z, quality, "round", "round")[0]
 
     # --- coding: exact integer arithmetic ---------------------------------------------
 

@@ -71,7 +71,7 @@ def _pairs(model: Autoencoder, images: Sequence[np.ndarray], count: int,
     for i in range(0, len(x), 32):
         y = model.analyse(x[i : i + 32])
         for quality in range(model.cfg.qualities):
-            base = model.synthesise(model.latents.rounded(y, quality), x.shape[-2:], clamp=False)
+            base = model.synthesise(model.latents(y, quality, "rounded")[0], x.shape[-2:], clamp=False)
             bases[quality, i : i + 32] = base - 0.5
     return x.half(), bases
 

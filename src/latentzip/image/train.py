@@ -729,10 +729,10 @@ def _validate(model: Autoencoder, groups: list[torch.Tensor], cfg: TrainConfig) 
         for i in range(0, len(x), 256):
             xb = x[i : i + 256]
             y = model.analyse(xb)
-            out_bits = model.latents.estimate(y, quality)
-            x_hat = model.synthesise(model.latents.rounded(y, quality), xb.shape[-2:], quality=quality)
+            y_hat, image_bits = model.latents(y, quality, "rounded")
+            x_hat = model.synthesise(y_hat, xb.shape[-2:], quality=quality)
             per_image = distortion(x_hat, xb, model.cfg.has_alpha)
-            bits += out_bits
+            bits += float(image_bits.sum())
             sq += float(per_image.sum())
             psnr_sum += float((10 * torch.log10(1.0 / per_image.clamp_min(1e-10))).sum())
             n_img += len(xb)
