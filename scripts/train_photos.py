@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
     parser.add_argument("--log", type=Path, default=LOG)
     args = parser.parse_args(argv)
+    if args.sources and args.textures_share != 1.0:
+        parser.error("--textures-share applies to the collections; an export keeps the share it was written with")
 
     fit_photos, held = read_export(args.sources) if args.sources else sources(args.textures_share)
     if args.export:
