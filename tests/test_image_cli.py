@@ -63,6 +63,31 @@ def test_train_resume_continues_from_checkpoint(tmp_path, digits, arch):
     assert resumed.codec.fingerprint == full.codec.fingerprint
 
 
+def test_a_checkpoint_from_before_a_setting_existed_resumes(tmp_path, digits):
+    """A checkpoint without a setting added since (here `post`) resumes as if it held the
+    default: what the version that wrote it did."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from latentzip.image.train import TrainConfig, train
+
+    cfg = TrainConfig(arch="conv", epochs=2, batch_size=50, seed=4, latent=8, levels=2, hidden=(8,), qualities=2)
+
+    def interrupt(stats):
+        raise KeyboardInterrupt
+
+    ckpt = tmp_path / "old.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(digits.images[:200], cfg, checkpoint=ckpt, progress=False, on_epoch=interrupt)
+    with safe_open(str(ckpt), "pt") as handle:
+        meta = handle.metadata()
+    config = json.loads(meta["config"])
+    del config["post"]
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={**meta, "config": json.dumps(config)})
+    resumed = train(digits.images[:200], cfg, checkpoint=ckpt, resume=True, progress=False)
+    assert [h.epoch for h in resumed.history] == [2]
+
+
 def test_models_lists_shipped_names():
     proc = run_cli("models")
     assert proc.returncode == 0

@@ -30,7 +30,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -336,7 +336,10 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = load_file(str(path))
-        saved = json.loads(meta.get("config", "{}"))
+        # A setting added since the checkpoint was made takes its default, which is what
+        # the version that made it did.
+        saved = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved.update(json.loads(meta.get("config", "{}")))
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise LatentzipError(f"cannot resume from {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if {k: v for k, v in saved.items() if k not in _RESUMABLE} != {
