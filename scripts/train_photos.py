@@ -115,7 +115,10 @@ def sources(textures_share: float = 1.0) -> tuple[dict[str, np.ndarray], dict[st
 
 def export(photos: dict[str, dict[str, np.ndarray]], folder: Path) -> None:
     """Write {"fit": ..., "held": ...} photographs as lossless WebP files under `folder`
-    (a name's "/" becomes "+"), for `read_export`."""
+    (a name's "/" becomes "+"), for `read_export`. A folder that holds an export already
+    is refused: photographs left from another share would be read back with these."""
+    if any(folder.glob("*/*.webp")):
+        sys.exit(f"{folder}: holds exported photographs already; export to an empty folder")
     for part, images in photos.items():
         (folder / part).mkdir(parents=True, exist_ok=True)
         for name, image in tqdm(images.items(), desc=f"export {part}", file=sys.stderr):
