@@ -326,23 +326,28 @@ def _photos(count: int, side: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def test_a_colour_collection_starts_from_the_shipped_photo_model():
+@pytest.mark.parametrize("post", [None, 0])
+def test_a_colour_collection_starts_from_the_shipped_photo_model(post):
     """With every setting left open, colour images of 64 px or more train the photo
-    model's network from the photo model's weights (lr 0 keeps them as they are, and
-    what a model without context lacks starts at zero: the same files). The photo
-    model's post-filter is left out (the network trained goes without one)."""
-    from latentzip.image import zoo
+    model's network from the photo model's weights, its post-filter included (lr 0 keeps
+    them as they are, and what a model without context lacks starts at zero: the same
+    files, decoded to the same pixels). With --post-filter 0 the filter is left out."""
+    from latentzip.image import postfilter, zoo
+    from latentzip.image.codec import ImageCodec
 
     images = _photos(12, 64)
-    result = train(images, TrainConfig(epochs=1, batch_size=2, lr=0.0), progress=False)
+    result = train(images, TrainConfig(epochs=1, batch_size=2, lr=0.0, post=post), progress=False)
     photo = zoo.load_model(result.config.start)
     assert result.config.start == zoo.networks("photo")[0] and result.codec.meta["train"]["start"] == result.config.start
     assert result.config.qualities == photo.cfg.qualities and result.config.lmbda == photo.meta["train"]["lmbda"]
-    assert result.codec.model.cfg.context and not result.codec.cfg.post
+    assert result.codec.model.cfg.context and result.codec.cfg.post == (photo.cfg.post if post is None else 0)
+    if post == 0:
+        photo = ImageCodec.from_model(postfilter.with_post_filter(photo.model, 0), dict(photo.meta))
     trained = result.codec.model.state_dict()
-    assert all(torch.equal(trained[k][tuple(slice(0, n) for n in v.shape)], v)
-               for k, v in photo.model.state_dict().items() if not k.startswith("synthesis.post."))
-    assert same_but_fingerprint(*(c.at_effort(0).encode(images[:3], quality=2) for c in (result.codec, photo)))
+    assert all(torch.equal(trained[k][tuple(slice(0, n) for n in v.shape)], v) for k, v in photo.model.state_dict().items())
+    files = [c.at_effort(0).encode(images[:3], quality=2) for c in (result.codec, photo)]
+    assert same_but_fingerprint(*files)
+    assert all(np.array_equal(a, b) for a, b in zip(result.codec.decode(files[0]), photo.decode(files[1])))
 
 
 def test_a_grey_collection_trains_the_photo_model_as_colour_and_gets_grey_back():
@@ -361,8 +366,7 @@ def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
     shipped (lr 0 codes colour exactly as the photo model does), alpha's inputs unused
     and its output opaque; the alpha coder keeps alpha exact."""
     import latentzip
-    from latentzip.image import postfilter, zoo
-    from latentzip.image.codec import ImageCodec
+    from latentzip.image import zoo
 
     colour = _photos(6, 64, seed=5)
     alpha = [np.full((64, 64, 1), 255, np.uint8) for _ in colour]
@@ -376,8 +380,7 @@ def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
     assert not state["analysis.linear.weight"][:, block:].any() and not state["synthesis.linear.weight"][block:].any()
     decoded = result.codec.decode(result.codec.encode(images, quality=2))
     assert all(np.array_equal(d[..., 3], im[..., 3]) for d, im in zip(decoded, images))  # alpha: lossless
-    shipped = latentzip.load_model(zoo.networks("photo")[0])  # without its post-filter, as the start leaves it
-    shipped = ImageCodec.from_model(postfilter.with_post_filter(shipped.model, 0), dict(shipped.meta))
+    shipped = latentzip.load_model(zoo.networks("photo")[0])  # its post-filter too: alpha's weights in it are 0
     alike = shipped.decode(shipped.encode(colour[1:], quality=2))
     assert all(np.array_equal(d[..., :3], s) for d, s in zip(decoded[1:], alike))
 

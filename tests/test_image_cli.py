@@ -249,7 +249,7 @@ def test_resume_with_other_settings_fails_cleanly(tmp_path, digits):
         train(digits.images[:200], cfg, checkpoint=tmp_path / "m.model.ckpt", progress=False, on_epoch=interrupt)
     proc = run_cli("train", "--data", "digits:train[:200]", "--arch", "dense", "--latent", "5", "--epochs", "2",
                    "-q", "--resume", "-o", str(model))
-    assert_clean_error(proc, "other settings")
+    assert_clean_error(proc, "other settings", "latent 4 there, 5 here")
     assert not model.exists()
 
 

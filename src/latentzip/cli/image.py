@@ -21,7 +21,8 @@ DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) no
 # Options of one --task only, by their destination: given with the other, they are refused.
 CODEC_ONLY = {"arch": "--arch", "prior": "--prior", "reg": "--reg", "reg_weight": "--reg-weight", "noise": "--noise",
               "noise_kind": "--noise-kind", "latent": "--latent", "levels": "--levels", "qualities": "--qualities",
-              "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume", "start": "--start"}
+              "lmbda": "--lmbda", "epochs": "--epochs", "procs": "--procs", "resume": "--resume", "start": "--start",
+              "post": "--post-filter"}
 UNET_ONLY = {"steps": "--steps"}  # the U-Net tasks: --task colorize, --noise-kind watermark
 MARKS_ONLY = {"marks": "--marks"}
 
@@ -71,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "model file), or 'linear' (a linear code fitted to the images); default: the shipped photo "
                         "model where the network chosen is its network (colour or grey images of 64 px or more, with "
                         "an alpha channel added for images with alpha), else linear")
+    p.add_argument("--post-filter", dest="post", type=int, default=None, metavar="N",
+                   help="conv: channels of a filter after the synthesis that smooths block edges, trained with the "
+                        "rest (0: none; default: the filter of the model the network starts from, none from a "
+                        "linear start); it costs decoding time")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps", type=int, default=None,
                    help="colorize and watermark: training steps (default: as many as --minutes allows)")
@@ -151,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
         arch=args.arch, latent=args.latent, hidden=tuple(args.hidden) if args.hidden else None, levels=args.levels,
         prior=args.prior, qualities=args.qualities, reg=args.reg, reg_weight=args.reg_weight, noise=args.noise,
         noise_kind=args.noise_kind, lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, seed=args.seed, minutes=minutes, device=args.device, start=args.start,
+        lr=args.lr, seed=args.seed, minutes=minutes, device=args.device, start=args.start, post=args.post,
     )
     output = output_directory(args.output)
     dataset = data.load(args.data)
@@ -204,7 +209,8 @@ def _say_settings(cfg: TrainConfig, images: int, device: str) -> None:
     """Print what a run uses, the settings it chose included."""
     start = "a linear start" if cfg.start == "linear" else f"starting from {cfg.start}"
     prior = f"{cfg.prior} with context" if cfg.prior == "hyperprior" and cfg.context else cfg.prior
-    net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {prior}, {cfg.qualities} qualities, "
+    post = f", a post-filter of {cfg.post} channels" if cfg.post else ""
+    net = f"{cfg.arch}, {cfg.latent} latents" + (f", {cfg.levels} levels, {prior}{post}, {cfg.qualities} qualities, "
                                                   f"crops of {cfg.crop}, {start}" if cfg.arch == "conv" else "")
     if cfg.epochs is None:
         budget = f"for {cfg.minutes:g} min"

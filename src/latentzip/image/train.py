@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..data import mismatch
-from ..errors import LatentzipError
+from ..errors import LatentzipError, printable
 from ..fsio import atomic_writer
 from . import transparent, zoo
 from .codec import ImageCodec, covering_channels
@@ -108,7 +108,10 @@ class TrainConfig:
     start: str | None = None
     channels: int | None = None  # the model's image channels; None: those that cover the images (grey
     # images that start from a colour model train it as colour, as a colour model codes grey)
-    post: int = 0  # conv: channels of a post-filter trained with the rest (transforms.PostFilter; 0: none)
+    # conv: channels of a post-filter trained with the rest (transforms.PostFilter); None:
+    # the filter of the model the network starts from (the photo model's), none from a
+    # linear start; 0: none
+    post: int | None = None
 
     def __post_init__(self) -> None:
         if self.reg not in REGULARIZERS:
@@ -122,6 +125,8 @@ class TrainConfig:
             raise LatentzipError(f"unknown noise kind {self.noise_kind!r}; choose one of {', '.join(NOISES)}")
         if self.reg_weight is None:
             self.reg_weight = DEFAULT_REG_WEIGHT[self.reg]
+        if self.post is not None and self.post < 0:
+            raise LatentzipError("the post-filter's channels must be 0 (none) or more")
         for name in ("latent", "epochs", "batch_size", "qualities", "crop", "levels"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -141,7 +146,7 @@ class TrainConfig:
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
                             self._hyper(), min(self.slices, self.latent or 1) if self.prior == "hyperprior" else 1,
                             "replicate" if self.arch == "conv" else "zeros", self.context and self.prior == "hyperprior",
-                            self.post)
+                            self.post or 0)
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
@@ -179,14 +184,16 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                              1 if cfg.lmbda is not None else None),
                          batch_size=cfg.batch_size or max(2, BATCH_PIXELS // crop**2))
         chosen = _with_start(replace(chosen, channels=channels))
-        chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES,
+        chosen = replace(chosen, qualities=chosen.qualities or LADDER_QUALITIES, post=chosen.post or 0,
                          latent=chosen.latent or chosen.channels * 4**levels)  # the whole block: no quality ceiling
     else:
         if cfg.start not in (None, LINEAR):
             raise LatentzipError("only a conv model can start from a trained model")
+        if cfg.post:
+            raise LatentzipError("a post-filter is for conv models (--arch conv)")
         chosen = replace(chosen, channels=channels, latent=cfg.latent or 32, hidden=cfg.hidden or DEFAULT_HIDDEN[arch],
                          prior=cfg.prior or "factorized", qualities=1, levels=cfg.levels or 2,
-                         batch_size=cfg.batch_size or 128)
+                         batch_size=cfg.batch_size or 128, post=0)
     if chosen.prior == "hyperprior" and arch != "conv":
         raise LatentzipError("the hyperprior needs --arch conv")
     return replace(chosen, lmbda=chosen.lmbda if chosen.lmbda is not None else chosen.ladder()[-1])
@@ -197,7 +204,7 @@ Images = Sequence[np.ndarray]  # (H, W, C) uint8 arrays, of one or several sizes
 
 def _with_start(chosen: TrainConfig) -> TrainConfig:
     """A conv `chosen` with its start settled. A trained model to start from lends the
-    settings left open (its latents and quality ladder); the shipped photo model is
+    settings left open (its latents, quality ladder and post-filter); the shipped photo model is
     taken only where the network would be its network anyway, give or take an alpha
     channel."""
     if chosen.start == LINEAR:
@@ -211,7 +218,8 @@ def _with_start(chosen: TrainConfig) -> TrainConfig:
     channels = covering_channels([chosen.channels or model.cfg.channels, model.cfg.channels])
     adopted = replace(chosen, start=spec, qualities=chosen.qualities or model.cfg.qualities,
                       latent=chosen.latent or model.cfg.latent, channels=channels,
-                      lmbda=chosen.lmbda if chosen.lmbda is not None else model.trained_lmbda)
+                      lmbda=chosen.lmbda if chosen.lmbda is not None else model.trained_lmbda,
+                      post=chosen.post if chosen.post is not None else model.cfg.post)
     network = adopted.net(channels, model.cfg.height, model.cfg.width)
     if chosen.start is None and not _startable(network, model.cfg):
         return replace(chosen, start=LINEAR)
@@ -226,7 +234,8 @@ def _grows_alpha(network: NetConfig, trained: NetConfig) -> bool:
 def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
     the same with an alpha channel or a context that `trained` lacks, with or without
-    a post-filter (a trained one is left out, a new one starts as no filter)."""
+    a post-filter (one of `trained`'s width goes on from its weights, one of another
+    width starts as no filter, and no filter leaves a trained one out)."""
     return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
                    height=network.height, width=network.width, context=network.context or trained.context,
                    post=network.post) == network
@@ -325,6 +334,7 @@ def _save_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
 
 
 _RESUMABLE = ("threads", "device")  # settings a resumed run may change
+_WITHOUT = {"post": 0}  # settings whose default (None) is a choice, as versions before them ran
 
 
 def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, float]:
@@ -336,15 +346,17 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = load_file(str(path))
-        # A setting added since the checkpoint was made takes its default, which is what
-        # the version that made it did.
-        saved = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        # A setting added since the checkpoint was made takes what the version that made
+        # it did: its default, or the value in _WITHOUT where the default is a choice.
+        saved = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING} | _WITHOUT
         saved.update(json.loads(meta.get("config", "{}")))
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise LatentzipError(f"cannot resume from {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    if {k: v for k, v in saved.items() if k not in _RESUMABLE} != {
-            k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _RESUMABLE}:
-        raise LatentzipError(f"checkpoint {path} was made with other settings; train again without --resume")
+    now = json.loads(json.dumps(asdict(cfg)))
+    differ = sorted(k for k in saved.keys() | now.keys() if k not in _RESUMABLE and saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(printable(f"{k} {saved.get(k)!r} there, {now.get(k)!r} here", 80) for k in differ[:3])
+        raise LatentzipError(f"checkpoint {path} was made with other settings ({shown}); train again without --resume")
     state = opt.state_dict()
     device = next(model.parameters()).device
     for name, value in tensors.items():
@@ -684,6 +696,8 @@ def _start_from_model(model: Autoencoder, spec: str) -> None:
     for key, value in trained.state_dict().items():
         if key not in state:  # a post-filter the new network goes without
             continue
+        if key.startswith("synthesis.post.") and model.cfg.post != trained.cfg.post:
+            continue  # a filter of another width starts afresh (as no filter)
         if value.shape != state[key].shape:
             state[key].zero_()
         # Blocks are channel-major (pixel unshuffle), so alpha's weights follow colour's.
