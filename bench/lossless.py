@@ -20,7 +20,8 @@ sample each way.
 
 --sample-threads codes every sample on each of the given thread counts (default: one).
 With --threads, each level also codes 8 MB of held-out prose with -T 1 and -T 2: the
-bytes (the same for any thread count, which the run checks) and both speeds.
+bytes (the same for any thread count, which the run checks) and both speeds, each the
+median of --repeats runs taken in turn with the other thread count's.
 
 Each (level, sample, direction) runs in a fresh process, so speed is whole-process
 (imports and model set-up included) and peak memory is that process's own. A warm-up
@@ -39,6 +40,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,25 +169,37 @@ def bench_sample(name: str, data: bytes, levels: list[str], workdir: Path, paq8p
     return row
 
 
-def bench_threads(data: bytes, levels: list[str], workdir: Path) -> dict:
-    """-T 1 against -T 2 on `data`: bytes and whole-process speeds, level by level."""
+def bench_threads(data: bytes, levels: list[str], workdir: Path, repeats: int) -> dict:
+    """-T 1 against -T 2 on `data`: bytes and whole-process speeds, level by level.
+
+    The two thread counts run in turn `repeats` times (-T 1, -T 2, -T 1, ...), and each
+    speed is the median of its runs: on a shared machine a single pair can land one run
+    in a busy moment and the other in a quiet one. Every run's speeds are kept."""
     src = workdir / "threads.bin"
     src.write_bytes(data)
-    rows: dict = {"bytes": len(data)}
+    rows: dict = {"bytes": len(data), "repeats": repeats}
     for level in levels:
+        runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
         row: dict = {}
-        for threads in (1, 2):
-            packed, restored = workdir / f"threads.{level}.{threads}.lzc", workdir / f"threads.{level}.{threads}.out"
-            enc, dec = _child(src, packed, level, threads), _child(packed, restored, "0", threads)
-            if restored.read_bytes() != data:
-                raise SystemExit(f"round trip failed at level {level} on {threads} threads")
-            row[f"T{threads}"] = {"bytes": packed.stat().st_size,
-                                  "compress_kb_s": round(len(data) / 1e3 / enc["wall_s"], 1),
-                                  "decompress_kb_s": round(len(data) / 1e3 / dec["wall_s"], 1),
-                                  "peak_mb": round(max(enc["peak_mb"], dec["peak_mb"]), 1)}
+        for _ in range(repeats):
+            for threads in (1, 2):
+                packed, restored = workdir / f"threads.{level}.{threads}.lzc", workdir / f"threads.{level}.{threads}.out"
+                enc, dec = _child(src, packed, level, threads), _child(packed, restored, "0", threads)
+                if restored.read_bytes() != data:
+                    raise SystemExit(f"round trip failed at level {level} on {threads} threads")
+                runs[threads].append((len(data) / 1e3 / enc["wall_s"], len(data) / 1e3 / dec["wall_s"]))
+                peak = max(enc["peak_mb"], dec["peak_mb"], row.get(f"T{threads}", {}).get("peak_mb", 0.0))
+                row[f"T{threads}"] = {"bytes": packed.stat().st_size, "peak_mb": round(peak, 1)}
+        for threads, speeds in runs.items():
+            row[f"T{threads}"] |= {
+                "compress_kb_s": round(statistics.median(c for c, _ in speeds), 1),
+                "decompress_kb_s": round(statistics.median(d for _, d in speeds), 1),
+                "runs_kb_s": [[round(c, 1), round(d, 1)] for c, d in speeds]}
         one, two = row["T1"], row["T2"]
         row["same_bytes"] = (workdir / f"threads.{level}.1.lzc").read_bytes() == (workdir / f"threads.{level}.2.lzc").read_bytes()
         row["speedup"] = {d: round(two[f"{d}_kb_s"] / one[f"{d}_kb_s"], 2) for d in ("compress", "decompress")}
+        row["speedup_of_each_pair"] = {d: [round(b[k] / a[k], 2) for a, b in zip(runs[1], runs[2], strict=True)]
+                                       for k, d in enumerate(("compress", "decompress"))}
         row["bpb"] = round(8 * one["bytes"] / len(data), 6)
         rows[level] = row
         print("threads", level, row, flush=True)
@@ -211,6 +225,8 @@ def main() -> None:
     parser.add_argument("--paq8px", default=shutil.which("paq8px"), help="the paq8px binary (default: on PATH)")
     parser.add_argument("--redundant", action="store_true", help="also code 50 MB of zeros and a 20 MB log")
     parser.add_argument("--threads", action="store_true", help="also code 8 MB of prose with -T 1 and -T 2")
+    parser.add_argument("--repeats", type=int, default=5, metavar="K",
+                        help="with --threads: runs of each thread count, taken in turn (speeds are their medians)")
     parser.add_argument("--sample-threads", nargs="+", type=int, default=[1], metavar="N",
                         help="code every sample with each of these -T values (0: one per core; "
                              "rows other than 1 are named e.g. '6 -T 0')")
@@ -220,6 +236,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.paq8px and not os.access(args.paq8px, os.X_OK):
         parser.error(f"--paq8px: {args.paq8px} is not an executable file")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     samples = corpora.held_out() | (redundant_inputs() if args.redundant else {})
     if args.only:
         if unknown := set(args.only) - set(samples):
@@ -230,7 +248,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: bench_sample(name, data, args.levels, Path(tmp), args.paq8px, args.sample_threads)
                 for name, data in samples.items()}
-        threads = bench_threads(corpora.large(), args.levels, Path(tmp)) if args.threads else None
+        threads = bench_threads(corpora.large(), args.levels, Path(tmp), args.repeats) if args.threads else None
     result = {
         "samples": rows,
         **({"threads": threads, "large": corpora.LARGE} if threads else {}),

@@ -90,6 +90,7 @@ def markdown(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3000, help="training steps of the network")
+    parser.add_argument("--crop", type=int, default=None, help="side of the training crops (default: the library's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the steps, not the figures, depend on it)")
     parser.add_argument("--draws", type=int, default=3, help="markings of each test photograph")
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_marks, test_marks = Marks.from_dir(where / "train"), Marks.from_dir(where / "test", with_default=False)
     train = colorize.training_images(args.train)
     started = time.perf_counter()
-    trained = train_unmarker(train, UNetTrainConfig(steps=args.steps, seed=args.seed), train_marks, progress=True)
+    trained = train_unmarker(train, UNetTrainConfig(steps=args.steps, crop=args.crop, seed=args.seed), train_marks, progress=True)
     train_seconds = time.perf_counter() - started
     if args.save_model:
         trained.model.save(args.save_model)
