@@ -174,12 +174,15 @@ def bench_threads(data: bytes, levels: list[str], workdir: Path, repeats: int) -
 
     The two thread counts run in turn `repeats` times (-T 1, -T 2, -T 1, ...), and each
     speed is the median of its runs: on a shared machine a single pair can land one run
-    in a busy moment and the other in a quiet one. Every run's speeds are kept."""
+    in a busy moment and the other in a quiet one. Every run's speeds are kept, and the
+    speeds of the coding call alone (without the process's start-up), which show how
+    the coding itself scales."""
     src = workdir / "threads.bin"
     src.write_bytes(data)
     rows: dict = {"bytes": len(data), "repeats": repeats}
+    kinds = ("compress", "decompress", "compress_codec_only", "decompress_codec_only")
     for level in levels:
-        runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+        runs: dict[int, list[tuple[float, ...]]] = {1: [], 2: []}
         row: dict = {}
         for _ in range(repeats):
             for threads in (1, 2):
@@ -187,19 +190,19 @@ def bench_threads(data: bytes, levels: list[str], workdir: Path, repeats: int) -
                 enc, dec = _child(src, packed, level, threads), _child(packed, restored, "0", threads)
                 if restored.read_bytes() != data:
                     raise SystemExit(f"round trip failed at level {level} on {threads} threads")
-                runs[threads].append((len(data) / 1e3 / enc["wall_s"], len(data) / 1e3 / dec["wall_s"]))
+                runs[threads].append(tuple(len(data) / 1e3 / s for s in (enc["wall_s"], dec["wall_s"], enc["codec_s"],
+                                                                          dec["codec_s"])))
                 peak = max(enc["peak_mb"], dec["peak_mb"], row.get(f"T{threads}", {}).get("peak_mb", 0.0))
                 row[f"T{threads}"] = {"bytes": packed.stat().st_size, "peak_mb": round(peak, 1)}
         for threads, speeds in runs.items():
-            row[f"T{threads}"] |= {
-                "compress_kb_s": round(statistics.median(c for c, _ in speeds), 1),
-                "decompress_kb_s": round(statistics.median(d for _, d in speeds), 1),
-                "runs_kb_s": [[round(c, 1), round(d, 1)] for c, d in speeds]}
+            row[f"T{threads}"] |= {f"{kind}_kb_s": round(statistics.median(run[k] for run in speeds), 1)
+                                   for k, kind in enumerate(kinds)}
+            row[f"T{threads}"]["runs_kb_s"] = [[round(v, 1) for v in run] for run in speeds]
         one, two = row["T1"], row["T2"]
         row["same_bytes"] = (workdir / f"threads.{level}.1.lzc").read_bytes() == (workdir / f"threads.{level}.2.lzc").read_bytes()
-        row["speedup"] = {d: round(two[f"{d}_kb_s"] / one[f"{d}_kb_s"], 2) for d in ("compress", "decompress")}
-        row["speedup_of_each_pair"] = {d: [round(b[k] / a[k], 2) for a, b in zip(runs[1], runs[2], strict=True)]
-                                       for k, d in enumerate(("compress", "decompress"))}
+        row["speedup"] = {kind: round(two[f"{kind}_kb_s"] / one[f"{kind}_kb_s"], 2) for kind in kinds}
+        row["speedup_of_each_pair"] = {kind: [round(b[k] / a[k], 2) for a, b in zip(runs[1], runs[2], strict=True)]
+                                       for k, kind in enumerate(kinds)}
         row["bpb"] = round(8 * one["bytes"] / len(data), 6)
         rows[level] = row
         print("threads", level, row, flush=True)
