@@ -27,6 +27,7 @@ four of the Waterloo BragZone set), lossless PNGs at full size, which no benchma
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import re
@@ -299,11 +300,21 @@ COLLECTIONS = {
 }
 
 
-if __name__ == "__main__":
-    if not sys.argv[1:] or "marks" in sys.argv[1:]:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Prepare the benchmarks' collections and print where they are.")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"what to prepare: {', '.join(COLLECTIONS)} or marks (default: all)")
+    names = parser.parse_args(argv).names
+    if unknown := sorted(set(names) - {*COLLECTIONS, "marks"}):
+        parser.error(f"no collection named {', '.join(unknown)}; there are {', '.join(COLLECTIONS)} and marks")
+    if not names or "marks" in names:
         where = marks()
         print(f"marks: {where} ({len(list((where / 'train').iterdir()))} train, {len(list((where / 'test').iterdir()))} test)")
-    for name in [n for n in sys.argv[1:] if n != "marks"] if sys.argv[1:] else COLLECTIONS:
+    for name in [n for n in names if n != "marks"] if names else COLLECTIONS:
         where = prepare(name)
         counts = {split: len(list((where / split).glob("*.png"))) for split in ("train", "test")}
         print(f"{name}: {where} ({counts['train']} train, {counts['test']} test)")
+
+
+if __name__ == "__main__":
+    main()
