@@ -33,7 +33,6 @@ import io
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
