@@ -198,7 +198,8 @@ class ImageCodec:
     def with_presets(self, ladder: Sequence[tuple[int, int | None]], images: ImagesLike) -> "ImageCodec":
         """This codec with named presets q1, q2, ... for the (quality, max error) points
         of `ladder`, lowest first, each described by its figures measured on `images`
-        (one real file each). Presets are metadata: the fingerprint stays."""
+        (one real file each, at this codec's effort). Presets are metadata: the
+        fingerprint stays."""
         from .. import metrics
 
         batch = self._as_list(images)
