@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latentzip import data, fsio
+from latentzip import container, data, fsio
 from latentzip.errors import FormatError, LatentzipError, LimitError, ModelError
 from latentzip.image import catalog, entropy
 from latentzip.image.codec import ImageCodec
@@ -228,6 +228,15 @@ def test_crafted_byte_file_on_the_command_line(tmp_path):
     assert_clean_error(run_cli("decompress", str(path), "-o", str(tmp_path / "out")), "payload")
     assert time.perf_counter() - started < 30  # the process, not the 1 MiB a decoder would have run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.lzc"]
+
+
+@pytest.mark.parametrize("segment_blocks", [0, 5, 1 << 40])
+def test_byte_file_with_an_impossible_segment_is_refused(segment_blocks):
+    """A segment is at most 4 MiB of blocks (rounded up): a larger one would have every
+    thread hold more than the memory it is promised."""
+    blob = lzc_header(block_size=1 << 20, segment_blocks=segment_blocks) + container.end_record(0, 0)
+    with pytest.raises(FormatError, match="segment size"):
+        decompress(blob)
 
 
 # --- the lossless API's output cap -----------------------------------------------------

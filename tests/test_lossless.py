@@ -389,6 +389,40 @@ def test_segments_restart_the_model_and_any_thread_count_reads_any(monkeypatch) 
         assert d.decompress(blobs[1]) == text and d.eof
 
 
+def test_layout_cuts_an_input_of_known_length_into_equal_segments() -> None:
+    mib = 1 << 20
+    assert lossless.layout(None) == (mib, 4)  # not known: 4 MiB segments of 1 MiB blocks
+    assert lossless.layout(4 * mib) == (mib, 4)  # one segment: as when not known
+    assert lossless.layout(8_000_000) == (1_000_000, 4)  # not 4 MiB and 3.8 MB
+    assert lossless.layout(9 * mib) == (mib, 3)  # three segments of 3 MiB
+    assert lossless.layout(8_000_000, 4096) == (4096, 977)  # blocks asked for: segments of whole blocks
+    for size in (4 * mib + 1, 8_000_000, 100_000_003):
+        block, blocks = lossless.layout(size)
+        segment = block * blocks
+        segments = -(-size // segment)
+        assert block <= lossless.BLOCK_SIZE and segment <= lossless.SEGMENT_SIZE
+        assert segments == -(-size // lossless.SEGMENT_SIZE)  # no more restarts than 4 MiB segments make
+        assert size - (segments - 1) * segment > segment - segments * blocks  # the last is short by under a byte a block
+
+
+def test_a_known_length_gives_equal_segments_and_both_files_decode(monkeypatch) -> None:
+    monkeypatch.setattr(lossless, "SEGMENT_SIZE", 16384)
+    monkeypatch.setattr(lossless, "BLOCK_SIZE", 4096)
+    part = primer.text()[:12_000]
+    text = part * 2  # 24,000 bytes: two segments of 12,000 (three blocks of 4,000), not 16,384 and 7,616
+    blob = compress(text, level=FAST, threads=1)
+    fields, used = container.parse_bytes_header(blob)
+    assert fields == b"".join(container.put_varint(v) for v in (PREDICTOR_REVISION, FAST, 4000, 0, 3))
+    records = blob[used : -len(container.end_record(len(text), zlib.crc32(text)))]
+    assert records == records[: len(records) // 2] * 2  # equal segments from the same start: equal records
+    assert compress(text, level=FAST, threads=2) == blob
+    c = Compressor(FAST, threads=1)  # the same bytes with no length given: 4 MiB segments
+    streamed = c.compress(text) + c.flush()
+    assert streamed != blob
+    for threads in (1, 2, 3):
+        assert decompress(blob, threads=threads) == text == decompress(streamed, threads=threads)
+
+
 @pytest.mark.parametrize("level", [4, 6])
 def test_revision_6_files_of_the_mixing_levels_still_decode(level: int) -> None:
     """Before revision 7, levels 4-9 coded with constriction's range coder; files written

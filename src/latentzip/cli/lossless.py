@@ -94,8 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         9: "64 MiB window for repeats (more memory)"}[level])
     p.add_argument("--level", type=int, choices=sorted(LEVELS), dest="level", help="level as a number")
     p.add_argument("--block-size", type=_block_size, default=None, metavar="BYTES",
-                   help="bytes per independently checked block (default 1 MiB); the model carries over the blocks "
-                        "of a 4 MiB segment")
+                   help="bytes per independently checked block (default 1 MiB, or less to cut a file of several "
+                        "segments evenly); the model carries over the blocks of a segment (4 MiB, or the file's "
+                        "length shared evenly)")
     p.add_argument("--primer", action=argparse.BooleanOptionalAction, default=None,
                    help="first learn the built-in primer text, levels 6-9 (default: for inputs of 64 KiB and more); "
                         "costs a few seconds at both ends, pays most on text")
@@ -119,7 +120,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("-T", "--threads", type=_threads, default=0, metavar="N",
-                   help="code 4 MiB segments on N threads (default 0: one per core); the output is the same for any N")
+                   help="code segments of up to 4 MiB on N threads (default 0: one per core); the output is the same "
+                        "for any N")
     p.add_argument("--memory", type=_memory, default=None, metavar="SIZE",
                    help="use fewer threads if their models would need more than SIZE (512M, 4G, 50%%; "
                         "default: a quarter of RAM)")
@@ -203,11 +205,10 @@ class _CountingWriter:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from ..lossless import BLOCK_SIZE, LEVELS, compress_stream
+    from ..lossless import LEVELS, compress_stream
 
-    block_size = BLOCK_SIZE if args.block_size is None else args.block_size
     limit = (1 << LEVELS[args.level].history_bits) // 2
-    if not 0 < block_size <= limit:
+    if args.block_size is not None and not 0 < args.block_size <= limit:
         raise LatentzipError(f"--block-size must be between 1 and {limit} at level {args.level}")
     out_path = _output_path(args, compressing=True)
     if out_path == "-" and sys.stdout.isatty():
@@ -217,8 +218,8 @@ def _compress(args: argparse.Namespace) -> int:
         reader = _Counting(src, args.stats)
         with _open_output(out_path, args.force, args.input) as raw:
             writer = _CountingWriter(raw)
-            result = compress_stream(reader, writer, args.level, progress, block_size,  # type: ignore[arg-type]
-                                     args.primer, args.threads, args.memory)
+            result = compress_stream(reader, writer, args.level, progress, args.block_size,  # type: ignore[arg-type]
+                                     args.primer, args.threads, args.memory, size)
     seconds = time.perf_counter() - started
     if result.stored_blocks:
         print(f"latentzip: {result.stored_blocks} of {result.blocks} block(s) did not compress and were stored as is",

@@ -23,7 +23,11 @@ by more than a few bytes per block.
 Every SEGMENT_SIZE bytes the model starts again from the stream's initial (primed)
 state, so that segments can be coded and decoded on several threads. Where the
 segments fall does not depend on the number of threads: any thread count writes the
-same bytes, and any thread count reads them.
+same bytes, and any thread count reads them. When the input's length is known in
+advance (`compress`, or `size=` for a stream) and it spans several segments, they are
+cut to equal lengths instead, so that threads finish together: 8 MB is two segments of
+4 MB, not 4 MiB and 3.8 MB. The output then differs from that of the same bytes
+streamed with no length given; both decode alike.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from .parallel import Pipeline, Result, Watch, cores, total_memory
 from .predict import DEFAULT_LEVEL, LEVELS as MIXING_LEVELS, REVISION as MIXING_REVISION, Level, Model
 
 __all__ = ["compress", "decompress", "Compressor", "Decompressor", "compress_stream", "decompress_stream",
-           "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE", "SEGMENT_SIZE", "worker_memory", "threads_for"]
+           "DEFAULT_LEVEL", "LEVELS", "BLOCK_SIZE", "SEGMENT_SIZE", "layout", "worker_memory", "threads_for"]
 
 BLOCK_SIZE = 1 << 20
 # The model restarts every SEGMENT_SIZE bytes (rounded up to whole blocks). Against one
@@ -171,7 +175,22 @@ def _checked_threads(threads: int) -> int:
 
 
 def _segment_blocks(block_size: int) -> int:
+    """Blocks a segment holds when the input's length is not known."""
     return -(-SEGMENT_SIZE // block_size)
+
+
+def layout(size: int | None, block_size: int | None = None) -> tuple[int, int]:
+    """(block size, blocks a segment) for an input of `size` bytes (None: not known).
+    An input of several segments gets segments of equal length, all of whole blocks of
+    `block_size` or, when that is None, of equal blocks of at most BLOCK_SIZE; otherwise
+    segments of SEGMENT_SIZE rounded up to blocks of `block_size` or BLOCK_SIZE."""
+    fixed = block_size if block_size is not None else BLOCK_SIZE
+    if size is None or size <= fixed * _segment_blocks(fixed):
+        return fixed, _segment_blocks(fixed)
+    segments = -(-size // (fixed * _segment_blocks(fixed)))
+    share = -(-size // segments)
+    blocks = -(-share // fixed)
+    return (fixed if block_size is not None else -(-share // blocks)), blocks
 
 
 class Compressor:
@@ -180,21 +199,26 @@ class Compressor:
     `threads` code segments side by side (0: one per core, see `threads_for` for how
     `memory` caps them); the output is the same for any number."""
 
-    def __init__(self, level: int = DEFAULT_LEVEL, block_size: int = BLOCK_SIZE,
+    def __init__(self, level: int = DEFAULT_LEVEL, block_size: int | None = None,
                  progress: Progress | None = None, primer: bool | None = None,
-                 threads: int = 0, memory: int | None = None) -> None:
-        """`primer`: learn the built-in primer first (levels 6-9 only); None decides by input size."""
+                 threads: int = 0, memory: int | None = None, size: int | None = None) -> None:
+        """`primer`: learn the built-in primer first (levels 6-9 only); None decides by
+        input size. `block_size`: None chooses (see `layout`). `size`: the input's length
+        when known in advance, so that its segments can be cut evenly; a stream that
+        turns out longer or shorter is still coded correctly."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {min(LEVELS)}..{max(LEVELS)}, not {level}")
-        if not 0 < block_size <= (1 << LEVELS[level].history_bits) // 2:
+        if block_size is not None and not 0 < block_size <= (1 << LEVELS[level].history_bits) // 2:
             raise ValueError(f"block size must be between 1 and {(1 << LEVELS[level].history_bits) // 2} at level {level}")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be at least 0, not {size}")
         self.level = level
-        self.block_size = block_size
+        self.block_size, self._segment_blocks = layout(size, block_size)
         self.threads = threads_for(level, threads, memory)
         self.progress = progress
         self.primer = primer
         self.primed = False
-        self._segment = block_size * _segment_blocks(block_size)
+        self._segment = self.block_size * self._segment_blocks
         self._start: _Start | None = None
         self._pipeline: Pipeline[tuple[bytes, int, int]] | None = None
         self._pending = bytearray()
@@ -247,7 +271,7 @@ class Compressor:
         self._start = _Start(self.level, self.primed)
         self._pipeline = Pipeline(self.threads, self.progress)
         return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0,
-                                              _segment_blocks(self.block_size)))
+                                              self._segment_blocks))
 
     def _submit(self, segment: bytes, last: bool) -> bytes:
         assert self._pipeline is not None and self._start is not None
@@ -365,7 +389,7 @@ class Decompressor:
         window = 1 << LEVELS[level].history_bits
         if not 0 < block_size <= window // 2:
             raise FormatError("latentzip file is corrupt (bad block size)")
-        if revision >= 6 and segment_blocks != _segment_blocks(block_size):
+        if revision >= 6 and not 0 < segment_blocks <= _segment_blocks(block_size):
             raise FormatError("latentzip file is corrupt or needs another build (unknown segment size)")
         if primer_id not in (0, _primer.PRIMER_ID) or (primer_id and not LEVELS[level].primed):
             raise FormatError(f"latentzip file is corrupt or needs another build (unknown primer {primer_id})")
@@ -441,7 +465,7 @@ def _restore(model: BlockCoder, record: container.BlockRecord, progress: Progres
 def compress(data: bytes, level: int = DEFAULT_LEVEL, primer: bool | None = None, threads: int = 0,
              memory: int | None = None) -> bytes:
     """Compress bytes into one latentzip byte file."""
-    c = Compressor(level, primer=primer, threads=threads, memory=memory)
+    c = Compressor(level, primer=primer, threads=threads, memory=memory, size=len(data))
     try:
         return c.compress(bytes(data)) + c.flush()
     finally:
@@ -461,10 +485,12 @@ def decompress(blob: bytes, max_length: int | None = None, threads: int = 0, mem
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, level: int = DEFAULT_LEVEL,
-                    progress: Progress | None = None, block_size: int = BLOCK_SIZE,
-                    primer: bool | None = None, threads: int = 0, memory: int | None = None) -> Compressor:
-    """Compress file object src into dst, block by block; return the finished Compressor."""
-    c = Compressor(level, block_size, progress, primer, threads, memory)
+                    progress: Progress | None = None, block_size: int | None = None,
+                    primer: bool | None = None, threads: int = 0, memory: int | None = None,
+                    size: int | None = None) -> Compressor:
+    """Compress file object src into dst, block by block; return the finished Compressor.
+    `size`: src's length when known (a file's), for even segments."""
+    c = Compressor(level, block_size, progress, primer, threads, memory, size)
     try:
         while chunk := src.read(_CHUNK):
             dst.write(c.compress(chunk))
