@@ -305,6 +305,25 @@ def test_training_says_what_it_chose(digits):
     assert len(result.codec.presets()) == 6
 
 
+def test_a_budget_keeps_what_its_end_is_timed_to_take(digits, monkeypatch):
+    """A run by the clock times its end (refinement tables and presets) on the starting
+    network before it trains, without touching that network, and stops training in
+    time for it: here a reserve larger than the budget leaves a single step."""
+    from latentzip.image import train as training
+
+    images = _colour(digits, 60, seed=14)
+    cfg = choose(TrainConfig(arch="conv"), images)
+    model = Autoencoder(cfg.net(3, 16, 16))
+    before = copy.deepcopy(model.state_dict())
+    assert training._finishing_time(model, cfg, list(images[:50]), list(images[50:])) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    monkeypatch.setattr(training, "_finishing_time", lambda *args: 3600.0)
+    steps = []
+    monkeypatch.setattr(training, "_losses", lambda *args, real=training._losses: steps.append(1) or real(*args))
+    result = train(images, TrainConfig(arch="conv", minutes=1.0, seed=6), progress=False)
+    assert len(steps) == 1 and len(result.codec.presets()) == 6
+
+
 def test_crops_follow_the_pixels_not_the_count_of_images():
     """Thirty thumbnails among three photographs leave the crops at 128 px; once the
     thumbnails hold more than a tenth of the pixels, the crops shrink to fit them."""
