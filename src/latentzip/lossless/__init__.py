@@ -266,8 +266,9 @@ class Compressor:
 
     def _header(self) -> bytes:
         """The header, written before the first block once a segment (or all) is in hand."""
-        wanted = _primer.worth_priming(self._pending) if self.primer is None else self.primer
-        self.primed = LEVELS[self.level].primed and wanted
+        # Levels that never prime skip the choice (it deflates the first MiB: 15 ms).
+        self.primed = LEVELS[self.level].primed and (
+            _primer.worth_priming(self._pending) if self.primer is None else self.primer)
         self._start = _Start(self.level, self.primed)
         self._pipeline = Pipeline(self.threads, self.progress)
         return container.bytes_header(_fields(self.level, self.block_size, _primer.PRIMER_ID if self.primed else 0,
