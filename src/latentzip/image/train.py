@@ -604,10 +604,14 @@ def train(
     # Refinement tables are fitted on training images only, never on validation ones.
     codec = codec.with_refinement(_fit_subset(fit, cfg))
     native = covering_channels(im.shape[2] for im in images)  # presets are measured on images as they are
-    # Measured at effort 0, as the shipped presets are: the default effort fits every
-    # validation image's latents at every rung, minutes that the time budget does not hold.
-    described = codec.at_effort(0).with_presets(_ladder(codec), _validation_images(val, native))
-    return TrainResult(described, history, stopped_early, cfg, ranks.leader)
+    return TrainResult(_described(codec, _validation_images(val, native)), history, stopped_early, cfg, ranks.leader)
+
+
+def _described(codec: ImageCodec, images: list[np.ndarray]) -> ImageCodec:
+    """`codec` with its presets measured on `images`, at effort 0 as the shipped presets
+    are: the default effort fits every image's latents at every rung, minutes that the
+    time budget does not hold."""
+    return codec.at_effort(0).with_presets(_ladder(codec), images)
 
 
 def _finishing_time(model: Autoencoder, cfg: TrainConfig, fit: Images, val: Images) -> float:
@@ -625,7 +629,7 @@ def _finishing_time(model: Autoencoder, cfg: TrainConfig, fit: Images, val: Imag
     began = time.monotonic()
     codec = codec.with_refinement(sample)
     fitting = time.monotonic() - began
-    codec.at_effort(0).with_presets(_ladder(codec), sample)
+    _described(codec, sample)
     describing = time.monotonic() - began - fitting
     return (fitting * pixels(_fit_subset(fit, cfg)) + describing * pixels(shown)) / pixels(sample)
 
