@@ -134,8 +134,12 @@ class _Start:
 
     def job(self, last: bool, work: Callable[[BlockCoder, Watch], Result]) -> Callable[[Watch], Result]:
         """A pipeline job that does `work` with the next segment's model, then hands the
-        model back for a later segment's copy. The model is made here, in the caller's
-        thread: jobs must not copy the primed model as the last one takes it."""
+        model back for a later segment's copy. A primed segment's model is made here, in
+        the caller's thread: jobs must not copy the primed model as the last one takes
+        it. A fresh one is made in the job's thread, so that a second thread faults in
+        its tables while the first already codes, rather than starting after them."""
+        if self._primed is None:
+            return lambda watch: work(self.model(last), watch)
         model = self.model(last)
 
         def run(watch: Watch) -> Result:
