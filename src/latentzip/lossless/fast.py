@@ -12,6 +12,11 @@ to 32 bytes, a byte costs a single decision (is it the byte the match predicts?)
 the match breaks, so runs and long repeats cost little time and few bits. Every quantity
 is an integer, so the decoder reproduces the encoder's probabilities on any machine.
 
+The tables (tens of MB) are read at random, so the loop mostly waits for memory. While
+the last bit of a nibble is coded, it asks the CPU for the cache lines of both buckets
+the next nibble may use, and of both bytes that may come next (`prefetch`): about 10%
+faster both ways, and the same bytes.
+
 The coder is arith.py's binary arithmetic coder, compiled into the same loop.
 """
 
@@ -22,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..jit import njit
+from ..jit import njit, prefetch
 from . import arith
 from .arith import M32, coder_step
 from .predict import APM_CENTRE, APM_STEPS, SQUASH, STRETCH, Fill, fill_zeroed, squash
@@ -147,6 +152,32 @@ def hash32(x: int, salt: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def context_hash(kind: int, c4: int, word: int) -> int:
+    """The value a context of `kind` hashes, given the last four bytes and the word hash."""
+    if kind == O1:
+        return c4 & 0xFF
+    if kind == O2:
+        return c4 & 0xFFFF
+    if kind == O3:
+        return c4 & 0xFFFFFF
+    if kind == O4:
+        return c4
+    return hash32(word, c4 & 0xFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def next_word(word: int, byte: int) -> int:
+    """The hash of the current word once `byte` is added (0 after a non-letter)."""
+    return ((word + (byte | 32)) * 0x2F0F3) & M32 if 97 <= (byte | 32) <= 122 else 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def bucket(i: int, h: int, c0: int, table_bits: int) -> int:
+    """Context i's 16-counter bucket for the nibble that starts at partial byte c0."""
+    return (i << table_bits) | ((hash32(h, c0) >> (36 - table_bits)) << 4)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def train_counter(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
     """Move counter k towards `bit`: a 22-bit probability over a 10-bit count, at rate
     ~1/(count + 1.5) with the count capped at `limit` (fast at first, then steady)."""
@@ -193,7 +224,24 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             # --- predict
             if j == 0 or j == 4:
                 for i in range(n):
-                    hashes[n + i] = (i << table_bits) | ((hash32(hashes[i], c0) >> (36 - table_bits)) << 4)
+                    hashes[n + i] = bucket(i, hashes[i], c0, table_bits)
+            elif j == 3:
+                # The next nibble's buckets are one of two: ask for both now, so that
+                # their cache lines load while this bit is coded (the result is the same).
+                for i in range(n):
+                    prefetch(counters, bucket(i, hashes[i], c0 << 1, table_bits))
+                    prefetch(counters, bucket(i, hashes[i], (c0 << 1) | 1, table_bits))
+            elif j == 7:
+                # Likewise the next byte's first buckets, its first map entry and its match slot.
+                for b in range(2):
+                    nxt = ((c0 << 1) | b) & 255
+                    n4, n8 = ((c4 << 8) | nxt) & M32, ((c8 << 8) | (c4 >> 24)) & M32
+                    nw = next_word(word, nxt)
+                    for i in range(n):
+                        prefetch(counters, bucket(i, context_hash(kinds[i], n4, nw), 1, table_bits))
+                    if refine:
+                        prefetch(apm, (1 | (nxt << 8)) * 33)
+                    prefetch(match_table, hash32(n4, n8 & 0xFFFF) >> (34 - history_bits))
             nib = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
             for i in range(n):
                 k = hashes[n + i] | nib
@@ -243,19 +291,9 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
         history[pos & mask] = byte
         c8 = ((c8 << 8) | (c4 >> 24)) & M32
         c4 = ((c4 << 8) | byte) & M32
-        word = ((word + (byte | 32)) * 0x2F0F3) & M32 if 97 <= (byte | 32) <= 122 else 0
+        word = next_word(word, byte)
         for i in range(n):
-            kind = kinds[i]
-            if kind == O1:
-                hashes[i] = c4 & 0xFF
-            elif kind == O2:
-                hashes[i] = c4 & 0xFFFF
-            elif kind == O3:
-                hashes[i] = c4 & 0xFFFFFF
-            elif kind == O4:
-                hashes[i] = c4
-            else:
-                hashes[i] = hash32(word, c4 & 0xFF)
+            hashes[i] = context_hash(kinds[i], c4, word)
         # The match model: extend the match it follows, or look one up.
         if mlen > 0 and history[mptr & mask] == byte:
             mlen += 1
