@@ -28,7 +28,6 @@ if "scipy.linalg" not in sys.modules and "numba.np.arraymath" not in sys.modules
         del sys.modules["scipy.linalg"]
 
 
-
 @intrinsic
 def prefetch(typingctx, array, index):  # type: ignore[no-untyped-def]
     """Ask the CPU to start loading the cache line of array[index] (no bounds check: a

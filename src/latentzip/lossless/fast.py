@@ -178,6 +178,13 @@ def bucket(i: int, h: int, c0: int, table_bits: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def apm_row(c0: int, last: int) -> int:
+    """Where the probability map's APM_STEPS entries for partial byte c0 after byte
+    `last` begin."""
+    return (c0 | (last << 8)) * APM_STEPS
+
+
+@njit(cache=True, nogil=True, inline="always")
 def train_counter(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
     """Move counter k towards `bit`: a 22-bit probability over a 10-bit count, at rate
     ~1/(count + 1.5) with the count capped at `limit` (fast at first, then steady)."""
@@ -240,7 +247,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
                     for i in range(n):
                         prefetch(counters, bucket(i, context_hash(kinds[i], n4, nw), 1, table_bits))
                     if refine:
-                        prefetch(apm, (1 | (nxt << 8)) * 33)
+                        prefetch(apm, apm_row(1, nxt))
                     prefetch(match_table, hash32(n4, n8 & 0xFFFF) >> (34 - history_bits))
             nib = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
             for i in range(n):
@@ -267,7 +274,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             if refine:
                 st = STRETCH[pm] + 2048
                 wt = st & 127
-                a = (c0 | ((c4 & 255) << 8)) * 33 + (st >> 7)
+                a = apm_row(c0, c4 & 255) + (st >> 7)
                 p = (pm + 3 * ((np.int64(apm[a]) * (128 - wt) + np.int64(apm[a + 1]) * wt) >> 11)) >> 2
                 p = min(max(p, 1), 4095)
             # --- code
