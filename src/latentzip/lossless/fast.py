@@ -172,6 +172,18 @@ def next_word(word: int, byte: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def pushed(c4: int, c8: int, byte: int) -> tuple[int, int]:
+    """The last four bytes and the four before them, once `byte` is added."""
+    return ((c4 << 8) | byte) & M32, ((c8 << 8) | (c4 >> 24)) & M32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_slot(c4: int, c8: int, history_bits: int) -> int:
+    """The match table's entry for the last six bytes."""
+    return hash32(c4, c8 & 0xFFFF) >> (34 - history_bits)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def bucket(i: int, h: int, c0: int, table_bits: int) -> int:
     """Context i's 16-counter bucket for the nibble that starts at partial byte c0."""
     return (i << table_bits) | ((hash32(h, c0) >> (36 - table_bits)) << 4)
@@ -242,13 +254,13 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
                 # Likewise the next byte's first buckets, its first map entry and its match slot.
                 for b in range(2):
                     nxt = ((c0 << 1) | b) & 255
-                    n4, n8 = ((c4 << 8) | nxt) & M32, ((c8 << 8) | (c4 >> 24)) & M32
+                    n4, n8 = pushed(c4, c8, nxt)
                     nw = next_word(word, nxt)
                     for i in range(n):
                         prefetch(counters, bucket(i, context_hash(kinds[i], n4, nw), 1, table_bits))
                     if refine:
                         prefetch(apm, apm_row(1, nxt))
-                    prefetch(match_table, hash32(n4, n8 & 0xFFFF) >> (34 - history_bits))
+                    prefetch(match_table, match_slot(n4, n8, history_bits))
             nib = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
             for i in range(n):
                 k = hashes[n + i] | nib
@@ -296,8 +308,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
         if decoding:
             data[t] = byte
         history[pos & mask] = byte
-        c8 = ((c8 << 8) | (c4 >> 24)) & M32
-        c4 = ((c4 << 8) | byte) & M32
+        c4, c8 = pushed(c4, c8, byte)
         word = next_word(word, byte)
         for i in range(n):
             hashes[i] = context_hash(kinds[i], c4, word)
@@ -307,7 +318,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
             mptr += 1
         else:
             mlen = 0
-        h = hash32(c4, c8 & 0xFFFF) >> (34 - history_bits)
+        h = match_slot(c4, c8, history_bits)
         if mlen == 0:
             cand = match_table[h]
             if cand > 0 and pos + 1 - cand < len(history) // 2:
