@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .errors import DataError, LatentzipError
-from .fsio import atomic_writer, write_bytes
+from .fsio import atomic_writer, cache_dir, write_bytes
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -417,11 +416,6 @@ def _split_arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     splits = source.parse(_locate(name, source))
     _write_parsed(name, splits)
     return splits[split]
-
-
-def cache_dir() -> Path:
-    """Where latentzip keeps downloads and parsed arrays; $LATENTZIP_CACHE overrides it."""
-    return Path(os.environ.get("LATENTZIP_CACHE") or platformdirs.user_cache_dir("latentzip"))
 
 
 def _read_parsed(name: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:

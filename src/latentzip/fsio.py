@@ -26,10 +26,17 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+import platformdirs
+
 from .errors import LatentzipError, LimitError, printable
 
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP)  # link(2) on a file system without hard links
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def cache_dir() -> Path:
+    """Where latentzip keeps downloads, parsed arrays and compiled kernels; $LATENTZIP_CACHE overrides it."""
+    return Path(os.environ.get("LATENTZIP_CACHE") or platformdirs.user_cache_dir("latentzip"))
 
 
 def _umask() -> int:

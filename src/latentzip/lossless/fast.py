@@ -89,6 +89,7 @@ def _parts(level: FastLevel) -> dict[str, tuple[int, type, Fill]]:
         "match_counters": (2 * (MATCH_CAP + 1) + LONG_SLOTS, np.uint32, 1 << 31),
         "history": (1 << level.history_bits, np.uint8, 0),
         "hashes": (2 * n, np.int64, 0),  # per context: byte hash, bucket base
+        "mix": (2 * (n + 2), np.int64, 0),  # per input of the mixer: its stretched probability, its counter
         "scalars": (NSCALARS, np.int64, 0),
     }
 
@@ -113,7 +114,7 @@ class FastModel:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.kinds, self.params, self.counters, self.weights, self.apm, self.match_table,
-                self.match_counters, self.history, self.hashes, self.scalars)
+                self.match_counters, self.history, self.hashes, self.mix, self.scalars)
 
     def encode(self, data: bytes, progress: Progress | None = None) -> bytes:
         """Code one block; the model learns it. Returns the coder's bytes, or b"" when
@@ -210,7 +211,7 @@ def train_counter(counters: np.ndarray, k: int, bit: int, limit: int) -> None:
 
 @njit(cache=True, nogil=True)
 def _code(decoding, data, begin, end, payload, kinds, params, counters, weights, apm, match_table, match_counters,
-          history, hashes, s) -> None:
+          history, hashes, mix, s) -> None:
     """Code bytes begin..end of a block: encode data[begin:end] into `payload` (from
     s[IO] on), or decode them from `payload` into data. One function for both sides, so
     the decoder cannot drift from the encoder; the hot state lives in locals."""
@@ -218,8 +219,7 @@ def _code(decoding, data, begin, end, payload, kinds, params, counters, weights,
     m = n + 2
     table_bits, history_bits, limit, rate, refine = params[0], params[1], params[2], params[3], params[4]
     mask = len(history) - 1
-    inputs = np.zeros(m, dtype=np.int64)
-    slots = np.zeros(m, dtype=np.int64)
+    inputs, slots = mix[:m], mix[m:]  # both written before they are read, at every bit
     x1, x2, x, io = s[X1], s[X2], s[X], s[IO]
     c4, c8, word, mptr, mlen = s[C4], s[C8], s[WORDH], s[MPTR], s[MLEN]
     order0 = n << table_bits
