@@ -74,3 +74,41 @@ def test_arguments_machine_code_cannot_take_go_to_numba() -> None:
     assert machine_code.argument_key(("text",)) is None
     assert machine_code.argument_key((True, 3, 2.5, (1, 2), np.zeros(3, np.uint8))) == (
         ("bool",), ("int",), ("float",), ("ints", 2), ("array", "|u1", 1))
+
+
+def test_a_kernel_declared_after_numba_was_imported_compiles_with_its_callees() -> None:
+    script = (
+        "from latentzip import jit\n"
+        "from latentzip.lossless.predict import SQUASH, squash\n"
+        "jit.import_numba()\n"
+        "@jit.njit()\n"
+        "def late(x):\n"
+        "    return squash(x, SQUASH) + 1\n"
+        "assert late(300) == squash(300, SQUASH) + 1 > 2048\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_kernel_that_may_raise_is_left_to_numba_and_raises(tmp_path: Path) -> None:
+    """Machine code could not report an exception, so such a kernel is never kept."""
+    (tmp_path / "raising.py").write_text(
+        "from latentzip.jit import njit\n\n\n"
+        "@njit(nogil=True)\n"
+        "def checked(x):\n"
+        "    if x > 0:\n"
+        "        raise ValueError('positive')\n"
+        "    return x - 1\n")
+    script = ("import raising\n"
+              "assert raising.checked(-3) == -4\n"
+              "try:\n"
+              "    raising.checked(2)\n"
+              "except ValueError as e:\n"
+              "    print(e)\n")
+    env = {**os.environ, "LATENTZIP_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    for _ in range(2):  # compiling, then with the cache's verdict
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0 and r.stdout == "positive\n", r.stderr
+    [kept] = (tmp_path / "cache" / "kernels").glob("*/*.bin")
+    assert b'"kind": "numba"' in kept.read_bytes()

@@ -27,16 +27,17 @@ from typing import Any, Callable
 _lock = threading.RLock()
 _kernels: list[Kernel] = []
 _intrinsics: dict[str, Intrinsic] = {}
-_numba_ready = False
+_numba_objects: dict[int, Any] = {}  # numba's dispatcher or intrinsic, by id of its Kernel or Intrinsic
 
 
 class Kernel:
     """A numba kernel that is compiled, or loaded as machine code, when first called."""
 
-    def __init__(self, func: Callable[..., Any], options: dict[str, Any]) -> None:
+    def __init__(self, func: Callable[..., Any], options: dict[str, Any], many_calls: bool) -> None:
         functools.update_wrapper(self, func)
         self.py_func = func
         self.options = options
+        self.many_calls = many_calls
         self._dispatcher: Any = None
         self._calls: dict[tuple, Callable[..., Any] | None] = {}  # by argument types: machine code, or None for numba
         _kernels.append(self)
@@ -50,7 +51,7 @@ class Kernel:
     def __call__(self, *args: Any) -> Any:
         from . import machine_code
 
-        key = machine_code.argument_key(args)
+        key = None if self.many_calls else machine_code.argument_key(args)
         call = self._calls.get(key, _MISSING) if key is not None else None
         if call is _MISSING:
             with _lock:
@@ -76,42 +77,44 @@ class Intrinsic:
         raise TypeError(f"{self.name} is a numba intrinsic: it can only be called inside a kernel")
 
 
-def njit(**options: Any) -> Callable[[Callable[..., Any]], Kernel]:
-    """Declare a numba kernel, with numba.njit's options."""
+def njit(many_calls: bool = False, **options: Any) -> Callable[[Callable[..., Any]], Kernel]:
+    """Declare a numba kernel, with numba.njit's options. `many_calls`: Python calls it
+    so often (per bit) that numba runs it, whose dispatch costs about 1 us a call where
+    a call into machine code through ctypes costs about 20."""
 
     def declare(func: Callable[..., Any]) -> Kernel:
-        return Kernel(func, options)
+        return Kernel(func, options, many_calls)
 
     return declare
 
 
 def import_numba() -> None:
-    """Import numba and make every declared kernel's dispatcher. Each kernel's function
-    is compiled against a copy of its module's namespace in which kernels and
-    intrinsics are numba's objects, so that it compiles (and inlines) its callees; the
-    module itself keeps its `Kernel`s, so Python's calls still prefer machine code.
-    Called once, the first time numba is needed."""
-    global _numba_ready
+    """Import numba and make the dispatcher of every kernel declared so far. Each
+    kernel's function is compiled against a copy of its module's namespace in which
+    kernels and intrinsics are numba's objects, so that it compiles (and inlines) its
+    callees; the module itself keeps its `Kernel`s, so Python's calls still prefer
+    machine code. Kernels of modules imported later get theirs on their first call."""
     with _lock:
-        if _numba_ready:
-            return
         _skip_blas_probe()
         from numba import njit as numba_njit
         from numba.extending import intrinsic
 
-        real: dict[int, Any] = {id(p): p.make(intrinsic) for p in _intrinsics.values()}
+        for placeholder in _intrinsics.values():
+            if id(placeholder) not in _numba_objects:
+                _numba_objects[id(placeholder)] = placeholder.make(intrinsic)
         namespaces: dict[str, dict[str, Any]] = {}
         for kernel in _kernels:
+            if kernel._dispatcher is not None:
+                continue
             func = kernel.py_func
             namespace = namespaces.setdefault(func.__module__, dict(func.__globals__))
             twin = FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
             twin.__qualname__, twin.__doc__ = func.__qualname__, func.__doc__
-            kernel._dispatcher = real[id(kernel)] = numba_njit(**kernel.options)(twin)
+            kernel._dispatcher = _numba_objects[id(kernel)] = numba_njit(**kernel.options)(twin)
         for namespace in namespaces.values():
             for name, value in namespace.items():
-                if id(value) in real:
-                    namespace[name] = real[id(value)]
-        _numba_ready = True
+                if id(value) in _numba_objects:
+                    namespace[name] = _numba_objects[id(value)]
 
 
 def _skip_blas_probe() -> None:

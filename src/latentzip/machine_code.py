@@ -9,13 +9,13 @@ Python, numba and llvmlite versions and the CPU the code is compiled for; the fi
 named by the kernel, a digest of the argument types, and one of the source of the
 kernel's module and the modules of every kernel it calls. Compiling a kernel anew
 removes its file compiled from other sources. A later process loads that object code with
-llvmlite's MCJIT, resolves its few external symbols (the Python C API, and two GIL
-helpers and a destructor numba's exception path names, given here without numba), and
-calls it through ctypes.
+llvmlite's MCJIT, resolves its few external symbols (the Python C API, and the
+helpers of numba's that the wrapper's error path names, given here without numba),
+and calls it through ctypes.
 
-A kernel whose code allocates arrays (which needs numba's runtime), returns something
-other than a number, or names a symbol this process cannot resolve is run by numba as
-before; its file says so, so that later processes do not try again. A file that cannot
+A kernel whose code allocates arrays or may raise (both need numba's runtime), returns
+something other than a number, or names a symbol this process cannot resolve is run by
+numba as before; its file says so, so that later processes do not try again. A file that cannot
 be read, or whose code does not match the digest its header holds, is compiled anew.
 Where the cache cannot be written, numba runs the kernels, as it did before.
 """
@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +44,6 @@ from .jit import Kernel, import_numba
 FORMAT = b"latentzip machine code 1\n"
 # Our versions of the symbols of numba's helper library that kernels' error path names.
 _HELPERS: dict[str, Any] = {}
-_failure = threading.local()  # .raised: whether this thread's last kernel took its error path
 
 
 def argument_key(args: tuple[Any, ...]) -> tuple | None:
@@ -77,7 +75,10 @@ def load(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
     if no file holds it; None when numba must run this kernel."""
     key = argument_key(args)
     assert key is not None
-    path = _path(kernel, key)
+    try:
+        path = _path(kernel, key)
+    except (OSError, TypeError):
+        return None  # a kernel whose sources cannot be read (one typed into an interpreter)
     try:
         header, code = _read(path)
     except (OSError, ValueError):
@@ -179,8 +180,9 @@ def _build(kernel: Kernel, key: tuple, args: tuple[Any, ...]) -> tuple[dict[str,
     compiled = cfunc(returns(*argtypes), nopython=True)(scope["wrapper"])
     library = compiled._library
     module = library._final_module
-    if "NRT_MemInfo_alloc" in str(module) or "NRT_Allocate" in str(module):
-        return {"kind": "numba"}, b""
+    text = str(module)
+    if any(word in text for word in ("NRT_MemInfo_alloc", "NRT_Allocate", ".const.picklebuf")):
+        return {"kind": "numba"}, b""  # it allocates, or it may raise: only numba's runtime can do either
     externals = sorted({f.name for f in module.functions if f.is_declaration and not f.name.startswith("llvm.")}
                        | {g.name for g in module.global_variables if g.is_declaration})
     code = library.serialize_using_object_code()[2][0]
@@ -241,11 +243,7 @@ def _caller(key: tuple, header: dict[str, Any], code: bytes) -> Callable[..., An
                 flat.append(ctypes.addressof(ints))
             else:
                 flat.append(a)
-        _failure.raised = False
-        result = function(*flat)
-        if _failure.raised:
-            raise RuntimeError("a compiled kernel failed; delete the cache's kernels folder to compile it again")
-        return result
+        return function(*flat)
 
     return call
 
@@ -259,9 +257,10 @@ _CTYPES: dict[str, Any] = {
 
 
 def _helper(name: str) -> int | None:
-    """The address of our own version of a numba helper that the object code names.
-    Only a kernel's error path calls them; a kernel compiled here never takes it (none
-    raises), but if one did, the call is reported as failed rather than its result used."""
+    """The address of our own version of a symbol of numba's helper library that the
+    wrapper's error path names. Kept kernels neither raise nor allocate, so that path is
+    never taken; should it be, the process stops with a message rather than go on with
+    a wrong result."""
     if not _HELPERS:
         api = ctypes.pythonapi
         api.PyGILState_Ensure.restype = ctypes.c_int
@@ -273,17 +272,14 @@ def _helper(name: str) -> int | None:
         def gil_release(state: Any) -> None:
             api.PyGILState_Release(state[0])
 
-        def failed() -> None:
-            _failure.raised = True
-
-        def nothing() -> None:
-            """Frees nothing: machine code is kept only for kernels that allocate nothing."""
+        def unreachable() -> None:
+            os.write(2, b"latentzip: a compiled kernel failed; delete the kernels folder of its cache and retry\n")
+            os._exit(70)
 
         gil = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_int))
-        _HELPERS.update({"numba_gil_ensure": gil(gil_ensure), "numba_gil_release": gil(gil_release),
-                         "NRT_MemInfo_call_dtor": ctypes.CFUNCTYPE(None)(nothing),
-                         "NRT_Free": ctypes.CFUNCTYPE(None)(nothing)})
-        for raising in ("numba_do_raise", "numba_unpickle", "numba_runtime_build_excinfo_struct"):
-            _HELPERS[raising] = ctypes.CFUNCTYPE(ctypes.c_void_p)(failed)
+        _HELPERS.update({"numba_gil_ensure": gil(gil_ensure), "numba_gil_release": gil(gil_release)})
+        for name in ("numba_do_raise", "numba_unpickle", "numba_runtime_build_excinfo_struct", "NRT_Free",
+                     "NRT_MemInfo_call_dtor"):
+            _HELPERS[name] = ctypes.CFUNCTYPE(None)(unreachable)
     helper = _HELPERS.get(name)
     return ctypes.cast(helper, ctypes.c_void_p).value if helper is not None else None

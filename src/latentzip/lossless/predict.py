@@ -384,7 +384,9 @@ def _part(ints: np.ndarray, k: int) -> np.ndarray:
     return ints[ints[k]:ints[k + 1]]
 
 
-@njit(cache=True, nogil=True)
+# NumPy's error model: a remainder by zero (seg_len is never 0 here) gives 0 instead of
+# raising, so the kernels that call this one cannot raise and keep their machine code.
+@njit(cache=True, nogil=True, error_model="numpy")
 def _known(q: int, base: int, seg_len: int, t: int, n: int, window: int) -> bool:
     """Whether stream position q is already decoded when every segment has done t bytes.
 
@@ -852,7 +854,7 @@ def start(ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.nda
         _find_buckets(tables, _part(ints, P_PARAMS)[0], s, 1, ctx, n_ctx)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, many_calls=True)  # once a step, by the decoder of revisions before 7
 def step(bits: np.ndarray, n_update: int, t_update: int, probs: np.ndarray, n_predict: int, t_predict: int,
          ints: np.ndarray, tables: np.ndarray, history: np.ndarray, seg: np.ndarray, ctx: np.ndarray,
          scratch: np.ndarray, base: int, seg_len: int, n: int) -> None:
