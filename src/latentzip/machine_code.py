@@ -88,7 +88,10 @@ def load(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
             pass
         if not os.access(path.parent, os.W_OK):
             return None  # compiling code that cannot be kept would only add to numba's time
-        header, code = _build(kernel, key, args)
+        try:
+            header, code = _build(kernel, key, args)
+        except Exception:  # noqa: BLE001  # numba cannot make a C-callable wrapper here (e.g. with its JIT disabled)
+            return None
         with contextlib.suppress(OSError, LatentzipError):  # a cache that cannot be written only costs time
             for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.bin"):
                 stale.unlink()  # the same kernel and types, compiled from other sources
