@@ -72,6 +72,7 @@ def test_numba_and_the_machine_code_give_the_same_bytes(monkeypatch: pytest.Monk
 def test_arguments_machine_code_cannot_take_go_to_numba() -> None:
     assert machine_code.argument_key((np.zeros((4, 4))[:, 1],)) is None  # not contiguous
     assert machine_code.argument_key(("text",)) is None
+    assert machine_code.argument_key((np.uint8(3),)) is None  # a scalar type ctypes is not given here
     assert machine_code.argument_key((True, 3, 2.5, (1, 2), np.zeros(3, np.uint8))) == (
         ("bool",), ("int",), ("float",), ("ints", 2), ("array", "|u1", 1))
 
@@ -112,3 +113,11 @@ def test_a_kernel_that_may_raise_is_left_to_numba_and_raises(tmp_path: Path) -> 
         assert r.returncode == 0 and r.stdout == "positive\n", r.stderr
     [kept] = (tmp_path / "cache" / "kernels").glob("*/*.bin")
     assert b'"kind": "numba"' in kept.read_bytes()
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_kernels_to_numba(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    digests, imported = _run(blocker)
+    assert imported and blocker.read_bytes() == b""
+    assert digests == _run(tmp_path / "cache")[0]

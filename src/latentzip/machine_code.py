@@ -61,7 +61,7 @@ def argument_key(args: tuple[Any, ...]) -> tuple | None:
             key.append(("int",))
         elif isinstance(a, float):
             key.append(("float",))
-        elif isinstance(a, np.number):
+        elif isinstance(a, np.number) and a.dtype.str in _CTYPES:
             key.append(("scalar", a.dtype.str))
         elif isinstance(a, tuple) and a and all(type(v) is int for v in a):
             key.append(("ints", len(a)))
@@ -251,11 +251,12 @@ def _caller(key: tuple, header: dict[str, Any], code: bytes) -> Callable[..., An
     return call
 
 
+# ctypes' types by argument kind (argument_key), NumPy dtype (scalars) and numba type (results).
 _CTYPES: dict[str, Any] = {
-    "bool": ctypes.c_bool, "int": ctypes.c_int64, "float": ctypes.c_double, "boolean": ctypes.c_bool,
-    "int64": ctypes.c_int64, "int32": ctypes.c_int32, "uint64": ctypes.c_uint64, "uint32": ctypes.c_uint32,
-    "float64": ctypes.c_double, "float32": ctypes.c_float, "<i8": ctypes.c_int64, "<i4": ctypes.c_int32,
-    "<u8": ctypes.c_uint64, "<u4": ctypes.c_uint32, "<f8": ctypes.c_double, "<f4": ctypes.c_float,
+    "bool": ctypes.c_bool, "int": ctypes.c_int64, "float": ctypes.c_double,
+    "<i8": ctypes.c_int64, "<i4": ctypes.c_int32, "<u8": ctypes.c_uint64, "<u4": ctypes.c_uint32,
+    "<f8": ctypes.c_double, "<f4": ctypes.c_float, "int64": ctypes.c_int64, "int32": ctypes.c_int32,
+    "uint64": ctypes.c_uint64, "uint32": ctypes.c_uint32, "float64": ctypes.c_double, "float32": ctypes.c_float,
 }
 
 
