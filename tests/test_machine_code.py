@@ -45,13 +45,18 @@ def test_a_later_process_runs_the_cached_machine_code_without_numba(tmp_path: Pa
     second, imported = _run(tmp_path)
     assert second == first and not imported
 
-    # A damaged file is compiled again, not loaded (loading bad object code could crash).
+    # A damaged file is compiled again, not loaded (loading bad object code could crash),
+    # and the kernel's files compiled from other sources go.
+    stale = []
     for f in files:
         data = bytearray(f.read_bytes())
         data[-100] ^= 0xFF
         f.write_bytes(bytes(data))
+        stale.append(f.with_name(f.name.rsplit("-", 1)[0] + "-0123456789abcdef.bin"))
+        stale[-1].write_bytes(b"compiled from other sources")
     third, compiled = _run(tmp_path)
     assert third == first and compiled
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in files)
     assert _run(tmp_path) == (first, False)
 
 

@@ -94,7 +94,8 @@ def load(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
             return None
         with contextlib.suppress(OSError, LatentzipError):  # a cache that cannot be written only costs time
             for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.bin"):
-                stale.unlink()  # the same kernel and types, compiled from other sources
+                if stale != path:  # the same kernel and types, compiled from other sources
+                    stale.unlink()
             write_bytes(path, FORMAT + json.dumps(header).encode() + b"\n" + code)
     if header["kind"] != "code":
         return None
