@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     results = dict(previous.get("sets", {}))
     for name in args.sets:
         results[name] = run_set(name, args, results.get(name))
-        plot(name, results[name], args.out.with_name(f"domains-{name}.png"))
+        plot(name, results[name], args.out.with_name(f"{args.out.stem}-{name}.png"))
         goals = targets(results)
         common.write_json(args.out, {
             "command": common.command_line(SCRIPT, argv if argv is not None else sys.argv[1:]),
