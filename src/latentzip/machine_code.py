@@ -7,17 +7,18 @@ pointer and its shape, and each tuple of integers as a pointer, and calls the ke
 Its object code goes into `<cache>/kernels/<digest>/`, the digest being of the
 Python, numba and llvmlite versions and the CPU the code is compiled for; the file is
 named by the kernel, a digest of the argument types, and one of the source of the
-kernel's module and the modules of every kernel it calls. Compiling a kernel anew
-removes its file compiled from other sources. A later process loads that object code with
-llvmlite's MCJIT, resolves its few external symbols (the Python C API, and the
-helpers of numba's that the wrapper's error path names, given here without numba),
-and calls it through ctypes.
+modules of the kernel and of every kernel and intrinsic it calls. Compiling a kernel
+anew removes its file compiled from other sources. A later process loads that object
+code with llvmlite's MCJIT, resolves its few external symbols (the Python C API, and
+the helpers of numba's that the wrapper's error path names, given here without
+numba), and calls it through ctypes.
 
 A kernel whose code allocates arrays or may raise (both need numba's runtime), returns
-something other than a number, or names a symbol this process cannot resolve is run by
-numba as before; its file says so, so that later processes do not try again. A file that cannot
-be read, or whose code does not match the digest its header holds, is compiled anew.
-Where the cache cannot be written, numba runs the kernels, as it did before.
+something other than a number, or names a symbol this process cannot resolve is run
+by numba as before; its file says so, so that later processes do not try again. A
+file that cannot be read, or whose code does not match the digest its header holds,
+is compiled anew. Where the cache cannot be written, numba runs the kernels, as it
+did before.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 
 from .errors import LatentzipError
 from .fsio import cache_dir, write_bytes
-from .jit import Kernel, import_numba
+from .jit import Intrinsic, Kernel, import_numba
 
 FORMAT = b"latentzip machine code 1\n"
 # Our versions of the symbols of numba's helper library that kernels' error path names.
@@ -136,7 +137,7 @@ def _environment() -> list[str]:
 
 
 def _modules(kernel: Kernel) -> set[str]:
-    """The modules of `kernel` and of every kernel it calls, directly or not."""
+    """The modules of `kernel` and of every kernel and intrinsic it calls, directly or not."""
     seen: set[int] = set()
     modules: set[str] = set()
     todo = [kernel]
@@ -146,8 +147,12 @@ def _modules(kernel: Kernel) -> set[str]:
             continue
         seen.add(id(k))
         modules.add(k.__module__)
-        names = k.py_func.__code__.co_names
-        todo.extend(v for name in names if isinstance(v := k.py_func.__globals__.get(name), Kernel))
+        for name in k.py_func.__code__.co_names:
+            value = k.py_func.__globals__.get(name)
+            if isinstance(value, Kernel):
+                todo.append(value)
+            elif isinstance(value, Intrinsic):
+                modules.add(value.make.__module__)
     return modules
 
 
