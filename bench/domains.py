@@ -151,7 +151,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         webp = (r["derived"]["vs"].get("latentzip-default") or {}).get("webp")
         if name not in BUILTIN and webp is not None:
             bound = TARGET_WEBP.get(name, 0.8)
-            out[f"{name}: at most {bound}x WebP"] = {"figure": webp, "met": webp is not None and webp["ratio"] <= bound}
+            out[f"{name}: at most {bound}x WebP"] = {"figure": webp, "met": webp["ratio"] <= bound}
         for key, start in (("hyperprior_vs_factorized", ""), ("hyperprior_vs_factorized_one_start", ", one start")):
             hvf = r["derived"].get(key)
             if name in ("textures", "emoji") and hvf is not None:

@@ -63,7 +63,7 @@ def test_numba_and_the_machine_code_give_the_same_bytes(monkeypatch: pytest.Monk
     data = (b"numba or machine code, the coder must not know which " * 2000)[:90000]
     expected = {level: lossless.compress(data, level=level, threads=1) for level in (1, 4)}
     # Run every kernel by numba, as when no machine code can be kept.
-    monkeypatch.setattr(machine_code, "load", lambda kernel, args: None)
+    monkeypatch.setattr(machine_code, "load", lambda kernel, key, args: None)
     monkeypatch.setattr(fast._code, "_calls", {})
     for kernel in (lossless.predict.code_steps, lossless.predict.start):
         monkeypatch.setattr(kernel, "_calls", {})

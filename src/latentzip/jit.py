@@ -57,7 +57,7 @@ class Kernel:
             with _lock:
                 call = self._calls.get(key, _MISSING)
                 if call is _MISSING:
-                    call = self._calls[key] = machine_code.load(self, args)
+                    call = self._calls[key] = machine_code.load(self, key, args)
         return call(*args) if call is not None else self.dispatcher()(*args)
 
 

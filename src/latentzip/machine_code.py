@@ -71,11 +71,10 @@ def argument_key(args: tuple[Any, ...]) -> tuple | None:
     return tuple(key)
 
 
-def load(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
-    """A caller of `kernel`'s machine code for arguments like `args`, compiling it first
-    if no file holds it; None when numba must run this kernel."""
-    key = argument_key(args)
-    assert key is not None
+def load(kernel: Kernel, key: tuple, args: tuple[Any, ...]) -> Callable[..., Any] | None:
+    """A caller of `kernel`'s machine code for arguments like `args` (whose
+    `argument_key` is `key`), compiling it first if no file holds it; None when numba
+    must run this kernel."""
     try:
         path = _path(kernel, key)
     except (OSError, TypeError):
@@ -83,10 +82,8 @@ def load(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
     try:
         header, code = _read(path)
     except (OSError, ValueError):
-        try:
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass
         if not os.access(path.parent, os.W_OK):
             return None  # compiling code that cannot be kept would only add to numba's time
         try:
@@ -162,8 +159,9 @@ def _build(kernel: Kernel, key: tuple, args: tuple[Any, ...]) -> tuple[dict[str,
     from numba import carray, cfunc, typeof, types
 
     dispatcher = kernel.dispatcher()
-    dispatcher.compile(tuple(typeof(a) for a in args))
-    returns = dispatcher.overloads[tuple(typeof(a) for a in args)].signature.return_type
+    signature = tuple(typeof(a) for a in args)
+    dispatcher.compile(signature)
+    returns = dispatcher.overloads[signature].signature.return_type
     if returns != types.none and str(returns) not in _CTYPES:
         return {"kind": "numba"}, b""
     params, argtypes, lines, names = [], [], [], []
