@@ -9,7 +9,8 @@ does what a new user would: `latentzip train --data TRAIN -o M --minutes 15` and
 nothing else, then codes the whole test split into one file at each of the model's
 presets. The defaults give the collections larger than 28x28 a convolutional model with
 the hyperprior; each of them is also trained with `--prior factorized`, to set the two
-latent codecs side by side (28x28 images get a dense model, whose prior is factorized).
+latent codecs side by side from the same start (28x28 images get a dense model, whose
+prior is factorized).
 WebP (method 6), AVIF, JPEG XL and JPEG code the same images in the same run, one file
 per image, with alpha where the format has it (JPEG codes the image composited over
 black). Every rate is real bytes, headers included; quality is
@@ -54,9 +55,13 @@ FASHION_25DB_TODAY = 41.0  # B/image at 25 dB before this codec generation (benc
 
 
 # The default (a hyperprior, starting from the shipped photo network where the images
-# allow), the factorized prior (which starts from a linear code: it is not the photo
-# network), and the default from that same linear start, to compare the priors alone.
-VARIANTS = {"default": [], "factorized": ["--prior", "factorized"], "linear-start": ["--start", "linear"]}
+# allow), the factorized prior from the same start (the photo network's transforms), and
+# both priors from a linear start (a block KLT), to see how much the start accounts for.
+VARIANTS = {"default": [], "factorized": ["--prior", "factorized"], "linear-start": ["--start", "linear"],
+            "factorized-linear-start": ["--prior", "factorized", "--start", "linear"]}
+# Each comparison of the priors: (hyperprior variant, factorized variant, derived key, label in the targets)
+PRIOR_PAIRS = (("default", "factorized", "hyperprior_vs_factorized", ""),
+               ("linear-start", "factorized-linear-start", "hyperprior_vs_factorized_linear_start", ", linear start"))
 
 
 def train_model(name: str, variant: str, minutes: float, models: Path) -> tuple[Path, dict[str, Any]]:
@@ -129,9 +134,9 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"vs": {}, "throughput": {}}
     for ours, curve in curves.items():
         out["vs"][ours] = {codec: mean_ratio(curve, theirs) for codec, theirs in peers.items()}
-    for hyper, key in (("default", "hyperprior_vs_factorized"), ("linear-start", "hyperprior_vs_factorized_one_start")):
-        if {f"latentzip-{hyper}", "latentzip-factorized"} <= curves.keys():
-            out[key] = mean_ratio(curves[f"latentzip-{hyper}"], curves["latentzip-factorized"])
+    for hyper, factorized, key, _ in PRIOR_PAIRS:
+        if {f"latentzip-{hyper}", f"latentzip-{factorized}"} <= curves.keys():
+            out[key] = mean_ratio(curves[f"latentzip-{hyper}"], curves[f"latentzip-{factorized}"])
     webp = result["baselines"].get("webp", [])
     for variant, model in result["models"].items():
         rows = []
@@ -152,7 +157,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         if name not in BUILTIN and webp is not None:
             bound = TARGET_WEBP.get(name, 0.8)
             out[f"{name}: at most {bound}x WebP"] = {"figure": webp, "met": webp["ratio"] <= bound}
-        for key, start in (("hyperprior_vs_factorized", ""), ("hyperprior_vs_factorized_one_start", ", one start")):
+        for _, _, key, start in PRIOR_PAIRS:
             hvf = r["derived"].get(key)
             if name in ("textures", "emoji") and hvf is not None:
                 out[f"{name}: hyperprior at most {TARGET_HYPER}x factorized{start}"] = {
@@ -239,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="train only the default model of each set, not also one with --prior factorized "
                              "(an earlier run's factorized model is kept, with the commit it was measured at)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
-                        help="train and measure these models of each set instead (e.g. factorized linear-start, "
-                             "to compare the two priors from one start)")
+                        help="train and measure these models of each set instead (e.g. linear-start "
+                             "factorized-linear-start, to compare the two priors from a linear start)")
     parser.add_argument("--models", type=Path, default=common.REPO / "bench" / "models",
                         help="where trained models are kept (and reused when present)")
     parser.add_argument("--out", type=Path, default=common.REPO / "bench" / "results" / "domains.json")

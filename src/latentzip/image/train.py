@@ -62,6 +62,7 @@ EPOCH_STEPS = 100  # a convolutional epoch: a crop of every image on average, at
 LADDER_LMBDA = 0.3  # the top quality's lmbda; each quality below takes LADDER_RATIO less
 LADDER_QUALITIES = 6
 KLT_BLOCKS = 20_000
+START_STEPS = 32  # batches whose latents start a factorized prior on a trained start
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
 VALIDATION_IMAGES = 64
 VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
@@ -241,10 +242,15 @@ def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
     the same with an alpha channel or a context that `trained` lacks, with or without
     a post-filter (one of `trained`'s width goes on from its weights, one of another
-    width starts as no filter, and no filter leaves a trained one out)."""
+    width starts as no filter, and no filter leaves a trained one out). A factorized
+    network also starts from a hyperprior's transforms and gains (its densities start
+    from their latents, `_start_from_model`)."""
+    if network.prior == "factorized":
+        priors = {"prior": network.prior, "hyper": network.hyper, "slices": network.slices, "context": network.context}
+    else:
+        priors = {"context": network.context or trained.context}
     return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
-                   height=network.height, width=network.width, context=network.context or trained.context,
-                   post=network.post) == network
+                   height=network.height, width=network.width, post=network.post, **priors) == network
 
 
 def _small_side(images: Images) -> int:
@@ -492,7 +498,7 @@ def train(
     h, w = images[0].shape[:2]
     model = Autoencoder(cfg.net(channels, h, w))
     if cfg.start not in (None, LINEAR):
-        _start_from_model(model, cfg.start)  # type: ignore[arg-type]
+        _start_from_model(model, cfg.start, fit, cfg)  # type: ignore[arg-type]
     elif cfg.dense and cfg.pca_gain is not None:
         _start_from_pca(model, np.asarray(fit), cfg)
     elif not cfg.dense:
@@ -720,11 +726,13 @@ def _start_from_pca(model: Autoencoder, images: np.ndarray, cfg: TrainConfig) ->
     )
 
 
-def _start_from_model(model: Autoencoder, spec: str) -> None:
+def _start_from_model(model: Autoencoder, spec: str, images: Images, cfg: TrainConfig) -> None:
     """Load the weights of the trained model `spec` (a shipped name or a model file).
     Where `model` adds alpha to its colour network, the alpha inputs start unused and the
     alpha output opaque. Training may teach the analysis to read alpha (where colour
-    shows); alpha itself is the alpha coder's (alpha.py), from its neighbours."""
+    shows); alpha itself is the alpha coder's (alpha.py), from its neighbours. Where the
+    prior differs (a factorized one on a hyperprior's transforms), the densities start
+    from the latents of crops of `images`."""
     trained = zoo.load_model(spec).model
     if not _startable(model.cfg, trained.cfg):
         raise LatentzipError(f"cannot start from {spec}: its network is not the one these settings make "
@@ -742,6 +750,11 @@ def _start_from_model(model: Autoencoder, spec: str) -> None:
     if _grows_alpha(model.cfg, trained.cfg):
         state["synthesis.linear.bias"][trained.cfg.channels * model.cfg.stride**2 :] = 0.5  # + 1/2: opaque
     model.load_state_dict(state)
+    if model.cfg.prior != trained.cfg.prior:  # a factorized prior on a hyperprior's transforms
+        batch = Batches(images, cfg).epoch(0)
+        with torch.no_grad():
+            y = torch.cat([model.analyse(_to_tensor(batch(step), torch.device("cpu"))) for step in range(START_STEPS)])
+        model.latents.start_on(y)  # type: ignore[union-attr]
 
 
 def _start_from_klt(model: Autoencoder, images: Images, cfg: TrainConfig) -> None:
