@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rate-distortion trade-off: higher = better quality, more bytes (conv: of the top quality)")
     p.add_argument("--start", default=None, metavar="FROM",
                    help="conv: where the network starts: a trained model of the same network (a shipped name or a "
-                        "model file), or 'linear' (a linear code fitted to the images); default: the shipped photo "
+                        "model file; a factorized network also starts from a hyperprior's transforms), or 'linear' "
+                        "(a linear code fitted to the images); default: the shipped photo "
                         "model where the network chosen is its network (colour or grey images of 64 px or more, with "
                         "an alpha channel added for images with alpha), else linear")
     p.add_argument("--post-filter", dest="post", type=int, default=None, metavar="N",

@@ -62,7 +62,7 @@ EPOCH_STEPS = 100  # a convolutional epoch: a crop of every image on average, at
 LADDER_LMBDA = 0.3  # the top quality's lmbda; each quality below takes LADDER_RATIO less
 LADDER_QUALITIES = 6
 KLT_BLOCKS = 20_000
-START_STEPS = 32  # batches whose latents start a factorized prior on a trained start
+START_CROPS = 128  # crops whose latents start a factorized prior on a trained start (the first batches')
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
 VALIDATION_IMAGES = 64
 VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
@@ -751,9 +751,11 @@ def _start_from_model(model: Autoencoder, spec: str, images: Images, cfg: TrainC
         state["synthesis.linear.bias"][trained.cfg.channels * model.cfg.stride**2 :] = 0.5  # + 1/2: opaque
     model.load_state_dict(state)
     if model.cfg.prior != trained.cfg.prior:  # a factorized prior on a hyperprior's transforms
-        batch = Batches(images, cfg).epoch(0)
+        batches = Batches(images, cfg)
+        steps = min(batches.steps, -(-START_CROPS // cfg.batch_size))  # type: ignore[operator]
+        batch = batches.epoch(0)
         with torch.no_grad():
-            y = torch.cat([model.analyse(_to_tensor(batch(step), torch.device("cpu"))) for step in range(START_STEPS)])
+            y = torch.cat([model.analyse(_to_tensor(batch(step), torch.device("cpu"))) for step in range(steps)])
         model.latents.start_on(y)  # type: ignore[union-attr]
 
 
