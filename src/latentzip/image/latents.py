@@ -200,11 +200,12 @@ class FactorizedLatents(LatentCodec):
         v = y.transpose(0, 1).flatten(1).double()
         for quality in range(self.qualities):
             gain = self.gains.log_gain[quality].exp().double()[:, None] if self.gains is not None else 1.0
-            size = torch.round(v * gain).abs().long()  # a logistic is symmetric: q and -q cost the same
-            counts = torch.zeros(len(v), int(size.max()) + 1, dtype=torch.float64)
-            counts.scatter_add_(1, size, torch.ones_like(v))
+            # A logistic is symmetric: q and -q cost the same. Counted per distinct |q|, so
+            # memory follows the sample, not the largest latent in it.
+            sizes, which = torch.unique(torch.round(v * gain).abs(), return_inverse=True)
+            counts = torch.zeros(len(v), len(sizes), dtype=torch.float64).scatter_add_(1, which, torch.ones_like(v))
             # P(q = -k) per scale, on the lower tail where the difference is precise
-            k = torch.arange(counts.shape[1], dtype=torch.float64)[:, None]
+            k = sizes[:, None]
             p = torch.sigmoid((0.5 - k) / START_SCALES) - torch.sigmoid((-0.5 - k) / START_SCALES)
             costs = counts @ -torch.log2(p.clamp_min(1e-12))
             self.density(quality).start(START_SCALES[costs.argmin(1)].float())
