@@ -338,10 +338,9 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     ("make", "words"),
     [
         (lambda: Image.new("I", (4, 4)), ["mode I ", "8- or 16-bit grey and RGB"]),
-        (lambda: Image.new("CMYK", (4, 4)), ["CMYK"]),
         (lambda: Image.new("F", (4, 4)), ["mode F"]),
     ],
-    ids=["32-bit", "cmyk", "float"],
+    ids=["32-bit", "float"],
 )
 def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) -> None:
     path = tmp_path / "bad.tif"
@@ -349,6 +348,19 @@ def test_unsupported_images_are_refused(tmp_path: Path, make, words: list[str]) 
     with pytest.raises(DataError) as info:
         data.load(tmp_path)
     assert str(path) in str(info.value) and all(word in str(info.value) for word in words)
+
+
+def test_cmyk_and_lab_images_are_converted_to_rgb_with_a_note(tmp_path: Path) -> None:
+    """A CMYK JPEG (as print workflows write them) is read, not refused: a collection
+    of product photographs with one among them would otherwise not train. A damaged
+    ICC profile falls back to Pillow's formula; LAB goes through the CIE L*a*b* profile."""
+    Image.new("CMYK", (4, 4), (255, 0, 0, 0)).save(tmp_path / "cyan.jpg", quality=100, icc_profile=b"not a profile")
+    Image.new("LAB", (4, 4), (127, 128, 128)).save(tmp_path / "grey.tif")  # L* 50, a* = b* = 0
+    notes: set[str] = set()
+    named = dict(data.read_images([tmp_path], notes))
+    assert named["cyan.jpg"].shape == (4, 4, 3) and np.abs(named["cyan.jpg"][0, 0].astype(int) - [0, 255, 255]).max() <= 2
+    assert named["grey.tif"][..., 0].tolist() == [[118] * 4] * 4 and data.is_grey(named["grey.tif"])
+    assert notes == {data.NOTE_RGB, data.NOTE_JPEG}
 
 
 def test_16_bit_images_are_reduced_to_8_bits_with_a_note(tmp_path: Path) -> None:

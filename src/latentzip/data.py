@@ -322,20 +322,25 @@ def _check_unique(names: Iterable[str]) -> None:
         seen.add(name)
 
 
-# Modes that hold 8-bit grey or colour, and 16-bit grey (reduced to 8 bits); everything
-# else (32-bit, float, CMYK, ...) is refused.
+# Modes that hold 8-bit grey or colour, and 16-bit grey (reduced to 8 bits); the other
+# 8-bit colour spaces are converted to RGB (NOTE_RGB); everything else (32-bit, float,
+# ...) is refused.
 _GREY_MODES = {"1", "L", "LA"}
 _COLOUR_MODES = {"P", "PA", "RGB", "RGBA"}
 _DEEP_GREY_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+_OTHER_COLOUR_MODES = {"CMYK", "YCbCr", "LAB", "HSV"}
 NOTE_DEEP = "16-bit input reduced to 8 bits per channel: latentzip codes 8-bit images"
+NOTE_RGB = ("a CMYK (or YCbCr, LAB or HSV) input is converted to RGB, through its ICC profile where it has one, "
+            "and decodes as RGB")
 NOTE_JPEG = ("a JPEG input is coded from its decoded pixels, artefacts included: "
              "re-encoding a JPEG adds a second generation of loss")
 
 
 def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None) -> np.ndarray:
     """Decode one image (a file, or a file's bytes) as it is meant to be seen: EXIF
-    rotation applied, first frame only, 16 bits per channel reduced to 8 (NOTE_DEEP).
-    `shown` names it in errors; `notes` gets NOTE_DEEP and NOTE_JPEG where they apply."""
+    rotation applied, first frame only, 16 bits per channel reduced to 8 (NOTE_DEEP),
+    other colour spaces in RGB (NOTE_RGB). `shown` names it in errors; `notes` gets
+    these notes and NOTE_JPEG where they apply."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             deep = image.mode in _DEEP_GREY_MODES or any(";16" in str(tile.args) for tile in image.tile)
@@ -344,13 +349,33 @@ def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None
             if image.mode in _DEEP_GREY_MODES:
                 levels = np.asarray(upright, dtype=np.uint32)
                 upright = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))
+            converted = upright.mode in _OTHER_COLOUR_MODES
+            if converted:
+                upright = _in_rgb(upright)
             array = _to_array(upright, upright.mode, shown)
             if notes is not None:
-                notes.update(note for note, applies in ((NOTE_DEEP, deep), (NOTE_JPEG, image.format in ("JPEG", "MPO")))
-                             if applies)
+                notes.update(note for note, applies in ((NOTE_DEEP, deep), (NOTE_RGB, converted),
+                                                        (NOTE_JPEG, image.format in ("JPEG", "MPO"))) if applies)
             return array
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{shown} is not an image latentzip can read ({exc})") from None
+
+
+def _in_rgb(image: Image.Image) -> Image.Image:
+    """`image` (CMYK, YCbCr, LAB or HSV) in sRGB: through its ICC profile where it has a
+    usable one (a CMYK photograph's colours depend on it), LAB through the CIE L*a*b*
+    profile (Pillow has no formula for it), the others by Pillow's formulas."""
+    from PIL import ImageCms
+
+    sources = [io.BytesIO(image.info["icc_profile"])] if image.info.get("icc_profile") else []
+    if image.mode == "LAB":
+        sources.append(ImageCms.createProfile("LAB"))
+    for source in sources:
+        try:
+            return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            continue  # a damaged profile, or one for another colour space
+    return image.convert("RGB")
 
 
 def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
