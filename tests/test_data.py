@@ -463,3 +463,20 @@ def test_write_png_into_a_read_only_directory(tmp_path: Path) -> None:
     with pytest.raises(LatentzipError, match="cannot write"):
         data.write_png(locked / "x.png", np.zeros((4, 4), np.uint8))
     assert os.listdir(locked) == []
+
+
+def test_png_names_keep_apart_what_a_suffix_alone_told_apart() -> None:
+    assert data.png_names(["a.jpg", "b.webp", "c.png"]) == ["a.png", "b.png", "c.png"]
+    assert data.png_names(["a.jpg", "a.webp", "a.png", "d/a.bmp"]) == ["a.jpg.png", "a.webp.png", "a.png", "d/a.png"]
+
+
+def test_a_grey_image_saved_as_webp_reads_as_grey(tmp_path: Path) -> None:
+    """WebP has no grey mode: a grey image comes back from it as RGB, which a grey model
+    would refuse. Colour that is not grey stays colour."""
+    grey = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.webp", lossless=True)
+    tinted = np.stack([grey, grey, grey // 2], axis=-1)
+    Image.fromarray(tinted).save(tmp_path / "tinted.webp", lossless=True)
+    named = dict(data.read_images([tmp_path]))
+    np.testing.assert_array_equal(named["grey.webp"], grey[..., None])
+    np.testing.assert_array_equal(named["tinted.webp"], tinted)

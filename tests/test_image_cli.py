@@ -286,3 +286,20 @@ def test_encode_says_once_that_jpeg_inputs_lose_a_generation(tmp_path, model_fil
     assert proc.stderr.decode().count("second generation of loss") == 1
     proc = run_cli("encode", "-m", str(model_file), str(tmp_path / "shot2.png"), "-o", str(tmp_path / "t.ltz"))
     assert proc.returncode == 0 and b"generation" not in proc.stderr
+
+
+def test_inputs_that_differ_only_in_suffix_decode_to_files_of_their_own(tmp_path, model_file, digits_test):
+    """shot.jpg beside shot.webp (and shot.png) once encoded into a file that no
+    directory could decode into: both wanted shot.png."""
+    shots = tmp_path / "in"
+    shots.mkdir()
+    Image.fromarray(digits_test.images[0, :, :, 0]).save(shots / "shot.webp", lossless=True)
+    Image.fromarray(digits_test.images[1, :, :, 0]).save(shots / "shot.bmp")
+    Image.fromarray(digits_test.images[2, :, :, 0]).save(shots / "shot.png")
+    Image.fromarray(digits_test.images[3, :, :, 0]).save(shots / "other.bmp")
+    assert run_cli("encode", "-m", str(model_file), str(shots), "-o", str(tmp_path / "s.ltz")).returncode == 0
+    proc = run_cli("decode", "-m", str(model_file), str(tmp_path / "s.ltz"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(os.listdir(tmp_path / "out")) == ["other.png", "shot.bmp.png", "shot.png", "shot.webp.png"]
+    decoded = np.asarray(Image.open(tmp_path / "out" / "shot.webp.png"))
+    assert np.abs(decoded.astype(int) - digits_test.images[0, :, :, 0]).mean() < 40

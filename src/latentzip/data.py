@@ -17,6 +17,7 @@ against a pinned value before a single byte of it is parsed. The parsed arrays a
 
 from __future__ import annotations
 
+import collections
 import gzip
 import hashlib
 import io
@@ -352,7 +353,7 @@ def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None
             converted = upright.mode in _OTHER_COLOUR_MODES
             if converted:
                 upright = _in_rgb(upright)
-            array = _to_array(upright, upright.mode, shown)
+            array = _to_array(upright, upright.mode, shown, stores_grey=image.format != "WEBP")
             if notes is not None:
                 notes.update(note for note, applies in ((NOTE_DEEP, deep), (NOTE_RGB, converted),
                                                         (NOTE_JPEG, image.format in ("JPEG", "MPO"))) if applies)
@@ -378,9 +379,12 @@ def _in_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
+def _to_array(image: Image.Image, mode: str, path: str, stores_grey: bool) -> np.ndarray:
     """Grey or RGB uint8 (H, W, C), with an alpha channel where transparency is actually
-    used (C = 2 or 4); an alpha channel that is opaque everywhere is dropped."""
+    used (C = 2 or 4); an alpha channel that is opaque everywhere is dropped. Colour that
+    is grey everywhere is grey where the format could not have said so: a palette, or a
+    format with no grey mode (not `stores_grey`: WebP), so a grey image saved as WebP
+    still goes to a grey model."""
     if mode not in _GREY_MODES | _COLOUR_MODES:
         raise DataError(
             f"unsupported image mode {mode} in {path} (latentzip reads 8- or 16-bit grey and RGB)"
@@ -392,7 +396,7 @@ def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., np.newaxis]
     colour = array[..., :-1] if has_alpha else array
-    if mode in ("P", "PA") and colour.shape[-1] == 3 and is_grey(colour):
+    if (mode in ("P", "PA") or not stores_grey) and colour.shape[-1] == 3 and is_grey(colour):
         array = array[..., [0, 3]] if has_alpha else array[..., :1]
     return np.ascontiguousarray(array)
 
@@ -400,6 +404,16 @@ def _to_array(image: Image.Image, mode: str, path: str) -> np.ndarray:
 def is_grey(rgb: np.ndarray) -> bool:
     """Whether RGB pixels (..., 3) are all grey (R = G = B)."""
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def png_names(names: Sequence[str]) -> list[str]:
+    """Where images named `names` are written as PNG files: each name with .png for its
+    suffix, except where two would then meet (photo.jpg beside photo.webp), where the
+    names that were not PNG files keep their suffix before .png (photo.webp.png)."""
+    plain = [str(Path(name).with_suffix(".png")) for name in names]
+    taken = {png for png, n in collections.Counter(plain).items() if n > 1}
+    return [name + ".png" if png in taken and Path(name).suffix.lower() != ".png" else png
+            for name, png in zip(names, plain)]
 
 
 def to_png_bytes(image: np.ndarray) -> bytes:

@@ -98,12 +98,11 @@ def _denoise(args: argparse.Namespace) -> int:
 
 
 def _pngs(names: list[str], images: list[np.ndarray]) -> dict[str, bytes]:
-    """PNG files under the inputs' names, .png for their suffix."""
+    """PNG files under the inputs' names (see `data.png_names`)."""
     from .. import data
 
     files: dict[str, bytes] = {}
-    for name, image in zip(names, images, strict=True):
-        png = Path(name).with_suffix(".png").name
+    for png, image in zip(data.png_names(names), images, strict=True):
         if png in files:
             raise LatentzipError(f"two inputs would both be written as {png}")
         files[png] = data.to_png_bytes(image)

@@ -243,10 +243,11 @@ def _decode(args: argparse.Namespace) -> int:
     from .. import data
     from ..image import zoo
     from ..image.catalog import MAX_FILE
-    from ..image.codec import file_fingerprint
+    from ..image.codec import file_fingerprint, file_names
     from ..image.zoo import load_model
 
     blob = read_bytes(args.input, MAX_FILE)
+    pngs_named = data.png_names(file_names(blob))
     need = file_fingerprint(blob)
     if args.model:
         codec = load_model(args.model)
@@ -259,9 +260,9 @@ def _decode(args: argparse.Namespace) -> int:
 
     def pngs() -> Iterator[tuple[str, bytes]]:  # made one by one as the file decodes, chunk by chunk
         nonlocal written
-        for name, image in codec.iter_decode(blob):
+        for png, (_, image) in zip(pngs_named, codec.iter_decode(blob), strict=True):
             written += 1
-            yield str(Path(name).with_suffix(".png")), data.to_png_bytes(image)
+            yield png, data.to_png_bytes(image)
 
     write_tree(args.output, pngs(), overwrite=args.force)
     print(f"{written} image(s) -> {args.output}/", file=sys.stderr)

@@ -820,6 +820,12 @@ def read_fingerprint(header: bytes) -> bytes:
     return header[:FINGERPRINT_SIZE]
 
 
+def file_names(blob: bytes) -> list[str]:
+    """The names of the images an image file holds, in order, after checking the file."""
+    header, _ = container.unpack(blob, container.Kind.IMAGES)
+    return catalog.unpack(header[FINGERPRINT_SIZE:], len(blob)).names
+
+
 def file_fingerprint(blob: bytes) -> bytes:
     """The fingerprint of the model an image file needs, after checking the file."""
     header, _ = container.unpack(blob, container.Kind.IMAGES)
