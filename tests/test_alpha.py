@@ -105,3 +105,29 @@ def test_colour_under_transparent_pixels_is_filled_from_the_visible_edge():
     opaque = np.ascontiguousarray(image[..., :3])
     assert transparent.fill(faint) is faint and transparent.fill(opaque) is opaque
     assert not transparent.fill(np.zeros((4, 4, 2), np.uint8)).any()  # nothing shows: all zero
+
+
+def test_a_model_without_alpha_codes_images_with_alpha_beside_its_network(photos):
+    """The photo presets (RGB) take cut-outs: the network codes colour, the alpha coder
+    alpha, within its bound. Only chunks of images with alpha carry alpha, so a file
+    may mix RGB, RGBA and grey + alpha, and each decodes with its own channels."""
+    from latentzip import metrics
+    from latentzip.image import zoo
+
+    codec = zoo.load("photo:q4")
+    yy, xx = np.mgrid[:48, :48]
+    disc = np.clip((20.5 - np.hypot(yy - 23.5, xx - 23.5)) * 128, 0, 255).astype(np.uint8)  # a soft rim
+    rgba = np.concatenate([photos[:2], np.broadcast_to(disc[..., None], (2, 48, 48, 1))], axis=-1)
+    grey_alpha = np.stack([photos[2, ..., 0], disc], axis=-1)
+    batch = [photos[3], *rgba, grey_alpha]
+    decoded = codec.decode(codec.encode(batch))
+    assert [im.shape for im in decoded] == [(48, 48, 3), (48, 48, 4), (48, 48, 4), (48, 48, 2)]
+    assert all(np.array_equal(im[..., -1], disc) for im in decoded[1:])
+    visible = disc > 0
+    plain = codec.decode(codec.encode(list(photos[:2])))
+    for i in range(2):  # the colour that shows is coded about as well as without alpha
+        with_alpha = metrics.psnr(rgba[i][visible][:, :3], decoded[1 + i][visible][:, :3])
+        assert with_alpha > metrics.psnr(photos[i][visible], plain[i][visible]) - 1.0
+    loose = codec.decode(codec.encode(batch, alpha_error=8))
+    assert all(np.abs(im[..., -1].astype(int) - disc).max() <= 8 for im in loose[1:])
+    assert codec.decode(codec.encode([photos[3]]))[0].shape == (48, 48, 3)  # no alpha: no alpha stream

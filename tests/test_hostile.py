@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from latentzip import container, data, fsio
-from latentzip.errors import FormatError, LatentzipError, LimitError, ModelError
+from latentzip.errors import FormatError, LatentzipError, LimitError
 from latentzip.image import catalog, entropy
 from latentzip.image.codec import ImageCodec
 from latentzip.image.model import Autoencoder
@@ -447,7 +447,7 @@ def test_a_mix_of_grey_and_rgb_is_named_as_such(tmp_path):
     assert data.mismatch([np.zeros((8, 8, 1)), np.zeros((9, 8, 1))]) == "their sizes differ (8x8, 9x8)"
 
 
-def test_an_opaque_alpha_channel_is_dropped_and_real_transparency_refused_by_a_model_without_alpha():
+def test_an_opaque_alpha_channel_is_dropped_and_real_transparency_coded_beside_a_model_without_alpha():
     cfg = NetConfig(arch="conv", latent=4, channels=3, hidden=(8,), levels=1)
     codec = ImageCodec.from_model(Autoencoder(cfg).eval())
     rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
@@ -455,8 +455,9 @@ def test_an_opaque_alpha_channel_is_dropped_and_real_transparency_refused_by_a_m
     assert codec.encode(rgba) == codec.encode(rgb)
     assert np.array_equal(data.load(rgba).images, rgb)
     rgba[1, 3, 3, 3] = 0
-    with pytest.raises(ModelError, match="not RGBA"):
-        codec.encode(rgba)
+    opaque, transparent = codec.decode(codec.encode(rgba))  # alpha beside the network, exactly
+    assert opaque.shape == (8, 8, 3) and transparent.shape == (8, 8, 4)
+    assert np.array_equal(transparent[..., 3], rgba[1, ..., 3])
 
 
 def test_reading_stdin_stops_at_the_limit():

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one of the model's qualities (1 = smallest; default: the model's or preset's own)")
     p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
     p.add_argument("--alpha-error", type=int, default=None, metavar="D",
-                   help="models with alpha: no alpha value off by more than D levels (default 0: lossless alpha)")
+                   help="images with alpha: no alpha value off by more than D levels (default 0: lossless alpha)")
     p.add_argument("--effort", type=int, default=None, metavar="E",
                    help="conv models: how hard to fit each image's latents before coding, 0 (fastest) to 2 "
                         "(fewest bytes, several times slower encoding); default 2, or 1 for models with a "

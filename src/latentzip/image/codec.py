@@ -5,10 +5,11 @@ consecutive images of one shape, of at most CHUNK_PIXELS pixels (a dense model c
 the whole file as one chunk), and each image larger than the tile side alone, coded
 tile by tile (tiling.py). Each chunk's payload follows the last one's in a single
 range-coded stream: its latents as the latent codec writes them (latents.py), then
-(with a max error) the colour refinement layer (refine.py). Models with alpha code
-the alpha channel with the alpha coder (alpha.py) into a stream of its own that opens
-the payload, chunk by chunk in the same order, each chunk's alpha guided by the
-network's. So a decoder holds one chunk at a time, and of a tiled image its pixels,
+(with a max error) the colour refinement layer (refine.py). Alpha is coded by the
+alpha coder (alpha.py) into a stream of its own that opens the payload, chunk by chunk
+in the same order: every chunk's for a model with alpha, each guided by the network's
+alpha; for a model without, the chunks of images with alpha, with no guide (the
+network codes their colour). So a decoder holds one chunk at a time, and of a tiled image its pixels,
 its latent grid and one tile's activations. Before any of it, the colour under fully
 transparent pixels is replaced by what codes cheapest (transparent.py).
 
@@ -263,8 +264,9 @@ class ImageCodec:
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         names = list(names) if names is not None else catalog.default_names(len(batch))
-        max_error, quality, alpha_error = self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error)
         shapes = [im.shape for im in batch]
+        max_error, quality = self.bound_for(max_error), self.quality_for(quality)
+        alpha_error = self._alpha_bound(alpha_error, shapes)
         cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
         catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
@@ -314,8 +316,8 @@ class ImageCodec:
             if bound is not None and not 0 <= bound <= refine.MAX_ERROR:
                 raise FormatError(f"corrupt image file (max error {bound})")
         self._check_refinement(cat.max_error)
-        if (cat.alpha_error is None) != (not self.cfg.has_alpha):
-            raise FormatError("corrupt image file (alpha bound does not match the model)")
+        if (cat.alpha_error is not None) != (self.cfg.has_alpha or any(_has_alpha(s) for s in cat.shapes)):
+            raise FormatError("corrupt image file (alpha bound does not match the model and images)")
         walks = self._walks(cat.max_error)
         alpha = None
         if cat.alpha_bytes is not None:
@@ -324,7 +326,7 @@ class ImageCodec:
             alpha = AlphaCoder(cat.alpha_error, payload[: cat.alpha_bytes])  # type: ignore[arg-type]
             payload = payload[cat.alpha_bytes :]
         elif cat.alpha_error is not None:  # alpha as a refinement layer: a file from before the alpha coder
-            if self.alpha_refinement is None:
+            if self.alpha_refinement is None or not self.cfg.has_alpha:
                 raise FormatError("corrupt image file (no alpha stream)")
             walks.insert(0, ("alpha", refine.Walk(self.alpha_refinement, cat.alpha_error)))
         decoder = reader(payload)
@@ -350,8 +352,9 @@ class ImageCodec:
             for tile in chunk.tiles or (None,):
                 with torch.no_grad():
                     total += float(self.model.latents(self._analyse(x, tile), quality - 1, "rounded")[1].sum())
-        if max_error is not None or self.cfg.has_alpha:
-            total += float(self._pass(batch, max_error, quality, self._alpha_bound(None), latents=False)[1].sum())
+        alpha_error = self._alpha_bound(None, shapes)
+        if max_error is not None or alpha_error is not None:
+            total += float(self._pass(batch, max_error, quality, alpha_error, latents=False)[1].sum())
         return total
 
     def reconstruct(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> list[np.ndarray]:
@@ -372,7 +375,8 @@ class ImageCodec:
         """`reconstruct` and `code_bits` from one pass of the analysis network: anomaly
         scores need both."""
         batch = self._as_list(images)
-        return self._pass(batch, self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(None))
+        return self._pass(batch, self.bound_for(max_error), self.quality_for(quality),
+                          self._alpha_bound(None, [im.shape for im in batch]))
 
     def latents(self, images: ImagesLike, quality: int | None = None) -> list[np.ndarray]:
         """Integer latents of each image: (latent,) for dense models, (latent, h, w) for conv."""
@@ -421,10 +425,10 @@ class ImageCodec:
             raise LatentzipError(f"effort is 0 to {top}, not {chosen}")
         return int(chosen)
 
-    def _alpha_bound(self, alpha_error: int | None) -> int | None:
-        if not self.cfg.has_alpha:
-            if alpha_error is not None:
-                raise LatentzipError(f"{self.label} codes no alpha channel")
+    def _alpha_bound(self, alpha_error: int | None, shapes: Sequence[tuple[int, ...]]) -> int | None:
+        """The alpha bound a file of images of `shapes` codes with (default 0: lossless);
+        None where it codes no alpha (a model without alpha, images without it)."""
+        if not self.cfg.has_alpha and not any(_has_alpha(s) for s in shapes):
             return None
         bound = 0 if alpha_error is None else alpha_error
         try:
@@ -456,7 +460,8 @@ class ImageCodec:
             raise LatentzipError(str(exc)) from None
 
     def _grid(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
-        """Latent grid of one image of `shape`, after checking the model can code it."""
+        """Latent grid of one image of `shape`, after checking the model can code it (its
+        colour: alpha goes to the alpha coder)."""
         h, w, c = shape
         cfg = self.cfg
         if not _fits(c, cfg.channels):
@@ -513,10 +518,9 @@ class ImageCodec:
         return out
 
     def _take(self, chunk: Chunk, batch: Sequence[np.ndarray]) -> np.ndarray:
-        """A chunk's pixels as the model codes them: for a model with alpha, with the
+        """A chunk's pixels as the model codes them: where they have alpha, with the
         colour under alpha 0 made cheap to code (transparent.py)."""
-        x = chunk.take(batch)
-        return transparent.fill_all(x) if self.cfg.has_alpha else x  # type: ignore[return-value]
+        return transparent.fill_all(chunk.take(batch))  # type: ignore[return-value]
 
     def _model_input(self, x: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, C) as the network's float (n, C', H, W) input in [0, 1]."""
@@ -631,7 +635,8 @@ class ImageCodec:
     def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
               tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
-        arithmetic, with the model's channels. A tiled image is synthesised tile by tile
+        arithmetic, with the model's channels, and an alpha guide for the alpha coder
+        where the chunk's images have alpha that the model lacks. A tiled image is synthesised tile by tile
         from its whole grid of symbols, each tile with the margin of latents its edge
         pixels see: the same pixels as in one piece, with a tile's memory."""
         n, h, w = shape[:3]
@@ -652,7 +657,11 @@ class ImageCodec:
                 top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
                 height, width = tile.size
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
-        return self._alpha_guide(base) if self.cfg.has_alpha else base
+        if self.cfg.has_alpha:
+            return self._alpha_guide(base)
+        if _has_alpha(shape):  # no network alpha to guide the alpha coder: a guide that says nothing
+            return np.concatenate([base, np.full((*base.shape[:-1], 1), 255, np.uint8)], axis=-1)
+        return base
 
     @staticmethod
     def _pixels(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -669,9 +678,10 @@ class ImageCodec:
         alpha[alpha >= 255 - ALPHA_SNAP] = 255
         return out
 
-    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(colour channels, alpha channel or None) of (n, H, W, C') model-channel images."""
-        if not self.cfg.has_alpha:
+    @staticmethod
+    def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(colour channels, alpha channel or None) of (n, H, W, C') images."""
+        if not _has_alpha(x.shape):
             return x, None
         return x[..., :-1], x[..., -1:]
 
@@ -695,10 +705,10 @@ class ImageCodec:
                 out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits,
                                                       alpha=alpha)
             return out
-        original = None if x is None else _fit_channels(x, self.cfg.channels)
+        original = None if x is None else _fit_channels(x, base.shape[-1])
         parts = dict(zip(("colour", "alpha"), self._split(base)))
         truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
-        if alpha is not None:
+        if alpha is not None and parts["alpha"] is not None:
             guide = parts["alpha"][..., 0]
             if decoder is not None:
                 parts["alpha"] = alpha.decode(guide)[..., None]
@@ -742,10 +752,13 @@ class ImageCodec:
 
 def _fits(channels: int, model_channels: int) -> bool:
     """Whether an image of `channels` can be coded by a model of `model_channels`: its
-    own, grey by a colour model, and one without alpha by a model with alpha."""
-    colour, alpha = (channels - 1) // 2 * 2 + 1, channels % 2 == 0
-    model_colour, model_alpha = (model_channels - 1) // 2 * 2 + 1, model_channels % 2 == 0
-    return colour <= model_colour and (model_alpha or not alpha)
+    own colour, or grey by a colour model; with or without alpha."""
+    return (channels - 1) // 2 * 2 + 1 <= (model_channels - 1) // 2 * 2 + 1
+
+
+def _has_alpha(shape: tuple[int, ...]) -> bool:
+    """Whether images of `shape` (..., C) have an alpha channel (C = 2 or 4)."""
+    return shape[-1] % 2 == 0
 
 
 def covering_channels(counts: Iterable[int]) -> int:
