@@ -64,6 +64,7 @@ LADDER_QUALITIES = 6
 KLT_BLOCKS = 20_000
 START_CROPS = 128  # crops whose latents start a factorized prior on a trained start (the first batches')
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
+FIT_SIDE = 512  # conv: the refinement tables are fitted on centre crops of this side, at most
 VALIDATION_IMAGES = 64
 VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
 # A convolutional model's transforms start as a block KLT that is already a good codec;
@@ -676,22 +677,28 @@ def _record(cfg: TrainConfig) -> dict:
 
 def _fit_subset(fit: Images, cfg: TrainConfig) -> Images:
     """Training images to fit the refinement tables on: all of a dense model's (up to
-    refine's own cap), the first MAX_FIT_PIXELS worth of a convolutional one's."""
+    refine's own cap); of a convolutional one's, centre crops of FIT_SIDE, the first
+    MAX_FIT_PIXELS worth. Whole photographs made the end of a run the longest part of it
+    (eleven 12-megapixel photographs, a one-minute budget: 3.5 minutes fitting on the
+    first of them, whole, at 3-6 GB) for tables that adapt to each file anyway."""
     if cfg.dense:
         return fit
-    sizes = np.cumsum([im.shape[0] * im.shape[1] for im in fit])
-    return fit[: max(1, int(np.searchsorted(sizes, MAX_FIT_PIXELS, side="right")))]
+    crops = [_centre(im, FIT_SIDE) for im in fit]
+    sizes = np.cumsum([im.shape[0] * im.shape[1] for im in crops])
+    return crops[: max(1, int(np.searchsorted(sizes, MAX_FIT_PIXELS, side="right")))]
+
+
+def _centre(image: np.ndarray, side: int) -> np.ndarray:
+    """The centre of `image` (H, W, C), at most `side` pixels a side."""
+    h, w = image.shape[:2]
+    ch, cw = min(h, side), min(w, side)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw]
 
 
 def _validation_images(images: Images, channels: int) -> list[np.ndarray]:
     """The first VALIDATION_IMAGES validation images, centre-cropped to VALIDATION_SIDE."""
-    out = []
-    for im in list(images)[:VALIDATION_IMAGES]:
-        h, w = im.shape[:2]
-        ch, cw = min(h, VALIDATION_SIDE), min(w, VALIDATION_SIDE)
-        top, left = (h - ch) // 2, (w - cw) // 2
-        out.append(_with_channels(im[top : top + ch, left : left + cw], channels))
-    return out
+    return [_with_channels(_centre(im, VALIDATION_SIDE), channels) for im in list(images)[:VALIDATION_IMAGES]]
 
 
 def _validation(images: Images, channels: int, device: torch.device) -> list[torch.Tensor]:
