@@ -109,17 +109,19 @@ def test_training_starts_from_a_model_with_a_post_filter_without_it(post_codec):
     assert not _startable(type(network)(**{**vars(network), "post": 0, "hidden": (32,)}), network)
 
 
-@pytest.mark.parametrize("band", [1, 5, 16])
-def test_the_filter_in_bands_gives_the_integers_of_one_piece(post_codec, band, monkeypatch):
-    """Bands read their neighbours' rows as far as the filter reaches: the same integers."""
+@pytest.mark.parametrize("groups", [12, 60, 192, 240])
+def test_the_filter_in_bands_gives_the_integers_of_one_piece(post_codec, groups, monkeypatch):
+    """Bands read their neighbours' rows as far as the filter reaches: the same integers,
+    in bands of 1, 5 and 16 rows of one image (12 groups a row), or an image at a time."""
     post = post_codec._fixed.post
-    rng = np.random.default_rng(band)
+    rng = np.random.default_rng(groups)
     pixels = torch.from_numpy(rng.integers(-(1 << 11), 1 << 11, size=(3, 2, 40, 24))).double()
     whole = post(pixels.clone(), 1)
-    monkeypatch.setattr(type(post), "BAND", band)
+    monkeypatch.setattr(type(post), "GROUPS", groups)
     assert torch.equal(post(pixels.clone(), 1), whole)
-    monkeypatch.setattr(type(post), "MARGIN", 2)  # a margin short of the filter's reach is not enough
-    assert not torch.equal(post(pixels.clone(), 1), whole)
+    if groups < 240:
+        monkeypatch.setattr(type(post), "MARGIN", 2)  # a margin short of the filter's reach is not enough
+        assert not torch.equal(post(pixels.clone(), 1), whole)
 
 
 def test_a_model_with_a_post_filter_encodes_at_effort_1_unless_asked(base_codec, post_codec, digits):

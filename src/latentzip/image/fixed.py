@@ -283,12 +283,14 @@ def to_pixels(values: torch.Tensor) -> torch.Tensor:
 class _FixedPostFilter:
     """`transforms.PostFilter` in integers, on channel-major pixels (C, n, H, W).
 
-    It runs in bands of at most BAND rows of pixel groups, each with the MARGIN rows
-    its three 3x3 layers read from the bands beside it: a float64 3x3 convolution
-    unfolds its input nine times (0.7 GB for one 1024 px tile at once), and the
-    margins make the bands' integers those of the whole."""
+    It runs on at most GROUPS pixel groups at a time: as many whole images as fit, or
+    bands of rows of one image, each band with the MARGIN rows its three 3x3 layers read
+    from the bands beside it. A float64 3x3 convolution unfolds its input nine times
+    (0.7 GB for one 1024 px tile at once; a chunk of ten 768x512 photographs at once,
+    3.1 GB at the peak of decoding), and the margins make the bands' integers those of
+    the whole."""
 
-    BAND, MARGIN = 128, 3
+    GROUPS, MARGIN = 128 * 512, 3  # a 1024 px tile: bands of 128 rows
 
     def __init__(self, post: PostFilter):
         self.first, self.rest = FixedNet(post.first), FixedNet(post.rest)
@@ -297,14 +299,18 @@ class _FixedPostFilter:
     def __call__(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
         group = PostFilter.GROUP
         u = _pixel_unshuffle(pixels, group)
-        rows = u.shape[2]
+        _, n, rows, cols = u.shape
+        images = max(1, self.GROUPS // (rows * cols))
+        band = rows if images > 1 else max(1, self.GROUPS // cols)
         out = torch.empty_like(u)
-        for top in range(0, rows, self.BAND):
-            bottom = min(rows, top + self.BAND)
-            start, stop = max(0, top - self.MARGIN), min(rows, bottom + self.MARGIN)
-            h = self.first.channel_major(u[:, :, start:stop])
-            h = h.add_(self.quality[quality][:, None, None, None]).clamp_(-CONV_LIMIT, CONV_LIMIT)
-            out[:, :, top:bottom] = self.rest.channel_major(h)[:, :, top - start : bottom - start]
+        for first in range(0, n, images):
+            some = slice(first, first + images)
+            for top in range(0, rows, band):
+                bottom = min(rows, top + band)
+                start, stop = max(0, top - self.MARGIN), min(rows, bottom + self.MARGIN)
+                h = self.first.channel_major(u[:, some, start:stop])
+                h = h.add_(self.quality[quality][:, None, None, None]).clamp_(-CONV_LIMIT, CONV_LIMIT)
+                out[:, some, top:bottom] = self.rest.channel_major(h)[:, :, top - start : bottom - start]
         return pixels.add_(_pixel_shuffle(out, group))
 
 
