@@ -9,8 +9,8 @@ range-coded stream: its latents as the latent codec writes them (latents.py), th
 alpha coder (alpha.py) into a stream of its own that opens the payload, chunk by chunk
 in the same order: every chunk's for a model with alpha, each guided by the network's
 alpha; for a model without, the chunks of images with alpha, with no guide (the
-network codes their colour). So a decoder holds one chunk at a time, and of a tiled image its pixels,
-its latent grid and one tile's activations. Before any of it, the colour under fully
+network codes their colour). So a decoder holds one chunk at a time, and of a tiled
+image its pixels, its latent grid and one tile's activations. Before any of it, the colour under fully
 transparent pixels is replaced by what codes cheapest (transparent.py).
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
@@ -243,10 +243,10 @@ class ImageCodec:
         higher is better; None: the codec's own). With `max_error` d, a refinement layer
         follows the latents so that no decoded colour value differs from its original
         by more than d levels (0: lossless). None takes the codec's own bound (see
-        `bounded`; a plain model has none). Alpha, for models with alpha, is always
-        kept within `alpha_error` (default 0: lossless). `effort` (None: the codec's,
-        see `effort_for`) trades encoding time for bytes. The other methods take these
-        the same way."""
+        `bounded`; a plain model has none). Alpha (of images with alpha, and of every
+        image for a model with alpha) is always kept within `alpha_error` (default 0:
+        lossless). `effort` (None: the codec's, see `effort_for`) trades encoding time
+        for bytes. The other methods take these the same way."""
         return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
 
     def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
@@ -636,9 +636,10 @@ class ImageCodec:
               tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
-        where the chunk's images have alpha that the model lacks. A tiled image is synthesised tile by tile
-        from its whole grid of symbols, each tile with the margin of latents its edge
-        pixels see: the same pixels as in one piece, with a tile's memory."""
+        where the chunk's images have alpha that the model lacks. A tiled image is
+        synthesised tile by tile from its whole grid of symbols, each tile with the
+        margin of latents its edge pixels see: the same pixels as in one piece, with a
+        tile's memory."""
         n, h, w = shape[:3]
         if self.cfg.record.fixed_size:
             base = self._pixels(self._fixed(symbols["y"]), h, w)
