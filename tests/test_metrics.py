@@ -83,9 +83,15 @@ def test_ssim_drops_with_noise_and_means_over_the_batch():
     assert metrics.mean_ssim(clean, noisy) == pytest.approx(np.mean(scores))
 
 
-def test_ssim_rejects_images_smaller_than_its_window():
+def test_ssim_rejects_images_smaller_than_its_window_and_its_mean_leaves_them_out():
+    """`latentzip eval` on a folder with a 1x1 image among others crashed on it."""
     with pytest.raises(ValueError):
         metrics.ssim(np.zeros((2, 8), np.uint8), np.zeros((2, 8), np.uint8))
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (8, 8), dtype=np.uint8), np.zeros((1, 1), np.uint8)]
+    noisy = [np.clip(images[0] + rng.integers(-20, 21, (8, 8)), 0, 255).astype(np.uint8), np.ones((1, 1), np.uint8)]
+    assert metrics.mean_ssim(images, noisy) == pytest.approx(metrics.ssim(images[0], noisy[0]))
+    assert metrics.mean_ssim(images[1:], noisy[1:]) is None
 
 
 def test_rate_arithmetic():

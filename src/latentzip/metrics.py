@@ -92,6 +92,9 @@ def psnr_of_mean_mse(batch_a: Batch, batch_b: Batch) -> float:
     return psnr_from_mse(float(np.mean(per_image_mse(batch_a, batch_b))))
 
 
+SSIM_MIN_SIDE = 3  # the smallest window SSIM has
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of one image with scikit-image's defaults (uniform window, 7x7 where it fits).
 
@@ -103,7 +106,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     side = min(a.shape[:2])
     win_size = min(7, side if side % 2 else side - 1)
-    if win_size < 3:
+    if win_size < SSIM_MIN_SIDE:
         raise ValueError(f"image {a.shape} is too small for SSIM (needs at least 3x3)")
     channel_axis = -1 if a.ndim == 3 else None
     return float(
@@ -111,9 +114,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
-def mean_ssim(batch_a: Batch, batch_b: Batch) -> float:
-    """Mean over images of per-image SSIM."""
-    return float(np.mean([ssim(a, b) for a, b in _pairs(batch_a, batch_b)]))
+def mean_ssim(batch_a: Batch, batch_b: Batch) -> float | None:
+    """Mean over images of per-image SSIM, of the images it is defined for (at least
+    SSIM_MIN_SIDE pixels a side, so a collection with a 1x1 image among it still has
+    one); None where it is defined for none."""
+    scores = [ssim(a, b) for a, b in _pairs(batch_a, batch_b) if min(np.shape(a)[:2]) >= SSIM_MIN_SIDE]
+    return float(np.mean(scores)) if scores else None
 
 
 def ciede2000(a: np.ndarray, b: np.ndarray) -> float:

@@ -285,7 +285,7 @@ def _eval(args: argparse.Namespace) -> int:
         ("bytes/image (prior estimate)", f"{result.estimated_bytes_per_image:.2f}"),
         ("bpp", f"{result.bpp:.4f}"),
         ("PSNR (dB)", f"{result.psnr:.2f}"),
-        ("SSIM", f"{result.ssim:.4f}"),
+        ("SSIM", "- (no image of 3x3 or more)" if result.ssim is None else f"{result.ssim:.4f}"),
         ("max |error| (grey levels)", f"{result.max_abs_error}"),
         ("encode images/s", f"{result.images / result.encode_seconds:.0f}"),
         ("decode images/s", f"{result.images / result.decode_seconds:.0f}"),

@@ -29,7 +29,7 @@ class Evaluation:
     bpp: float  # of the one file, per real pixel
     psnr: float  # mean of per-image PSNR, dB
     max_abs_error: int  # largest |decoded - original| over every pixel, grey levels
-    ssim: float  # mean of per-image SSIM
+    ssim: float | None  # mean of per-image SSIM, over images of 3x3 or more (None: no such image)
     encode_seconds: float
     decode_seconds: float
     max_error: int | None = None  # the refinement layer's bound, when it coded with one
