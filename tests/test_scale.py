@@ -72,6 +72,18 @@ def test_encode_decode_match_the_plain_codec_and_resume(tmp_path, client, dense_
     assert other.skipped == 0  # other settings: nothing is taken from the earlier run
 
 
+def test_names_that_differ_only_in_suffix_decode_apart_across_shards(tmp_path, client, dense_codec, digits_test):
+    """a.webp in one shard and a.bmp in the next both wanted a.png."""
+    from PIL import Image
+
+    (tmp_path / "src").mkdir()
+    for k, name in enumerate(["a.bmp", "a.webp", "b.png", "c.bmp"]):
+        Image.fromarray(digits_test.images[k, :, :, 0]).save(tmp_path / "src" / name, lossless=True)
+    bulk_encode(dense_codec, tmp_path / "src", tmp_path / "dst", shard_size=1, client=client, progress=False)
+    bulk_decode(tmp_path / "dst", tmp_path / "out", model=dense_codec, client=client, progress=False)
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.bmp.png", "a.webp.png", "b.png", "c.png"]
+
+
 def test_eval_reports_what_encode_writes(tmp_path, client, dense_codec, digits_test):
     _tree(tmp_path / "src", digits_test.images[:60])
     bulk_encode(dense_codec, tmp_path / "src", tmp_path / "dst", shard_size=20, client=client, progress=False)

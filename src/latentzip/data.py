@@ -31,7 +31,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -410,10 +410,15 @@ def png_names(names: Sequence[str]) -> list[str]:
     """Where images named `names` are written as PNG files: each name with .png for its
     suffix, except where two would then meet (photo.jpg beside photo.webp), where the
     names that were not PNG files keep their suffix before .png (photo.webp.png)."""
-    plain = [str(Path(name).with_suffix(".png")) for name in names]
+    plain = [png_name(name) for name in names]
     taken = {png for png, n in collections.Counter(plain).items() if n > 1}
-    return [name + ".png" if png in taken and Path(name).suffix.lower() != ".png" else png
+    return [name + ".png" if png in taken and PurePosixPath(name).suffix.lower() != ".png" else png
             for name, png in zip(names, plain)]
+
+
+def png_name(name: str) -> str:
+    """`name` (a relative path with / between its parts) with .png for its suffix."""
+    return str(PurePosixPath(name).with_suffix(".png"))
 
 
 def to_png_bytes(image: np.ndarray) -> bytes:

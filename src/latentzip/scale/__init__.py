@@ -94,10 +94,14 @@ def bulk_decode(src: Where, out: Where, model: Any = None, force: bool = False, 
             raise ModelError(f"{source.url} was made with a model that is not shipped ({need.hex()}); pass the model")
         model = name
     codec = _codec(model)
+    names = [row["name"] for row in rows]
+    # Names that differ only in suffix keep it (data.png_names): a few, usually none, so
+    # only those go to the workers.
+    renamed = {n: png for n, png in zip(names, data.png_names(names)) if png != data.png_name(n)}
     target.make_root(force)
     with cluster.connect(client, workers, scheduler) as running:
         written, _ = jobs.run(running, jobs.decode_shard, shards, None, {}, progress, src=source, out=target,
-                              model=codec.to_bytes())
+                              model=codec.to_bytes(), renamed=renamed)
     target.sweep()
     return Job(written, len(shards), 0, time.perf_counter() - started)
 

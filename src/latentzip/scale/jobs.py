@@ -14,8 +14,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -163,19 +162,16 @@ def eval_shard(shard: Shard, src: Store, **coding: Any) -> list[Row]:
     return [{**row, "file_bytes": len(blob)} for row in rows]
 
 
-def decode_shard(shard: Shard, src: Store, out: Store, model: bytes) -> list[Row]:
+def decode_shard(shard: Shard, src: Store, out: Store, model: bytes, renamed: dict[str, str]) -> list[Row]:
+    """Write a shard's images as PNG files, each under its name with .png for its suffix
+    or, where `renamed` says, under another (see `data.png_names`)."""
     codec = _codec(model)
     blob = src.read(shard.file)
     named = codec.decode_named(blob)
     if [name for name, _ in named] != list(shard.names):
         raise FormatError(f"{src.url}/{shard.file} does not hold the images its manifest lists")
-    out.write_tree(_pngs(named))
+    out.write_tree((renamed.get(name) or data.png_name(name), data.to_png_bytes(image)) for name, image in named)
     return [{"name": name} for name, _ in named]
-
-
-def _pngs(named: Iterable[tuple[str, np.ndarray]]) -> Iterable[tuple[str, bytes]]:
-    for name, image in named:
-        yield str(PurePosixPath(name).with_suffix(".png")), data.to_png_bytes(image)
 
 
 def compress_shard(shard: Shard, src: Store, dst: Store, level: int) -> list[Row]:
