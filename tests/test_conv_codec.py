@@ -18,7 +18,7 @@ from latentzip.errors import FormatError, LatentzipError, ModelError
 from latentzip.image import fixed, latents
 from latentzip.image.model import Autoencoder
 from latentzip.image.transforms import NetConfig
-from latentzip.image.train import TrainConfig, choose, train
+from latentzip.image.train import Batches, TrainConfig, choose, split, train
 
 from .crafted import ltz_files
 
@@ -331,6 +331,17 @@ def test_crops_follow_the_pixels_not_the_count_of_images():
     photographs = [np.zeros((256, 384, 3), np.uint8)] * 3
     assert choose(TrainConfig(), thumbnails + photographs).crop == 128
     assert choose(TrainConfig(), thumbnails * 10 + photographs).crop == 16
+
+
+def test_crops_fit_the_images_training_cuts_them_from():
+    """Two images, the larger one set aside for validation: crops chosen from both
+    (128) fitted no training image, and training stopped asking for a smaller --crop
+    the user never gave."""
+    images = [np.zeros((200, 200, 3), np.uint8), np.zeros((56, 56, 3), np.uint8)]
+    cfg = choose(TrainConfig(), images)
+    val, fit = split(images, cfg)
+    assert [im.shape[0] for im in val] == [200]  # the case this test is about
+    assert cfg.crop <= 56 and Batches(fit, cfg).usable == [0]
 
 
 def _photos(count: int, side: int, seed: int = 0) -> list[np.ndarray]:

@@ -184,7 +184,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                              "these are larger: use --arch conv")
     chosen = replace(cfg, arch=arch)
     if arch == "conv":
-        side = _small_side(images)
+        side = _small_side(split(images, cfg)[1])  # of the images crops are cut from, not the validation ones
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
         chosen = replace(chosen, levels=levels, crop=crop, prior=cfg.prior or "hyperprior",
