@@ -287,7 +287,7 @@ class _FixedPostFilter:
     bands of rows of one image, each band with the MARGIN rows its three 3x3 layers read
     from the bands beside it. A float64 3x3 convolution unfolds its input nine times
     (0.7 GB for one 1024 px tile at once; a chunk of ten 768x512 photographs at once,
-    3.1 GB at the peak of decoding), and the margins make the bands' integers those of
+    3.2 GB at the peak of decoding), and the margins make the bands' integers those of
     the whole."""
 
     GROUPS, MARGIN = 128 * 512, 3  # a 1024 px tile: bands of 128 rows
