@@ -289,8 +289,8 @@ def test_encode_says_once_that_jpeg_inputs_lose_a_generation(tmp_path, model_fil
 
 
 def test_inputs_that_differ_only_in_suffix_decode_to_files_of_their_own(tmp_path, model_file, digits_test):
-    """shot.jpg beside shot.webp (and shot.png) once encoded into a file that no
-    directory could decode into: both wanted shot.png."""
+    """shot.webp beside shot.bmp (and shot.png) once encoded into a file that no
+    directory could decode into: all wanted shot.png."""
     shots = tmp_path / "in"
     shots.mkdir()
     Image.fromarray(digits_test.images[0, :, :, 0]).save(shots / "shot.webp", lossless=True)
