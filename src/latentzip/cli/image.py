@@ -243,12 +243,12 @@ def _decode(args: argparse.Namespace) -> int:
     from .. import data
     from ..image import zoo
     from ..image.catalog import MAX_FILE
-    from ..image.codec import file_fingerprint, file_names
+    from ..image.codec import file_header
     from ..image.zoo import load_model
 
     blob = read_bytes(args.input, MAX_FILE)
-    pngs_named = data.png_names(file_names(blob))
-    need = file_fingerprint(blob)
+    need, names = file_header(blob)
+    pngs_named = data.png_names(names)
     if args.model:
         codec = load_model(args.model)
     else:

@@ -316,7 +316,7 @@ class ImageCodec:
             if bound is not None and not 0 <= bound <= refine.MAX_ERROR:
                 raise FormatError(f"corrupt image file (max error {bound})")
         self._check_refinement(cat.max_error)
-        if (cat.alpha_error is not None) != (self.cfg.has_alpha or any(_has_alpha(s) for s in cat.shapes)):
+        if (cat.alpha_error is not None) != self._codes_alpha(cat.shapes):
             raise FormatError("corrupt image file (alpha bound does not match the model and images)")
         walks = self._walks(cat.max_error)
         alpha = None
@@ -428,7 +428,7 @@ class ImageCodec:
     def _alpha_bound(self, alpha_error: int | None, shapes: Sequence[tuple[int, ...]]) -> int | None:
         """The alpha bound a file of images of `shapes` codes with (default 0: lossless);
         None where it codes no alpha (a model without alpha, images without it)."""
-        if not self.cfg.has_alpha and not any(_has_alpha(s) for s in shapes):
+        if not self._codes_alpha(shapes):
             return None
         bound = 0 if alpha_error is None else alpha_error
         try:
@@ -436,6 +436,11 @@ class ImageCodec:
         except ValueError as exc:
             raise LatentzipError(f"alpha: {exc}") from None
         return bound
+
+    def _codes_alpha(self, shapes: Sequence[tuple[int, ...]]) -> bool:
+        """Whether a file of images of `shapes` codes alpha: always with a model with
+        alpha, else where some image has it."""
+        return self.cfg.has_alpha or any(_has_alpha(s) for s in shapes)
 
     def _stored_quality(self, quality: int) -> int | None:
         """What the catalog stores: 0-based, and nothing for a model of one quality."""
@@ -834,10 +839,11 @@ def read_fingerprint(header: bytes) -> bytes:
     return header[:FINGERPRINT_SIZE]
 
 
-def file_names(blob: bytes) -> list[str]:
-    """The names of the images an image file holds, in order, after checking the file."""
+def file_header(blob: bytes) -> tuple[bytes, list[str]]:
+    """The fingerprint of the model an image file needs and the names of its images, in
+    order, after checking the file (once: the check reads every byte)."""
     header, _ = container.unpack(blob, container.Kind.IMAGES)
-    return catalog.unpack(header[FINGERPRINT_SIZE:], len(blob)).names
+    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob)).names
 
 
 def file_fingerprint(blob: bytes) -> bytes:

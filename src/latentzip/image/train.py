@@ -184,7 +184,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                              "these are larger: use --arch conv")
     chosen = replace(cfg, arch=arch)
     if arch == "conv":
-        side = _small_side(split(images, cfg)[1])  # of the images crops are cut from, not the validation ones
+        side = _small_side([images[i] for i in _split_order(len(images), cfg)[1]])  # the images crops come from
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
         chosen = replace(chosen, levels=levels, crop=crop, prior=cfg.prior or "hyperprior",
@@ -393,11 +393,17 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
 def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
     """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
     be made again (to refit a trained model's refinement tables, for instance)."""
-    order = np.random.default_rng(cfg.seed).permutation(len(images))
-    n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
+    val, fit = _split_order(len(images), cfg)
     if isinstance(images, np.ndarray):
-        return images[order[:n_val]], images[order[n_val:]]
-    return [images[i] for i in order[:n_val]], [images[i] for i in order[n_val:]]
+        return images[val], images[fit]
+    return [images[i] for i in val], [images[i] for i in fit]
+
+
+def _split_order(count: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, fit) indices of `split`, without copying an array of images."""
+    order = np.random.default_rng(cfg.seed).permutation(count)
+    n_val = min(max(1, int(round(count * cfg.val_fraction))), count - 1)
+    return order[:n_val], order[n_val:]
 
 
 class Batches:
