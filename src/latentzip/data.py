@@ -64,6 +64,7 @@ class Dataset:
     names: list[str]
     classes: list[str] | None
     spec: str
+    note: str | None = None  # what reading within a pixel budget did (see `load`)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -127,17 +128,21 @@ class DatasetSpec:
     count: int | None
 
 
-def load(spec: str | os.PathLike[str] | np.ndarray) -> Dataset:
-    """Load the images a spec names (see the module docstring for the grammar)."""
+def load(spec: str | os.PathLike[str] | np.ndarray, max_pixels: int | None = None, seed: int = 0) -> Dataset:
+    """Load the images a spec names (see the module docstring for the grammar).
+
+    With `max_pixels`, image files that hold more are read one at a time and each
+    kept as a random window (see windows.py, seeded by `seed`), so a folder larger
+    than memory can be trained on; `note` then says so."""
     if isinstance(spec, np.ndarray):
         return _from_array(spec, "<array>")
     if isinstance(spec, os.PathLike):
-        return _load_path(Path(spec), None, os.fspath(spec))
+        return _load_path(Path(spec), None, os.fspath(spec), max_pixels, seed)
     text = str(spec)
     if _looks_builtin(text):
         return _load_builtin(parse_spec(text), text)
     path, count = _split_path_count(text)
-    return _load_path(path, count, text)
+    return _load_path(path, count, text, max_pixels, seed)
 
 
 def parse_spec(spec: str) -> DatasetSpec:
@@ -245,7 +250,7 @@ def mismatch(images: Sequence[np.ndarray]) -> str:
     return " and ".join(differ)
 
 
-def _load_path(path: Path, count: int | None, spec: str) -> Dataset:
+def _load_path(path: Path, count: int | None, spec: str, max_pixels: int | None = None, seed: int = 0) -> Dataset:
     if not os.path.exists(path):
         raise DataError(
             f"{spec}: no such file or directory, and not a dataset name "
@@ -253,12 +258,46 @@ def _load_path(path: Path, count: int | None, spec: str) -> Dataset:
         )
     if path.suffix.lower() == ".npy":
         return _from_array(_read_npy(path), spec, count)
-    named = read_images([path])
-    named = named[: _take(named, count, spec)]
+    files = _files(path)
+    files = files[: _take(files, count, spec)]
+    note = None
+    if max_pixels is None:
+        named = read_images(files)
+    else:
+        named, note = _read_within(files, max_pixels, seed)
     arrays = [array for _, array in named]
     same_shape = len({array.shape for array in arrays}) == 1
     images = np.stack(arrays) if same_shape else arrays
-    return Dataset(images, None, [name for name, _ in named], None, spec)
+    return Dataset(images, None, [name for name, _ in named], None, spec, note)
+
+
+def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tuple[str, np.ndarray]], str | None]:
+    """(name, image) of `files` as `read_images` gives them, but each image cut to its
+    window (windows.py) when together they hold more than `max_pixels`: sizes are read
+    from the headers first, and then one image at a time is decoded and cut."""
+    from . import windows
+
+    _check_unique(file.name for file in files)
+    sizes = [_header_size(file) for file in files]
+    shares = windows.scales(sizes, max_pixels, seed)
+    if (shares == 1).all():
+        return read_images(files), None
+    named = []
+    kept = [(i, file) for i, file in enumerate(files) if shares[i] > 0]
+    for i, file in tqdm(kept, desc="reading images", unit="image", disable=None, leave=False):
+        window = windows.cut(decode_image(file, str(file)), shares[i], windows.rng_for(seed, i))
+        named.append((file.name, np.ascontiguousarray(window)))  # a copy: the whole image is let go
+    total = sum(h * w for h, w in sizes)
+    return named, windows.describe(len(files), total, max_pixels, shares)
+
+
+def _header_size(file: Path) -> tuple[int, int]:
+    """(height, width) of an image file as its header gives it, without decoding it."""
+    try:
+        with Image.open(file) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{file} is not an image latentzip can read ({exc})") from None
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -47,5 +47,6 @@ def train_colorizer(
 ) -> UNetTrainResult:
     """Train a colourisation network on uint8 images ((N, H, W, C) or a list of
     (H, W, C) of any sizes; the colour ones are used) and return it, ready to colour."""
-    given = check_images(images, least=1)
-    return train_unet(Colorizer, usable(given), len(given), cfg or UNetTrainConfig(), _loss, progress, on_start)
+    cfg = cfg or UNetTrainConfig()
+    given = check_images(images, least=1, seed=cfg.seed)
+    return train_unet(Colorizer, usable(given), len(given), cfg, _loss, progress, on_start)

@@ -51,7 +51,8 @@ def train_unmarker(
 ) -> UNetTrainResult:
     """Train a watermark-removal network on clean uint8 images ((N, H, W, C) or a list of
     (H, W, C) of any sizes) marked with `marks` (default: `Marks.default()`), and return it."""
-    given = check_images(images, least=1)
+    cfg = cfg or UNetTrainConfig()
+    given = check_images(images, least=1, seed=cfg.seed)
     marks = marks or Marks.default()
 
     def loss(net: UNet, clean: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -69,7 +70,7 @@ def train_unmarker(
     every = max(round(1 / CALIBRATION_SHARE), -(-len(rgb) // CALIBRATION_MAX))
     aside = rgb[every - 1 :: every] if len(rgb) >= CALIBRATION_LEAST else []
     learn = [im for k, im in enumerate(rgb) if not aside or k % every != every - 1]
-    result = train_unet(MarkRemover, learn, len(given) - len(aside), cfg or UNetTrainConfig(), loss, progress,
+    result = train_unet(MarkRemover, learn, len(given) - len(aside), cfg, loss, progress,
                         on_start, extra={"noise_kind": "watermark", "marks": marks.describe()}, clip=CLIP)
     model = result.model
     assert isinstance(model, MarkRemover)

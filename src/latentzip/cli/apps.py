@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LatentzipError
 from ..fsio import write_bytes, write_tree
-from .image import _refuse_overwrite, budget, output_directory
+from .image import _refuse_overwrite, budget, load_training_set, output_directory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,7 +126,6 @@ def _colorize(args: argparse.Namespace) -> int:
 
 def train_unet_task(args: argparse.Namespace) -> int:
     """`latentzip train --task colorize` and `latentzip train --noise-kind watermark`."""
-    from .. import data
     from ..apps import MarkRemover, Marks, UNetTrainConfig, train_colorizer, train_unmarker
 
     cfg = UNetTrainConfig(widths=tuple(args.hidden) if args.hidden else None, crop=args.crop,
@@ -135,7 +134,7 @@ def train_unet_task(args: argparse.Namespace) -> int:
     output = output_directory(args.output)
     colour = args.task == "colorize"
     marks = None if colour else Marks.from_dir(args.marks) if args.marks else Marks.default()
-    dataset = data.load(args.data)
+    dataset = load_training_set(args)
 
     def say(cfg: UNetTrainConfig, images: int, left_out: int, device: str) -> None:
         budget = f"{cfg.steps:,} steps" if cfg.steps is not None else ""

@@ -15,6 +15,7 @@ from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
 
 if TYPE_CHECKING:
+    from ..data import Dataset
     from ..image.train import TrainConfig
 
 DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) nor --minutes is given
@@ -136,7 +137,6 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .. import data
     from ..image.train import TrainConfig, train
 
     if args.task == "colorize":
@@ -160,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed, minutes=minutes, device=args.device, start=args.start, post=args.post,
     )
     output = output_directory(args.output)
-    dataset = data.load(args.data)
+    dataset = load_training_set(args)
     checkpoint = output.with_name(output.name + ".ckpt")
     result = train(dataset.images, cfg, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
                    on_start=None if args.quiet else _say_settings)
@@ -180,6 +180,17 @@ def _refuse_options(args: argparse.Namespace, options: dict[str, str], task: str
     given = [flag for dest, flag in options.items() if getattr(args, dest) != args.defaults[dest]]
     if given:
         raise LatentzipError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to {task}")
+
+
+def load_training_set(args: argparse.Namespace) -> Dataset:
+    """The images of --data, within the pixels training holds (a note says when cut)."""
+    from .. import data
+    from ..image.train import TRAIN_MAX_PIXELS
+
+    dataset = data.load(args.data, max_pixels=TRAIN_MAX_PIXELS, seed=args.seed)
+    if dataset.note and not args.quiet:
+        print(f"latentzip: note: {dataset.note}", file=sys.stderr)
+    return dataset
 
 
 def output_directory(path: str) -> Path:

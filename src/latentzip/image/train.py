@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import windows
 from ..data import mismatch
 from ..errors import LatentzipError, printable
 from ..fsio import atomic_writer
@@ -55,7 +56,7 @@ from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_line
 DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (96,)}
 DEFAULT_REG_WEIGHT = {"none": 0.0, "sparse": 1e-3, "contractive": 1e-3}
 DENSE_MAX_PIXELS = 32 * 32  # larger images train a convolutional model by default
-TRAIN_MAX_PIXELS = 1 << 28  # pixels a training set may hold in memory as uint8 (256 MiB per channel)
+TRAIN_MAX_PIXELS = 1 << 28  # pixels a training set holds in memory, at most (256 MiB per channel); see windows.py
 CROP_MAX = 128  # convolutional models train on random crops of at most this side
 BATCH_PIXELS = 1 << 16  # pixels per convolutional batch: 4 crops of 128, 16 of 64
 EPOCH_STEPS = 100  # a convolutional epoch: a crop of every image on average, at least this many steps
@@ -484,7 +485,7 @@ def train(
     `on_start` with the settings chosen, the number of images and the device, once
     the run knows them."""
     started = time.monotonic()
-    images = transparent.fill_all(check_images(images))  # as the codec will see them
+    images = transparent.fill_all(check_images(images, seed=cfg.seed))  # as the codec will see them
     cfg = choose(cfg, images)
     device = pick_device(cfg.device)
     ranks = join(device)
@@ -659,9 +660,10 @@ def _param_groups(model: Autoencoder) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-def check_images(images: Images, least: int = 2) -> Images:
+def check_images(images: Images, least: int = 2, seed: int = 0) -> Images:
     """The training images, refused with a clear message when training could not use them
-    (shared with colourisation training, which needs `least` 1)."""
+    (shared with colourisation training, which needs `least` 1); images holding more than
+    TRAIN_MAX_PIXELS are cut to random windows of themselves (windows.py)."""
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.dtype != np.uint8:
             raise LatentzipError("training images must be a uint8 array of shape (N, H, W, C)")
@@ -669,11 +671,7 @@ def check_images(images: Images, least: int = 2) -> Images:
         raise LatentzipError("training images must be uint8 arrays of shape (H, W, C)")
     if len(images) < least:
         raise LatentzipError(f"need at least {least} training image{'s' if least > 1 else ''}")
-    pixels = sum(im.shape[0] * im.shape[1] for im in images)
-    if pixels > TRAIN_MAX_PIXELS:
-        raise LatentzipError(f"the training images hold {pixels:,} pixels; latentzip trains on at most "
-                             f"{TRAIN_MAX_PIXELS:,} at once (use fewer or smaller images)")
-    return images
+    return windows.within(images, TRAIN_MAX_PIXELS, seed)
 
 
 def _record(cfg: TrainConfig) -> dict:
