@@ -241,6 +241,21 @@ def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits
         hyper_codec.decode(rebuild(cat))
 
 
+
+def test_the_encoder_refuses_a_file_larger_than_the_decoder_accepts(hyper_codec, digits, monkeypatch):
+    """A file's latents are bounded (a hostile file must not declare gigapixels); the
+    encoder used to write such a file all the same (thirty 12-megapixel photographs at
+    photo:q4), which the decoder then refused: the user's images were in a file that
+    could not be read. Now the encoder refuses first, by the same count."""
+    from latentzip.image import codec as codec_module
+
+    images = _colour(digits, 3)
+    per_image = hyper_codec._latent_count([images[0].shape])
+    monkeypatch.setattr(codec_module, "MAX_LATENTS", 2 * per_image)
+    assert len(hyper_codec.decode(hyper_codec.encode(images[:2]))) == 2  # at the bound: written and read
+    with pytest.raises(LatentzipError, match="more than one file may.*several files"):
+        hyper_codec.encode(images)
+
 def test_presets_name_the_ladder(hyper_codec, tmp_path):
     from latentzip.image.zoo import load_model
 

@@ -265,6 +265,12 @@ class ImageCodec:
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         names = list(names) if names is not None else catalog.default_names(len(batch))
         shapes = [im.shape for im in batch]
+        if (held := self._latent_count(shapes)) > MAX_LATENTS:  # before any coding: the decoder would refuse the file
+            pixels = sum(h * w for h, w, _ in shapes)
+            raise LatentzipError(
+                f"these {len(shapes):,} images ({pixels / 1e6:,.0f} megapixels) hold {held:,} latents, more than one "
+                f"file may ({MAX_LATENTS:,}, about {pixels * MAX_LATENTS / held / 1e6:,.0f} megapixels of them): "
+                "code them in several files (bulk jobs: a smaller --shard-size)")
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error, shapes)
         cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
@@ -306,10 +312,9 @@ class ImageCodec:
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
         cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
-        grids = [self._grid(shape) for shape in cat.shapes]
         if cat.tile is not None and (self.cfg.record.fixed_size or not tiling.valid_side(cat.tile, self.cfg.stride)):
             raise FormatError(f"corrupt image file (tile side {cat.tile})")
-        if sum(math.prod(g) for g in grids) * self.cfg.latent > MAX_LATENTS:
+        if self._latent_count(cat.shapes) > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
         quality = self._file_quality(cat)
         for bound in (cat.max_error, cat.alpha_error):
@@ -495,6 +500,11 @@ class ImageCodec:
                 raise LatentzipError("images must be uint8 arrays shaped (H, W) or (H, W, C)")
             self._grid(im.shape)
         return batch
+
+    def _latent_count(self, shapes: Sequence[tuple[int, int, int]]) -> int:
+        """Latents a file of images of `shapes` holds: what MAX_LATENTS bounds, one rule
+        for the encoder and the decoder."""
+        return sum(math.prod(self._grid(shape)) for shape in shapes) * self.cfg.latent
 
     def _tile_side(self, shapes: Sequence[tuple[int, ...]]) -> int | None:
         """The tile side a file of images of `shapes` is coded with: None unless one of
