@@ -95,6 +95,24 @@ def test_eval_reports_what_encode_writes(tmp_path, client, dense_codec, digits_t
     assert not (tmp_path / "src" / "manifest.parquet").exists()
 
 
+def test_shards_hold_at_most_their_pixels_as_the_headers_say(tmp_path, client, dense_codec, digits_test, monkeypatch):
+    """A thousand photographs to a shard was more than a worker holds and more latents
+    than one file may have; shards now close at SHARD_PIXELS too (an image larger than
+    that alone), from sizes the workers read from the files' headers."""
+    from latentzip.scale import jobs
+
+    assert [len(s.names) for s in jobs.plan(list("abcdef"), 4, [1, 1, 1 << 26, 1, 1, 1])] == [2, 1, 3]
+    assert [len(s.names) for s in jobs.plan(list("abcdef"), 2, [1] * 6)] == [2, 2, 2]
+    names = _tree(tmp_path / "src", digits_test.images[:70])
+    monkeypatch.setattr(jobs, "SHARD_PIXELS", 30 * 8 * 8)
+    job = bulk_encode(dense_codec, tmp_path / "src", tmp_path / "dst", client=client, progress=False)
+    assert job.shards == 3 and [r["shard"] for r in job.rows] == [k // 30 for k in range(70)]
+    assert [r["name"] for r in job.rows] == names
+    (tmp_path / "src" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(LatentzipError, match="broken.png is not an image"):
+        bulk_eval(dense_codec, tmp_path / "src", client=client, progress=False)
+
+
 def test_compress_restores_every_file(tmp_path, client):
     source = tmp_path / "logs"
     files = {f"day{k}/{k}.log": (f"line {k}\n" * (50 + k)).encode() for k in range(7)}

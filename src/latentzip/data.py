@@ -30,6 +30,7 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -278,7 +279,7 @@ def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tu
     from . import windows
 
     _check_unique(file.name for file in files)
-    sizes = [_header_size(file) for file in files]
+    sizes = [header_size(file, str(file)) for file in files]
     shares = windows.scales(sizes, max_pixels, seed)
     if (shares == 1).all():
         return read_images(files), None
@@ -291,13 +292,14 @@ def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tu
     return named, windows.describe(len(files), total, max_pixels, shares)
 
 
-def _header_size(file: Path) -> tuple[int, int]:
-    """(height, width) of an image file as its header gives it, without decoding it."""
+def header_size(source: Path | IO[bytes], shown: str) -> tuple[int, int]:
+    """(height, width) of an image file (a path or an open file) as its header gives it,
+    without decoding it; `shown` names it in errors."""
     try:
-        with Image.open(file) as image:
+        with Image.open(source) as image:
             return image.height, image.width
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{file} is not an image latentzip can read ({exc})") from None
+        raise DataError(f"{shown} is not an image latentzip can read ({exc})") from None
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -4,9 +4,10 @@
     job = bulk_encode("fashion-mnist:q3", "s3://bucket/pngs", "s3://bucket/coded", workers=8)
     bulk_decode("s3://bucket/coded", "restored/", scheduler="tcp://10.0.0.5:8786")
 
-SRC and DST are paths or fsspec URLs. Encoding writes shards of K images
-(`shard-NNNNNN.ltz`, each an ordinary .ltz file) and `manifest.parquet`; see jobs.py for
-why every input is done exactly once even when workers die, and how a re-run resumes.
+SRC and DST are paths or fsspec URLs. Encoding writes shards of K images, fewer where they
+would hold more than 2^26 pixels (`shard-NNNNNN.ltz`, each an ordinary .ltz file), and
+`manifest.parquet`; see jobs.py for why every input is done exactly once even when
+workers die, and how a re-run resumes.
 Each call runs on `client` when given, else joins `scheduler`, else starts a local
 cluster of `workers` processes (default: one per core). Needs `pip install 'latentzip[dask]'`.
 """
@@ -61,10 +62,11 @@ def bulk_encode(model: Any, src: Where, dst: Where, shard_size: int = SHARD_SIZE
     started = time.perf_counter()
     source, target = Store(src), Store(dst)
     codec, coding = _coding(model, quality, max_error, effort)
-    shards = jobs.plan(_images(source), shard_size)
+    names = _images(source)
     settings = {"kind": "images", "model": codec.fingerprint.hex(), **coding, "psnr": psnr}
     target.make_root(force, resumable=jobs.DONE)
     with cluster.connect(client, workers, scheduler) as running:
+        shards = jobs.plan(names, shard_size, jobs.image_pixels(running, source, names))
         rows, skipped = jobs.run(running, jobs.encode_shard, shards, target, settings, progress,
                                  src=source, dst=target, model=codec.to_bytes(), psnr=psnr, **coding)
     manifest.write(target, "images", rows)
@@ -121,8 +123,9 @@ def bulk_eval(model: Any, src: Where, shard_size: int = SHARD_SIZE, quality: int
     started = time.perf_counter()
     source = Store(src)
     codec, coding = _coding(model, quality, max_error, effort)
-    shards = jobs.plan(_images(source), shard_size)
+    names = _images(source)
     with cluster.connect(client, workers, scheduler) as running:
+        shards = jobs.plan(names, shard_size, jobs.image_pixels(running, source, names))
         rows, _ = jobs.run(running, jobs.eval_shard, shards, None, {}, progress, src=source, model=codec.to_bytes(),
                            psnr=True, **coding)
     pixels = sum(row["pixels"] for row in rows)

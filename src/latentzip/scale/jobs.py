@@ -1,8 +1,8 @@
 """Bulk jobs: the inputs cut into shards, one Dask task per shard.
 
-Every input is done exactly once. The plan (sorted names, K to a shard) depends on the
-inputs alone, so a task can run twice without harm: it rewrites the same shard in one
-step. Dask reruns the tasks of a worker that died and retries a task that failed; the
+Every input is done exactly once. The plan (sorted names, K to a shard, fewer where images
+would hold more than SHARD_PIXELS, as their headers say) depends on the inputs alone, so
+a task can run twice without harm: it rewrites the same shard in one step. Dask reruns the tasks of a worker that died and retries a task that failed; the
 manifest is made from the plan, one row per input. A shard is finished when its record
 (written after the shard, under `.done/`) matches the plan and the job's settings, so a
 re-run skips finished shards: a stopped job resumes where it was.
@@ -25,6 +25,11 @@ from . import cluster
 from .store import Store
 
 SHARD_SIZE = 1000
+# Pixels of one image shard, at most: a worker holds a shard's images decoded (3 bytes a
+# pixel for colour), and a file's latents are bounded (2^30: 358 megapixels at 3 latents
+# a pixel, as the photo models have; 4 for a model with alpha).
+SHARD_PIXELS = 1 << 26
+HEADERS_PER_TASK = 1000
 RETRIES = 2  # per task, for failures that are not a worker's death (Dask reruns those)
 DONE = ".done"
 
@@ -56,10 +61,40 @@ class Job:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(names: list[str], size: int) -> list[Shard]:
+def plan(names: list[str], size: int, pixels: list[int] | None = None) -> list[Shard]:
+    """Shards of at most `size` names, in order; with `pixels` (each image's), also of at
+    most SHARD_PIXELS pixels, an image larger than that in a shard of its own."""
     if size < 1:
         raise DataError("the shard size must be at least 1")
-    return [Shard(k // size, tuple(names[k:k + size])) for k in range(0, len(names), size)]
+    shards: list[Shard] = []
+    start, held = 0, 0
+    for k in range(len(names) + 1):
+        more = 0 if pixels is None or k == len(names) else pixels[k]
+        if k > start and (k == len(names) or k - start == size or held + more > SHARD_PIXELS):
+            shards.append(Shard(len(shards), tuple(names[start:k])))
+            start, held = k, 0
+        held += more
+    return shards
+
+
+def image_pixels(client: Any, src: Store, names: list[str]) -> list[int]:
+    """Each image's pixels from its file's header, read on the workers, HEADERS_PER_TASK names a task."""
+    batches = [names[k : k + HEADERS_PER_TASK] for k in range(0, len(names), HEADERS_PER_TASK)]
+    pixels: list[int] = []
+    for result in client.gather(client.map(_guarded, batches, task=_headers, src=src, retries=RETRIES, pure=False)):
+        if isinstance(result, LatentzipError):
+            raise result
+        pixels += result
+    return pixels
+
+
+def _headers(names: list[str], src: Store) -> list[int]:
+    pixels = []
+    for name in names:
+        with src.open(name) as file:
+            height, width = data.header_size(file, f"{src.url}/{name}")
+        pixels.append(height * width)
+    return pixels
 
 
 def run(client: Any, task: Callable[..., list[Row]], shards: list[Shard], done: Store | None,
@@ -92,11 +127,11 @@ def run(client: Any, task: Callable[..., list[Row]], shards: list[Shard], done: 
     return [row for shard in shards for row in rows[shard.number]], len(shards) - len(todo)
 
 
-def _guarded(shard: Shard, task: Callable[..., list[Row]], **shared: Any) -> list[Row] | LatentzipError:
-    """The task's rows, or the error it met in the user's files or models, returned, not
-    raised: Dask retries what raises, and retrying cannot mend a corrupt image."""
+def _guarded(work: Any, task: Callable[..., Any], **shared: Any) -> Any:
+    """The task's result (rows), or the error it met in the user's files or models,
+    returned, not raised: Dask retries what raises, and retrying cannot mend a corrupt image."""
     try:
-        return task(shard, **shared)
+        return task(work, **shared)
     except LatentzipError as exc:
         return exc
 

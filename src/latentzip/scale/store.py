@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 import secrets
-from typing import Iterable
+from typing import IO, Iterable
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -68,6 +68,14 @@ class Store:
         where = self.root if self._single_file else self.path(name)
         try:
             return self.fs.cat_file(where)
+        except OSError as exc:
+            raise DataError(f"cannot read {printable(where)}: {exc}") from None
+
+    def open(self, name: str) -> IO[bytes]:
+        """A file to read in small blocks (a header's worth is one request on an object store)."""
+        where = self.root if self._single_file else self.path(name)
+        try:
+            return self.fs.open(where, "rb", block_size=1 << 16)
         except OSError as exc:
             raise DataError(f"cannot read {printable(where)}: {exc}") from None
 
