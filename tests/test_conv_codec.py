@@ -242,12 +242,17 @@ def test_quality_out_of_range_and_forged_quality_are_refused(hyper_codec, digits
 
 
 
-def test_the_encoder_refuses_a_file_larger_than_the_decoder_accepts(hyper_codec, digits, monkeypatch):
+def test_the_encoder_refuses_a_file_larger_than_the_decoder_accepts(hyper_codec, digits, monkeypatch, tmp_path,
+                                                                     capsys):
     """A file's latents are bounded (a hostile file must not declare gigapixels); the
     encoder used to write such a file all the same (thirty 12-megapixel photographs at
     photo:q4), which the decoder then refused: the user's images were in a file that
-    could not be read. Now the encoder refuses first, by the same count."""
+    could not be read. Now the encoder refuses first, by the same count, and `encode`
+    before it reads the images (a folder of a thousand photographs would not fit in memory)."""
+    from latentzip import data
     from latentzip.image import codec as codec_module
+
+    from .conftest import in_process
 
     images = _colour(digits, 3)
     per_image = hyper_codec._latent_count([images[0].shape])
@@ -255,6 +260,15 @@ def test_the_encoder_refuses_a_file_larger_than_the_decoder_accepts(hyper_codec,
     assert len(hyper_codec.decode(hyper_codec.encode(images[:2]))) == 2  # at the bound: written and read
     with pytest.raises(LatentzipError, match="more than one file may.*several files"):
         hyper_codec.encode(images)
+    (tmp_path / "in").mkdir()
+    for k, image in enumerate(images):
+        data.write_png(tmp_path / "in" / f"{k}.png", image)
+    hyper_codec.save(tmp_path / "m.model")
+    monkeypatch.setattr(data, "read_images", None)  # never reached
+    status, err = in_process(capsys, "encode", "-m", str(tmp_path / "m.model"), str(tmp_path / "in"),
+                             "-o", str(tmp_path / "all.ltz"))
+    assert status != 0 and "several files" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "all.ltz").exists()
 
 def test_presets_name_the_ladder(hyper_codec, tmp_path):
     from latentzip.image.zoo import load_model

@@ -292,6 +292,11 @@ def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tu
     return named, windows.describe(len(files), total, max_pixels, shares)
 
 
+def header_sizes(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[int, int]]:
+    """(height, width) of the images `read_images` would read, from their headers."""
+    return [header_size(file, str(file)) for item in inputs for file in _files(Path(item))]
+
+
 def header_size(source: Path | IO[bytes], shown: str) -> tuple[int, int]:
     """(height, width) of an image file (a path or an open file) as its header gives it,
     without decoding it; `shown` names it in errors."""

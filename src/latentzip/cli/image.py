@@ -237,6 +237,7 @@ def _encode(args: argparse.Namespace) -> int:
 
     _refuse_overwrite(args.output, args.force)
     codec = load_model(args.model)
+    codec.check_sizes(data.header_sizes(args.inputs))  # a folder too large for one file is refused unread
     notes: set[str] = set()
     named = data.read_images(args.inputs, notes)
     for note in sorted(notes):

@@ -265,12 +265,7 @@ class ImageCodec:
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
         names = list(names) if names is not None else catalog.default_names(len(batch))
         shapes = [im.shape for im in batch]
-        if (held := self._latent_count(shapes)) > MAX_LATENTS:  # before any coding: the decoder would refuse the file
-            pixels = sum(h * w for h, w, _ in shapes)
-            raise LatentzipError(
-                f"these {len(shapes):,} images ({pixels / 1e6:,.0f} megapixels) hold {held:,} latents, more than one "
-                f"file may ({MAX_LATENTS:,}, about {pixels * MAX_LATENTS / held / 1e6:,.0f} megapixels of them): "
-                "code them in several files (bulk jobs: a smaller --shard-size)")
+        self.check_sizes([shape[:2] for shape in shapes])
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error, shapes)
         cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
@@ -312,6 +307,8 @@ class ImageCodec:
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
         cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
+        for shape in cat.shapes:
+            self._grid(shape)
         if cat.tile is not None and (self.cfg.record.fixed_size or not tiling.valid_side(cat.tile, self.cfg.stride)):
             raise FormatError(f"corrupt image file (tile side {cat.tile})")
         if self._latent_count(cat.shapes) > MAX_LATENTS:
@@ -501,10 +498,23 @@ class ImageCodec:
             self._grid(im.shape)
         return batch
 
-    def _latent_count(self, shapes: Sequence[tuple[int, int, int]]) -> int:
-        """Latents a file of images of `shapes` holds: what MAX_LATENTS bounds, one rule
-        for the encoder and the decoder."""
-        return sum(math.prod(self._grid(shape)) for shape in shapes) * self.cfg.latent
+    def check_sizes(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """Refuse images of (height, width) `sizes` whose file the decoder would refuse for
+        its latents (MAX_LATENTS), before they are coded, or read (from their headers)."""
+        held = self._latent_count(sizes)
+        if held > MAX_LATENTS:
+            pixels = sum(h * w for h, w in sizes)
+            raise LatentzipError(
+                f"these {len(sizes):,} images ({pixels / 1e6:,.0f} megapixels) hold {held:,} latents, more than one "
+                f"file may ({MAX_LATENTS:,}, about {pixels * MAX_LATENTS / held / 1e6:,.0f} megapixels of them): "
+                "code them in several files (bulk jobs: a smaller --shard-size)")
+
+    def _latent_count(self, sizes: Sequence[tuple[int, ...]]) -> int:
+        """Latents a file of images of (height, width, ...) `sizes` holds: what MAX_LATENTS
+        bounds, one count for the encoder and the decoder (sizes a fixed-size model cannot
+        code count none: they are refused apart)."""
+        grids = (self.cfg.record.grid(self.cfg, size[0], size[1]) for size in sizes)
+        return sum(math.prod(grid) for grid in grids if grid is not None) * self.cfg.latent
 
     def _tile_side(self, shapes: Sequence[tuple[int, ...]]) -> int | None:
         """The tile side a file of images of `shapes` is coded with: None unless one of
