@@ -131,3 +131,24 @@ def test_a_model_without_alpha_codes_images_with_alpha_beside_its_network(photos
     loose = codec.decode(codec.encode(batch, alpha_error=8))
     assert all(np.abs(im[..., -1].astype(int) - disc).max() <= 8 for im in loose[1:])
     assert codec.decode(codec.encode([photos[3]]))[0].shape == (48, 48, 3)  # no alpha: no alpha stream
+
+
+def test_eval_counts_the_largest_error_of_what_shows(photos):
+    """Under alpha 0 the codec codes the visible edge's colour, not the file's, so the
+    largest error over every colour value was 200-odd levels for any cut-out, even
+    with --max-error 2: `eval` now counts colour where it shows, and alpha."""
+    from latentzip import metrics
+    from latentzip.image import zoo
+    from latentzip.image.evaluate import evaluate
+
+    a = np.zeros((4, 4, 4), np.uint8)
+    b = a.copy()
+    b[0, 0, :3] = 250  # under alpha 0: shows nowhere
+    assert metrics.max_abs_error(a, b) == 0
+    a[..., 3] = 255
+    b[..., 3] = 253
+    assert metrics.max_abs_error(a, b) == 250  # now it shows
+    cut = np.concatenate([photos[:3], np.zeros((3, 48, 48, 1), np.uint8)], axis=-1)
+    cut[:, 8:40, 8:40, 3] = 255
+    result = evaluate(zoo.load("photo:q4"), cut, singles=1, max_error=2)
+    assert result.max_abs_error <= 2

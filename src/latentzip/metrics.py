@@ -41,6 +41,19 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(diff * diff))
 
 
+def max_abs_error(a: np.ndarray, b: np.ndarray) -> int:
+    """The largest |a - b| of one image pair in 8-bit levels, of what shows: with alpha,
+    colour where `a` is not fully transparent (a codec may put any colour under alpha
+    0, and latentzip does) and alpha everywhere. What `--max-error` bounds."""
+    a, b = np.asarray(a).astype(np.int16), np.asarray(b).astype(np.int16)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    diff = np.abs(a - b)
+    if diff.ndim == 3 and diff.shape[-1] in (2, 4):
+        diff[..., :-1][a[..., -1] == 0] = 0
+    return int(diff.max(initial=0))
+
+
 def visible(image: np.ndarray) -> np.ndarray:
     """An image as float64; with alpha, colour premultiplied by alpha (see above)."""
     out = np.asarray(image).astype(np.float64)
