@@ -30,9 +30,9 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps

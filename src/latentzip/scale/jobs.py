@@ -2,10 +2,11 @@
 
 Every input is done exactly once. The plan (sorted names, K to a shard, fewer where images
 would hold more than SHARD_PIXELS, as their headers say) depends on the inputs alone, so
-a task can run twice without harm: it rewrites the same shard in one step. Dask reruns the tasks of a worker that died and retries a task that failed; the
-manifest is made from the plan, one row per input. A shard is finished when its record
-(written after the shard, under `.done/`) matches the plan and the job's settings, so a
-re-run skips finished shards: a stopped job resumes where it was.
+a task can run twice without harm: it rewrites the same shard in one step. Dask reruns
+the tasks of a worker that died and retries a task that failed; the manifest is made
+from the plan, one row per input. A shard is finished when its record (written after
+the shard, under `.done/`) matches the plan and the job's settings, so a re-run skips
+finished shards: a stopped job resumes where it was.
 """
 
 from __future__ import annotations
