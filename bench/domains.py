@@ -115,11 +115,12 @@ def measure_model(path: Path, images: list[np.ndarray]) -> list[Point]:
 def measure_peer(codec: str, images: list[np.ndarray]) -> list[Point]:
     """A classical codec's sweep; JPEG, which has no alpha, on the composite over black."""
     baseline = baselines.IMAGE_BASELINES[codec]
-    with_alpha = images[0].ndim == 3 and images[0].shape[-1] == 4
-    if codec == "jpeg" and with_alpha:
-        points = baselines.sweep(baseline, [baselines.composite(im) for im in images], progress=False)
+    with_alpha = [im.ndim == 3 and im.shape[-1] in (2, 4) for im in images]
+    if codec == "jpeg" and any(with_alpha):
+        points = baselines.sweep(baseline, [baselines.composite(im) if alpha else im
+                                            for im, alpha in zip(images, with_alpha)], progress=False)
         for p in points:
-            p["note"] = "composite over black, alpha not coded: PSNR of the composite"
+            p["note"] = "images with alpha composited over black, alpha not coded: PSNR of the composite"
     else:
         points = baselines.sweep(baseline, images, progress=False)
     for p in points:

@@ -38,23 +38,28 @@ Writer = Callable[[np.ndarray, float | None, Mapping[str, Any]], bytes]
 
 
 def _as_image(image: np.ndarray) -> np.ndarray:
-    """Check an 8-bit grey (H, W), (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4) image;
-    (H, W, 1) becomes (H, W)."""
+    """Check an 8-bit grey (H, W), (H, W, 1), grey + alpha (H, W, 2), RGB (H, W, 3) or
+    RGBA (H, W, 4) image; (H, W, 1) becomes (H, W), and grey + alpha RGBA, which every
+    format with alpha takes (`decode` gives it back with channels=2)."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 2:
+        image = image[:, :, [0, 0, 0, 1]]
     if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] in (3, 4)):
-        raise ValueError(f"expected a grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) image, got {image.shape}")
+        raise ValueError(f"expected a grey (H, W), grey + alpha (H, W, 2), RGB (H, W, 3) or RGBA (H, W, 4) image, "
+                         f"got {image.shape}")
     return image
 
 
 def composite(image: np.ndarray) -> np.ndarray:
-    """An RGBA image over black (premultiplied colour, rounded), for formats without
-    alpha: what `metrics` compares of an image with alpha, less the alpha itself."""
-    rgb = image[..., :3].astype(np.float64) * image[..., 3:] / 255.0
-    return np.round(rgb).astype(np.uint8)
+    """An image with alpha (grey + alpha or RGBA) over black (premultiplied colour,
+    rounded), for formats without alpha: what `metrics` compares of an image with
+    alpha, less the alpha itself."""
+    colour = image[..., :-1].astype(np.float64) * image[..., -1:] / 255.0
+    return np.round(colour).astype(np.uint8)
 
 
 def _channels(image: np.ndarray) -> int:
@@ -117,12 +122,12 @@ class ImageBaseline:
         None returns what the file holds, which for WebP is always RGB; pass the
         original's channel count to get its layout back.
         """
-        if channels not in (None, 1, 3, 4):
-            raise ValueError(f"channels must be 1, 3 or 4, got {channels}")
+        if channels not in (None, 1, 2, 3, 4):
+            raise ValueError(f"channels must be 1 to 4, got {channels}")
         image = self.read(data)
         if channels is None or channels == _channels(image):
             return image
-        return np.array(Image.fromarray(image).convert({1: "L", 3: "RGB", 4: "RGBA"}[channels]))
+        return np.array(Image.fromarray(image).convert({1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]))
 
 
 # --- payload sizes: the coded image data of a file, headers and container left out -------
@@ -302,7 +307,7 @@ def _decode_each(
 ) -> list[np.ndarray]:
     """Decode each file back to its original's layout, as a format with a header would."""
     return [
-        baseline.decode(blob, _channels(_as_image(image))).reshape(np.shape(image))
+        baseline.decode(blob, _channels(np.asarray(image))).reshape(np.shape(image))
         for blob, image in zip(blobs, originals)
     ]
 
