@@ -55,6 +55,7 @@ def test_a_folder_larger_than_the_budget_is_read_as_windows_of_its_images(tmp_pa
     cut = data.load(str(tmp_path / "photos"), max_pixels=budget, seed=7)
     assert cut.note is not None and "window" in cut.note and "4 training images" in cut.note
     assert [im.shape for im in cut.images] == [(300, 450, 3)] * 4 and cut.names == [f"p{k}.png" for k in range(4)]
+    assert isinstance(cut.images, list)  # not stacked: that would hold the windows twice
     assert all(np.array_equal(a, b) for a, b in zip(cut.images, windows.within(images, budget, seed=7)))
     assert sum(im.shape[0] * im.shape[1] for im in cut.images) <= budget
 

@@ -56,8 +56,8 @@ class Dataset:
     """Images with their names and, for built-in sets, class labels.
 
     ``images`` is one uint8 array of shape (N, H, W, C), C = 1 (grey), 2 (grey + alpha), 3
-    (RGB) or 4 (RGBA), when every image has the same shape; a directory of mixed sizes gives
-    a list of (H, W, C) arrays.
+    (RGB) or 4 (RGBA), when every image has the same shape; a directory of mixed sizes (or
+    of windows, see `load`) gives a list of (H, W, C) arrays.
     """
 
     images: np.ndarray | list[np.ndarray]
@@ -267,7 +267,7 @@ def _load_path(path: Path, count: int | None, spec: str, max_pixels: int | None 
     else:
         named, note = _read_within(files, max_pixels, seed)
     arrays = [array for _, array in named]
-    same_shape = len({array.shape for array in arrays}) == 1
+    same_shape = len({array.shape for array in arrays}) == 1 and note is None  # windows are not stacked: a copy
     images = np.stack(arrays) if same_shape else arrays
     return Dataset(images, None, [name for name, _ in named], None, spec, note)
 

@@ -25,7 +25,6 @@ def scales(sizes: Sequence[tuple[int, int]], max_pixels: int, seed: int = 0) -> 
     sides = np.array(sizes, np.float64).reshape(-1, 2)
     pixels, short = sides.prod(1), sides.min(1)
     floor = np.minimum(1.0, MIN_SIDE / np.maximum(short, 1))  # the narrowest window of each image
-
     limit = max_pixels * (1 + 1e-9)  # a window of exactly the budget is not over it by rounding
 
     def kept(f: float) -> float:
