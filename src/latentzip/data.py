@@ -279,7 +279,7 @@ def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tu
     from . import windows
 
     _check_unique(file.name for file in files)
-    sizes = [header_size(file, str(file)) for file in files]
+    sizes = header_sizes(files)
     shares = windows.scales(sizes, max_pixels, seed)
     if (shares == 1).all():
         return read_images(files), None

@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 import secrets
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable, TypeVar
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -22,6 +22,8 @@ from fsspec.spec import AbstractFileSystem
 
 from .. import fsio
 from ..errors import DataError, LatentzipError, printable
+
+T = TypeVar("T")
 
 # What an interrupted local write leaves: fsio's temporary files and staging directories.
 _LEFTOVER = re.compile(r"^\..+\.part$")
@@ -65,17 +67,18 @@ class Store:
         return bool(self.fs.isfile(self.root))
 
     def read(self, name: str) -> bytes:
-        where = self.root if self._single_file else self.path(name)
-        try:
-            return self.fs.cat_file(where)
-        except OSError as exc:
-            raise DataError(f"cannot read {printable(where)}: {exc}") from None
+        return self._reading(name, self.fs.cat_file)
 
     def open(self, name: str) -> IO[bytes]:
         """A file to read in small blocks (a header's worth is one request on an object store)."""
+        return self._reading(name, lambda where: self.fs.open(where, "rb", block_size=1 << 16))
+
+    def _reading(self, name: str, how: Callable[[str], T]) -> T:
+        """`how` applied to where `name` is (the root itself if it is one file), its
+        OSError made a one-line DataError."""
         where = self.root if self._single_file else self.path(name)
         try:
-            return self.fs.open(where, "rb", block_size=1 << 16)
+            return how(where)
         except OSError as exc:
             raise DataError(f"cannot read {printable(where)}: {exc}") from None
 
