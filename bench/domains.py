@@ -1,16 +1,17 @@
 """Benchmark of codecs trained with the CLI's defaults on domain collections.
 
-    python bench/domains.py [--sets emoji textures satellite mnist fashion-mnist]
+    python bench/domains.py [--sets emoji textures satellite icons mnist fashion-mnist]
                             [--minutes 15] [--no-factorized] [--variants V ...]
                             [--models DIR] [--out bench/results/domains.json]
 
 For each collection (see sets.py; MNIST and Fashion-MNIST as a regression check) this
 does what a new user would: `latentzip train --data TRAIN -o M --minutes 15` and
 nothing else, then codes the whole test split into one file at each of the model's
-presets. The defaults give the collections larger than 28x28 a convolutional model with
-the hyperprior; each of them is also trained with `--prior factorized`, to set the two
-latent codecs side by side from the same start (28x28 images get a dense model, whose
-prior is factorized).
+presets. The defaults give every collection but the grey 28x28 ones a convolutional
+model with the hyperprior; each of them is also trained with `--prior factorized`, to set
+the two latent codecs side by side from the same start (grey 28x28 images get a dense
+model, whose prior is factorized; `--variants default deep` sets the dense network
+beside the default on the 32x32 icons).
 WebP (method 6), AVIF, JPEG XL and JPEG code the same images in the same run, one file
 per image, with alpha where the format has it (JPEG codes the image composited over
 black). Every rate is real bytes, headers included; quality is
@@ -44,7 +45,7 @@ import sets
 from common import Point, frontier, mean_ratio
 
 SCRIPT = "bench/domains.py"
-SETS = ("emoji", "textures", "satellite", "mnist", "fashion-mnist")
+SETS = ("emoji", "textures", "satellite", "icons", "mnist", "fashion-mnist")
 BUILTIN = {"mnist", "fashion-mnist"}  # trained from their train split, tested on their test split
 PEERS = ("webp", "avif", "jxl", "jpeg")
 BUILTIN_PEERS = ("webp",)  # the lossy benchmark measures the others on 28x28 images
@@ -58,7 +59,8 @@ FASHION_25DB_TODAY = 41.0  # B/image at 25 dB before this codec generation (benc
 # allow), the factorized prior from the same start (the photo network's transforms), and
 # both priors from a linear start (a block KLT), to see how much the start accounts for.
 VARIANTS = {"default": [], "factorized": ["--prior", "factorized"], "linear-start": ["--start", "linear"],
-            "factorized-linear-start": ["--prior", "factorized", "--start", "linear"]}
+            "factorized-linear-start": ["--prior", "factorized", "--start", "linear"],
+            "deep": ["--arch", "deep"]}  # the dense network, on small images (icons)
 # Each comparison of the priors: (hyperprior variant, factorized variant, derived key, label in the targets)
 PRIOR_PAIRS = (("default", "factorized", "hyperprior_vs_factorized", ""),
                ("linear-start", "factorized-linear-start", "hyperprior_vs_factorized_linear_start", ", linear start"))

@@ -7,6 +7,8 @@ before anything is parsed, and written as PNG files under the cache:
 
 - emoji: Google's 64x64 emoji (RGBA), split by base code point so that skin-tone
   variants of one emoji never cross the split;
+- icons: the same emoji reduced to 32x32 (Lanczos), the same split: small colour images
+  of one size, where the defaults' choice of network is decided;
 - textures: ufoai's photo-derived material textures (RGB), material maps dropped,
   reduced 2-4x (to at most 256 px a side, which also removes JPEG sources'
   artefacts), split by texture family;
@@ -28,6 +30,7 @@ four of the Waterloo BragZone set), lossless PNGs at full size, which no benchma
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import re
@@ -119,13 +122,15 @@ def in_share(key: str, share: float = TEST_SHARE) -> bool:
 _SKIN_TONE = re.compile(r"-1f3f[b-f]")
 
 
-def _emoji(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+def _emoji(archive: Path, side: int = 64) -> Iterator[tuple[str, str, Image.Image]]:
     with tarfile.open(archive) as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
             if not (member.isfile() and member.name.startswith("package/img/google/64/")):
                 continue
             stem = Path(member.name).stem
             image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGBA")  # type: ignore[union-attr]
+            if image.size != (side, side):
+                image = image.resize((side, side), Image.Resampling.LANCZOS)
             yield ("test" if in_share(_SKIN_TONE.sub("", stem)) else "train"), stem, image
 
 
@@ -260,15 +265,15 @@ def marks() -> Path:
     return target
 
 
+EMOJI = Package(("npm", "pack", "--silent", "emoji-datasource-google@16.0.0"), "emoji-datasource-google-16.0.0.tgz",
+                "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438")
+
 COLLECTIONS = {
     c.name: c
     for c in (
-        Collection(
-            "emoji",
-            Package(("npm", "pack", "--silent", "emoji-datasource-google@16.0.0"), "emoji-datasource-google-16.0.0.tgz",
-                    "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"),
-            _emoji, "Google emoji 64x64 RGBA (npm emoji-datasource-google 16.0.0)",
-        ),
+        Collection("emoji", EMOJI, _emoji, "Google emoji 64x64 RGBA (npm emoji-datasource-google 16.0.0)"),
+        Collection("icons", EMOJI, functools.partial(_emoji, side=32),
+                   "the Google emoji reduced to 32x32 RGBA, the emoji's split (npm emoji-datasource-google 16.0.0)"),
         Collection(
             "textures",
             Package(("apt-get", "download", "-q", "ufoai-textures=2.5-2"), "ufoai-textures_2.5-2_all.deb",

@@ -353,6 +353,16 @@ def test_a_budget_keeps_what_its_end_is_timed_to_take(digits, monkeypatch):
     assert len(steps) == 1 and len(result.codec.presets()) == 6
 
 
+def test_small_images_of_one_size_go_dense_only_when_grey():
+    """Grey thumbnails of one size get the deep dense model; colour or alpha ones of the
+    same size, a convolutional model (levels and crops fitted to them)."""
+    assert choose(TrainConfig(), [np.zeros((28, 28, 1), np.uint8)] * 4).arch == "deep"
+    for channels in (2, 3, 4):
+        cfg = choose(TrainConfig(), [np.zeros((16, 16, channels), np.uint8)] * 4)
+        assert (cfg.arch, cfg.levels, cfg.crop) == ("conv", 2, 16)
+    assert choose(TrainConfig(), [np.zeros((40, 40, 1), np.uint8)] * 4).arch == "conv"
+
+
 def test_crops_follow_the_pixels_not_the_count_of_images():
     """Thirty thumbnails among three photographs leave the crops at 128 px; once the
     thumbnails hold more than a tenth of the pixels, the crops shrink to fit them."""

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="codec: an image codec; colorize: a network from lightness to colour, trained on the colour "
                         "images of --data (see latentzip colorize)")
     p.add_argument("--arch", default=None,  # checked by TrainConfig: the parser must not import torch
-                   help="network: dense, deep, vae or conv (default: deep for small images of one size, else conv)")
+                   help="network: dense, deep, vae or conv (default: deep for small grey images of one size, else conv)")
     p.add_argument("--prior", choices=("factorized", "hyperprior"), default=None,
                    help="latent codec (default: hyperprior for conv, factorized for dense)")
     p.add_argument("--reg", choices=("none", "sparse", "contractive"), default="none")
