@@ -1,4 +1,5 @@
-"""Training sets larger than training holds: one random window of each image."""
+"""Training sets larger than training holds (one random window of each image), and sets
+of few large images (cut into pieces for the validation split)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,27 @@ def test_cli_train_says_when_it_trains_on_windows(tmp_path, capsys, monkeypatch)
     assert status == 0, err
     assert "note: the 4 training images hold 0.41 megapixels, more than the 0.26 latentzip trains on at once: " \
            "training on one random window of each, 80% of its sides (at least 256 px)" in err
+
+
+def test_pieces_tile_each_image_at_least_min_side_a_side():
+    rng = np.random.default_rng(1)
+    large, narrow = rng.integers(0, 256, (600, 700, 3), np.uint8), rng.integers(0, 256, (300, 900, 3), np.uint8)
+    cut = windows.pieces([large, narrow])
+    assert len(cut) == 2 * 2 + 1 * 3 and all(min(p.shape[:2]) >= min(windows.MIN_SIDE, 300) for p in cut)
+    assert np.array_equal(np.concatenate([np.concatenate(cut[0:2], 1), np.concatenate(cut[2:4], 1)], 0), large)
+    assert np.array_equal(np.concatenate(cut[4:], 1), narrow)
+    whole = large[:300, :300]
+    assert len(windows.pieces([whole])) == 1 and np.array_equal(windows.pieces([whole])[0], whole)
+
+
+def test_one_large_image_trains_a_conv_model_split_by_the_piece():
+    """One scene is enough for a conv model: validation takes pieces of it. One small
+    image, or one image for a dense model, is refused with a line that says why."""
+    image = np.random.default_rng(2).integers(0, 256, (600, 700, 3), np.uint8)
+    cfg = training.choose(training.TrainConfig(), [image])
+    val, fit = training.split([image], cfg)
+    assert cfg.arch == "conv" and (len(val), len(fit)) == (1, 3)
+    with pytest.raises(training.LatentzipError, match="or one of at least 512 pixels on a side"):
+        training.choose(training.TrainConfig(), [image[:300, :300]])
+    with pytest.raises(training.LatentzipError, match="need at least 2 training images$"):
+        training.train(np.zeros((1, 28, 28, 1), np.uint8), training.TrainConfig(epochs=1), progress=False)

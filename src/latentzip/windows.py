@@ -1,4 +1,5 @@
-"""Training within a pixel budget: one random window of each image.
+"""Training within a pixel budget: one random window of each image; and few images cut
+into pieces, so that a validation split can hold out part of each.
 
 Training cuts random crops, so it never needs a whole photograph at once, but a folder
 of a thousand camera photographs holds tens of gigapixels, more than a machine's memory.
@@ -60,6 +61,20 @@ def within(images: Sequence[np.ndarray] | np.ndarray, max_pixels: int,
     if (shares == 1).all():
         return images
     return [cut(im, s, rng_for(seed, i)) for i, (im, s) in enumerate(zip(images, shares)) if s > 0]
+
+
+def pieces(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Every image cut into a grid of pieces (views) at least MIN_SIDE a side, or left
+    whole where it is narrower. One satellite scene or a few photographs then split into
+    training and validation by the piece, not by the whole image."""
+    out = []
+    for image in images:
+        h, w = image.shape[:2]
+        rows = np.linspace(0, h, max(1, h // MIN_SIDE) + 1).round().astype(int)
+        cols = np.linspace(0, w, max(1, w // MIN_SIDE) + 1).round().astype(int)
+        out += [image[top:bottom, left:right] for top, bottom in zip(rows, rows[1:])
+                for left, right in zip(cols, cols[1:])]
+    return out
 
 
 def rng_for(seed: int, index: int) -> np.random.Generator:

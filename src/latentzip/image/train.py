@@ -70,6 +70,9 @@ START_CROPS = 128  # crops whose latents start a factorized prior on a trained s
 MAX_FIT_PIXELS = 1 << 22  # pixels the refinement tables are fitted on, at most (conv)
 FIT_SIDE = 512  # conv: the refinement tables are fitted on centre crops of this side, at most
 VALIDATION_IMAGES = 64
+# A conv run on fewer images than this cuts them into pieces before the split
+# (windows.pieces): whole images would leave one of two for validation, and one none.
+SPLIT_IMAGES = 10
 VALIDATION_SIDE = 256  # validation images are centre-cropped to this side, at most
 # A convolutional model's transforms start as a block KLT that is already a good codec;
 # at the full rate Adam's steps shake it more than minutes of training repair, worst at
@@ -188,7 +191,7 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                              "these are larger: use --arch conv")
     chosen = replace(cfg, arch=arch)
     if arch == "conv":
-        side = _small_side([images[i] for i in _split_order(len(images), cfg)[1]])  # the images crops come from
+        side = _small_side(split(images, chosen)[1])  # the images crops come from
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
         chosen = replace(chosen, levels=levels, crop=crop, prior=cfg.prior or "hyperprior",
@@ -396,18 +399,19 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
 
 def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
     """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
-    be made again (to refit a trained model's refinement tables, for instance)."""
-    val, fit = _split_order(len(images), cfg)
+    be made again (to refit a trained model's refinement tables, for instance). A conv
+    model's fewer than SPLIT_IMAGES images are split by the piece (windows.pieces)."""
+    if not cfg.dense and len(images) < SPLIT_IMAGES:
+        images = windows.pieces(images)
+    if len(images) < 2:
+        large = "" if cfg.dense else f", or one of at least {2 * windows.MIN_SIDE} pixels on a side"
+        raise LatentzipError(f"need at least 2 training images{large}")
+    order = np.random.default_rng(cfg.seed).permutation(len(images))
+    n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
+    val, fit = order[:n_val], order[n_val:]
     if isinstance(images, np.ndarray):
         return images[val], images[fit]
     return [images[i] for i in val], [images[i] for i in fit]
-
-
-def _split_order(count: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(validation, fit) indices of `split`, without copying an array of images."""
-    order = np.random.default_rng(cfg.seed).permutation(count)
-    n_val = min(max(1, int(round(count * cfg.val_fraction))), count - 1)
-    return order[:n_val], order[n_val:]
 
 
 class Batches:
@@ -488,7 +492,7 @@ def train(
     `on_start` with the settings chosen, the number of images and the device, once
     the run knows them."""
     started = time.monotonic()
-    images = transparent.fill_all(check_images(images, seed=cfg.seed))  # as the codec will see them
+    images = transparent.fill_all(check_images(images, least=1, seed=cfg.seed))  # as the codec will see them
     cfg = choose(cfg, images)
     device = pick_device(cfg.device)
     ranks = join(device)
