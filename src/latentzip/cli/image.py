@@ -228,7 +228,8 @@ def _say_settings(cfg: TrainConfig, images: int, device: str) -> None:
         budget = f"for {cfg.minutes:g} min"
     else:
         budget = f"{cfg.epochs} epochs" + (f" within {cfg.minutes:g} min" if cfg.minutes else "")
-    print(f"training {net} on {images:,} image{'s' if images != 1 else ''}, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
+    counted = f"{images:,} image{'s' if images != 1 else ''}"
+    print(f"training {net} on {counted}, batches of {cfg.batch_size}, {budget}, on {device}", file=sys.stderr)
 
 
 def _encode(args: argparse.Namespace) -> int:

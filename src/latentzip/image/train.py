@@ -56,8 +56,9 @@ from .transforms import ARCHS, NetConfig, check_config, init_from_pca, init_line
 DEFAULT_HIDDEN = {"dense": (64,), "deep": (512, 256), "vae": (512, 256), "conv": (96,)}
 DEFAULT_REG_WEIGHT = {"none": 0.0, "sparse": 1e-3, "contractive": 1e-3}
 # Grey images of one size up to this many pixels train a dense model by default; colour
-# and alpha ones a convolutional model at any size (emoji at 32x32, 15 minutes: 0.45x
-# WebP's bytes where a deep dense model took 0.81x; at 16x16, 0.32x against 0.46x).
+# and alpha ones a convolutional model at any size (the benchmark's 32x32 icons, 15
+# minutes: 0.46x WebP's bytes where a deep dense model took 0.81x; at 16x16 in a scratch
+# run, 0.32x against 0.46x).
 DENSE_MAX_PIXELS = 32 * 32
 TRAIN_MAX_PIXELS = 1 << 28  # pixels a training set holds in memory, at most (256 MiB per channel); see windows.py
 CROP_MAX = 128  # convolutional models train on random crops of at most this side
@@ -399,8 +400,8 @@ def _load_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Optimizer,
 
 def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
     """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
-    be made again (to refit a trained model's refinement tables, for instance). A conv
-    model's fewer than SPLIT_IMAGES images are split by the piece (windows.pieces)."""
+    be made again (to refit a trained model's refinement tables, for instance). Fewer
+    than SPLIT_IMAGES images for a conv model are split by the piece (windows.pieces)."""
     if not cfg.dense and len(images) < SPLIT_IMAGES:
         images = windows.pieces(images)
     if len(images) < 2:
