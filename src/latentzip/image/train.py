@@ -193,7 +193,8 @@ def choose(cfg: TrainConfig, images: "Images") -> TrainConfig:
                              "these are larger: use --arch conv")
     chosen = replace(cfg, arch=arch)
     if arch == "conv":
-        side = _small_side(split(images, chosen)[1])  # the images crops come from
+        cut, _, fit = _split_order(images, chosen)
+        side = _small_side([cut[i] for i in fit])  # the images crops come from
         levels = cfg.levels or int(np.clip(np.log2(max(side, 1) / 4), 1, 4))
         crop = cfg.crop or _crop_side(side, 2**levels)
         chosen = replace(chosen, levels=levels, crop=crop, prior=cfg.prior or "hyperprior",
@@ -403,6 +404,15 @@ def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
     """(validation, fit) images, the split `train` makes: seeded by cfg.seed, so it can
     be made again (to refit a trained model's refinement tables, for instance). Fewer
     than SPLIT_IMAGES images for a conv model are split by the piece (windows.pieces)."""
+    images, val, fit = _split_order(images, cfg)
+    if isinstance(images, np.ndarray):
+        return images[val], images[fit]
+    return [images[i] for i in val], [images[i] for i in fit]
+
+
+def _split_order(images: Images, cfg: TrainConfig) -> tuple[Images, np.ndarray, np.ndarray]:
+    """What `split` divides (the images, or their pieces) and its (validation, fit)
+    indices, without copying an array of images."""
     if not cfg.dense and len(images) < SPLIT_IMAGES:
         images = windows.pieces(images)
     if len(images) < 2:
@@ -410,10 +420,7 @@ def split(images: Images, cfg: TrainConfig) -> tuple[Images, Images]:
         raise LatentzipError(f"need at least 2 training images{large}")
     order = np.random.default_rng(cfg.seed).permutation(len(images))
     n_val = min(max(1, int(round(len(images) * cfg.val_fraction))), len(images) - 1)
-    val, fit = order[:n_val], order[n_val:]
-    if isinstance(images, np.ndarray):
-        return images[val], images[fit]
-    return [images[i] for i in val], [images[i] for i in fit]
+    return images, order[:n_val], order[n_val:]
 
 
 class Batches:
