@@ -106,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one of the model's qualities (1 = smallest; default: the model's or preset's own)")
     p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
     p.add_argument("--alpha-error", type=int, default=None, metavar="D",
-                   help="images with alpha: no alpha value off by more than D levels (default 0: lossless alpha)")
+                   help="images with alpha: no alpha value off by more than D levels (0: lossless; default: "
+                        "chosen for the file by rate and distortion, never above --max-error)")
     p.add_argument("--effort", type=int, default=None, metavar="E",
                    help="conv models: how hard to fit each image's latents before coding, 0 (fastest) to 2 "
                         "(fewest bytes, several times slower encoding); default 2, or 1 for models with a "
@@ -234,6 +235,7 @@ def _say_settings(cfg: TrainConfig, images: int, device: str) -> None:
 
 def _encode(args: argparse.Namespace) -> int:
     from .. import data
+    from ..image.codec import file_catalog
     from ..image.zoo import load_model
 
     _refuse_overwrite(args.output, args.force)
@@ -247,8 +249,10 @@ def _encode(args: argparse.Namespace) -> int:
                         quality=args.quality, alpha_error=args.alpha_error, effort=args.effort)
     write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
+    bound = file_catalog(blob).alpha_error
+    alpha = "" if not bound or args.alpha_error is not None else f", alpha within {bound} levels"
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
-          f"{8 * len(blob) / pixels:.3f} bpp", file=sys.stderr)
+          f"{8 * len(blob) / pixels:.3f} bpp{alpha}", file=sys.stderr)
     return 0
 
 

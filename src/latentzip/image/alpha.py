@@ -12,7 +12,8 @@ training alpha into the latents cost more colour bytes than it saved here).
 
 Pixels go in raster order, image by image. With a bound d, alpha is first rounded to
 the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255, so 0 and 255 stay exact and
-no value moves by more than d; d = 0 keeps every value. Each pixel then costs one
+no value moves by more than d; d = 0 keeps every value. An encoder not told d chooses
+it for the file (alphabound.py). Each pixel then costs one
 binary decision, "is the level the one the neighbours predict" (the median edge
 predictor of JPEG-LS over the left, upper and upper-left values), and only when it is
 not, the level's bits, most significant first. Every decision is predicted by seven
@@ -26,6 +27,8 @@ arithmetic coder (lossless/arith.py), compiled into the same loop.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -55,6 +58,24 @@ def levels(max_error: int) -> np.ndarray:
     return np.unique(np.append(np.arange(0, 256, 2 * max_error + 1), 255)).astype(np.int64)
 
 
+def _nearest(max_error: int) -> np.ndarray:
+    """For each value 0..255, the index of its nearest level."""
+    return np.abs(np.arange(256)[:, None] - levels(max_error)[None, :]).argmin(1).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _rounding(max_error: int) -> np.ndarray:
+    """For each value 0..255, its nearest level (read-only: it is shared)."""
+    table = levels(max_error)[_nearest(max_error)].astype(np.uint8)
+    table.flags.writeable = False
+    return table
+
+
+def rounded(alpha: np.ndarray, max_error: int) -> np.ndarray:
+    """uint8 `alpha` with every value at its nearest level: what a decoder gives."""
+    return _rounding(max_error)[alpha]
+
+
 class AlphaCoder:
     """Codes the alpha planes of one file, image after image, learning as it goes.
 
@@ -63,9 +84,9 @@ class AlphaCoder:
     (`decode`). Pricing (`costs`) runs the same model without writing anything."""
 
     def __init__(self, max_error: int, payload: bytes | None = None):
+        self.max_error = max_error
         self.levels = levels(max_error)
-        value = np.arange(256)
-        self.nearest = np.abs(value[:, None] - self.levels[None, :]).argmin(1).astype(np.int64)
+        self.nearest = _nearest(max_error)
         self.bits = max(1, int(len(self.levels) - 1).bit_length())
         self.counters = np.full(CONTEXTS << TABLE_BITS, 1 << 31, dtype=np.uint32)
         self.weights = np.full(WEIGHT_SETS * INPUTS, (1 << 16) * 3 // 10, dtype=np.int64)
@@ -97,10 +118,6 @@ class AlphaCoder:
         """The encoded stream, once every plane is in."""
         self._reserve(8)
         return arith.finish(self.scalars[X1 : IO + 1], self.payload)
-
-    def restored(self, alpha: np.ndarray) -> np.ndarray:
-        """The values a decoder returns for `alpha`: each at its nearest level."""
-        return self.levels[self.nearest[alpha]].astype(np.uint8)
 
     def _run(self, alpha: np.ndarray, guide: np.ndarray, write: bool) -> np.ndarray:
         if self.decoding:

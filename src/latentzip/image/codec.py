@@ -9,9 +9,12 @@ range-coded stream: its latents as the latent codec writes them (latents.py), th
 alpha coder (alpha.py) into a stream of its own that opens the payload, chunk by chunk
 in the same order: every chunk's for a model with alpha, each guided by the network's
 alpha; for a model without, the chunks of images with alpha, with no guide (the
-network codes their colour). So a decoder holds one chunk at a time, and of a tiled
-image its pixels, its latent grid and one tile's activations. Before any of it, the colour under fully
-transparent pixels is replaced by what codes cheapest (transparent.py).
+network codes their colour). The encoder writes that stream last, once every chunk's
+colour is coded, so it can choose the file's alpha bound from what the colour costs and
+how well it decodes (alphabound.py). A decoder holds one chunk at a time, and of a
+tiled image its pixels, its latent grid and one tile's activations. Before any of it,
+the colour under fully transparent pixels is replaced by what codes cheapest
+(transparent.py).
 
 Decoded pixels come from exact integer arithmetic (fixed.py) for every architecture:
 a file decodes to the same pixels on every machine, thread count and device. The
@@ -39,7 +42,7 @@ from .. import container
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import catalog, objective, refine, tiling, transparent
+from . import alphabound, catalog, objective, refine, tiling, transparent
 from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
@@ -244,9 +247,10 @@ class ImageCodec:
         follows the latents so that no decoded colour value differs from its original
         by more than d levels (0: lossless). None takes the codec's own bound (see
         `bounded`; a plain model has none). Alpha (of images with alpha, and of every
-        image for a model with alpha) is always kept within `alpha_error` (default 0:
-        lossless). `effort` (None: the codec's, see `effort_for`) trades encoding time
-        for bytes. The other methods take these the same way."""
+        image for a model with alpha) is kept within `alpha_error` (0: lossless; None:
+        the bound of least bits + lmbda x error for the file, see alphabound.py, no
+        looser than the max error). `effort` (None: the codec's, see `effort_for`)
+        trades encoding time for bytes. The other methods take these the same way."""
         return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
 
     def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
@@ -267,23 +271,31 @@ class ImageCodec:
         shapes = [im.shape for im in batch]
         self.check_sizes([shape[:2] for shape in shapes])
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
-        alpha_error = self._alpha_bound(alpha_error, shapes)
-        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), alpha_error, self._tile_side(shapes))
+        alpha_error = self._alpha_bound(alpha_error)
+        planes = self._planes(shapes, alpha_error, quality)
+        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality),
+                              None if planes is None else alpha_error or 0, self._tile_side(shapes))
         catalog.pack(cat)  # refuses a bad name before any coding
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error)
-        alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         bits = np.zeros(len(batch))
-        refined = bool(walks) or alpha is not None
+        decoded = bool(walks) or planes is not None  # what the layers after the latents are coded over
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
-                                         keep=refined)
-            if refined:
-                self._refine(walks, x, self._base(symbols, x.shape, quality, chunk.tiles), encoder=encoder,
-                             bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles, alpha=alpha)
-        alpha_stream = b"" if alpha is None else alpha.finish()
-        cat.alpha_bytes = None if alpha is None else len(alpha_stream)
+                                         keep=decoded)
+            if decoded:
+                out = self._base(symbols, x.shape, quality, chunk.tiles)
+                if walks:
+                    out = self._refine(walks, x, out, encoder=encoder, bits=bits[chunk.start : chunk.stop],
+                                       tiles=chunk.tiles)
+                self._hold_alpha(planes, chunk, x, out)
+        alpha_stream = b""
+        if planes is not None:  # alpha last, in a stream of its own, once its bound can be chosen
+            alpha, cost = planes.code(alpha_error, max_error, write=True)
+            bits += cost
+            alpha_stream = alpha.finish()
+            cat.alpha_error, cat.alpha_bytes = alpha.max_error, len(alpha_stream)
         header = self.fingerprint + catalog.pack(cat)
         blob = container.pack(container.Kind.IMAGES, header, alpha_stream + finish(encoder))
         catalog.check(cat, len(blob))
@@ -337,14 +349,18 @@ class ImageCodec:
             shape = chunk.shape(cat.shapes)
             symbols = self._read_symbols(decoder, chunk, shape, quality)
             images = self._base(symbols, shape, quality, chunk.tiles)
-            if walks or alpha is not None:
-                images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles, alpha=alpha)
+            if alpha is not None and _has_alpha(images.shape):
+                for rows, cols in tiling.regions(chunk.tiles):
+                    images[:, rows, cols, -1] = alpha.decode(np.ascontiguousarray(images[:, rows, cols, -1]))
+            if walks:
+                images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles)
             for i in range(chunk.start, chunk.stop):
                 yield cat.names[i], _restore_channels(images[i - chunk.start], cat.shapes[i][2])
 
-    def estimate_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> float:
+    def estimate_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
+                      alpha_error: int | None = None) -> float:
         """What the learned (float) densities say the latents of `images` cost, in bits,
-        plus the refinement layers' ideal cost under their tables."""
+        plus the ideal cost of the refinement layers and alpha under their tables."""
         batch = self._as_list(images)
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         total = 0.0
@@ -354,31 +370,32 @@ class ImageCodec:
             for tile in chunk.tiles or (None,):
                 with torch.no_grad():
                     total += float(self.model.latents(self._analyse(x, tile), quality - 1, "rounded")[1].sum())
-        alpha_error = self._alpha_bound(None, shapes)
-        if max_error is not None or alpha_error is not None:
-            total += float(self._pass(batch, max_error, quality, alpha_error, latents=False)[1].sum())
+        if max_error is not None or self._codes_alpha(shapes):
+            layers = self._pass(batch, max_error, quality, self._alpha_bound(alpha_error), latents=False)[1]
+            total += float(layers.sum())
         return total
 
-    def reconstruct(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> list[np.ndarray]:
+    def reconstruct(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
+                    alpha_error: int | None = None) -> list[np.ndarray]:
         """What decode(encode(images, ...)) returns, without the range coder: analysis,
         rounding, exact synthesis (and the quantized residuals). Denoising and anomaly
         scores need the pixels, not the bytes."""
-        return self.reconstruct_with_bits(images, max_error, quality)[0]
+        return self.reconstruct_with_bits(images, max_error, quality, alpha_error)[0]
 
-    def code_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None) -> np.ndarray:
+    def code_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
+                  alpha_error: int | None = None) -> np.ndarray:
         """Each image's cost in bits under the frozen integer tables, escapes and
         refinement layers included: the length the range coder reaches up to a few bytes
         per file. Unlike `estimate_bits` it is exact and per image, so it can score how
         unusual an image is to the model."""
-        return self.reconstruct_with_bits(images, max_error, quality)[1]
+        return self.reconstruct_with_bits(images, max_error, quality, alpha_error)[1]
 
-    def reconstruct_with_bits(self, images: ImagesLike, max_error: int | None = None,
-                              quality: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    def reconstruct_with_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
+                              alpha_error: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """`reconstruct` and `code_bits` from one pass of the analysis network: anomaly
         scores need both."""
         batch = self._as_list(images)
-        return self._pass(batch, self.bound_for(max_error), self.quality_for(quality),
-                          self._alpha_bound(None, [im.shape for im in batch]))
+        return self._pass(batch, self.bound_for(max_error), self.quality_for(quality), self._alpha_bound(alpha_error))
 
     def latents(self, images: ImagesLike, quality: int | None = None) -> list[np.ndarray]:
         """Integer latents of each image: (latent,) for dense models, (latent, h, w) for conv."""
@@ -427,17 +444,15 @@ class ImageCodec:
             raise LatentzipError(f"effort is 0 to {top}, not {chosen}")
         return int(chosen)
 
-    def _alpha_bound(self, alpha_error: int | None, shapes: Sequence[tuple[int, ...]]) -> int | None:
-        """The alpha bound a file of images of `shapes` codes with (default 0: lossless);
-        None where it codes no alpha (a model without alpha, images without it)."""
-        if not self._codes_alpha(shapes):
-            return None
-        bound = 0 if alpha_error is None else alpha_error
-        try:
-            refine.check_max_error(bound)
-        except ValueError as exc:
-            raise LatentzipError(f"alpha: {exc}") from None
-        return bound
+    @staticmethod
+    def _alpha_bound(alpha_error: int | None) -> int | None:
+        """A bound on alpha asked for, checked; None: the encoder chooses (alphabound.py)."""
+        if alpha_error is not None:
+            try:
+                refine.check_max_error(alpha_error)
+            except ValueError as exc:
+                raise LatentzipError(f"alpha: {exc}") from None
+        return alpha_error
 
     def _codes_alpha(self, shapes: Sequence[tuple[int, ...]]) -> bool:
         """Whether a file of images of `shapes` codes alpha: always with a model with
@@ -719,31 +734,19 @@ class ImageCodec:
 
     def _refine(self, walks: list[tuple[str, refine.Walk]], x: np.ndarray | None, base: np.ndarray,
                 encoder: Any = None, decoder: Any = None, bits: np.ndarray | None = None,
-                tiles: Sequence[tiling.Tile] | None = None, alpha: AlphaCoder | None = None) -> np.ndarray:
-        """Code (encoder), decode (decoder) or only price one chunk's alpha (with the
-        alpha coder `alpha`) and refinement layers over the base reconstruction, adding
-        their cost to `bits` when given; returns the restored chunk (n, H, W, C'). A
-        tiled image's go tile by tile."""
+                tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
+        """Code (encoder), decode (decoder) or only price one chunk's refinement layers
+        over the base reconstruction, adding their cost to `bits` when given; returns the
+        restored chunk (n, H, W, C'). A tiled image's go tile by tile."""
         if tiles is not None:
             out = np.empty_like(base)
             for t in tiles:
                 part = None if x is None else x[:, t.rows, t.cols]
-                out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits,
-                                                      alpha=alpha)
+                out[:, t.rows, t.cols] = self._refine(walks, part, base[:, t.rows, t.cols], encoder, decoder, bits)
             return out
         original = None if x is None else _fit_channels(x, base.shape[-1])
         parts = dict(zip(("colour", "alpha"), self._split(base)))
         truth = dict(zip(("colour", "alpha"), self._split(original))) if original is not None else {}
-        if alpha is not None and parts["alpha"] is not None:
-            guide = parts["alpha"][..., 0]
-            if decoder is not None:
-                parts["alpha"] = alpha.decode(guide)[..., None]
-            else:
-                plane = truth["alpha"][..., 0]
-                cost = alpha.encode(plane, guide) if encoder is not None else alpha.costs(plane, guide)
-                if bits is not None:
-                    bits += cost
-                parts["alpha"] = alpha.restored(plane)[..., None]
         for part, walk in walks:
             guide = parts[part]
             if decoder is not None:
@@ -757,23 +760,44 @@ class ImageCodec:
         colour, alpha = parts["colour"], parts.get("alpha")
         return colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
 
-    def _pass(self, batch: list[np.ndarray], max_error: int | None, quality: int,
-              alpha_error: int | None, latents: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
-        """Reconstructions and exact bits of `batch` coded as one file (no range coder);
-        the bits of the refinement layers alone unless `latents`."""
+    def _hold_alpha(self, planes: alphabound.Planes | None, chunk: Chunk, x: np.ndarray, out: np.ndarray) -> None:
+        """Keep a coded chunk's alpha (`out`: its colour as decoded and the alpha guide)
+        for coding once the file's alpha bound is chosen."""
+        if planes is not None and _has_alpha(out.shape):
+            planes.add(chunk.start, _fit_channels(x, out.shape[-1]), out, chunk.tiles)
+
+    def _planes(self, shapes: Sequence[tuple[int, ...]], alpha_error: int | None,
+                quality: int) -> alphabound.Planes | None:
+        """What holds a file's alpha until its bound is known; None where it codes no
+        alpha. Only a file not given a bound weighs errors, at the quality's lmbda."""
+        if not self._codes_alpha(shapes):
+            return None
+        return alphabound.Planes(len(shapes), self._lmbda(quality) if alpha_error is None else None)
+
+    def _pass(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
+              latents: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
+        """Reconstructions and exact bits of `batch` coded as one file (no range coder),
+        its alpha as `_encode` codes it; the bits of the refinement layers and alpha
+        alone unless `latents`."""
         images: list[np.ndarray] = []
         bits = np.zeros(len(batch))
         walks = self._walks(max_error)
-        alpha = None if alpha_error is None else AlphaCoder(alpha_error)
         shapes = [im.shape for im in batch]
+        planes = self._planes(shapes, alpha_error, quality)
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None)
             out = self._base(symbols, x.shape, quality, chunk.tiles)
-            if walks or alpha is not None:
-                out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles, alpha=alpha)
-            images.extend(_restore_channels(im, x.shape[-1]) for im in out)
-        return images, bits
+            if walks:
+                out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
+            self._hold_alpha(planes, chunk, x, out)
+            images.extend(out)
+        if planes is not None:  # never looser than the colour's max error
+            alpha, cost = planes.code(alpha_error, max_error)
+            bits += cost
+            for i, plane in planes.restored(alpha.max_error).items():
+                images[i][..., -1] = plane
+        return [_restore_channels(im, original.shape[-1]) for im, original in zip(images, batch)], bits
 
 
 def _fits(channels: int, model_channels: int) -> bool:
@@ -862,8 +886,18 @@ def read_fingerprint(header: bytes) -> bytes:
 def file_header(blob: bytes) -> tuple[bytes, list[str]]:
     """The fingerprint of the model an image file needs and the names of its images, in
     order, after checking the file (once: the check reads every byte)."""
+    fingerprint, cat = _read_header(blob)
+    return fingerprint, cat.names
+
+
+def file_catalog(blob: bytes) -> catalog.Catalog:
+    """What an image file holds (names, shapes, quality, bounds), after checking the file."""
+    return _read_header(blob)[1]
+
+
+def _read_header(blob: bytes) -> tuple[bytes, catalog.Catalog]:
     header, _ = container.unpack(blob, container.Kind.IMAGES)
-    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob)).names
+    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
 
 
 def file_fingerprint(blob: bytes) -> bytes:

@@ -10,6 +10,7 @@ image is split into as few tiles as the side allows, of near-equal size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SIDE = 1024  # the tile side encoders write (a file stores its own)
@@ -40,6 +41,11 @@ def tiles(height: int, width: int, side: int, stride: int) -> list[Tile]:
     """The tiles of a height x width image in raster order (one tile if it fits)."""
     rows, cols = spans(height, side, stride), spans(width, side, stride)
     return [Tile(r, c) for r in rows for c in cols]
+
+
+def regions(tiles: Sequence[Tile] | None) -> list[tuple[slice, slice]]:
+    """(rows, cols) of each of a chunk's tiles in order, or of the whole chunk without."""
+    return [(t.rows, t.cols) for t in tiles] if tiles else [(slice(None), slice(None))]
 
 
 def needs_tiles(shape: tuple[int, ...], side: int) -> bool:

@@ -17,7 +17,8 @@ Better still, a colour or grey convolutional model whose network is the shipped 
 model's starts from that model (`TrainConfig.start`): hours of training on photographs
 that fifteen minutes on a collection then fit to it. So do collections with alpha, the
 photo network grown an alpha channel: the network codes their colour, and the alpha
-coder (alpha.py) codes alpha exactly, so alpha errors of the network cost nothing.
+coder (alpha.py) codes alpha within its bound whatever the network says, so alpha
+errors of the network cost nothing.
 
 Every epoch ends with a validation pass and a checkpoint, so an interrupted run
 resumes where it stopped; each epoch reseeds from (seed, epoch), so a resumed run

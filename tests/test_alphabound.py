@@ -1,0 +1,91 @@
+"""The alpha bound an encoder chooses for a file: loose where alpha is most of the bytes
+and its error little of what shows, exact where the colour is."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .conftest import in_process
+from latentzip import metrics
+from latentzip.image import alphabound, zoo
+from latentzip.image.alpha import rounded
+from latentzip.image.alphabound import BOUNDS, Planes, shown_errors
+from latentzip.image.codec import file_catalog
+
+
+def _feathered(photos: np.ndarray) -> np.ndarray:
+    """The photographs as cut-outs with a wide soft edge (a feathered selection), so the
+    alpha stream is a large share of a low-quality file."""
+    yy, xx = np.mgrid[:48, :48]
+    edge = np.clip((21 - np.hypot(yy - 23.5, xx - 23.5)) * 20, 0, 255).astype(np.uint8)
+    return np.concatenate([photos, np.broadcast_to(edge[..., None], (*photos.shape[:3], 1))], axis=-1)
+
+
+def test_shown_errors_are_the_metric_at_each_bound(monkeypatch):
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 256, (3, 20, 24, 4)).astype(np.uint8)
+    truth[0, ..., 3] = 255  # opaque: no bound changes it
+    decoded = np.clip(truth[..., :3] + rng.integers(-9, 10, truth[..., :3].shape), 0, 255).astype(np.uint8)
+    errors = shown_errors(decoded, truth[..., :3], truth[..., 3])
+    monkeypatch.setattr(alphabound, "PIECE_PIXELS", 100)  # in bands of 4 rows, as large images go
+    assert np.allclose(shown_errors(decoded, truth[..., :3], truth[..., 3]), errors)
+    for k, bound in enumerate(BOUNDS):
+        for i in range(3):
+            shown = np.dstack([decoded[i], rounded(truth[i, ..., 3], bound)])
+            assert np.isclose(errors[i, k], metrics.mse(truth[i], shown) * truth[i].size)
+    assert np.allclose(errors[0], errors[0, 0]) and (np.diff(errors[1:], axis=1)[:, :2] > 0).all()
+
+
+def test_the_bound_loosens_as_quality_falls_and_is_decoded_within(photos):
+    cutouts = list(_feathered(photos[:4]))
+    chosen = {}
+    for preset in ("q1", "q8"):
+        codec = zoo.load(f"photo:{preset}").at_effort(0)
+        blob = codec.encode(cutouts)
+        chosen[preset] = file_catalog(blob).alpha_error
+        decoded = codec.decode(blob)
+        for image, out in zip(cutouts, decoded):
+            assert np.abs(out[..., 3].astype(int) - image[..., 3]).max() <= chosen[preset]
+            for kept in (0, 255):  # transparent and opaque stay so
+                assert (out[..., 3][image[..., 3] == kept] == kept).all()
+        images, bits = codec.reconstruct_with_bits(cutouts)  # what an encoder would write, without writing
+        assert all(np.array_equal(a, b) for a, b in zip(images, decoded))
+        assert abs(bits.sum() / 8 - len(blob)) < 80
+    assert chosen["q1"] > chosen["q8"] and chosen["q1"] in BOUNDS
+    codec = zoo.load("photo:q1").at_effort(0)
+    exact, chosen_blob = codec.encode(cutouts, alpha_error=0), codec.encode(cutouts)
+    assert len(chosen_blob) < 0.8 * len(exact)  # alpha was most of the file
+    assert file_catalog(codec.encode(cutouts, max_error=1)).alpha_error <= 1  # never looser than the colour
+    assert all(np.array_equal(a[..., 3], b[..., 3]) for a, b in zip(codec.reconstruct(cutouts, alpha_error=0), cutouts))
+
+
+def test_an_image_whose_colour_decodes_exactly_keeps_its_alpha_exact():
+    """Each image's alpha error is weighed against its own colour's error, so a file's
+    noisy images cannot outvote an icon that decodes exactly."""
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 256, (2, 32, 32, 4)).astype(np.uint8)
+    truth[..., 3] = np.clip(rng.normal(128, 60, (2, 32, 32)), 1, 254).astype(np.uint8)  # soft everywhere
+    noisy = truth.copy()
+    noisy[..., :3] = np.clip(truth[..., :3] + rng.integers(-40, 41, truth[..., :3].shape), 0, 255)
+
+    def choice(*pairs: tuple[np.ndarray, np.ndarray], lmbda: float | None = 0.2) -> int:  # photo presets' top
+        planes = Planes(len(pairs), lmbda)
+        for i, (want, got) in enumerate(pairs):
+            planes.add(i, want[None], got[None], None)
+        return planes.code(None)[0].max_error
+
+    assert choice((truth[0], noisy[0])) > 0
+    assert choice((truth[0], noisy[0]), (truth[1], truth[1])) == 0
+    assert choice((truth[0], noisy[0]), lmbda=None) == 0  # no lmbda to weigh error against bits: lossless
+    assert choice((truth[0], truth[0]), (truth[1], truth[1])) < max(BOUNDS)  # all exact: no error comes free
+
+
+def test_encode_says_the_bound_it_chose(tmp_path, capsys, photos):
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for i, image in enumerate(_feathered(photos[:2])):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    code, err = in_process(capsys, "encode", "-m", "photo:q1", str(folder), "-o", str(tmp_path / "out.ltz"))
+    bound = file_catalog((tmp_path / "out.ltz").read_bytes()).alpha_error
+    assert code == 0 and bound > 0 and f"alpha within {bound} levels" in err
