@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from latentzip.errors import FormatError
 from latentzip.image import transparent
-from latentzip.image.alpha import AlphaCoder, levels, rounded
+from latentzip.image.alpha import BOUNDS, AlphaCoder, levels, rounded
 from latentzip.image.codec import ImageCodec
 
 DATA = Path(__file__).parent / "data"
@@ -31,17 +31,40 @@ def _planes(digits, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("bound", [0, 1, 7, 127])
 def test_round_trip_keeps_every_value_within_the_bound(digits, bound):
     planes, guides = _planes(digits, 40)
-    coder = AlphaCoder(bound)
-    bits = coder.encode(planes[:25], guides[:25])
-    bits = np.concatenate([bits, coder.encode(planes[25:], guides[25:])])
+    coder = AlphaCoder()
+    bits = coder.encode(planes[:25], guides[:25], bound)
+    bits = np.concatenate([bits, coder.encode(planes[25:], guides[25:], bound)])
     stream = coder.finish()
-    reader = AlphaCoder(bound, stream)
-    decoded = np.concatenate([reader.decode(guides[:25]), reader.decode(guides[25:])])  # in two chunks, as files go
+    reader = AlphaCoder(stream)
+    decoded = np.concatenate([reader.decode(guides[:25], bound), reader.decode(guides[25:], bound)])  # two chunks
     assert np.array_equal(decoded, rounded(planes, bound))
     assert np.abs(decoded.astype(int) - planes).max() <= bound
     assert (decoded[planes == 0] == 0).all() and (decoded[planes == 255] == 255).all()
     assert abs(len(stream) - bits.sum() / 8) < 8  # the ideal cost is what the stream takes
-    assert np.allclose(AlphaCoder(bound).costs(planes, guides), bits)  # pricing learns as coding does
+    assert np.allclose(AlphaCoder().costs(planes, guides, bound), bits)  # pricing learns as coding does
+
+
+def test_planes_of_different_bounds_decode_each_within_its_own(digits):
+    """A file whose images take different bounds names them in the stream, chunk by
+    chunk, and each plane comes back rounded to its own."""
+    planes, guides = _planes(digits, 30)
+    bounds = np.array(BOUNDS)[np.arange(30) % len(BOUNDS)]
+    coder = AlphaCoder(per_image=True)
+    bits = np.concatenate([coder.encode_bounds(bounds[:12]) + coder.encode(planes[:12], guides[:12], bounds[:12]),
+                           coder.encode_bounds(bounds[12:]) + coder.encode(planes[12:], guides[12:], bounds[12:])])
+    stream = coder.finish()
+    reader = AlphaCoder(stream, per_image=True)
+    decoded = []
+    for part in (slice(0, 12), slice(12, 30)):
+        found = reader.decode_bounds(len(bounds[part]))
+        assert np.array_equal(found, bounds[part])
+        decoded.append(reader.decode(guides[part], found))
+    for plane, out, bound in zip(planes, np.concatenate(decoded), bounds):
+        assert np.array_equal(out, rounded(plane, bound))
+    assert abs(len(stream) - bits.sum() / 8) < 8
+    pricing = AlphaCoder(per_image=True)
+    priced = pricing.encode_bounds(bounds, write=False) + pricing.costs(planes, guides, bounds)
+    assert np.isclose(priced.sum(), bits.sum(), rtol=0.01)
 
 
 def test_levels_keep_transparent_and_opaque_exact():
@@ -54,9 +77,9 @@ def test_the_coder_learns_within_a_file(digits):
     """A plane seen before in the file costs a fraction of its first time: the contexts
     adapt as they code."""
     planes, guides = _planes(digits, 12)
-    coder = AlphaCoder(0)
-    first = coder.costs(planes, guides).sum()
-    again = coder.costs(planes, guides).sum()
+    coder = AlphaCoder()
+    first = coder.costs(planes, guides, 0).sum()
+    again = coder.costs(planes, guides, 0).sum()
     assert again < 0.5 * first
 
 
@@ -64,22 +87,25 @@ def test_a_large_noisy_plane_grows_the_stream(digits):
     """Noise is the worst case: the stream outgrows its first buffer many times."""
     rng = np.random.default_rng(3)
     plane = rng.integers(0, 256, (1, 300, 257)).astype(np.uint8)
-    coder = AlphaCoder(0)
-    coder.encode(plane, plane)
+    coder = AlphaCoder()
+    coder.encode(plane, plane, 0)
     stream = coder.finish()
     assert len(stream) > 300 * 257 // 2
-    assert np.array_equal(AlphaCoder(0, stream).decode(plane), plane)
+    assert np.array_equal(AlphaCoder(stream).decode(plane, 0), plane)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=300), st.sampled_from([0, 3]))
+@given(st.binary(max_size=300), st.sampled_from([0, 3, None]))
 def test_a_damaged_stream_decodes_to_levels_or_is_refused(data, bound):
+    """None: a stream of per-image bounds, which must name bounds of BOUNDS."""
     guides = np.full((2, 16, 16), 128, np.uint8)
     try:
-        decoded = AlphaCoder(bound, data).decode(guides)
+        reader = AlphaCoder(data, per_image=bound is None)
+        bounds = reader.decode_bounds(2) if bound is None else np.array([bound, bound])
+        decoded = reader.decode(guides, bounds)
     except FormatError:
         return
-    assert np.isin(decoded, levels(bound)).all()
+    assert all(np.isin(plane, levels(b)).all() for plane, b in zip(decoded, bounds))
 
 
 def test_files_from_before_the_alpha_coder_still_decode():

@@ -1,5 +1,5 @@
-"""The alpha bound an encoder chooses for a file: loose where alpha is most of the bytes
-and its error little of what shows, exact where the colour is."""
+"""The alpha bounds an encoder chooses: loose where alpha is most of the bytes and its
+error little of what shows, exact where the colour is, image by image."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from PIL import Image
 
 from .conftest import in_process
 from latentzip import metrics
-from latentzip.image import alphabound, zoo
+from latentzip.image import alphabound, tiling, zoo
 from latentzip.image.alpha import rounded
 from latentzip.image.alphabound import BOUNDS, Planes, shown_errors
+from latentzip.image.catalog import PER_IMAGE
 from latentzip.image.codec import file_catalog
 
 
@@ -73,7 +74,7 @@ def test_an_image_whose_colour_decodes_exactly_keeps_its_alpha_exact():
         planes = Planes(len(pairs), lmbda)
         for i, (want, got) in enumerate(pairs):
             planes.add(i, want[None], got[None], None)
-        return planes.code(None)[0].max_error
+        return int(planes.code(None).bounds.max())
 
     assert choice((truth[0], noisy[0])) > 0
     assert choice((truth[0], noisy[0]), (truth[1], truth[1])) == 0
@@ -89,3 +90,40 @@ def test_encode_says_the_bound_it_chose(tmp_path, capsys, photos):
     code, err = in_process(capsys, "encode", "-m", "photo:q1", str(folder), "-o", str(tmp_path / "out.ltz"))
     bound = file_catalog((tmp_path / "out.ltz").read_bytes()).alpha_error
     assert code == 0 and bound > 0 and f"alpha within {bound} levels" in err
+
+
+def test_an_image_the_files_bound_would_cost_more_than_exact_alpha_takes_its_own():
+    """Noisy images take a loose bound; one whose colour decodes exactly keeps its alpha
+    exact, and the file names each image's bound."""
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 256, (6, 32, 32, 4)).astype(np.uint8)
+    truth[..., 3] = np.clip(rng.normal(128, 60, (6, 32, 32)), 1, 254).astype(np.uint8)  # soft everywhere
+    decoded = truth.copy()
+    decoded[1:, ..., :3] = np.clip(truth[1:, ..., :3] + rng.integers(-40, 41, truth[1:, ..., :3].shape), 0, 255)
+    planes = Planes(6, 0.03)
+    for i in range(6):
+        planes.add(i, truth[i : i + 1], decoded[i : i + 1], None)
+    coded = planes.code(None)
+    assert coded.per_image and coded.bounds[0] == 0 and (coded.bounds[1:] > 0).all()
+    assert planes.code(None, most=0).bounds.max() == 0  # never looser than the colour's bound
+    assert not planes.code(3).per_image and (planes.code(3).bounds == 3).all()
+
+
+def test_a_file_of_per_image_bounds_decodes_as_the_encoder_reconstructs(monkeypatch, photos):
+    """The format of per-image bounds, chunk by chunk and tile by tile (the chooser
+    fixed, so that every chunk mixes bounds)."""
+    monkeypatch.setattr(tiling, "SIDE", 256)
+    wide = np.concatenate([np.tile(photos[i], (1, 7, 1)) for i in range(2)], axis=0)  # 96 x 336: tiled
+    cutouts = [*_feathered(photos[:3]), np.dstack([wide, np.tile(_feathered(photos[:1])[0, ..., 3], (2, 7))])]
+
+    def fixed(self, bound, most=None, write=False):
+        return self._run(np.array(BOUNDS)[np.arange(len(self.values)) % 3 + 3], True, write)
+
+    monkeypatch.setattr(Planes, "code", fixed)
+    codec = zoo.load("photo:q4").at_effort(0)
+    blob = codec.encode(cutouts)
+    assert file_catalog(blob).alpha_error == PER_IMAGE and file_catalog(blob).tile == 256
+    decoded = codec.decode(blob)
+    assert all(np.array_equal(a, b) for a, b in zip(codec.reconstruct(cutouts), decoded))
+    for i, (image, out) in enumerate(zip(cutouts, decoded)):
+        assert np.array_equal(out[..., 3], rounded(image[..., 3], BOUNDS[i % 3 + 3]))

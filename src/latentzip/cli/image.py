@@ -235,6 +235,7 @@ def _say_settings(cfg: TrainConfig, images: int, device: str) -> None:
 
 def _encode(args: argparse.Namespace) -> int:
     from .. import data
+    from ..image.catalog import PER_IMAGE
     from ..image.codec import file_catalog
     from ..image.zoo import load_model
 
@@ -250,7 +251,8 @@ def _encode(args: argparse.Namespace) -> int:
     write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     bound = file_catalog(blob).alpha_error
-    alpha = "" if not bound or args.alpha_error is not None else f", alpha within {bound} levels"
+    alpha = "" if not bound or args.alpha_error is not None else (
+        ", alpha within a bound chosen for each image" if bound == PER_IMAGE else f", alpha within {bound} levels")
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
           f"{8 * len(blob) / pixels:.3f} bpp{alpha}", file=sys.stderr)
     return 0

@@ -1,21 +1,25 @@
-"""The alpha bound of a file, chosen by rate and distortion once its colour is coded.
+"""The alpha bound of each image, chosen by rate and distortion once its colour is coded.
 
 Exact alpha is often most of a file: on the emoji at a low quality about 200 of 300
 bytes an image, on painted portraits with soft edges 91% of the lowest quality's. Yet
 an antialiased rim value off by a few levels changes little of what shows, while its
 bits stay. So an encoder that is not told a bound holds the alpha planes back until the
 colour is coded (the alpha coder writes a stream of its own, so nothing else waits),
-prices them at each bound of BOUNDS, and keeps the one of least bits + lmbda x squared
-error, with the quality's own lmbda, the exchange rate the network was trained at.
+prices them at each of the alpha coder's BOUNDS, and keeps for each image the bound of
+least bits + lmbda x squared error, with the quality's own lmbda, the exchange rate the
+network was trained at.
 
-A file of many images is judged image by image: the mean of per-image PSNR, which users
-and the benchmarks read, falls by an image's added error *relative to its own error*,
-so each image's alpha error is weighed against its colour's (the error an icon whose
-colour decodes almost exactly would take weighs more than a noisy photograph's, where a
-pooled squared error would weigh them alike). Still one bound serves the whole file: on
-tuxpaint's stamps at the highest qualities it cost glyphs decoded at about 60 dB some
-7 dB, more than the bytes it saved were worth by mean PSNR. A file of one image is
-judged by lmbda alone.
+The mean of per-image PSNR, which users and the benchmarks read, falls by an image's
+added error *relative to its own error*, so each image's alpha error is weighed against
+its colour's: the error an icon whose colour decodes almost exactly would take weighs
+more than a noisy photograph's. One bound for a whole file, as encoders chose before,
+cost glyphs decoded at about 60 dB some 7 dB on tuxpaint's stamps at the highest
+qualities, more than the bytes it saved were worth by mean PSNR. A file whose images
+all take one bound is written as before, with that bound in its catalog; otherwise each
+chunk's bounds open its part of the alpha stream, and the coder keeps what it learns
+at each bound apart. That is kept only if it beats the best single bound once coded:
+images of one bound learn only from each other then, so the mix can cost more than its
+bounds priced one by one.
 Fully transparent and fully opaque pixels stay exact at every bound (alpha.levels), so
 hard masks cost nothing to loosen and never change.
 """
@@ -23,20 +27,31 @@ hard masks cost nothing to loosen and never change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .alpha import AlphaCoder, rounded
+from .alpha import BOUNDS, AlphaCoder, rounded
 from .tiling import Tile, regions
 
-BOUNDS = (0, 1, 2, 4, 8, 16)  # the bounds an encoder chooses among
 ROUNDING_ERROR = 1 / 12  # squared error of rounding to 8 bits: the least any image is said to have
 PIECE_PIXELS = 1 << 20  # pixels whose errors are measured at once (float64 copies: a 24 MP image took GBs)
 
 
+@dataclass
+class Coded:
+    """A file's alpha, coded: the coder (its stream written, or only priced), each
+    image's bits and bound, and whether the bounds are in the stream (they differ)."""
+
+    coder: AlphaCoder
+    bits: np.ndarray
+    bounds: np.ndarray
+    per_image: bool
+
+
 class Planes:
     """The alpha planes of a file's chunks, in coding order, with what each bound would
-    add to each image's error; then coded at the given or chosen bound (`code`)."""
+    add to each image's error; then coded at the given or chosen bounds (`code`)."""
 
     def __init__(self, count: int, lmbda: float | None):
         """Planes of a file of `count` images, judged at `lmbda` (None: no bound to
@@ -58,45 +73,56 @@ class Planes:
         self.values[start:stop] = alpha[0].size * truth.shape[-1]
         self.channels = truth.shape[-1]
 
-    def code(self, bound: int | None, most: int | None = None, write: bool = False) -> tuple[AlphaCoder, np.ndarray]:
-        """The file's alpha at `bound`, or else at the bound of least cost (see the
-        module's docstring) up to `most`, 0 without an lmbda to price error with: the
-        coder that coded it (its stream written if `write`, else only priced) and each
-        image's bits. Every bound tried is coded once, the chosen one included."""
-        if bound is not None:
-            return self._run(AlphaCoder(bound), write)
-        best = self._run(AlphaCoder(0), write)
-        if self.lmbda is None or not self.chunks:
+    def code(self, bound: int | None, most: int | None = None, write: bool = False) -> Coded:
+        """The file's alpha at `bound`, or else at each image's bound of least cost (see
+        the module's docstring) up to `most`, 0 without an lmbda to price error with;
+        its stream written if `write`, else only priced."""
+        count = len(self.values)
+        if bound is not None or self.lmbda is None or not self.chunks:
+            return self._run(np.full(count, bound or 0), False, write)
+        candidates = np.array([b for b in BOUNDS if most is None or b <= most])
+        coded = self.values > 0  # the images in the alpha stream
+        exact = self.errors[:, 0]
+        floored = np.maximum(exact, self.values * ROUNDING_ERROR)
+        weight = np.where(coded, floored[coded].mean() / np.maximum(floored, ROUNDING_ERROR), 0.0)
+        penalty = self.lmbda / self.channels * weight[:, None] * (self.errors[:, : len(candidates)] - exact[:, None])
+        prices = np.full(penalty.shape, np.inf)
+        single, best = 0, self._run(np.zeros(count), False, write)  # the best single bound, as coded
+        prices[:, 0] = best.bits
+        for k in range(1, len(candidates)):
+            if (penalty[coded, k] < prices[coded, 0]).any():  # else no image could gain by it
+                run = self._run(np.full(count, candidates[k]), False, write)
+                prices[:, k] = run.bits
+                if (prices[:, k] + penalty[:, k]).sum() < (best.bits + penalty[:, single]).sum():
+                    best, single = run, k
+        totals = prices + penalty
+        leaves = coded & (penalty[:, single] > prices[:, 0])  # the file's bound costs it more than exact alpha
+        chosen = np.where(leaves, np.argmin(totals[:, : single + 1], axis=1), single)
+        if (chosen == single).all():
             return best
-        errors = self.errors[self.values > 0]  # the images with alpha
-        exact = errors[:, 0]
-        floored = np.maximum(exact, self.values[self.values > 0] * ROUNDING_ERROR)
-        weight = floored.mean() / floored
-        least = float(best[1].sum())
-        for k, candidate in enumerate(BOUNDS[1:], start=1):
-            if most is not None and candidate > most:
-                break
-            penalty = self.lmbda / self.channels * float((weight * (errors[:, k] - exact)).sum())
-            if penalty >= least:  # its bits would have to be fewer than none
-                continue
-            run = self._run(AlphaCoder(candidate), write)
-            if float(run[1].sum()) + penalty < least:
-                best, least = run, float(run[1].sum()) + penalty
-        return best
+        mixed = self._run(candidates[chosen], True, write)
+        return mixed if (mixed.bits + penalty[np.arange(count), chosen]).sum() < totals[:, single].sum() else best
 
-    def _run(self, coder: AlphaCoder, write: bool) -> tuple[AlphaCoder, np.ndarray]:
-        """`coder` and each image's alpha bits with it, chunk by chunk and tile by tile,
-        as a decoder reads them."""
+    def _run(self, bounds: np.ndarray, per_image: bool, write: bool) -> Coded:
+        """Each image's alpha at its bound of `bounds`, chunk by chunk and tile by tile
+        as a decoder reads them, each chunk opened by its bounds if `per_image`."""
+        coder = AlphaCoder(per_image=per_image)
         bits = np.zeros(len(self.values))
+        bounds = bounds.astype(np.int64)
         for start, alpha, guide, tiles in self.chunks:
+            stop = start + len(alpha)
+            if per_image:
+                bits[start:stop] += coder.encode_bounds(bounds[start:stop], write)
             for rows, cols in regions(tiles):
                 plane, hint = np.ascontiguousarray(alpha[:, rows, cols]), np.ascontiguousarray(guide[:, rows, cols])
-                bits[start : start + len(alpha)] += coder.encode(plane, hint) if write else coder.costs(plane, hint)
-        return coder, bits
+                bits[start:stop] += (coder.encode if write else coder.costs)(plane, hint, bounds[start:stop])
+        return Coded(coder, bits, bounds, per_image)
 
-    def restored(self, bound: int) -> dict[int, np.ndarray]:
-        """The alpha plane a decoder gives for each image with alpha, by index."""
-        return {start + i: rounded(alpha[i], bound) for start, alpha, _, _ in self.chunks for i in range(len(alpha))}
+    def restored(self, bounds: np.ndarray) -> dict[int, np.ndarray]:
+        """The alpha plane a decoder gives for each image with alpha, by index, each at
+        its bound of `bounds`."""
+        return {start + i: rounded(alpha[i], int(bounds[start + i]))
+                for start, alpha, _, _ in self.chunks for i in range(len(alpha))}
 
 
 def shown_errors(decoded: np.ndarray, truth: np.ndarray, alpha: np.ndarray) -> np.ndarray:

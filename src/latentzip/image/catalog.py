@@ -32,6 +32,7 @@ _QUALITY = 16  # the model codes at several qualities; the one used is stored
 _ALPHA = 32  # the model codes alpha; the bound on every alpha value's error is stored
 _TILED = 64  # images larger than a tile side are coded in tiles (tiling.py); the side is stored
 _ALPHA_CODED = 128  # alpha is coded by the alpha coder (alpha.py), in a stream of its own whose length is stored
+PER_IMAGE = 128  # alpha_error of a file whose images' alpha bounds differ: past every single bound (0-127)
 _DIGITS = re.compile(r"(\d+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_DIGITS = 18
@@ -52,7 +53,9 @@ class Catalog:
     shapes: list[tuple[int, int, int]]  # (height, width, channels)
     max_error: int | None = None  # the refinement layer's bound on every pixel's error, if any
     quality: int | None = None  # which of the model's qualities (0-based) coded the latents
-    alpha_error: int | None = None  # the bound on every alpha value's error, for models with alpha
+    # The bound on every alpha value's error, in files that code alpha; PER_IMAGE where the
+    # images' bounds differ and open each chunk's part of the alpha stream (alpha.py).
+    alpha_error: int | None = None
     tile: int | None = None  # images larger than this side are coded in tiles of it (None: none is)
     # Bytes of the alpha coder's stream, which opens the payload; None in files whose alpha
     # is a refinement layer in the range-coded stream (written before the alpha coder).

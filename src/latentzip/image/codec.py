@@ -10,8 +10,8 @@ alpha coder (alpha.py) into a stream of its own that opens the payload, chunk by
 in the same order: every chunk's for a model with alpha, each guided by the network's
 alpha; for a model without, the chunks of images with alpha, with no guide (the
 network codes their colour). The encoder writes that stream last, once every chunk's
-colour is coded, so it can choose the file's alpha bound from what the colour costs and
-how well it decodes (alphabound.py). A decoder holds one chunk at a time, and of a
+colour is coded, so it can choose each image's alpha bound from what the colour costs
+and how well it decodes (alphabound.py). A decoder holds one chunk at a time, and of a
 tiled image its pixels, its latent grid and one tile's activations. Before any of it,
 the colour under fully transparent pixels is replaced by what codes cheapest
 (transparent.py).
@@ -248,8 +248,8 @@ class ImageCodec:
         by more than d levels (0: lossless). None takes the codec's own bound (see
         `bounded`; a plain model has none). Alpha (of images with alpha, and of every
         image for a model with alpha) is kept within `alpha_error` (0: lossless; None:
-        the bound of least bits + lmbda x error for the file, see alphabound.py, no
-        looser than the max error). `effort` (None: the codec's, see `effort_for`)
+        each image's bound of least bits + lmbda x error, see alphabound.py, no looser
+        than the max error). `effort` (None: the codec's, see `effort_for`)
         trades encoding time for bytes. The other methods take these the same way."""
         return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
 
@@ -292,10 +292,11 @@ class ImageCodec:
                 self._hold_alpha(planes, chunk, x, out)
         alpha_stream = b""
         if planes is not None:  # alpha last, in a stream of its own, once its bound can be chosen
-            alpha, cost = planes.code(alpha_error, max_error, write=True)
-            bits += cost
-            alpha_stream = alpha.finish()
-            cat.alpha_error, cat.alpha_bytes = alpha.max_error, len(alpha_stream)
+            coded = planes.code(alpha_error, max_error, write=True)
+            bits += coded.bits
+            alpha_stream = coded.coder.finish()
+            cat.alpha_error = catalog.PER_IMAGE if coded.per_image else int(coded.bounds[0])
+            cat.alpha_bytes = len(alpha_stream)
         header = self.fingerprint + catalog.pack(cat)
         blob = container.pack(container.Kind.IMAGES, header, alpha_stream + finish(encoder))
         catalog.check(cat, len(blob))
@@ -326,7 +327,8 @@ class ImageCodec:
         if self._latent_count(cat.shapes) > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
         quality = self._file_quality(cat)
-        for bound in (cat.max_error, cat.alpha_error):
+        per_image = cat.alpha_error == catalog.PER_IMAGE and cat.alpha_bytes is not None
+        for bound in (cat.max_error, None if per_image else cat.alpha_error):
             if bound is not None and not 0 <= bound <= refine.MAX_ERROR:
                 raise FormatError(f"corrupt image file (max error {bound})")
         self._check_refinement(cat.max_error)
@@ -337,7 +339,7 @@ class ImageCodec:
         if cat.alpha_bytes is not None:
             if cat.alpha_bytes > len(payload):
                 raise FormatError("corrupt image file (the alpha stream is longer than the file)")
-            alpha = AlphaCoder(cat.alpha_error, payload[: cat.alpha_bytes])  # type: ignore[arg-type]
+            alpha = AlphaCoder(payload[: cat.alpha_bytes], per_image)
             payload = payload[cat.alpha_bytes :]
         elif cat.alpha_error is not None:  # alpha as a refinement layer: a file from before the alpha coder
             if self.alpha_refinement is None or not self.cfg.has_alpha:
@@ -350,8 +352,10 @@ class ImageCodec:
             symbols = self._read_symbols(decoder, chunk, shape, quality)
             images = self._base(symbols, shape, quality, chunk.tiles)
             if alpha is not None and _has_alpha(images.shape):
+                bounds = alpha.decode_bounds(len(images)) if per_image else cat.alpha_error
                 for rows, cols in tiling.regions(chunk.tiles):
-                    images[:, rows, cols, -1] = alpha.decode(np.ascontiguousarray(images[:, rows, cols, -1]))
+                    guide = np.ascontiguousarray(images[:, rows, cols, -1])
+                    images[:, rows, cols, -1] = alpha.decode(guide, bounds)  # type: ignore[arg-type]
             if walks:
                 images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles)
             for i in range(chunk.start, chunk.stop):
@@ -793,9 +797,9 @@ class ImageCodec:
             self._hold_alpha(planes, chunk, x, out)
             images.extend(out)
         if planes is not None:  # never looser than the colour's max error
-            alpha, cost = planes.code(alpha_error, max_error)
-            bits += cost
-            for i, plane in planes.restored(alpha.max_error).items():
+            coded = planes.code(alpha_error, max_error)
+            bits += coded.bits
+            for i, plane in planes.restored(coded.bounds).items():
                 images[i][..., -1] = plane
         return [_restore_channels(im, original.shape[-1]) for im, original in zip(images, batch)], bits
 
