@@ -23,6 +23,11 @@ def _feathered(photos: np.ndarray) -> np.ndarray:
     return np.concatenate([photos, np.broadcast_to(edge[..., None], (*photos.shape[:3], 1))], axis=-1)
 
 
+def _mixed(self: Planes, bound: int | None, most: int | None = None, write: bool = False) -> alphabound.Coded:
+    """A chooser that gives images 0, 1, 2, 3, ... bounds 4, 8, 16, 4, ...: every chunk mixes bounds."""
+    return self._run(np.array(BOUNDS)[np.arange(len(self.values)) % 3 + 3], True, write)
+
+
 def test_shown_errors_are_the_metric_at_each_bound(monkeypatch):
     rng = np.random.default_rng(2)
     truth = rng.integers(0, 256, (3, 20, 24, 4)).astype(np.uint8)
@@ -82,7 +87,7 @@ def test_an_image_whose_colour_decodes_exactly_keeps_its_alpha_exact():
     assert choice((truth[0], truth[0]), (truth[1], truth[1])) < max(BOUNDS)  # all exact: no error comes free
 
 
-def test_encode_says_the_bound_it_chose(tmp_path, capsys, photos):
+def test_encode_says_the_bound_it_chose(tmp_path, capsys, monkeypatch, photos):
     folder = tmp_path / "cutouts"
     folder.mkdir()
     for i, image in enumerate(_feathered(photos[:2])):
@@ -90,6 +95,9 @@ def test_encode_says_the_bound_it_chose(tmp_path, capsys, photos):
     code, err = in_process(capsys, "encode", "-m", "photo:q1", str(folder), "-o", str(tmp_path / "out.ltz"))
     bound = file_catalog((tmp_path / "out.ltz").read_bytes()).alpha_error
     assert code == 0 and bound > 0 and f"alpha within {bound} levels" in err
+    monkeypatch.setattr(Planes, "code", _mixed)
+    code, err = in_process(capsys, "encode", "-m", "photo:q1", str(folder), "-o", str(tmp_path / "mixed.ltz"))
+    assert code == 0 and "alpha within a bound chosen for each image" in err
 
 
 def test_an_image_the_files_bound_would_cost_more_than_exact_alpha_takes_its_own():
@@ -110,16 +118,11 @@ def test_an_image_the_files_bound_would_cost_more_than_exact_alpha_takes_its_own
 
 
 def test_a_file_of_per_image_bounds_decodes_as_the_encoder_reconstructs(monkeypatch, photos):
-    """The format of per-image bounds, chunk by chunk and tile by tile (the chooser
-    fixed, so that every chunk mixes bounds)."""
+    """The format of per-image bounds, chunk by chunk and tile by tile."""
     monkeypatch.setattr(tiling, "SIDE", 256)
     wide = np.concatenate([np.tile(photos[i], (1, 7, 1)) for i in range(2)], axis=0)  # 96 x 336: tiled
     cutouts = [*_feathered(photos[:3]), np.dstack([wide, np.tile(_feathered(photos[:1])[0, ..., 3], (2, 7))])]
-
-    def fixed(self, bound, most=None, write=False):
-        return self._run(np.array(BOUNDS)[np.arange(len(self.values)) % 3 + 3], True, write)
-
-    monkeypatch.setattr(Planes, "code", fixed)
+    monkeypatch.setattr(Planes, "code", _mixed)
     codec = zoo.load("photo:q4").at_effort(0)
     blob = codec.encode(cutouts)
     assert file_catalog(blob).alpha_error == PER_IMAGE and file_catalog(blob).tile == 256
