@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
     p.add_argument("--alpha-error", type=int, default=None, metavar="D",
                    help="images with alpha: no alpha value off by more than D levels (0: lossless; default: "
-                        "chosen for the file by rate and distortion, never above --max-error)")
+                        "chosen for each image by rate and distortion, never above --max-error)")
     p.add_argument("--effort", type=int, default=None, metavar="E",
                    help="conv models: how hard to fit each image's latents before coding, 0 (fastest) to 2 "
                         "(fewest bytes, several times slower encoding); default 2, or 1 for models with a "

@@ -766,7 +766,7 @@ class ImageCodec:
 
     def _hold_alpha(self, planes: alphabound.Planes | None, chunk: Chunk, x: np.ndarray, out: np.ndarray) -> None:
         """Keep a coded chunk's alpha (`out`: its colour as decoded and the alpha guide)
-        for coding once the file's alpha bound is chosen."""
+        for coding once the images' alpha bounds are chosen."""
         if planes is not None and _has_alpha(out.shape):
             planes.add(chunk.start, _fit_channels(x, out.shape[-1]), out, chunk.tiles)
 
