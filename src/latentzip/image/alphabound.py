@@ -1,25 +1,27 @@
-"""The alpha bound of each image, chosen by rate and distortion once its colour is coded.
+"""The alpha bounds of a file's images, chosen by rate and distortion once the colour is coded.
 
 Exact alpha is often most of a file: on the emoji at a low quality about 200 of 300
 bytes an image, on painted portraits with soft edges 91% of the lowest quality's. Yet
 an antialiased rim value off by a few levels changes little of what shows, while its
 bits stay. So an encoder that is not told a bound holds the alpha planes back until the
 colour is coded (the alpha coder writes a stream of its own, so nothing else waits),
-prices them at each of the alpha coder's BOUNDS, and keeps for each image the bound of
-least bits + lmbda x squared error, with the quality's own lmbda, the exchange rate the
+prices them at each of the alpha coder's BOUNDS, and keeps the bound of least bits +
+lmbda x squared error for the file, with the quality's own lmbda, the exchange rate the
 network was trained at.
 
 The mean of per-image PSNR, which users and the benchmarks read, falls by an image's
 added error *relative to its own error*, so each image's alpha error is weighed against
 its colour's: the error an icon whose colour decodes almost exactly would take weighs
-more than a noisy photograph's. One bound for a whole file, as encoders chose before,
-cost glyphs decoded at about 60 dB some 7 dB on tuxpaint's stamps at the highest
-qualities, more than the bytes it saved were worth by mean PSNR. A file whose images
-all take one bound is written as before, with that bound in its catalog; otherwise each
-chunk's bounds open its part of the alpha stream, and the coder keeps what it learns
-at each bound apart. That is kept only if it beats the best single bound once coded:
-images of one bound learn only from each other then, so the mix can cost more than its
-bounds priced one by one.
+more than a noisy photograph's. Even so, one bound for a whole file cost glyphs decoded
+at about 60 dB some 7 dB on tuxpaint's stamps at the highest qualities, more than the
+bytes it saved were worth. So an image for which the file's bound adds error that costs
+more than its whole alpha coded exactly takes the tighter bound of least cost; the file
+then names each image's bound at the head of its chunk, and the coder keeps what it
+learns at each bound apart. Letting every image take its own cheapest bound did not
+pay: the coder learns across images (a mask seen before costs little), so an image's
+price at a bound depends on the images before it, and freely mixed files cost far more
+than their prices said. For the same reason a mixed file is kept only if, once coded,
+it beats the file's single bound; a file of one bound is written as before.
 Fully transparent and fully opaque pixels stay exact at every bound (alpha.levels), so
 hard masks cost nothing to loosen and never change.
 """
@@ -74,9 +76,9 @@ class Planes:
         self.channels = truth.shape[-1]
 
     def code(self, bound: int | None, most: int | None = None, write: bool = False) -> Coded:
-        """The file's alpha at `bound`, or else at each image's bound of least cost (see
-        the module's docstring) up to `most`, 0 without an lmbda to price error with;
-        its stream written if `write`, else only priced."""
+        """The file's alpha at `bound`, or else at the bounds chosen as the module's
+        docstring says, none above `most`, 0 without an lmbda to price error with; its
+        stream written if `write`, else only priced."""
         count = len(self.values)
         if bound is not None or self.lmbda is None or not self.chunks:
             return self._run(np.full(count, bound or 0), False, write)
