@@ -38,7 +38,7 @@ import constriction
 import numpy as np
 import torch
 
-from .. import container
+from .. import container, heap
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
@@ -57,6 +57,8 @@ CHUNK_PIXELS = 1 << 22  # pixels of whole images coded together, at most
 REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
 FIT_PIXELS = 1 << 19  # latents are fitted (objective.py) on at most this many pixels at a time
+SYNTHESIS = "synthesis"  # a tiled image's grid of the synthesis's fixed-point input (ImageCodec._paste)
+GRID_DTYPE = np.int32  # of a tiled image's grid where its values fit (ImageCodec._paste)
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
@@ -283,7 +285,7 @@ class ImageCodec:
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
-                                         keep=decoded)
+                                         keep=SYNTHESIS if decoded else None)
             if decoded:
                 out = self._base(symbols, x.shape, quality, chunk.tiles)
                 if walks:
@@ -408,7 +410,7 @@ class ImageCodec:
         out: list[np.ndarray] = []
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
-            out.extend(self._code_symbols(chunk, self._take(chunk, batch), quality)["y"])
+            out.extend(self._code_symbols(chunk, self._take(chunk, batch), quality, keep="y")["y"])
         return out
 
     # --- internals ---------------------------------------------------------------------
@@ -633,12 +635,13 @@ class ImageCodec:
         return self.model.latents.quantize(self._latents(x, quality), quality - 1)
 
     def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
-                      bits: np.ndarray | None = None, keep: bool = True) -> Symbols:
+                      bits: np.ndarray | None = None, keep: str | None = SYNTHESIS) -> Symbols:
         """The symbols of a chunk's images (n, H, W, C), written to `encoder` and priced
         into `bits` when given. A tiled image's tiles are quantized and coded one after
-        the other, each with its own side information; its main symbols come back as
-        the whole image's grid, unless not `keep` (then nothing: a 24 MP grid of
-        symbols and means is 0.6 GB that only a refinement layer reads)."""
+        the other, each with its own side information; what comes back is then the
+        whole image's grid of `keep`: SYNTHESIS (what the synthesis reads, `_paste`),
+        "y" (the main symbols), or None: nothing, where no layer after the latents
+        needs the image decoded."""
         def emit(symbols: Symbols) -> Symbols:
             if encoder is not None:
                 self.model.latents.write(encoder, symbols, quality - 1)
@@ -651,37 +654,45 @@ class ImageCodec:
         grid: Symbols = {}
         for tile in chunk.tiles:
             symbols = emit(self.model.latents.quantize(self._latents(x, quality, tile), quality - 1))
-            if keep:
-                self._paste(grid, x.shape, tile, symbols)
+            if keep is not None:
+                self._paste(grid, keep, x.shape, tile, symbols, quality)
+            heap.release()
         return grid
 
     def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:
-        """What `_code_symbols` wrote for a chunk of `shape`, read back."""
+        """What `_code_symbols` wrote for a chunk of `shape`, read back (a tiled image's
+        as its grid of SYNTHESIS)."""
         if chunk.tiles is None:
             return self.model.latents.read(decoder, shape[0], self._grid(shape[1:]), quality - 1)
         grid: Symbols = {}
         for tile in chunk.tiles:
             tile_grid = self._grid((*tile.size, shape[3]))
-            self._paste(grid, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1))
+            self._paste(grid, SYNTHESIS, shape, tile, self.model.latents.read(decoder, 1, tile_grid, quality - 1),
+                        quality)
+            heap.release()
         return grid
 
-    def _paste(self, grid: Symbols, shape: tuple[int, ...], tile: tiling.Tile, symbols: Symbols) -> None:
-        """Put one tile's (1, latent, h, w) main symbols, and their means where the
-        latent codec has them, in place in `grid`, those of a whole tiled image (int32:
-        half of int64's memory for the largest arrays a decode holds)."""
+    def _paste(self, grid: Symbols, key: str, shape: tuple[int, ...], tile: tiling.Tile, symbols: Symbols,
+               quality: int) -> None:
+        """Put one tile's (1, latent, h, w) main symbols ("y") or synthesis input
+        (SYNTHESIS: the latent codec's fixed-point latents, elementwise in its symbols, so
+        a tile's equal the whole grid's there) in place in `grid`, that of a whole tiled
+        image. GRID_DTYPE where the values fit (the symbols and means of a 24 MP image
+        as int32 took 0.6 GB; its synthesis input takes half of that), else int64."""
+        part = symbols["y"] if key == "y" else self.model.latents.fixed_input(symbols, quality - 1).numpy()
+        whole = grid.setdefault(key, np.empty((1, self.cfg.latent, *self._grid(shape[1:])), GRID_DTYPE))
+        narrow = np.iinfo(whole.dtype)
+        if part.size and (part.min() < narrow.min or part.max() > narrow.max):
+            whole = grid[key] = whole.astype(np.int64)
         top, left = tile.rows.start // self.cfg.stride, tile.cols.start // self.cfg.stride
-        for key in ("y", "mean"):
-            if key in symbols:
-                whole = grid.setdefault(key, np.empty((1, self.cfg.latent, *self._grid(shape[1:])), np.int32))
-                part = symbols[key]
-                whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
+        whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
 
     def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
               tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
         where the chunk's images have alpha that the model lacks. A tiled image is
-        synthesised tile by tile from its whole grid of symbols, each tile with the
+        synthesised tile by tile from its whole grid of SYNTHESIS, each tile with the
         margin of latents its edge pixels see: the same pixels as in one piece, with a
         tile's memory."""
         n, h, w = shape[:3]
@@ -694,14 +705,14 @@ class ImageCodec:
             s = self.cfg.stride
             for tile in tiles:
                 rows, cols = (self._margin(slice(span.start // s, -(-span.stop // s)), size, 1)
-                              for span, size in zip((tile.rows, tile.cols), symbols["y"].shape[2:]))
-                part = {key: grid[:, :, rows, cols].astype(np.int64) for key, grid in symbols.items()}
-                latents = self.model.latents.fixed_input(part, quality - 1)
+                              for span, size in zip((tile.rows, tile.cols), symbols[SYNTHESIS].shape[2:]))
+                latents = torch.from_numpy(symbols[SYNTHESIS][:, :, rows, cols].astype(np.int64))
                 pixels = self._pixels(self._fixed(latents, quality - 1), (rows.stop - rows.start) * s,
                                       (cols.stop - cols.start) * s)
                 top, left = tile.rows.start - rows.start * s, tile.cols.start - cols.start * s
                 height, width = tile.size
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
+                heap.release()
         if self.cfg.has_alpha:
             return self._alpha_guide(base)
         if _has_alpha(shape):  # no network alpha to guide the alpha coder: a guide that says nothing
