@@ -762,6 +762,33 @@ def test_alpha_survives_tiling(alpha_codec, digits, monkeypatch):
     assert np.array_equal(out[..., 3], rgba[..., 3])
 
 
+def test_a_given_alpha_bound_is_coded_without_decoding_the_colour(hyper_codec, digits, monkeypatch):
+    """With the bound given and no network alpha, nothing after the latents reads the
+    decoded colour, so the encoder skips the synthesis, and writes the same file."""
+    from latentzip.image import codec
+
+    colour = _colour(digits, 3)
+    rgba = [np.concatenate([im, np.where(im[..., :1] > 80, 255, 40).astype(np.uint8)], axis=-1) for im in colour]
+    files = [hyper_codec.encode([*rgba, colour[0]], alpha_error=2)]
+    planes = codec.ImageCodec._planes
+
+    def judged(self, *args):  # a chooser's lmbda: the encoder decodes, the bound given still holds
+        found = planes(self, *args)
+        found.lmbda = 1.0
+        return found
+
+    monkeypatch.setattr(codec.ImageCodec, "_planes", judged)
+    files.append(hyper_codec.encode([*rgba, colour[0]], alpha_error=2))
+    monkeypatch.undo()
+    monkeypatch.setattr(codec.ImageCodec, "_base", None)  # any synthesis now fails
+    files.append(hyper_codec.encode([*rgba, colour[0]], alpha_error=2))
+    monkeypatch.undo()
+    assert files[0] == files[1] == files[2]
+    out = hyper_codec.decode(files[0])
+    assert all(np.abs(o[..., 3].astype(int) - im[..., 3]).max() <= 2 for o, im in zip(out, rgba))
+    assert out[-1].shape == colour[0].shape
+
+
 def test_tile_spans_start_on_blocks_and_cover_the_image():
     from latentzip.image import tiling
 

@@ -58,6 +58,7 @@ REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
 FIT_PIXELS = 1 << 19  # latents are fitted (objective.py) on at most this many pixels at a time
 SYNTHESIS = "synthesis"  # a tiled image's grid of the synthesis's fixed-point input (ImageCodec._paste)
+OPAQUE = np.uint8(255)  # the alpha guide of a model without alpha (ImageCodec._base)
 GRID_DTYPE = np.int32  # of a tiled image's grid where its values fit (ImageCodec._paste)
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
@@ -281,7 +282,10 @@ class ImageCodec:
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error)
         bits = np.zeros(len(batch))
-        decoded = bool(walks) or planes is not None  # what the layers after the latents are coded over
+        # The layers after the latents are coded over the decoded image where a refinement
+        # layer refines it, the network's alpha guides the alpha coder, or the alpha bound
+        # is chosen by the colour errors; else alpha is coded with a guide that says nothing.
+        decoded = bool(walks) or (planes is not None and (self.cfg.has_alpha or planes.lmbda is not None))
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
@@ -292,6 +296,8 @@ class ImageCodec:
                     out = self._refine(walks, x, out, encoder=encoder, bits=bits[chunk.start : chunk.stop],
                                        tiles=chunk.tiles)
                 self._hold_alpha(planes, chunk, x, out)
+            elif planes is not None and _has_alpha(x.shape):  # the colour goes unread: the guide is blank
+                self._hold_alpha(planes, chunk, x, np.broadcast_to(OPAQUE, (*x.shape[:3], self.cfg.channels + 1)))
         alpha_stream = b""
         if planes is not None:  # alpha last, in a stream of its own, once its bound can be chosen
             coded = planes.code(alpha_error, max_error, write=True)
@@ -716,7 +722,7 @@ class ImageCodec:
         if self.cfg.has_alpha:
             return self._alpha_guide(base)
         if _has_alpha(shape):  # no network alpha to guide the alpha coder: a guide that says nothing
-            return np.concatenate([base, np.full((*base.shape[:-1], 1), 255, np.uint8)], axis=-1)
+            return np.concatenate([base, np.full((*base.shape[:-1], 1), OPAQUE, np.uint8)], axis=-1)
         return base
 
     @staticmethod
