@@ -376,6 +376,20 @@ def test_16_bit_images_are_reduced_to_8_bits_with_a_note(tmp_path: Path) -> None
     assert notes == {data.NOTE_DEEP}
 
 
+def test_animations_and_multi_page_files_are_coded_from_their_first_frame_with_a_note(tmp_path: Path) -> None:
+    first, second = Image.new("RGB", (6, 4), (200, 30, 30)), Image.new("RGB", (6, 4), (30, 30, 200))
+    for name in ("anim.gif", "anim.webp", "pages.tif"):
+        first.save(tmp_path / name, save_all=True, append_images=[second], **({"lossless": True} if "webp" in name else {}))
+    notes: set[str] = set()
+    named = dict(data.read_images([tmp_path], notes))
+    assert all(named[name][0, 0, 0] > 150 > named[name][0, 0, 2] for name in named)
+    assert notes == {data.NOTE_FRAMES}
+    first.save(tmp_path / "still.gif")
+    notes.clear()
+    data.read_images([tmp_path / "still.gif"], notes)
+    assert not notes
+
+
 def test_jpeg_inputs_get_the_generation_loss_note_and_exif_rotation(tmp_path: Path) -> None:
     image = Image.fromarray(np.tile(np.arange(0, 240, 40, dtype=np.uint8), (4, 1)))  # 4 rows, 6 columns
     exif = Image.Exif()

@@ -381,16 +381,20 @@ NOTE_RGB = ("a CMYK (or YCbCr, LAB or HSV) input is converted to RGB, through it
             "and decodes as RGB")
 NOTE_JPEG = ("a JPEG input is coded from its decoded pixels, artefacts included: "
              "re-encoding a JPEG adds a second generation of loss")
+NOTE_FRAMES = ("an input of several frames or pages (an animation, a multi-page TIFF) is coded from its "
+               "first alone")
 
 
 def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None) -> np.ndarray:
     """Decode one image (a file, or a file's bytes) as it is meant to be seen: EXIF
-    rotation applied, first frame only, 16 bits per channel reduced to 8 (NOTE_DEEP),
-    other colour spaces in RGB (NOTE_RGB). `shown` names it in errors; `notes` gets
-    these notes and NOTE_JPEG where they apply."""
+    rotation applied, first frame only (NOTE_FRAMES; an MPO's others are a camera's
+    previews or depth maps, not pictures the user took), 16 bits per channel reduced to 8
+    (NOTE_DEEP), other colour spaces in RGB (NOTE_RGB). `shown` names it in errors;
+    `notes` gets these notes and NOTE_JPEG where they apply."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             deep = image.mode in _DEEP_GREY_MODES or any(";16" in str(tile.args) for tile in image.tile)
+            frames = getattr(image, "n_frames", 1) > 1 and image.format != "MPO"
             image.load()
             upright = ImageOps.exif_transpose(image)
             if image.mode in _DEEP_GREY_MODES:
@@ -402,7 +406,8 @@ def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None
             array = _to_array(upright, upright.mode, shown, stores_grey=image.format != "WEBP")
             if notes is not None:
                 notes.update(note for note, applies in ((NOTE_DEEP, deep), (NOTE_RGB, converted),
-                                                        (NOTE_JPEG, image.format in ("JPEG", "MPO"))) if applies)
+                                                        (NOTE_JPEG, image.format in ("JPEG", "MPO")),
+                                                        (NOTE_FRAMES, frames)) if applies)
             return array
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{shown} is not an image latentzip can read ({exc})") from None
