@@ -388,6 +388,7 @@ def test_animations_and_multi_page_files_are_coded_from_their_first_frame_with_a
     notes.clear()
     data.read_images([tmp_path / "still.gif"], notes)
     assert not notes
+    assert data.load(str(tmp_path)).notes == (data.NOTE_FRAMES,)  # training reads them alike, and says so
 
 
 def test_jpeg_inputs_get_the_generation_loss_note_and_exif_rotation(tmp_path: Path) -> None:

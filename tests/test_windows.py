@@ -51,10 +51,10 @@ def test_a_folder_larger_than_the_budget_is_read_as_windows_of_its_images(tmp_pa
     the same as `within` cuts from the images in memory; a note says what was done."""
     images = _folder(tmp_path / "photos", 4, (400, 600))
     whole = data.load(str(tmp_path / "photos"), max_pixels=10**7)
-    assert whole.note is None and np.array_equal(whole.images, np.stack(images))
+    assert whole.notes == () and np.array_equal(whole.images, np.stack(images))
     budget = 4 * 300 * 450
     cut = data.load(str(tmp_path / "photos"), max_pixels=budget, seed=7)
-    assert cut.note is not None and "window" in cut.note and "4 training images" in cut.note
+    assert len(cut.notes) == 1 and "window" in cut.notes[0] and "4 training images" in cut.notes[0]
     assert [im.shape for im in cut.images] == [(300, 450, 3)] * 4 and cut.names == [f"p{k}.png" for k in range(4)]
     assert isinstance(cut.images, list)  # not stacked: that would hold the windows twice
     assert all(np.array_equal(a, b) for a, b in zip(cut.images, windows.within(images, budget, seed=7)))

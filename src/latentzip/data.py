@@ -65,7 +65,7 @@ class Dataset:
     names: list[str]
     classes: list[str] | None
     spec: str
-    note: str | None = None  # what reading within a pixel budget did (see `load`)
+    notes: tuple[str, ...] = ()  # what reading did: `decode_image`'s notes, then the pixel budget's (see `load`)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -134,7 +134,8 @@ def load(spec: str | os.PathLike[str] | np.ndarray, max_pixels: int | None = Non
 
     With `max_pixels`, image files that hold more are read one at a time and each
     kept as a random window (see windows.py, seeded by `seed`), so a folder larger
-    than memory can be trained on; `note` then says so."""
+    than memory can be trained on; the last of `notes` then says so. The others are
+    what reading changed (16 bits reduced, colour spaces converted, frames left out)."""
     if isinstance(spec, np.ndarray):
         return _from_array(spec, "<array>")
     if isinstance(spec, os.PathLike):
@@ -261,32 +262,36 @@ def _load_path(path: Path, count: int | None, spec: str, max_pixels: int | None 
         return _from_array(_read_npy(path), spec, count)
     files = _files(path)
     files = files[: _take(files, count, spec)]
-    note = None
+    notes: set[str] = set()
+    window = None
     if max_pixels is None:
-        named = read_images(files)
+        named = read_images(files, notes)
     else:
-        named, note = _read_within(files, max_pixels, seed)
+        named, window = _read_within(files, max_pixels, seed, notes)
     arrays = [array for _, array in named]
-    same_shape = len({array.shape for array in arrays}) == 1 and note is None  # windows are not stacked: a copy
+    same_shape = len({array.shape for array in arrays}) == 1 and window is None  # windows are not stacked: a copy
     images = np.stack(arrays) if same_shape else arrays
-    return Dataset(images, None, [name for name, _ in named], None, spec, note)
+    read = sorted(notes - {NOTE_JPEG})  # a note on coding JPEGs, not on reading them
+    return Dataset(images, None, [name for name, _ in named], None, spec, (*read, *([window] if window else [])))
 
 
-def _read_within(files: list[Path], max_pixels: int, seed: int) -> tuple[list[tuple[str, np.ndarray]], str | None]:
-    """(name, image) of `files` as `read_images` gives them, but each image cut to its
-    window (windows.py) when together they hold more than `max_pixels`: sizes are read
-    from the headers first, and then one image at a time is decoded and cut."""
+def _read_within(files: list[Path], max_pixels: int, seed: int,
+                 notes: set[str]) -> tuple[list[tuple[str, np.ndarray]], str | None]:
+    """(name, image) of `files` as `read_images` gives them (their notes added to
+    `notes`), but each image cut to its window (windows.py) when together they hold more
+    than `max_pixels`, and then what that did: sizes are read from the headers first, and
+    then one image at a time is decoded and cut."""
     from . import windows
 
     _check_unique(file.name for file in files)
     sizes = header_sizes(files)
     shares = windows.scales(sizes, max_pixels, seed)
     if (shares == 1).all():
-        return read_images(files), None
+        return read_images(files, notes), None
     named = []
     kept = [(i, file) for i, file in enumerate(files) if shares[i] > 0]
     for i, file in tqdm(kept, desc="reading images", unit="image", disable=None, leave=False):
-        window = windows.cut(decode_image(file, str(file)), shares[i], windows.rng_for(seed, i))
+        window = windows.cut(decode_image(file, str(file), notes), shares[i], windows.rng_for(seed, i))
         named.append((file.name, np.ascontiguousarray(window)))  # a copy: the whole image is let go
     total = sum(h * w for h, w in sizes)
     return named, windows.describe(len(files), total, max_pixels, shares)
@@ -381,8 +386,8 @@ NOTE_RGB = ("a CMYK (or YCbCr, LAB or HSV) input is converted to RGB, through it
             "and decodes as RGB")
 NOTE_JPEG = ("a JPEG input is coded from its decoded pixels, artefacts included: "
              "re-encoding a JPEG adds a second generation of loss")
-NOTE_FRAMES = ("an input of several frames or pages (an animation, a multi-page TIFF) is coded from its "
-               "first alone")
+NOTE_FRAMES = ("an input of several frames or pages (an animation, a multi-page TIFF) is read as its first "
+               "frame alone")
 
 
 def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None) -> np.ndarray:

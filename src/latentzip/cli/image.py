@@ -189,8 +189,8 @@ def load_training_set(args: argparse.Namespace) -> Dataset:
     from ..image.train import TRAIN_MAX_PIXELS
 
     dataset = data.load(args.data, max_pixels=TRAIN_MAX_PIXELS, seed=args.seed)
-    if dataset.note and not args.quiet:
-        print(f"latentzip: note: {dataset.note}", file=sys.stderr)
+    for note in dataset.notes if not args.quiet else ():
+        print(f"latentzip: note: {note}", file=sys.stderr)
     return dataset
 
 
