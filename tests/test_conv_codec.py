@@ -714,6 +714,26 @@ def test_a_tiled_grid_widens_where_its_values_outgrow_it(hyper_codec, digits, mo
     assert hyper_codec.encode([_large(digits, 300, 600)], quality=2) == blob
 
 
+def test_progress_counts_every_pixel_of_each_stage_tile_by_tile(hyper_codec, digits, monkeypatch):
+    """Encoding counts the latents, and the synthesis too where it decodes (a max error);
+    decoding the synthesis: each tile, then each chunk of small images, as it is done."""
+    from latentzip.image import tiling
+
+    monkeypatch.setattr(tiling, "SIDE", 256)
+    hyper_codec = hyper_codec.at_effort(0)
+    images = [_large(digits, 300, 600), _colour(digits, 2)[0], _colour(digits, 2)[1]]
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    steps = len(tiling.tiles(300, 600, 256, hyper_codec.cfg.stride)) + 1
+    for max_error, stages in ((None, 1), (4, 2)):
+        told: dict[str, list[tuple[int, int]]] = {"encode": [], "decode": []}
+        blob = hyper_codec.encode(images, max_error=max_error, progress=lambda *a: told["encode"].append(a))
+        hyper_codec.decode(blob, progress=lambda *a: told["decode"].append(a))
+        for verb, count in (("encode", stages), ("decode", 1)):
+            done = [pixels for pixels, _ in told[verb]]
+            assert sum(done) == count * pixels and len(done) == count * steps
+            assert {total for _, total in told[verb]} == {count * pixels}
+
+
 def test_tiles_hand_their_freed_heap_back_on_glibc():
     """Between tiles the codec returns freed heap pages (heap.py): without it a 24 MP
     encode with alpha grew by 0.7 GB of holes that glibc kept."""

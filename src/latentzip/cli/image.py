@@ -9,13 +9,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
+
+from tqdm import tqdm
 
 from ..errors import LatentzipError, ModelError
 from ..fsio import read_bytes, write_bytes, write_tree
 
 if TYPE_CHECKING:
     from ..data import Dataset
+    from ..image.codec import Progress
     from ..image.train import TrainConfig
 
 DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) nor --minutes is given
@@ -112,6 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conv models: how hard to fit each image's latents before coding, 0 (fastest) to 2 "
                         "(fewest bytes, several times slower encoding); default 2, or 1 for models with a "
                         "post-filter such as photo:*; decoding is the same")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="restore the images of a .ltz file as PNG")
@@ -119,6 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     p.add_argument("-m", "--model", default=None, help="model file, when the file was not made by a shipped model")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing images in OUTDIR")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decode)
 
     p = sub.add_parser("eval", help="bytes/image, bpp, PSNR and SSIM of real bitstreams")
@@ -246,10 +252,11 @@ def _encode(args: argparse.Namespace) -> int:
     named = data.read_images(args.inputs, notes)
     for note in sorted(notes):
         print(f"latentzip: note: {note}", file=sys.stderr)
-    blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
-                        quality=args.quality, alpha_error=args.alpha_error, effort=args.effort)
-    write_bytes(args.output, blob, overwrite=args.force)
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
+    with _pixel_bar("encoding", args.quiet) as progress:
+        blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
+                            quality=args.quality, alpha_error=args.alpha_error, effort=args.effort, progress=progress)
+    write_bytes(args.output, blob, overwrite=args.force)
     bound = file_catalog(blob).alpha_error
     alpha = "" if not bound or args.alpha_error is not None else (
         ", alpha within a bound chosen for each image" if bound == PER_IMAGE else f", alpha within {bound} levels")
@@ -266,8 +273,8 @@ def _decode(args: argparse.Namespace) -> int:
     from ..image.zoo import load_model
 
     blob = read_bytes(args.input, MAX_FILE)
-    need, names = file_header(blob)
-    pngs_named = data.png_names(names)
+    need, cat = file_header(blob)
+    pngs_named = data.png_names(cat.names)
     if args.model:
         codec = load_model(args.model)
     else:
@@ -277,13 +284,14 @@ def _decode(args: argparse.Namespace) -> int:
         codec = zoo.load(name)
     written = 0
 
-    def pngs() -> Iterator[tuple[str, bytes]]:  # made one by one as the file decodes, chunk by chunk
+    def pngs(progress: Progress) -> Iterator[tuple[str, bytes]]:  # made one by one as the file decodes
         nonlocal written
-        for png, (_, image) in zip(pngs_named, codec.iter_decode(blob), strict=True):
+        for png, (_, image) in zip(pngs_named, codec.iter_decode(blob, progress), strict=True):
             written += 1
             yield png, data.to_png_bytes(image)
 
-    write_tree(args.output, pngs(), overwrite=args.force)
+    with _pixel_bar("decoding", args.quiet) as progress:
+        write_tree(args.output, pngs(progress), overwrite=args.force)
     print(f"{written} image(s) -> {args.output}/", file=sys.stderr)
     return 0
 
@@ -315,6 +323,20 @@ def _eval(args: argparse.Namespace) -> int:
         record = {"model": args.model, "data": args.data, **result.as_dict()}
         write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())
     return 0
+
+
+@contextmanager
+def _pixel_bar(what: str, quiet: bool) -> Iterator[Progress]:
+    """A progress bar on a terminal's stderr (none when piped, or with -q) for the
+    `progress` the codec tells: a share and times, no counts (an encode that decodes as
+    well counts each pixel twice)."""
+    with tqdm(desc=what, bar_format="{l_bar}{bar}| {elapsed}<{remaining}", leave=False, file=sys.stderr,
+              disable=True if quiet else None) as bar:
+        def advance(pixels: int, total: int) -> None:
+            bar.total = total
+            bar.update(pixels)
+
+        yield advance
 
 
 def _refuse_overwrite(path: str, force: bool) -> None:

@@ -32,7 +32,7 @@ import copy
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import constriction
 import numpy as np
@@ -62,6 +62,11 @@ OPAQUE = np.uint8(255)  # the alpha guide of a model without alpha (ImageCodec._
 GRID_DTYPE = np.int32  # of a tiled image's grid where its values fit (ImageCodec._paste)
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
+# Told (pixels just done, pixels the whole job counts) as each tile or chunk is coded and
+# synthesised: an encode that decodes as well (for a refinement layer or an alpha bound)
+# counts every pixel twice.
+Progress = Callable[[int, int], None]
+Step = Callable[[int], None]  # a Progress with the job's total filled in
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,8 @@ class ImageCodec:
     # --- coding ----------------------------------------------------------------------
 
     def encode(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
-               quality: int | None = None, alpha_error: int | None = None, effort: int | None = None) -> bytes:
+               quality: int | None = None, alpha_error: int | None = None, effort: int | None = None,
+               progress: Progress | None = None) -> bytes:
         """Compress uint8 images, (H, W) grey or (H, W, C), into the bytes of one file.
 
         `quality` picks one of the model's qualities (1 .. its number of qualities,
@@ -253,8 +259,10 @@ class ImageCodec:
         image for a model with alpha) is kept within `alpha_error` (0: lossless; None:
         each image's bound of least bits + lmbda x error, see alphabound.py, no looser
         than the max error). `effort` (None: the codec's, see `effort_for`)
-        trades encoding time for bytes. The other methods take these the same way."""
-        return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False)[0]
+        trades encoding time for bytes. The other methods take these the same way.
+        `progress` follows the work (see Progress)."""
+        return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=False,
+                                              progress=progress)[0]
 
     def encode_with_bits(self, images: ImagesLike, names: Sequence[str] | None = None, max_error: int | None = None,
                          quality: int | None = None, alpha_error: int | None = None,
@@ -264,7 +272,7 @@ class ImageCodec:
         return self.at_effort(effort)._encode(images, names, max_error, quality, alpha_error, priced=True)
 
     def _encode(self, images: ImagesLike, names: Sequence[str] | None, max_error: int | None, quality: int | None,
-                alpha_error: int | None, priced: bool) -> tuple[bytes, np.ndarray]:
+                alpha_error: int | None, priced: bool, progress: Progress | None = None) -> tuple[bytes, np.ndarray]:
         """`encode_with_bits`; without `priced`, the latents' bits are left out of the
         returned costs (pricing a hyperprior's latents takes as long as writing them)."""
         batch = self._as_list(images)
@@ -286,12 +294,13 @@ class ImageCodec:
         # layer refines it, the network's alpha guides the alpha coder, or the alpha bound
         # is chosen by the colour errors; else alpha is coded with a guide that says nothing.
         decoded = bool(walks) or (planes is not None and (self.cfg.has_alpha or planes.lmbda is not None))
+        step = _steps(progress, sum(h * w for h, w, *_ in shapes) * (2 if decoded else 1))
         for chunk in self._chunks(shapes, cat.tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
-                                         keep=SYNTHESIS if decoded else None)
+                                         keep=SYNTHESIS if decoded else None, step=step)
             if decoded:
-                out = self._base(symbols, x.shape, quality, chunk.tiles)
+                out = self._base(symbols, x.shape, quality, chunk.tiles, step)
                 if walks:
                     out = self._refine(walks, x, out, encoder=encoder, bits=bits[chunk.start : chunk.stop],
                                        tiles=chunk.tiles)
@@ -310,14 +319,15 @@ class ImageCodec:
         catalog.check(cat, len(blob))
         return blob, bits
 
-    def decode(self, blob: bytes) -> list[np.ndarray]:
-        """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise."""
-        return [image for _, image in self.iter_decode(blob)]
+    def decode(self, blob: bytes, progress: Progress | None = None) -> list[np.ndarray]:
+        """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise;
+        `progress` follows the work (see Progress)."""
+        return [image for _, image in self.iter_decode(blob, progress)]
 
     def decode_named(self, blob: bytes) -> list[tuple[str, np.ndarray]]:
         return list(self.iter_decode(blob))
 
-    def iter_decode(self, blob: bytes) -> Iterator[tuple[str, np.ndarray]]:
+    def iter_decode(self, blob: bytes, progress: Progress | None = None) -> Iterator[tuple[str, np.ndarray]]:
         """(name, image) of each image of a file in order, decoding one chunk at a time,
         so memory does not grow with the number of images. The whole file is checked
         (checksum, model, catalog) before the first image comes out."""
@@ -354,11 +364,11 @@ class ImageCodec:
                 raise FormatError("corrupt image file (no alpha stream)")
             walks.insert(0, ("alpha", refine.Walk(self.alpha_refinement, cat.alpha_error)))
         decoder = reader(payload)
-
+        step = _steps(progress, sum(h * w for h, w, _ in cat.shapes))
         for chunk in self._chunks(cat.shapes, cat.tile):
             shape = chunk.shape(cat.shapes)
             symbols = self._read_symbols(decoder, chunk, shape, quality)
-            images = self._base(symbols, shape, quality, chunk.tiles)
+            images = self._base(symbols, shape, quality, chunk.tiles, step)
             if alpha is not None and _has_alpha(images.shape):
                 bounds = alpha.decode_bounds(len(images)) if per_image else cat.alpha_error
                 for rows, cols in tiling.regions(chunk.tiles):
@@ -641,7 +651,7 @@ class ImageCodec:
         return self.model.latents.quantize(self._latents(x, quality), quality - 1)
 
     def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
-                      bits: np.ndarray | None = None, keep: str | None = SYNTHESIS) -> Symbols:
+                      bits: np.ndarray | None = None, keep: str | None = SYNTHESIS, step: Step | None = None) -> Symbols:
         """The symbols of a chunk's images (n, H, W, C), written to `encoder` and priced
         into `bits` when given. A tiled image's tiles are quantized and coded one after
         the other, each with its own side information; what comes back is then the
@@ -656,13 +666,16 @@ class ImageCodec:
             return symbols
 
         if chunk.tiles is None:
-            return emit(self._symbols(x, quality))
+            symbols = emit(self._symbols(x, quality))
+            _advance(step, x.shape[0] * x.shape[1] * x.shape[2])
+            return symbols
         grid: Symbols = {}
         for tile in chunk.tiles:
             symbols = emit(self.model.latents.quantize(self._latents(x, quality, tile), quality - 1))
             if keep is not None:
                 self._paste(grid, keep, x.shape, tile, symbols, quality)
             heap.release()
+            _advance(step, tile.size[0] * tile.size[1])
         return grid
 
     def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:
@@ -694,7 +707,7 @@ class ImageCodec:
         whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
 
     def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
-              tiles: Sequence[tiling.Tile] | None = None) -> np.ndarray:
+              tiles: Sequence[tiling.Tile] | None = None, step: Step | None = None) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
         where the chunk's images have alpha that the model lacks. A tiled image is
@@ -719,6 +732,9 @@ class ImageCodec:
                 height, width = tile.size
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
                 heap.release()
+                _advance(step, height * width)
+        if tiles is None:
+            _advance(step, n * h * w)
         if self.cfg.has_alpha:
             return self._alpha_guide(base)
         if _has_alpha(shape):  # no network alpha to guide the alpha coder: a guide that says nothing
@@ -827,6 +843,15 @@ def _fits(channels: int, model_channels: int) -> bool:
     return (channels - 1) // 2 * 2 + 1 <= (model_channels - 1) // 2 * 2 + 1
 
 
+def _steps(progress: Progress | None, total: int) -> Step | None:
+    return None if progress is None else lambda pixels: progress(pixels, total)
+
+
+def _advance(step: Step | None, pixels: int) -> None:
+    if step is not None:
+        step(pixels)
+
+
 def _has_alpha(shape: tuple[int, ...]) -> bool:
     """Whether images of `shape` (..., C) have an alpha channel (C = 2 or 4)."""
     return shape[-1] % 2 == 0
@@ -904,21 +929,16 @@ def read_fingerprint(header: bytes) -> bytes:
     return header[:FINGERPRINT_SIZE]
 
 
-def file_header(blob: bytes) -> tuple[bytes, list[str]]:
-    """The fingerprint of the model an image file needs and the names of its images, in
-    order, after checking the file (once: the check reads every byte)."""
-    fingerprint, cat = _read_header(blob)
-    return fingerprint, cat.names
+def file_header(blob: bytes) -> tuple[bytes, catalog.Catalog]:
+    """The fingerprint of the model an image file needs and what the file holds (names,
+    shapes, quality, bounds), after checking the file (once: the check reads every byte)."""
+    header, _ = container.unpack(blob, container.Kind.IMAGES)
+    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
 
 
 def file_catalog(blob: bytes) -> catalog.Catalog:
-    """What an image file holds (names, shapes, quality, bounds), after checking the file."""
-    return _read_header(blob)[1]
-
-
-def _read_header(blob: bytes) -> tuple[bytes, catalog.Catalog]:
-    header, _ = container.unpack(blob, container.Kind.IMAGES)
-    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
+    """What an image file holds, after checking the file."""
+    return file_header(blob)[1]
 
 
 def file_fingerprint(blob: bytes) -> bytes:
