@@ -267,6 +267,18 @@ def test_embed_verb(tmp_path, model_file, shots, dense_codec, digits_test, suffi
         assert np.array_equal(table.column("z11").to_numpy(), expected[:, 11])
 
 
+def test_the_verbs_say_what_reading_changed(tmp_path, capsys, model_file, dense_codec, digits_test):
+    """An animation is read as its first frame: embed says so, for files and for --data."""
+    from PIL import Image
+
+    frames = [Image.fromarray(digits_test.images[i][..., 0]) for i in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    for source in (str(tmp_path / "anim.gif"), f"--data={tmp_path}"):
+        status, err = in_process(capsys, "embed", "-m", str(model_file), source, "-o", str(tmp_path / "c.npy"), "-f")
+        assert status == 0 and "first frame" in err, err
+    assert np.array_equal(np.load(tmp_path / "c.npy"), embed(dense_codec, digits_test.images[:1]))
+
+
 def test_embed_verb_with_data_spec_and_csv(tmp_path, capsys, model_file, dense_codec, digits_test):
     out = tmp_path / "codes.csv"
     assert in_process(capsys, "embed", "-m", str(model_file), "--data", "digits:test[:7]", "-o", str(out))[0] == 0

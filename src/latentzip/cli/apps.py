@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LatentzipError
 from ..fsio import write_bytes, write_tree
-from .image import _refuse_overwrite, budget, load_training_set, output_directory
+from .image import _refuse_overwrite, budget, load_training_set, output_directory, say_notes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,8 +70,11 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], list[np.ndarray]]:
         raise LatentzipError("give image files or directories, or --data SPEC (one of the two)")
     if args.data:
         dataset = data.load(args.data)
+        say_notes(dataset.notes)
         return dataset.names, list(dataset.images)
-    named = data.read_images(args.inputs)
+    notes: set[str] = set()
+    named = data.read_images(args.inputs, notes)
+    say_notes(sorted(notes - {data.NOTE_JPEG}))  # a note on coding JPEGs: these verbs write PNGs or codes
     return [name for name, _ in named], [image for _, image in named]
 
 
@@ -174,7 +177,10 @@ def _anomaly(args: argparse.Namespace) -> int:
         raise LatentzipError("--save-model and --epochs are for the detector trained without -m")
     if args.epochs is not None and args.epochs < 1:
         raise LatentzipError("epochs must be positive")
-    normal, new = data.load(args.fit).images, data.load(args.score)
+    fit, new = data.load(args.fit), data.load(args.score)
+    if not args.quiet:
+        say_notes(sorted({*fit.notes, *new.notes}))
+    normal = fit.images
     if args.model:
         codec = load_model(args.model)
         note = scoring_note(codec)

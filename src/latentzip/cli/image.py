@@ -10,7 +10,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -195,9 +195,15 @@ def load_training_set(args: argparse.Namespace) -> Dataset:
     from ..image.train import TRAIN_MAX_PIXELS
 
     dataset = data.load(args.data, max_pixels=TRAIN_MAX_PIXELS, seed=args.seed)
-    for note in dataset.notes if not args.quiet else ():
-        print(f"latentzip: note: {note}", file=sys.stderr)
+    if not args.quiet:
+        say_notes(dataset.notes)
     return dataset
+
+
+def say_notes(notes: Iterable[str]) -> None:
+    """What reading the images changed (data.decode_image's notes), a line each."""
+    for note in notes:
+        print(f"latentzip: note: {note}", file=sys.stderr)
 
 
 def output_directory(path: str) -> Path:
@@ -250,8 +256,7 @@ def _encode(args: argparse.Namespace) -> int:
     codec.check_sizes(data.header_sizes(args.inputs))  # a folder too large for one file is refused unread
     notes: set[str] = set()
     named = data.read_images(args.inputs, notes)
-    for note in sorted(notes):
-        print(f"latentzip: note: {note}", file=sys.stderr)
+    say_notes(sorted(notes))
     pixels = sum(im.shape[0] * im.shape[1] for _, im in named)
     with _pixel_bar("encoding", args.quiet) as progress:
         blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
