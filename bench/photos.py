@@ -244,8 +244,8 @@ def large(model: Path | None, effort: int | None) -> dict[str, Any]:
     cut_out.putalpha(edge.filter(ImageFilter.GaussianBlur(width / 150)))
     out: dict[str, Any] = {"size": list(LARGE_SIZE), "preset": DEFAULT_PRESET,
                            "source": f"wallpapers/{source.name} ({side}x{side * 2 // 3} of it) enlarged with Lanczos",
-                           "cut_out_alpha": "an ellipse inset by 1/20 of each side, "
-                                      "its edge blurred by a Gaussian of sigma 40 px"}
+                           "cut_out_alpha": f"an ellipse inset by 1/20 of each side, its edge blurred by a Gaussian "
+                                            f"of sigma {width / 150:g} px"}
     for kind, picture in (("opaque", image), ("cut_out", cut_out)):
         out[kind] = coded_large(np.asarray(picture), model, effort)
     return out
