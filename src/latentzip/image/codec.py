@@ -69,6 +69,10 @@ Progress = Callable[[int, int], None]
 Step = Callable[[int], None]  # a Progress with the job's total filled in
 
 
+def _untold(pixels: int) -> None:
+    """The Step of work no one follows."""
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Images start .. stop-1, coded together; or image `start` alone, in `tiles`."""
@@ -651,7 +655,7 @@ class ImageCodec:
         return self.model.latents.quantize(self._latents(x, quality), quality - 1)
 
     def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
-                      bits: np.ndarray | None = None, keep: str | None = SYNTHESIS, step: Step | None = None) -> Symbols:
+                      bits: np.ndarray | None = None, keep: str | None = SYNTHESIS, step: Step = _untold) -> Symbols:
         """The symbols of a chunk's images (n, H, W, C), written to `encoder` and priced
         into `bits` when given. A tiled image's tiles are quantized and coded one after
         the other, each with its own side information; what comes back is then the
@@ -667,7 +671,7 @@ class ImageCodec:
 
         if chunk.tiles is None:
             symbols = emit(self._symbols(x, quality))
-            _advance(step, x.shape[0] * x.shape[1] * x.shape[2])
+            step(x.shape[0] * x.shape[1] * x.shape[2])
             return symbols
         grid: Symbols = {}
         for tile in chunk.tiles:
@@ -675,7 +679,7 @@ class ImageCodec:
             if keep is not None:
                 self._paste(grid, keep, x.shape, tile, symbols, quality)
             heap.release()
-            _advance(step, tile.size[0] * tile.size[1])
+            step(tile.size[0] * tile.size[1])
         return grid
 
     def _read_symbols(self, decoder: Any, chunk: Chunk, shape: tuple[int, int, int, int], quality: int) -> Symbols:
@@ -707,7 +711,7 @@ class ImageCodec:
         whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
 
     def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
-              tiles: Sequence[tiling.Tile] | None = None, step: Step | None = None) -> np.ndarray:
+              tiles: Sequence[tiling.Tile] | None = None, step: Step = _untold) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
         where the chunk's images have alpha that the model lacks. A tiled image is
@@ -732,9 +736,9 @@ class ImageCodec:
                 height, width = tile.size
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
                 heap.release()
-                _advance(step, height * width)
+                step(height * width)
         if tiles is None:
-            _advance(step, n * h * w)
+            step(n * h * w)
         if self.cfg.has_alpha:
             return self._alpha_guide(base)
         if _has_alpha(shape):  # no network alpha to guide the alpha coder: a guide that says nothing
@@ -843,13 +847,9 @@ def _fits(channels: int, model_channels: int) -> bool:
     return (channels - 1) // 2 * 2 + 1 <= (model_channels - 1) // 2 * 2 + 1
 
 
-def _steps(progress: Progress | None, total: int) -> Step | None:
-    return None if progress is None else lambda pixels: progress(pixels, total)
-
-
-def _advance(step: Step | None, pixels: int) -> None:
-    if step is not None:
-        step(pixels)
+def _steps(progress: Progress | None, total: int) -> Step:
+    """`progress` told the job's `total` with each step (no one told without it)."""
+    return _untold if progress is None else lambda pixels: progress(pixels, total)
 
 
 def _has_alpha(shape: tuple[int, ...]) -> bool:
