@@ -214,8 +214,13 @@ def test_model_of_another_format_version_is_refused(model_file, tmp_path):
 
 
 def test_evaluate_counts_real_bytes(dense_codec, digits_test):
-    ev = evaluate(dense_codec, list(digits_test.images[:60]), singles=5)
+    told: list[tuple[str, int, int]] = []
+    ev = evaluate(dense_codec, list(digits_test.images[:60]), singles=5, progress=lambda *a: told.append(a))
     assert ev.images == 60 and ev.pixels == 60 * 64
+    for stage, work in (("encoding", 60 * 64), ("decoding", 60 * 64), ("one image per file", 5)):
+        assert sum(done for s, done, _ in told if s == stage) == work
+        assert {total for s, _, total in told if s == stage} == {work}
+    assert [s for s, _, _ in told] == sorted((s for s, _, _ in told), key=["encoding", "decoding", "one image per file"].index)
     assert ev.bytes_per_image * 60 == ev.file_bytes
     assert ev.single_file_bytes > ev.bytes_per_image
     assert 5 < ev.psnr < 60 and 0 < ev.ssim <= 1

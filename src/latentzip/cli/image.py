@@ -20,6 +20,7 @@ from ..fsio import read_bytes, write_bytes, write_tree
 if TYPE_CHECKING:
     from ..data import Dataset
     from ..image.codec import Progress
+    from ..image.evaluate import StagedProgress
     from ..image.train import TrainConfig
 
 DEFAULT_MINUTES = 15.0  # the training budget when neither --epochs (--steps) nor --minutes is given
@@ -132,6 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="SPEC")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--max-error", type=int, default=None, metavar="D", help=MAX_ERROR_HELP)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
 
 
@@ -308,7 +310,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     codec = load_model(args.model)
     dataset = data.load(args.data)
-    result = evaluate(codec, list(dataset.images), max_error=args.max_error)
+    with _stage_bar(args.quiet) as progress:
+        result = evaluate(codec, list(dataset.images), max_error=args.max_error, progress=progress)
     rows = [
         ("images", f"{result.images}"),
         ("bytes/image (one file)", f"{result.bytes_per_image:.2f}"),
@@ -335,11 +338,24 @@ def _pixel_bar(what: str, quiet: bool) -> Iterator[Progress]:
     """A progress bar on a terminal's stderr (none when piped, or with -q) for the
     `progress` the codec tells: a share and times, no counts (an encode that decodes as
     well counts each pixel twice)."""
-    with tqdm(desc=what, bar_format="{l_bar}{bar}| {elapsed}<{remaining}", leave=False, file=sys.stderr,
+    with _stage_bar(quiet) as staged:
+        yield lambda done, total: staged(what, done, total)
+
+
+@contextmanager
+def _stage_bar(quiet: bool) -> Iterator[StagedProgress]:
+    """`_pixel_bar` for work in stages: the bar starts afresh, named, at each stage."""
+    with tqdm(bar_format="{l_bar}{bar}| {elapsed}<{remaining}", leave=False, file=sys.stderr,
               disable=True if quiet else None) as bar:
-        def advance(pixels: int, total: int) -> None:
+        current = [""]
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if current[0] != stage:
+                current[0] = stage
+                bar.reset(total)
+                bar.set_description_str(stage)
             bar.total = total
-            bar.update(pixels)
+            bar.update(done)
 
         yield advance
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import container, metrics
 from .codec import ImageCodec, ImagesLike
+
+# Told as the work goes: (stage, work done since the last call, the stage's total). The
+# stages are "encoding", "decoding" (pixels) and "one image per file" (images).
+StagedProgress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -43,23 +47,29 @@ class Evaluation:
 
 def evaluate(
     codec: ImageCodec, images: ImagesLike, singles: int = 200, keep_decoded: bool = False, max_error: int | None = None,
+    progress: StagedProgress | None = None,
 ) -> Evaluation:
     """Code `images` through real files and compare the decoded pixels with the input.
 
     `singles` images (the first ones) are also coded one per file. `keep_decoded` keeps
     the decoded images on the result, for callers that show or score them. `max_error`
-    codes with the refinement layer (None: the codec's own bound; see `ImageCodec.encode`)."""
+    codes with the refinement layer (None: the codec's own bound; see `ImageCodec.encode`).
+    `progress` follows the work (see StagedProgress)."""
+    told = progress or (lambda stage, done, total: None)
     batch = [np.asarray(im) for im in images]
     max_error = codec.bound_for(max_error)
     t0 = time.perf_counter()
-    blob = codec.encode(batch, max_error=max_error)
+    blob = codec.encode(batch, max_error=max_error, progress=lambda done, total: told("encoding", done, total))
     t1 = time.perf_counter()
-    decoded = codec.decode(blob)
+    decoded = codec.decode(blob, progress=lambda done, total: told("decoding", done, total))
     t2 = time.perf_counter()
     header, payload = container.unpack(blob, container.Kind.IMAGES)
     n = len(batch)
     pixels = sum(im.shape[0] * im.shape[1] for im in batch)
-    single = [len(codec.encode(batch[i : i + 1], max_error=max_error)) for i in range(min(singles, n))]
+    single = []
+    for i in range(min(singles, n)):
+        single.append(len(codec.encode(batch[i : i + 1], max_error=max_error)))
+        told("one image per file", 1, min(singles, n))
     originals = [im[..., 0] if im.ndim == 3 and im.shape[-1] == 1 else im for im in batch]
     return Evaluation(
         images=n,
