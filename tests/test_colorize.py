@@ -150,6 +150,15 @@ def test_damaged_model_files_are_refused(model_path, tmp_path):
                                                     "net": json.dumps({"widths": [8, 16]}), "meta": "{}"}))
 
 
+def test_crops_come_from_each_image_by_its_pixels():
+    """An image the size of a crop is picked for its pixels: by crop positions it would
+    have 1 chance in 1,090 against a 64x64 image, not 1 in 5."""
+    from latentzip.apps import unettrain
+
+    images = [np.zeros((32, 32, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)]
+    assert np.allclose(unettrain._odds(images), [0.2, 0.8])
+
+
 def test_grey_training_images_are_refused(digits):
     with pytest.raises(LatentzipError, match="grey"):
         train_colorizer(digits.images[:20], TINY, progress=False)

@@ -1,9 +1,11 @@
 """Training the U-Net of an image-to-image task on images of any sizes.
 
-Each step takes random crops of the training images (every crop position of every image
-equally likely, so a large photograph counts for its area; flipped left-right half the
-time) and hands them to the task's loss (colourisation: colortrain.py, watermark removal:
-marktrain.py).
+Each step takes random crops of the training images (an image picked with odds of its
+area, then a crop position in it, so that every image counts for its pixels; flipped
+left-right half the time) and hands them to the task's loss (colourisation:
+colortrain.py, watermark removal: marktrain.py). Odds of the crop positions instead
+would all but drop the images the size of a crop: one position each, against tens of
+thousands in a photograph.
 
 Every setting left as None is chosen from the images (`choose`): crops as large as most
 images allow (up to CROP_MAX, on the network's stride), batches of about BATCH_PIXELS.
@@ -119,8 +121,7 @@ def train_unet(
     if on_start is not None:
         on_start(cfg, len(crops), given - len(crops), str(device))
     rng = np.random.default_rng(cfg.seed)
-    positions = np.array([(im.shape[0] - cfg.crop + 1) * (im.shape[1] - cfg.crop + 1) for im in crops], np.float64)
-    odds = positions / positions.sum()
+    odds = _odds(crops)
     limit = None if cfg.minutes is None else cfg.minutes * 60
     losses: list[float] = []
     history: list[float] = []
@@ -155,6 +156,12 @@ def train_unet(
             "loss_every": LOG_STEPS, "loss": history}
     trained = model.from_net(net.eval(), meta)
     return UNetTrainResult(trained, cfg, step, seconds, stopped, len(crops), given - len(crops))
+
+
+def _odds(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Each image's odds of giving a crop: its share of the pixels."""
+    areas = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
+    return areas / areas.sum()
 
 
 def _batch(images: list[np.ndarray], cfg: UNetTrainConfig, rng: np.random.Generator, device: torch.device,
