@@ -23,7 +23,6 @@ from .unet import UNet
 from .unettrain import UNetTrainConfig, UNetTrainResult, train_unet
 
 
-
 def usable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The RGB of the colour images (alpha dropped); grey ones are refused when there is
     nothing else."""
