@@ -1,13 +1,15 @@
 """Benchmark of colourisation: the trained network against its two peers, in one run.
 
-    python bench/colorize.py [--steps 1500] [--train photos opencv] [--out bench/results/colorize.json]
+    python bench/colorize.py [--steps 1500] [--seeds 3] [--train photos opencv] [--out bench/results/colorize.json]
 
 - Training images (--train): the photos:train patches (96x96, from five scikit-image
   photographs) and OpenCV's colour sample photographs (bench/sets.py's `opencv`, reduced
   2x); `wallpapers` (KDE's photographs) and `textures` (ufoai's material textures) can
   be added. The network trains with the library's defaults for a fixed number of steps
   on one thread, so that the figures do not depend on how busy the machine is; the
-  mean-chroma table is fitted on the same images.
+  mean-chroma table is fitted on the same images. Runs of different seeds differ by up
+  to 1.4 dB, so --seeds networks are trained (seeds --seed, --seed + 1, ...) and
+  latentzip's scores are their mean, each seed's kept beside it.
 - Test images: the five sporco photographs at full size (768x512 and 702x574, never
   trained on), and the photos:test patches (two other scikit-image photographs).
 - Each test image is made grey (`latentzip.apps.as_grey`: the same CIELAB lightness) and
@@ -15,8 +17,8 @@
   the mean chroma of each grey level. Scores against the true colour image: PSNR on RGB
   and the mean CIEDE2000 colour difference (scikit-image), per image, then averaged.
 
-A figure of the sporco photographs goes to bench/results/colorize.png (256 colours, to
-keep it small).
+A figure of the sporco photographs (latentzip's: the first seed's network) goes to
+bench/results/colorize.png (256 colours, to keep it small).
 """
 
 from __future__ import annotations
@@ -80,6 +82,16 @@ def run_methods(methods: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]
     return results, outputs
 
 
+def pooled(results: dict[str, Any], runs: dict[int, str]) -> dict[str, Any]:
+    """The runs' results (name by seed) as one: per-image scores and times averaged over
+    the seeds, each seed's mean scores kept."""
+    each = [results.pop(name) for name in runs.values()]
+    mean = {key: np.mean([r[key] for r in each], axis=0).tolist() for key in ("per_image_psnr", "per_image_ciede2000")}
+    return {"psnr": float(np.mean(mean["per_image_psnr"])), "ciede2000": float(np.mean(mean["per_image_ciede2000"])),
+            **mean, "seconds": float(np.mean([r["seconds"] for r in each])),
+            "seeds": {str(seed): {"psnr": r["psnr"], "ciede2000": r["ciede2000"]} for seed, r in zip(runs, each)}}
+
+
 def figure(names: Sequence[str], truth: list[np.ndarray], outputs: dict[str, list[np.ndarray]]) -> bytes:
     def small(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -111,11 +123,15 @@ def markdown(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the network")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="networks trained, one per seed; latentzip's scores are their mean")
     parser.add_argument("--train", nargs="+", default=["photos", "opencv"], choices=list(SOURCES), help="training images")
     parser.add_argument("--out", default="bench/results/colorize.json")
     parser.add_argument("--figure", default="bench/results/colorize.png")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -123,21 +139,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)  # what the timings assume, on a shared 2-core machine
     train = training_images(args.train)
-    started = time.perf_counter()
-    trained = train_colorizer(train, UNetTrainConfig(steps=args.steps, seed=args.seed), progress=True)
-    train_seconds = time.perf_counter() - started
+    runs = {seed: f"latentzip, seed {seed}" for seed in range(args.seed, args.seed + args.seeds)}
+    trained = {}
+    for seed in runs:
+        started = time.perf_counter()
+        trained[seed] = (train_colorizer(train, UNetTrainConfig(steps=args.steps, seed=seed), progress=True),
+                         time.perf_counter() - started)
     started = time.perf_counter()
     table = baselines.ChromaTable.fit(train)
     table_seconds = time.perf_counter() - started
     methods: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {
         "grey": baselines.grey_as_colour,
         "mean-chroma table": table.colorize,
-        "latentzip": lambda grey: colorize(trained.model, grey),
+        **{name: (lambda grey, model=trained[seed][0].model: colorize(model, grey)) for seed, name in runs.items()},
     }
     validation = sets.validation_photos()
     sporco, sporco_out = run_methods(methods, list(validation.values()))
     patches = list(data.load("photos:test").images)
     photos, _ = run_methods(methods, patches)
+    for section in (sporco, photos):
+        section["latentzip"] = pooled(section, runs)
+    sporco_out["latentzip"] = sporco_out[runs[args.seed]]
+    first = trained[args.seed][0]
     result: dict[str, Any] = {
         "benchmark": "colorize",
         "command": common.command_line(SCRIPT, argv),
@@ -145,13 +168,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": common.machine(("torch", "numpy", "scikit-image")),
         "training": {
             "images": len(train),
-            "colour_images_used": trained.images,
+            "colour_images_used": first.images,
             "pixels": int(sum(im.shape[0] * im.shape[1] for im in train)),
             "sources": [SOURCES[source] for source in args.train],
-            "config": {k: v for k, v in vars(trained.config).items() if k != "threads"},
-            "steps": trained.steps,
-            "seconds": train_seconds,
-            "loss": trained.model.meta["loss"],
+            "config": {k: v for k, v in vars(first.config).items() if k not in ("threads", "seed")},
+            "steps": first.steps,
+            "runs": {str(seed): {"seconds": seconds, "loss": run.model.meta["loss"]} for seed, (run, seconds) in trained.items()},
             "table_seconds": table_seconds,
         },
         "test": {
