@@ -310,7 +310,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     codec = load_model(args.model)
     dataset = data.load(args.data)
-    with _stage_bar(args.quiet) as progress:
+    with _stage_bar(args.quiet, "encoding") as progress:
         result = evaluate(codec, list(dataset.images), max_error=args.max_error, progress=progress)
     rows = [
         ("images", f"{result.images}"),
@@ -338,16 +338,17 @@ def _pixel_bar(what: str, quiet: bool) -> Iterator[Progress]:
     """A progress bar on a terminal's stderr (none when piped, or with -q) for the
     `progress` the codec tells: a share and times, no counts (an encode that decodes as
     well counts each pixel twice)."""
-    with _stage_bar(quiet) as staged:
+    with _stage_bar(quiet, what) as staged:
         yield lambda done, total: staged(what, done, total)
 
 
 @contextmanager
-def _stage_bar(quiet: bool) -> Iterator[StagedProgress]:
-    """`_pixel_bar` for work in stages: the bar starts afresh, named, at each stage."""
-    with tqdm(bar_format="{l_bar}{bar}| {elapsed}<{remaining}", leave=False, file=sys.stderr,
+def _stage_bar(quiet: bool, first: str = "") -> Iterator[StagedProgress]:
+    """`_pixel_bar` for work in stages, the `first` named from the start: the bar starts
+    afresh, named, at each stage."""
+    with tqdm(desc=first, bar_format="{l_bar}{bar}| {elapsed}<{remaining}", leave=False, file=sys.stderr,
               disable=True if quiet else None) as bar:
-        current = [""]
+        current = [first]
 
         def advance(stage: str, done: int, total: int) -> None:
             if current[0] != stage:
