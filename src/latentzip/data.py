@@ -271,8 +271,8 @@ def _load_path(path: Path, count: int | None, spec: str, max_pixels: int | None 
     arrays = [array for _, array in named]
     same_shape = len({array.shape for array in arrays}) == 1 and window is None  # windows are not stacked: a copy
     images = np.stack(arrays) if same_shape else arrays
-    read = sorted(notes - {NOTE_JPEG})  # a note on coding JPEGs, not on reading them
-    return Dataset(images, None, [name for name, _ in named], None, spec, (*read, *([window] if window else [])))
+    return Dataset(images, None, [name for name, _ in named], None, spec,
+                   (*reading_notes(notes), *([window] if window else [])))
 
 
 def _read_within(files: list[Path], max_pixels: int, seed: int,
@@ -388,6 +388,12 @@ NOTE_JPEG = ("a JPEG input is coded from its decoded pixels, artefacts included:
              "re-encoding a JPEG adds a second generation of loss")
 NOTE_FRAMES = ("an input of several frames or pages (an animation, a multi-page TIFF) is read as its first "
                "frame alone")
+
+
+def reading_notes(notes: set[str]) -> list[str]:
+    """`decode_image`'s notes on what reading changed, in order: all but NOTE_JPEG, which
+    is about coding JPEGs, for the verbs that code images."""
+    return sorted(notes - {NOTE_JPEG})
 
 
 def decode_image(source: Path | bytes, shown: str, notes: set[str] | None = None) -> np.ndarray:

@@ -74,7 +74,7 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], list[np.ndarray]]:
         return dataset.names, list(dataset.images)
     notes: set[str] = set()
     named = data.read_images(args.inputs, notes)
-    say_notes(sorted(notes - {data.NOTE_JPEG}))  # a note on coding JPEGs: these verbs write PNGs or codes
+    say_notes(data.reading_notes(notes))  # these verbs write PNGs or codes, not coded images
     return [name for name, _ in named], [image for _, image in named]
 
 
