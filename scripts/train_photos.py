@@ -72,7 +72,7 @@ QUALITIES = 8
 POST_WIDTH = 32  # channels of the post-filter (transforms.PostFilter) the presets decode through
 
 
-def _pieces(image: np.ndarray) -> list[np.ndarray]:
+def cut_into_pieces(image: np.ndarray) -> list[np.ndarray]:
     """`image` cut into an even grid of pieces of PIECE/2 .. PIECE pixels a side."""
     rows = np.array_split(np.arange(image.shape[0]), max(1, -(-image.shape[0] // PIECE)))
     cols = np.array_split(np.arange(image.shape[1]), max(1, -(-image.shape[1] // PIECE)))
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         export({"fit": fit_photos, "held": held}, args.export)
         return 0
-    pieces = [p for image in fit_photos.values() for p in _pieces(image)]
+    pieces = [p for image in fit_photos.values() for p in cut_into_pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
     carry_on = (args.resume or args.refit_refinement or args.post_filter or args.start_from) and args.log.exists()
     log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
