@@ -170,3 +170,21 @@ def bd_rate(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, f
         quality, rate = np.array(curve).T
         mean_log.append(float(PchipInterpolator(quality, np.log(rate)).integrate(low, high)) / (high - low))
     return {"percent": 100 * float(np.expm1(mean_log[0] - mean_log[1])), "range": [float(low), float(high)]}
+
+
+def bd_psnr(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
+    """Bjøntegaard delta PSNR of two frontiers ((quality, rate) in increasing quality): how
+    many dB ours is better at equal rate, averaged over the log-rate range both cover.
+    It compares codecs whose quality ranges do not meet but whose rates do (a network
+    trained for minutes that stops at low PSNR for many bytes). None where they do not."""
+    from scipy.interpolate import PchipInterpolator
+
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    logs = [np.log(np.array(curve)[:, 1]) for curve in (ours, theirs)]
+    low, high = max(logs[0][0], logs[1][0]), min(logs[0][-1], logs[1][-1])
+    if high <= low:
+        return None
+    mean = [float(PchipInterpolator(log, np.array(curve)[:, 0]).integrate(low, high)) / (high - low)
+            for log, curve in zip(logs, (ours, theirs))]
+    return {"db": float(mean[0] - mean[1]), "rate_range": [float(np.exp(low)), float(np.exp(high))]}

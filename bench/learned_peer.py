@@ -3,6 +3,7 @@ on the same photographs, then coding the same test photographs one file each.
 
     python bench/learned_peer.py [--minutes 15] [--lmbdas 0.0483 0.18 0.5 1.5]
                                  [--architecture hyperprior] [--venv DIR] [--quick]
+    python bench/learned_peer.py --rescore     # the comparison again, from the JSON's curves
 
 CompressAI is not a dependency of latentzip: it pins numpy below 2 and wants torchvision
 and torch-geometric, none of which latentzip needs. The benchmark installs it, with
@@ -47,7 +48,7 @@ from latentzip.image.train import EpochStats, TrainConfig, train
 
 import common
 import photos
-from common import bd_rate, frontier
+from common import bd_psnr, bd_rate, frontier
 
 sys.path.insert(0, str(common.REPO / "scripts"))
 import train_photos
@@ -152,11 +153,15 @@ def latentzip_run(pieces: list[np.ndarray], minutes: float) -> tuple[ImageCodec,
 
 
 def compare(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """BD-rate of every codec against each other: over the PSNR range both cover, and
-    over 30-40 dB where both reach into it."""
+    """Every codec against each other: BD-rate over the PSNR range both cover and over
+    30-40 dB where both reach into it, and BD-PSNR over the rates both cover (for the
+    pairs whose PSNR ranges do not meet)."""
     fronts = {c: frontier(points, "psnr", "bpp") for c, points in curves.items()}
-    return {span: {c: {p: bd_rate(fronts[c], fronts[p], *limits) for p in curves if p != c} for c in curves}
-            for span, limits in (("covered", ()), ("psnr_30_40", PSNR_RANGE))}
+    pairs = [(c, p) for c in curves for p in curves if p != c]
+    rates = {span: {c: {p: bd_rate(fronts[c], fronts[p], *limits) for c2, p in pairs if c2 == c} for c in curves}
+             for span, limits in (("covered", ()), ("psnr_30_40", PSNR_RANGE))}
+    return {"bd_rate": rates, "bd_psnr": {c: {p: bd_psnr(fronts[c], fronts[p]) for c2, p in pairs if c2 == c}
+                                          for c in curves}}
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -181,18 +186,25 @@ def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The README's table: every codec's BD-rate against the others, on all photographs."""
+    """The README's tables, all photographs: each codec's BD-rate against the others over
+    the PSNR they both cover, then its BD-PSNR over the rates they both cover."""
     codecs = list(result["curves"])
-    bd = result["bd_rate"]["covered"]
-    lines = ["| codec (all photographs) | " + " | ".join(f"vs {c}" for c in codecs) + " | PSNR range dB |",
-             "|---" * (len(codecs) + 2) + "|"]
-    for codec in codecs:
-        cells = ["–" if c == codec or bd[codec][c] is None
-                 else f"{bd[codec][c]['percent']:+.1f}% ({bd[codec][c]['range'][0]:.1f}-{bd[codec][c]['range'][1]:.1f})"
-                 for c in codecs]
-        psnrs = [p["psnr"] for p in result["curves"][codec]]
-        lines.append(f"| {codec} | " + " | ".join(cells) + f" | {min(psnrs):.1f}-{max(psnrs):.1f} |")
-    return "\n".join(lines)
+
+    def table(title: str, figures: dict[str, dict[str, Any]], cell: Any, extra: str, column: Any) -> list[str]:
+        lines = [f"| {title} | " + " | ".join(f"vs {c}" for c in codecs) + f" | {extra} |",
+                 "|---" * (len(codecs) + 2) + "|"]
+        for codec in codecs:
+            cells = ["–" if c == codec or figures[codec][c] is None else cell(figures[codec][c]) for c in codecs]
+            lines.append(f"| {codec} | " + " | ".join(cells) + f" | {column(result['curves'][codec])} |")
+        return lines
+
+    return "\n".join([
+        *table("BD-rate (PSNR range both cover)", result["bd_rate"]["covered"],
+               lambda bd: f"{bd['percent']:+.1f}% ({bd['range'][0]:.1f}-{bd['range'][1]:.1f} dB)", "PSNR dB",
+               lambda pts: f"{min(p['psnr'] for p in pts):.1f}-{max(p['psnr'] for p in pts):.1f}"), "",
+        *table("BD-PSNR (rates both cover)", result["bd_psnr"],
+               lambda bd: f"{bd['db']:+.2f} dB ({bd['rate_range'][0]:.2f}-{bd['rate_range'][1]:.2f} bpp)", "bpp",
+               lambda pts: f"{min(p['bpp'] for p in pts):.3f}-{max(p['bpp'] for p in pts):.2f}")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="where CompressAI's throwaway venv is kept")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 photographs a group")
     parser.add_argument("--out", type=Path, default=common.REPO / "bench" / "results" / "learned-peer.json")
+    parser.add_argument("--rescore", action="store_true",
+                        help="train and code nothing: compare the curves --out holds again, and redraw its plot")
     args = parser.parse_args(argv)
+    if args.rescore:
+        result = json.loads(args.out.read_text())
+        result.update(compare(result["curves"]))
+        common.write_json(args.out, result)
+        plot(result["curves"], args.out.with_suffix(".png"))
+        print(markdown(result))
+        return 0
     started = common.now()
 
     groups = photos.photographs(args.quick)
@@ -244,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_pieces": len(pieces),
         "photos": {g: {n: list(im.shape[:2]) for n, im in p.items()} for g, p in groups.items()},
         "curves": curves,
-        "bd_rate": compare(curves),
+        **compare(curves),
         "per_photo": measured,
     }
     common.write_json(args.out, result)
