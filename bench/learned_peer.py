@@ -165,24 +165,7 @@ def compare(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for codec, points in curves.items():
-        pts = sorted(points, key=lambda p: p["bpp"])
-        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], ".--" if codec == WEBP else "o-", label=codec)
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel (real files)")
-    ax.set_ylabel("mean PSNR dB")
-    ax.set_title("all test photographs")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    photos.plot({"all test photographs": curves}, path, solid=[c for c in curves if c != WEBP])
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -207,6 +190,13 @@ def markdown(result: dict[str, Any]) -> str:
                lambda pts: f"{min(p['bpp'] for p in pts):.3f}-{max(p['bpp'] for p in pts):.2f}")])
 
 
+def publish(result: dict[str, Any], out: Path) -> None:
+    """The JSON at `out`, its plot beside it, and the README's tables on stdout."""
+    common.write_json(out, result)
+    plot(result["curves"], out.with_suffix(".png"))
+    print(markdown(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=15.0,
@@ -222,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rescore:
         result = json.loads(args.out.read_text())
-        result.update(compare(result["curves"]))
-        common.write_json(args.out, result)
-        plot(result["curves"], args.out.with_suffix(".png"))
-        print(markdown(result))
+        publish({**result, **compare(result["curves"])}, args.out)
         return 0
     started = common.now()
 
@@ -268,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         **compare(curves),
         "per_photo": measured,
     }
-    common.write_json(args.out, result)
-    plot(curves, args.out.with_suffix(".png"))
-    print(markdown(result))
+    publish(result, args.out)
     return 0
 
 

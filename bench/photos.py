@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -319,7 +319,8 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plot(groups: dict[str, dict[str, list[Point]]], path: Path) -> None:
+def plot(groups: dict[str, dict[str, list[Point]]], path: Path, solid: Collection[str] = (OURS,)) -> None:
+    """Each group's PSNR against bpp, one panel a group; the `solid` codecs drawn bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -329,8 +330,8 @@ def plot(groups: dict[str, dict[str, list[Point]]], path: Path) -> None:
     for ax, (group, curves) in zip(axes[0], groups.items()):
         for codec, points in curves.items():
             pts = sorted(points, key=lambda p: p["bpp"])
-            ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o-" if codec == OURS else ".--",
-                    lw=2 if codec == OURS else 1, label=codec)
+            ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o-" if codec in solid else ".--",
+                    lw=2 if codec in solid else 1, label=codec)
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (real files)")
         ax.set_ylabel("mean PSNR dB")
