@@ -227,7 +227,7 @@ class ImageCodec:
             bound = "" if max_error is None else f", max error {max_error}"
             presets[f"q{i}"] = {"quality": quality, "max_error": max_error,
                                 "description": f"quality {quality}{bound}: {8 * len(blob) / pixels:.3f} bpp, "
-                                               f"{psnr:.2f} dB on {len(batch)} validation images"}
+                                               f"{psnr:.2f} dB on {len(batch)} validation image{'s' * (len(batch) != 1)}"}
         default = next((n for n, p in presets.items() if p["quality"] == self.quality and p["max_error"] is None), None)
         file = ModelFile(self.file.version, self.file.net, self.file.tensors,
                          {**self.meta, "presets": presets, "default_preset": default})
