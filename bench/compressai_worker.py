@@ -11,8 +11,9 @@ the loss lmbda * 255^2 * MSE + bits per pixel, Adam, an auxiliary Adam on the en
 bottleneck's quantiles, and gradients clipped at norm 1. It prints one JSON line per
 hundred steps and a last one with the totals.
 
-`code` writes one real file per photograph (PNG in, padded by edge replication to a
-multiple of 64 as the network needs): the height and width, then each of CompressAI's
+`code` writes one real file per photograph (PNG in, padded by edge replication to
+sides that are multiples of the network's stride, 64 for the hyperprior, 16 for the
+factorized prior): the height and width, then each of CompressAI's
 strings behind its 4-byte length. It decodes that file, crops the padding off, writes
 the pixels as PNG, and prints one JSON line per photograph: bytes, encode and decode
 seconds (after a warm-up call on the first photograph).
@@ -34,7 +35,6 @@ from PIL import Image
 
 ARCHITECTURES = ("factorized", "hyperprior")
 N, M = 128, 192
-PAD = 64  # the hyperprior's total downsampling: inputs must be multiples of it
 REPORT_EVERY = 100
 
 
@@ -99,20 +99,26 @@ def load(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def latent_shape(model: torch.nn.Module, height: int, width: int) -> list[int]:
-    """The coded latents' height and width, from the image's: what the decoder reads
-    from the file's header (the side latents' for the hyperprior, the main ones' else)."""
+def stride(model: torch.nn.Module) -> int:
+    """The network's total downsampling, to the side latents of the hyperprior or to the
+    latents of the factorized prior: input sides must be multiples of it."""
     from compressai.models import ScaleHyperprior
 
-    down = 64 if isinstance(model, ScaleHyperprior) else 16
-    return [-(-height // PAD) * PAD // down, -(-width // PAD) * PAD // down]
+    return 64 if isinstance(model, ScaleHyperprior) else 16
+
+
+def latent_shape(model: torch.nn.Module, height: int, width: int) -> list[int]:
+    """The height and width of the latents CompressAI's decompress starts from, derived
+    from the image's as the file's header gives them."""
+    return [-(-height // stride(model)), -(-width // stride(model))]
 
 
 def encode(model: torch.nn.Module, image: np.ndarray) -> bytes:
     """One photograph's file: height and width, then each string behind its length."""
     height, width = image.shape[:2]
     x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    coded = model.compress(F.pad(x, (0, -width % PAD, 0, -height % PAD), mode="replicate"))
+    pad = stride(model)
+    coded = model.compress(F.pad(x, (0, -width % pad, 0, -height % pad), mode="replicate"))
     return struct.pack(">HH", height, width) + b"".join(struct.pack(">I", len(s[0])) + s[0] for s in coded["strings"])
 
 
