@@ -23,7 +23,8 @@ train_photos holds out). Every codec writes one real file per photograph, header
 included (CompressAI's: height, width and each string behind its 4-byte length); the
 shipped photo:* presets (hours of training) and WebP (method 6) are measured in the same
 run as anchors. BD-rates (common.bd_rate) compare each codec with each over the PSNR
-range both cover, and over 30-40 dB where both reach it.
+range both cover, and over 30-40 dB where both reach it; BD-PSNR (common.bd_psnr) over
+the rates both cover, for curves whose PSNR ranges barely meet.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def scored(coded: list[dict[str, Any]], folder: Path, names: dict[str, str],
 def compressai_runs(python: Path, pieces: list[np.ndarray], test: dict[str, np.ndarray], args: argparse.Namespace,
                     temp: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:
     """Train CompressAI's network at each lmbda, code the test photographs with each:
-    (measurements by setting, each training run's last report)."""
+    (measurements by setting, each training run's totals with its curve)."""
     (temp / "pieces").mkdir()
     (temp / "photos").mkdir()
     for i, piece in enumerate(pieces):
