@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -151,25 +151,32 @@ def mean_ratio(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float
     return {"ratio": float(np.exp(np.mean(logs))), "range_db": [float(low), float(high)]}
 
 
-def bd_rate(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]],
-            low: float = -np.inf, high: float = np.inf) -> dict[str, Any] | None:
-    """Bjøntegaard delta rate of two frontiers ((quality, rate) in increasing quality):
-    how many percent more bytes ours needs at equal quality (negative: fewer), averaged
-    over [low, high] clipped to the range both cover. Log rate is interpolated as a
-    piecewise-cubic Hermite (PCHIP) function of quality, which, unlike the original
-    cubic fit, cannot overshoot between points. None where the ranges do not meet."""
+def _mean_gap(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]], x: Callable,
+              y: Callable, low: float, high: float) -> tuple[float, float, float] | None:
+    """(mean of y(ours) - y(theirs), low, high) over [low, high] in x, clipped to the x range
+    both curves cover: y as a piecewise-cubic Hermite (PCHIP) function of x, which, unlike
+    the original Bjøntegaard cubic fit, cannot overshoot between points. None where the
+    ranges do not meet or a curve has fewer than two points."""
     from scipy.interpolate import PchipInterpolator
 
     if len(ours) < 2 or len(theirs) < 2:
         return None
-    low, high = max(low, ours[0][0], theirs[0][0]), min(high, ours[-1][0], theirs[-1][0])
+    curves = [(x(np.array(c)), y(np.array(c))) for c in (ours, theirs)]
+    low, high = max(low, curves[0][0][0], curves[1][0][0]), min(high, curves[0][0][-1], curves[1][0][-1])
     if high <= low:
         return None
-    mean_log = []
-    for curve in (ours, theirs):
-        quality, rate = np.array(curve).T
-        mean_log.append(float(PchipInterpolator(quality, np.log(rate)).integrate(low, high)) / (high - low))
-    return {"percent": 100 * float(np.expm1(mean_log[0] - mean_log[1])), "range": [float(low), float(high)]}
+    mean = [float(PchipInterpolator(xs, ys).integrate(low, high)) / (high - low) for xs, ys in curves]
+    return mean[0] - mean[1], float(low), float(high)
+
+
+def bd_rate(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]],
+            low: float = -np.inf, high: float = np.inf) -> dict[str, Any] | None:
+    """Bjøntegaard delta rate of two frontiers ((quality, rate) in increasing quality):
+    how many percent more bytes ours needs at equal quality (negative: fewer), averaged
+    over [low, high] clipped to the range both cover (log rate against quality). None
+    where the ranges do not meet."""
+    gap = _mean_gap(ours, theirs, lambda c: c[:, 0], lambda c: np.log(c[:, 1]), low, high)
+    return None if gap is None else {"percent": 100 * float(np.expm1(gap[0])), "range": [gap[1], gap[2]]}
 
 
 def bd_psnr(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
@@ -177,14 +184,5 @@ def bd_psnr(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, f
     many dB ours is better at equal rate, averaged over the log-rate range both cover.
     It compares codecs whose quality ranges do not meet but whose rates do (a network
     trained for minutes that stops at low PSNR for many bytes). None where they do not."""
-    from scipy.interpolate import PchipInterpolator
-
-    if len(ours) < 2 or len(theirs) < 2:
-        return None
-    logs = [np.log(np.array(curve)[:, 1]) for curve in (ours, theirs)]
-    low, high = max(logs[0][0], logs[1][0]), min(logs[0][-1], logs[1][-1])
-    if high <= low:
-        return None
-    mean = [float(PchipInterpolator(log, np.array(curve)[:, 0]).integrate(low, high)) / (high - low)
-            for log, curve in zip(logs, (ours, theirs))]
-    return {"db": float(mean[0] - mean[1]), "rate_range": [float(np.exp(low)), float(np.exp(high))]}
+    gap = _mean_gap(ours, theirs, lambda c: np.log(c[:, 1]), lambda c: c[:, 0], -np.inf, np.inf)
+    return None if gap is None else {"db": gap[0], "rate_range": [float(np.exp(gap[1])), float(np.exp(gap[2]))]}

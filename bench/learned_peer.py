@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from tqdm import tqdm
 
 from latentzip import metrics
 from latentzip.image.codec import ImageCodec
-from latentzip.image.train import EpochStats, TrainConfig, train
+from latentzip.image.train import EpochStats, train
 
 import common
 import photos
@@ -148,9 +149,7 @@ def latentzip_run(pieces: list[np.ndarray], minutes: float) -> tuple[ImageCodec,
         print(f"latentzip epoch {stats.epoch}: {stats.seconds:.0f} s, validation {stats.val_psnr:.2f} dB "
               f"at {stats.val_bpp:.3f} bpp", file=sys.stderr)
 
-    cfg = TrainConfig(arch="conv", lmbda=train_photos.TOP_LMBDA, qualities=train_photos.QUALITIES, minutes=minutes,
-                      seed=0, start="linear", post=train_photos.POST_WIDTH)
-    return train(pieces, cfg, progress=False, on_epoch=on_epoch).codec, history
+    return train(pieces, train_photos.config(minutes), progress=False, on_epoch=on_epoch).codec, history
 
 
 def compare(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -158,11 +157,12 @@ def compare(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     30-40 dB where both reach into it, and BD-PSNR over the rates both cover (for the
     pairs whose PSNR ranges do not meet)."""
     fronts = {c: frontier(points, "psnr", "bpp") for c, points in curves.items()}
-    pairs = [(c, p) for c in curves for p in curves if p != c]
-    rates = {span: {c: {p: bd_rate(fronts[c], fronts[p], *limits) for c2, p in pairs if c2 == c} for c in curves}
-             for span, limits in (("covered", ()), ("psnr_30_40", PSNR_RANGE))}
-    return {"bd_rate": rates, "bd_psnr": {c: {p: bd_psnr(fronts[c], fronts[p]) for c2, p in pairs if c2 == c}
-                                          for c in curves}}
+
+    def each_pair(delta: Callable[..., dict[str, Any] | None], *limits: float) -> dict[str, Any]:
+        return {c: {p: delta(fronts[c], fronts[p], *limits) for p in curves if p != c} for c in curves}
+
+    return {"bd_rate": {"covered": each_pair(bd_rate), "psnr_30_40": each_pair(bd_rate, *PSNR_RANGE)},
+            "bd_psnr": each_pair(bd_psnr)}
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -234,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     codec, history = latentzip_run(pieces, args.minutes)
     ours_name = f"latentzip ({args.minutes:g} min, the whole ladder)"
-    measured[ours_name] = {f"q{q}": photos.measure((lambda im, q=q: codec.encode([im], quality=q),
-                                                    lambda blob: codec.decode(blob)[0]), test)
-                           for q in tqdm(range(1, codec.cfg.qualities + 1), desc="latentzip", file=sys.stderr)}
+    ours = photos.coders(photos.ladder(codec, "q"), None)
+    measured[ours_name] = {s: photos.measure(c, test) for s, c in tqdm(ours.items(), desc="latentzip", file=sys.stderr)}
 
     curves = {c: [photos.aggregate(s, m, test) for s, m in settings.items()] for c, settings in measured.items()}
     curves = {c: curves[c] for c in (ours_name, peer_name, SHIPPED, WEBP)}

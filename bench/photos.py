@@ -97,8 +97,18 @@ def presets(model: Path | None, effort: int | None) -> dict[str, Coder]:
             raise SystemExit("no shipped photo:* presets; pass --model PATH")
         codecs = {n: (zoo.load(n), None) for n in names}
     else:
-        codec = ImageCodec.load(model)
-        codecs = {f"photo:q{q}": (codec, q) for q in range(1, codec.cfg.qualities + 1)}
+        codecs = ladder(ImageCodec.load(model), "photo:q")
+    return coders(codecs, effort)
+
+
+def ladder(codec: ImageCodec, prefix: str) -> dict[str, tuple[ImageCodec, int | None]]:
+    """Each quality of a codec, named `prefix` and its number."""
+    return {f"{prefix}{q}": (codec, q) for q in range(1, codec.cfg.qualities + 1)}
+
+
+def coders(codecs: dict[str, tuple[ImageCodec, int | None]], effort: int | None) -> dict[str, Coder]:
+    """One photograph a file with each (codec, quality) (None: the codec's own), encoding at
+    `effort` (None: the codec's default)."""
     return {name: (lambda im, c=c, q=q: c.encode([im], quality=q, effort=effort),
                    lambda blob, c=c: c.decode(blob)[0])
             for name, (c, q) in codecs.items()}

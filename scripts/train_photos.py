@@ -136,6 +136,13 @@ def read_export(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return part("fit"), part("held")
 
 
+def config(minutes: float, device: str = TrainConfig.device, top_lmbda: float = TOP_LMBDA, lr: float = TrainConfig.lr,
+           start: str = "linear", batch: int | None = None) -> TrainConfig:
+    """The presets' training settings (a fresh run starts from the block KLT)."""
+    return TrainConfig(arch="conv", lmbda=top_lmbda, qualities=QUALITIES, minutes=minutes, device=device, seed=0,
+                       lr=lr, start=start, batch_size=batch, post=POST_WIDTH)
+
+
 def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
     """Each quality on held-out images, one real file per quality, at effort 0 (the
     analysis's latents, as the presets' descriptions say: what the network does)."""
@@ -215,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             log["epochs"].append({**asdict(stats), "device": device, "run": len(log["runs"])})
             common.write_json(args.log, log)
 
-        cfg = TrainConfig(arch="conv", lmbda=args.top_lmbda, qualities=QUALITIES, minutes=args.minutes, device=args.device,
-                          seed=0, lr=args.lr, start=str(args.start_from) if args.start_from else "linear",
-                          batch_size=args.batch, post=POST_WIDTH)
+        cfg = config(args.minutes, device=args.device, top_lmbda=args.top_lmbda, lr=args.lr,
+                     start=str(args.start_from) if args.start_from else "linear", batch=args.batch)
         if args.start_from:
             fingerprint = ImageCodec.load(args.start_from).fingerprint.hex()
             log["runs"][-1]["start_from"] = {"file": args.start_from.name, "fingerprint": fingerprint}
