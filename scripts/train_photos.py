@@ -5,9 +5,8 @@
     python scripts/train_photos.py --minutes 120 --start-from src/latentzip/models/photo-conv.safetensors --lr 5e-4
                                                             # go on from the shipped model (its checkpoint lost)
     python scripts/train_photos.py --refit-refinement       # keep the weights, fit the refinement tables again
-    python scripts/train_photos.py --post-filter 30         # add a post-filter to the shipped model (or places
-                                                            # to its filter) and train it alone for 30 minutes
-                                                            # (the rest frozen)
+    python scripts/train_photos.py --post-filter 30         # add a post-filter to the shipped model and train
+                                                            # it alone for 30 minutes (the rest frozen)
     python scripts/train_photos.py --export DIR             # write the photographs to DIR (lossless WebP) ...
     python scripts/train_photos.py --sources DIR --device cuda --batch 64 ...
                                                             # ... and train from them on a machine without
@@ -160,15 +159,13 @@ def measure(codec: ImageCodec, photos: dict[str, np.ndarray]) -> list[dict]:
 
 def _post_filter(trained: ImageCodec, pieces: list[np.ndarray], minutes: float, log: dict) -> ImageCodec:
     """`trained` with its post-filter trained alone on the training pieces (added if it
-    has none; places in the block added if it lacks them), and its refinement tables
-    fitted again on what it now decodes."""
-    model = postfilter.with_post_filter(trained.model, POST_WIDTH)
+    has none), and its refinement tables fitted again on what it now decodes."""
+    model = trained.model if trained.cfg.post else postfilter.with_post_filter(trained.model, POST_WIDTH)
     fit_pieces = split(pieces, TrainConfig(**trained.meta["train"]))[1]  # the pieces training fitted
     with tqdm(desc="post-filter", unit=" steps", file=sys.stderr) as bar:
         stats = postfilter.fit(model, fit_pieces, minutes, on_step=lambda _: bar.update())
-    log["post_filter"].append({**asdict(stats), "width": model.cfg.post, "places": model.cfg.post_place,
-                               "device": "cpu", "run": len(log["runs"]),
-                               "start_from": {"fingerprint": trained.fingerprint.hex()}})
+    log["post_filter"] = {**asdict(stats), "width": model.cfg.post, "device": "cpu", "run": len(log["runs"]),
+                          "start_from": {"fingerprint": trained.fingerprint.hex()}}
     return ImageCodec.from_model(model, dict(trained.meta)).with_refinement(fit_pieces)
 
 
@@ -208,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     pieces = [p for image in fit_photos.values() for p in cut_into_pieces(image)]
     print(f"{len(fit_photos)} training photographs in {len(pieces)} pieces; {len(held)} held out", file=sys.stderr)
     carry_on = (args.resume or args.refit_refinement or args.post_filter or args.start_from) and args.log.exists()
-    log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": [], "post_filter": []}
+    log = json.loads(args.log.read_text()) if carry_on else {"runs": [], "epochs": []}
     device = str(pick_device(args.device))
     log["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "resumed": args.resume,
                         "refit_refinement": args.refit_refinement, "post_filter_minutes": args.post_filter})

@@ -95,26 +95,26 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "cd0eaae7de298fd9fe9f5d368de609193052fff17545bca7b9b39f1c401ead37",
-    "photo:q2": "682053f029b8218d5102de45fdcf3f08316ae57ee2681b00fbe25c08f586a9cc",
-    "photo:q3": "dfee89e83c5614113d2e676d51669e7df5414f922341b74903828e555c98a2b0",
-    "photo:q4": "5a6ec698212e5fc5be04d947bcbe1490a189ec40bf0f081585beadd58d92f720",
-    "photo:q5": "25dd2681a00e16d84c9f776e56f93067ab609b590d2f93ca04ab60708a44ace2",
-    "photo:q6": "b0a152ea3c73d450a8b61abadab717938817b8b04a88b043d19faeadb4f8683c",
-    "photo:q7": "9f5d6ebc3369856ca2a73f25d2de23cea6519cbf4d477cda10d5b88273e65f65",
-    "photo:q8": "5bbc1b711da2b7da706a28fc9b9ed2476dcd36e57e0f0cc97652c4bf6e22ab5a",
+    "photo:q1": "9cc9f62bbad3ad89ed0f6332db9fca3cbd4222f50384e8b1813638d2c60cd49d",
+    "photo:q2": "6937eb92dc4b6ed8eca0407909cbca069637edd92300cc78a8afc111e24f2282",
+    "photo:q3": "3447eb11681f3a6abe0f550e6fd84917af413b359e1ec78b37177d4dda753e1a",
+    "photo:q4": "088e51a9b3bbc9c192cb618fcaa63eb5c0626e11f07ba991655662273d726196",
+    "photo:q5": "6d36a4ac83e9160c10bcc099b789455e78e67e6ffcb0caa4abc4537e54b93c24",
+    "photo:q6": "b15fe7a349850e04e9a4c169e44861245f0eeccfa1cb7b8d9b20df6fbe3cf36f",
+    "photo:q7": "48baa6d06bdc8a789c76e27093f9ce685533435038027f67a26cb8e27ec6b662",
+    "photo:q8": "39eda50fd6921826b82ab28eba2178c4d96c96ac7d4123acee88e46743dc4694",
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "632bc0afecc6618f2db413a3a4be4c788bfcedc051c3a4c1e88da07d4d696258"
+TILED = "119aeae18d0e754ccd2eae9f3c5a4a494ab90247a3f82bf306b06ad262224002"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "7005546d1cd33dd63db8cbdf7df26756df4f8c20d8a9a72366d33ba8d52e528b",
-    "photo:q5": "4e87ca103f377fd69f45961fe02fa3653f3cb681b44313acf6f351a9beaa6c35",
-    "photo:q8": "3777e828bd5a68150df34b04c808a908a63a6ab150712fda2cb4394df67e847b",
+    "photo:q2": "457b84b81147585360fda01bef8455981e739f42adbecff0d4e3fc945843518f",
+    "photo:q5": "c2ebccce0d50e8c2b954e91b4b4505801cd3c7afe4b37b4f72aab1f5c17ae711",
+    "photo:q8": "7642a4799c32cddf3da33eee49b65341515149095c946bf438838adba86a342e",
 }
-TILED_DECODED = "32a11b07e57822aaa80dbd46055bb808410a17f2edf0bbbf0ac074376f84f8b7"
+TILED_DECODED = "9c90a37102bd87dd29ad037dd78cdb245ab420afd1aa2f9bff3bddb91fe6d0fe"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:

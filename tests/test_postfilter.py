@@ -5,7 +5,6 @@ the same pixels tiled or whole and on any thread count."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from latentzip import metrics
 from latentzip.errors import ModelError
 from latentzip.image import postfilter, tiling
 from latentzip.image.codec import ImageCodec
-from latentzip.image.model import Autoencoder
 from latentzip.image.train import TrainConfig, _startable, train
 
 from .test_conv_codec import _colour, _large, same_but_fingerprint
@@ -43,21 +41,6 @@ def test_a_new_post_filter_changes_no_byte_and_no_pixel(base_codec, digits):
         blob = grown.encode(images, quality=quality)
         assert same_but_fingerprint(base_codec.encode(images, quality=quality), blob)
         assert np.array_equal(np.stack(grown.decode(blob)), np.stack(base_codec.decode(base_codec.encode(images, quality=quality))))
-
-
-def test_places_join_a_trained_filter_without_changing_a_pixel(post_codec, digits):
-    """Training fills the filter's places in the block; a filter from before them,
-    given places at zero, decodes exactly as it did."""
-    assert post_codec.cfg.post_place and post_codec.model.synthesis.post.place.abs().max() > 0
-    older = Autoencoder(replace(post_codec.cfg, post_place=False))
-    older.load_state_dict({k: v for k, v in post_codec.model.state_dict().items() if not k.endswith(".place")})
-    placed = postfilter.with_post_filter(older, 8)
-    assert placed.cfg.post_place and placed.synthesis.post.place.abs().max() == 0
-    codecs = [ImageCodec.from_model(m, dict(post_codec.meta)).at_effort(0) for m in (older, placed)]
-    image = _large(digits, 96, 128, seed=11)
-    blobs = [c.encode([image], quality=2) for c in codecs]
-    assert same_but_fingerprint(*blobs)
-    assert np.array_equal(codecs[0].decode(blobs[0])[0], codecs[1].decode(blobs[1])[0])
 
 
 def test_a_trained_post_filter_lowers_the_error_at_every_quality(base_codec, post_codec, digits):
@@ -117,18 +100,12 @@ def test_a_model_file_with_a_post_filter_round_trips_and_a_forged_one_is_refused
                 "meta": "{}"}
         with pytest.raises(ModelError, match="damaged"):
             ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
-    for place in (False, "yes", 1):  # the stored places belong to a filter that has them
-        meta = {"format": "latentzip-image-model", "version": "3",
-                "net": json.dumps({**stored.net, "post_place": place}), "meta": "{}"}
-        with pytest.raises(ModelError, match="damaged"):
-            ImageCodec.from_bytes(save(stored.tensors, metadata=meta))
 
 
 def test_training_starts_from_a_model_with_a_post_filter_without_it(post_codec):
     network = post_codec.cfg
     assert _startable(type(network)(**{**vars(network), "post": 0}), network)
     assert _startable(network, type(network)(**{**vars(network), "post": 0}))
-    assert _startable(network, type(network)(**{**vars(network), "post_place": False}))  # places start at zero
     assert not _startable(type(network)(**{**vars(network), "post": 0, "hidden": (32,)}), network)
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .transforms import DenseSynthesis, PostFilter, tiled
+from .transforms import DenseSynthesis, PostFilter
 
 WEIGHT_BITS = 16
 ACT_BITS = 12
@@ -295,7 +295,6 @@ class _FixedPostFilter:
     def __init__(self, post: PostFilter):
         self.first, self.rest = FixedNet(post.first), FixedNet(post.rest)
         self.quality = torch.round(post.quality.detach().double() * (1 << ACT_BITS))
-        self.place = None if post.place is None else torch.round(post.place.detach().double() * (1 << ACT_BITS))
 
     def __call__(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
         group = PostFilter.GROUP
@@ -310,10 +309,7 @@ class _FixedPostFilter:
                 bottom = min(rows, top + band)
                 start, stop = max(0, top - self.MARGIN), min(rows, bottom + self.MARGIN)
                 h = self.first.channel_major(u[:, some, start:stop])
-                h = h.add_(self.quality[quality][:, None, None, None])
-                if self.place is not None:
-                    h = h.add_(tiled(self.place, (stop - start, cols), start)[:, None])
-                h = h.clamp_(-CONV_LIMIT, CONV_LIMIT)
+                h = h.add_(self.quality[quality][:, None, None, None]).clamp_(-CONV_LIMIT, CONV_LIMIT)
                 out[:, some, top:bottom] = self.rest.channel_major(h)[:, :, top - start : bottom - start]
         return pixels.add_(_pixel_shuffle(out, group))
 

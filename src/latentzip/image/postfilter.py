@@ -39,15 +39,11 @@ class FitStats:
 
 
 def with_post_filter(model: Autoencoder, width: int) -> Autoencoder:
-    """A copy of the conv `model` with a post-filter of `width` channels that knows each
-    pixel's place in its block (0: with none), the other weights the same. A filter of
-    the width `model` has keeps its weights (and starts its places at zero); any other
-    starts as no filter."""
-    grown = Autoencoder(replace(model.cfg, post=width, post_place=bool(width)))
+    """A copy of the conv `model` with a post-filter of `width` channels that starts as
+    no filter (0: with none), the other weights the same."""
+    grown = Autoencoder(replace(model.cfg, post=width))
     state = grown.state_dict()
-    keep = width == model.cfg.post
-    state.update({k: v for k, v in model.state_dict().items()
-                  if k in state and (keep or not k.startswith("synthesis.post."))})
+    state.update({k: v for k, v in model.state_dict().items() if k in state and not k.startswith("synthesis.post.")})
     grown.load_state_dict(state)
     return grown
 
@@ -103,7 +99,6 @@ def fit(model: Autoencoder, images: Sequence[np.ndarray], minutes: float, pieces
     opt = torch.optim.Adam(params, lr=RATE)
     budget = minutes * 60 - (time.monotonic() - started)
     patch = min(PATCH, x.shape[-1]) // 2 * 2
-    block = model.cfg.stride
     step, begun = 0, time.monotonic()
     post.train()
     while (elapsed := time.monotonic() - begun) < budget:
@@ -111,9 +106,8 @@ def fit(model: Autoencoder, images: Sequence[np.ndarray], minutes: float, pieces
             group["lr"] = RATE * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
         q = int(rng.integers(qualities))
         idx = torch.from_numpy(rng.integers(n, size=BATCH))
-        # Offsets at block corners: every pixel keeps the place in its block it has in
-        # the whole image, which the filter's places and its 2x2 groups depend on.
-        top, left = (block * int(rng.integers((x.shape[-1] - patch) // block + 1)) for _ in range(2))
+        # Even offsets: the filter's 2x2 groups keep the phase they have in a whole image.
+        top, left = (2 * int(rng.integers((x.shape[-1] - patch) // 2 + 1)) for _ in range(2))
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))
         target, base = x[idx][window].float(), bases[q, idx][window].float()
         loss = F.mse_loss(post(base, q) + 0.5, target) / before[q]

@@ -164,7 +164,7 @@ class TrainConfig:
                             self.levels or 1, self.prior or "factorized", self.qualities or 1,
                             self._hyper(), min(self.slices, self.latent or 1) if self.prior == "hyperprior" else 1,
                             "replicate" if self.arch == "conv" else "zeros", self.context and self.prior == "hyperprior",
-                            self.post or 0, bool(self.post))
+                            self.post or 0)
             check_config(cfg)
         except ValueError as exc:
             raise LatentzipError(f"cannot train this network: {exc}") from None
@@ -253,9 +253,8 @@ def _grows_alpha(network: NetConfig, trained: NetConfig) -> bool:
 def _startable(network: NetConfig, trained: NetConfig) -> bool:
     """Whether `network` can start from the weights of `trained`: the same network, or
     the same with an alpha channel or a context that `trained` lacks, with or without
-    a post-filter (one of `trained`'s width goes on from its weights, its places in
-    the block starting at zero where `trained`'s filter has none; one of another width
-    starts as no filter, and no filter leaves a trained one out). A factorized
+    a post-filter (one of `trained`'s width goes on from its weights, one of another
+    width starts as no filter, and no filter leaves a trained one out). A factorized
     network also starts from a hyperprior's transforms and gains (its densities start
     from their latents, `_start_from_model`)."""
     if network.prior == "factorized":
@@ -263,8 +262,7 @@ def _startable(network: NetConfig, trained: NetConfig) -> bool:
     else:
         priors = {"context": network.context or trained.context}
     return replace(trained, channels=network.channels if _grows_alpha(network, trained) else trained.channels,
-                   height=network.height, width=network.width, post=network.post, post_place=network.post_place,
-                   **priors) == network
+                   height=network.height, width=network.width, post=network.post, **priors) == network
 
 
 def _small_side(images: Images) -> int:

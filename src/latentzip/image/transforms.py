@@ -50,7 +50,6 @@ class NetConfig:
     padding: str = "zeros"  # how 3x3 convolutions see past an edge: "replicate", or "zeros" (older files)
     context: bool = False  # hyperprior: means and a checkerboard context (latents.ContextLatents; False: older files)
     post: int = 0  # conv: channels of the pixel post-filter (PostFilter; 0: none, as in older files)
-    post_place: bool = False  # conv: the post-filter knows each pixel's place in its block (False: older files)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -60,8 +59,6 @@ class NetConfig:
             raise ValueError(f"context must be true or false, not {self.context!r}")
         if type(self.post) is not int:
             raise ValueError(f"post must be a whole number of channels, not {self.post!r}")
-        if not isinstance(self.post_place, bool):
-            raise ValueError(f"post_place must be true or false, not {self.post_place!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
@@ -224,23 +221,18 @@ class PostFilter(nn.Module):
     block than inside it); three 3x3 layers over 2x2 pixel groups see 6 px each way.
     Each quality adds its own bias to the first layer: one filter for all rungs of the
     ladder helped the low ones and cost the top one 1.4 dB (4,000 steps, measured), since
-    how much to smooth depends on the step. With `block` (the synthesis's stride), each
-    group's place in its block adds a bias as well, so the filter can tell a block's edge
-    from its inside (the photo presets' filter, given places and trained 30 more
-    minutes: 0.01-0.07 dB more on held-out pieces, most at the top rungs). The last
-    layer starts at zero, so a model gains a filter without a change to what it decodes
-    until the filter is trained. `fixed.FixedConvSynthesis` runs it in integers."""
+    how much to smooth depends on the step. The last layer starts at zero, so a model gains a
+    filter without a change to what it decodes until the filter is trained.
+    `fixed.FixedConvSynthesis` runs it in integers."""
 
     RADIUS = 6  # pixels each side that one output pixel reads
     GROUP = 2  # it runs on GROUP x GROUP pixel groups (pixel unshuffle): a quarter of the positions
 
-    def __init__(self, channels: int, width: int, qualities: int, block: int = 0):
+    def __init__(self, channels: int, width: int, qualities: int):
         super().__init__()
         inner = channels * self.GROUP**2
         self.first = nn.Conv2d(inner, width, 3, padding=1, padding_mode="replicate")
         self.quality = nn.Parameter(torch.zeros(qualities, width))
-        side = max(1, block // self.GROUP)
-        self.place = nn.Parameter(torch.zeros(width, side, side)) if block else None
         self.rest = nn.Sequential(
             nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
             nn.Conv2d(width, inner, 3, padding=1, padding_mode="replicate"),
@@ -249,20 +241,9 @@ class PostFilter(nn.Module):
         nn.init.zeros_(self.rest[-1].bias)
 
     def forward(self, x: torch.Tensor, quality: int) -> torch.Tensor:
-        """Pixels centred on 0 (N, C, H, W), H and W even, the first at a block's corner,
-        filtered for `quality` (0-based)."""
+        """Pixels centred on 0 (N, C, H, W), H and W even, filtered for `quality` (0-based)."""
         h = self.first(F.pixel_unshuffle(x, self.GROUP)) + self.quality[quality][:, None, None]
-        if self.place is not None:
-            h = h + tiled(self.place, h.shape[-2:])
         return x + F.pixel_shuffle(self.rest(h), self.GROUP)
-
-
-def tiled(place: torch.Tensor, size: tuple[int, ...], top: int = 0) -> torch.Tensor:
-    """The (C, s, s) `place` repeated over `size` (rows, columns) groups, the first row
-    at row `top` of the repeat (a band of an image in `fixed`)."""
-    side = place.shape[-1]
-    (rows, cols), top = size, top % side
-    return place.repeat(1, -(-(top + rows) // side), -(-cols // side))[:, top : top + rows, :cols]
 
 
 class ConvSynthesis(nn.Module):
@@ -280,7 +261,7 @@ class ConvSynthesis(nn.Module):
             nn.Conv2d(width, width, 3, padding=1, padding_mode=cfg.padding), GDN(width, inverse=True),
             nn.Conv2d(width, block, 1),
         )
-        self.post = PostFilter(cfg.channels, cfg.post, cfg.qualities, self.stride * cfg.post_place) if cfg.post else None
+        self.post = PostFilter(cfg.channels, cfg.post, cfg.qualities) if cfg.post else None
 
     def forward(self, y: torch.Tensor, quality: int | None = None) -> torch.Tensor:
         """Pixels, post-filtered for `quality` (0-based) where the model has a post-filter
@@ -368,8 +349,6 @@ def check_config(cfg: NetConfig) -> None:
         raise ValueError("a context needs the hyperprior")
     if not 0 <= cfg.post <= limits.get("post", 0):
         raise ValueError(f"a post-filter of {cfg.post} channels")
-    if cfg.post_place and not cfg.post:
-        raise ValueError("a post-filter's places without a post-filter")
     if cfg.prior == "hyperprior" and cfg.record.fixed_size:
         raise ValueError("a hyperprior needs a convolutional transform")
 
