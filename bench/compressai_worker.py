@@ -110,7 +110,8 @@ def stride(model: torch.nn.Module) -> int:
 def latent_shape(model: torch.nn.Module, height: int, width: int) -> list[int]:
     """The height and width of the latents CompressAI's decompress starts from, derived
     from the image's as the file's header gives them."""
-    return [-(-height // stride(model)), -(-width // stride(model))]
+    down = stride(model)
+    return [-(-height // down), -(-width // down)]
 
 
 def encode(model: torch.nn.Module, image: np.ndarray) -> bytes:

@@ -174,7 +174,8 @@ def markdown(result: dict[str, Any]) -> str:
     the PSNR they both cover, then its BD-PSNR over the rates they both cover."""
     codecs = list(result["curves"])
 
-    def table(title: str, figures: dict[str, dict[str, Any]], cell: Any, extra: str, column: Any) -> list[str]:
+    def table(title: str, figures: dict[str, dict[str, Any]], cell: Callable[[dict[str, Any]], str], extra: str,
+              column: Callable[[list[dict[str, Any]]], str]) -> list[str]:
         lines = [f"| {title} | " + " | ".join(f"vs {c}" for c in codecs) + f" | {extra} |",
                  "|---" * (len(codecs) + 2) + "|"]
         for codec in codecs:
