@@ -21,6 +21,9 @@ before anything is parsed, and written as PNG files under the cache:
 - stamps: tuxpaint's stamps, every sixth PNG that has alpha (grey + alpha and RGBA
   cut-outs: animals, objects, signs, glyphs), reduced to at most 256 px a side, for
   testing only (alpha coding, bench/alpha.py).
+- scans: the eight CCITT fax test pages (1-bit scans, 1728x2376) of jbigkit's test
+  data, decoded by jbigkit's own jbgtopbm, for testing only (bench/scans.py);
+  `jbig_sizes` gives the bytes of the JBIG files they come in.
 
 `marks` gives the logos and fonts that watermark removal is trained and tested with.
 
@@ -243,6 +246,37 @@ def validation_photos() -> dict[str, np.ndarray]:
                 for name in VALIDATION_PHOTOS}
 
 
+# --- scans ---------------------------------------------------------------------------------
+
+JBIGKIT_BIN = Package(("apt-get", "download", "-q", "jbigkit-bin=2.1-6.1"), "jbigkit-bin_2.1-6.1_amd64.deb",
+                      "58081615826133bd5a79b0e6aaf21b8251a04afd9e84a8f293c7e4a75e0363a6")
+LIBJBIG = Package(("apt-get", "download", "-q", "libjbig0=2.1-6.1"), "libjbig0_2.1-6.1_amd64.deb",
+                  "6b07c77b700a615642888a82ba92a7e7c429d04b9c8669c62b2263f15c4c4059")
+
+
+SCANS = Package(("apt-get", "download", "-q", "jbigkit-testdata=2.1-6.1"), "jbigkit-testdata_2.1-6.1_amd64.deb",
+                "d4e2ce9861753f19034454fa04708a0f1361181c03f738f38708582f8d03b749")
+
+
+def _scans(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    with tempfile.TemporaryDirectory() as temp:
+        for package in (archive, _fetch(JBIGKIT_BIN), _fetch(LIBJBIG)):
+            subprocess.run(["dpkg", "-x", str(package), temp], check=True)
+        libraries = next(Path(temp).rglob("libjbig.so.0")).parent
+        decoder = next(Path(temp).rglob("bin/jbgtopbm"))
+        for page in sorted(Path(temp).rglob("jbigkit-testdata/ccitt*.jbg")):
+            pbm = subprocess.run([str(decoder), str(page)], check=True, capture_output=True,
+                                 env={"LD_LIBRARY_PATH": str(libraries)}).stdout
+            yield "test", page.stem, Image.open(io.BytesIO(pbm)).convert("1")
+
+
+def jbig_sizes() -> dict[str, int]:
+    """Bytes of each scan's JBIG file (jbigkit's coding of it), by page name."""
+    with tempfile.TemporaryDirectory() as temp:
+        subprocess.run(["dpkg", "-x", str(_fetch(SCANS)), temp], check=True)
+        return {page.stem: page.stat().st_size for page in Path(temp).rglob("jbigkit-testdata/ccitt*.jbg")}
+
+
 # --- watermarks ---------------------------------------------------------------------------
 
 OPENCLIPART = Package(("apt-get", "download", "-q", "openclipart-png=1:0.18+dfsg-19"),
@@ -326,6 +360,9 @@ COLLECTIONS = {
                     "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34"),
             _stamps, "tuxpaint's stamps with alpha, every sixth, at most 256 px a side, testing only "
                      "(Debian tuxpaint-stamps-default 2022.06.04-1)",
+        ),
+        Collection(
+            "scans", SCANS, _scans, "the eight CCITT fax pages, 1-bit, 1728x2376, testing only (Debian jbigkit-testdata 2.1-6.1)",
         ),
     )
 }

@@ -26,21 +26,27 @@ def deflate(body: bytes) -> bytes:
     return squeezer.compress(body) + squeezer.flush()
 
 
-def ltz(fingerprint: bytes, catalog_part: bytes, payload: bytes = b"") -> bytes:
+def ltz(fingerprint: bytes, catalog_part: bytes, payload: bytes = b"", version: int = 1) -> bytes:
     """A whole image file, checksum included."""
-    return container.pack(container.Kind.IMAGES, fingerprint + catalog_part, payload)
+    return container.pack(container.Kind.IMAGES, fingerprint + catalog_part, payload, version)
 
 
 def image_catalog(count: int, shape: Sequence[int] | None = (28, 28, 1), body: bytes = b"", names: bool = False,
                   deflated: bool = False, max_error: int | None = None, extra_flags: int = 0,
-                  quality: int | None = None, alpha_error: int | None = None) -> bytes:
-    """A catalog: UNIFORM with `shape` (else the shapes are in `body`), then `body`."""
+                  quality: int | None = None, alpha_error: int | None = None, more_flags: int | None = None,
+                  exact: tuple[int, bytes] | None = None) -> bytes:
+    """A catalog: UNIFORM with `shape` (else the shapes are in `body`), then `body`.
+    `more_flags` makes it a version-2 catalog, whose EXACT flag (1) takes `exact`: the
+    exact stream's length and the bitmap of the images coded exactly."""
     flags = extra_flags | (NAMES if names else 0) | (UNIFORM if shape is not None else 0)
     flags |= (DEFLATED if deflated else 0) | (REFINED if max_error is not None else 0)
     flags |= (QUALITY if quality is not None else 0) | (ALPHA if alpha_error is not None else 0)
     fixed = put_varint(count) + b"".join(put_varint(v) for v in (max_error, quality, alpha_error) if v is not None)
+    if exact is not None:
+        fixed += put_varint(exact[0]) + exact[1]
     fixed += b"".join(put_varint(v) for v in shape) if shape is not None else b""
-    return bytes([flags]) + fixed + (deflate(body) if deflated else body)
+    second = bytes([more_flags]) if more_flags is not None else b""
+    return bytes([flags]) + second + fixed + (deflate(body) if deflated else body)
 
 
 def name_record(common: int, suffix: bytes) -> bytes:
@@ -94,9 +100,9 @@ _name_records = _mostly(
 
 
 @st.composite
-def catalogs(draw: st.DrawFn, shape: tuple[int, int, int] = (8, 8, 1), images: int = 4) -> bytes:
-    """A catalog with random flags and fields; its counts mostly up to `images`, its
-    shapes mostly `shape` (what the model at hand codes)."""
+def catalogs(draw: st.DrawFn, shape: tuple[int, int, int] = (8, 8, 1), images: int = 4, version: int = 1) -> bytes:
+    """A catalog of container `version` with random flags and fields; its counts mostly
+    up to `images`, its shapes mostly `shape` (what the model at hand codes)."""
     count = draw(_mostly(st.integers(0, images), _varints))
     uniform = draw(st.none() | _mostly(st.just(shape), _shapes))
     shapes = b"".join(b"".join(put_varint(v) for v in draw(_mostly(st.just(shape), _shapes)))
@@ -107,8 +113,14 @@ def catalogs(draw: st.DrawFn, shape: tuple[int, int, int] = (8, 8, 1), images: i
     body = shapes + names + draw(_mostly(st.just(b""), st.binary(max_size=4)))
     max_error = draw(st.none() | _mostly(st.integers(0, 127), _varints))
     quality, alpha_error = (draw(st.none() | _mostly(st.integers(0, 7), _varints)) for _ in range(2))
+    more = draw(_mostly(st.just(1), st.integers(0, 255))) if version >= 2 else None
+    exact = None
+    if more is not None and more & 1:
+        bitmap = draw(_mostly(st.binary(min_size=-(-count // 8), max_size=-(-count // 8)), st.binary(max_size=3))) \
+            if count <= images else draw(st.binary(max_size=3))
+        exact = (draw(_mostly(st.integers(0, 64), _varints)), bitmap)
     return image_catalog(count, uniform, body, named, draw(st.booleans()), max_error,
-                         draw(_mostly(st.just(0), st.sampled_from([64, 128]))), quality, alpha_error)
+                         draw(_mostly(st.just(0), st.sampled_from([64, 128]))), quality, alpha_error, more, exact)
 
 
 @st.composite
@@ -116,7 +128,8 @@ def ltz_files(draw: st.DrawFn, fingerprint: bytes, shape: tuple[int, int, int] =
     """An image file for the model with `fingerprint` (or, rarely, another model) that
     codes images of `shape`."""
     head = draw(_mostly(st.just(fingerprint), st.binary(max_size=9)))
-    return ltz(head, draw(catalogs(shape)), draw(st.binary(max_size=64)))
+    version = draw(st.sampled_from([1, 2]))
+    return ltz(head, draw(catalogs(shape, version=version)), draw(st.binary(max_size=64)), version)
 
 
 @st.composite

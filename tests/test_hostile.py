@@ -156,15 +156,17 @@ def test_crafted_image_files_raise_only_our_errors(dense_codec, blob):
 
 
 @FAST
-@given(part=catalogs(), spare=st.integers(0, 1 << 16))
-def test_crafted_catalogs_parse_within_budget_or_fail_with_our_error(part, spare):
+@given(version=st.sampled_from([1, 2]), data=st.data(), spare=st.integers(0, 1 << 16))
+def test_crafted_catalogs_parse_within_budget_or_fail_with_our_error(version, data, spare):
+    part = data.draw(catalogs(version=version))
     size = len(part) + spare
     try:
-        found = catalog.unpack(part, size)
+        found = catalog.unpack(part, size, version)
     except FormatError:
         return
     budget = catalog.Budget.of(size)
     assert len(found.names) == len(found.shapes) <= budget.images
+    assert found.exact is None or len(found.exact) == len(found.shapes)
     assert all(catalog.name_problem(name) is None for name in found.names) or found.names == \
         catalog.default_names(len(found.shapes))
 

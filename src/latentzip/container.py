@@ -31,24 +31,31 @@ class Kind(enum.IntEnum):
     BYTES = ord("B")
 
 
-def preamble(kind: Kind) -> bytes:
+# The versions a reader takes, by kind: image files whose catalog has a second flags byte
+# (some images coded exactly) are version 2; encoders write 1 wherever that is enough.
+VERSIONS = {Kind.IMAGES: (1, 2), Kind.BYTES: (1,)}
+
+
+def preamble(kind: Kind, version: int = VERSION) -> bytes:
     """The first bytes of every file of `kind`."""
-    return MAGIC + bytes([VERSION, kind])
+    return MAGIC + bytes([version, kind])
 
 
 def check_preamble(blob: bytes, kind: Kind) -> None:
-    """Raise FormatError unless `blob` starts like a current-version file of `kind`."""
+    """Raise FormatError unless `blob` starts like a file of `kind` of a version this
+    build reads."""
     if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         raise FormatError("not a latentzip file (bad magic number)")
     if len(blob) < PREAMBLE_SIZE:
         raise FormatError("truncated latentzip file (preamble cut short)")
     version, found = blob[4], blob[5]
-    if version != VERSION:
-        raise FormatError(f"unsupported latentzip format version {version} (this build reads version {VERSION})")
     if found != kind:
         names = {k.value: k.name.lower() for k in Kind}
         what = names.get(found, f"unknown kind 0x{found:02x}")
         raise FormatError(f"this latentzip file holds {what}, not {kind.name.lower()}")
+    if version not in VERSIONS[kind]:
+        read = " or ".join(map(str, VERSIONS[kind]))
+        raise FormatError(f"unsupported latentzip format version {version} (this build reads version {read})")
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -114,14 +121,15 @@ class Reader:
 # --- whole-file containers (image files) -----------------------------------------------
 
 
-def pack(kind: Kind, header: bytes, payload: bytes) -> bytes:
+def pack(kind: Kind, header: bytes, payload: bytes, version: int = VERSION) -> bytes:
     """preamble | varint(len(header)) | header | payload | crc32 of all before it."""
-    body = preamble(kind) + put_varint(len(header)) + header + payload
+    body = preamble(kind, version) + put_varint(len(header)) + header + payload
     return body + crc32(body).to_bytes(CRC_SIZE, "little")
 
 
 def unpack(blob: bytes, kind: Kind) -> tuple[bytes, bytes]:
-    """Check a packed file and return (header, payload); raise FormatError if damaged."""
+    """Check a packed file and return (header, payload); raise FormatError if damaged.
+    The file's version is `blob[4]` (see `version_of`)."""
     check_preamble(blob, kind)
     if len(blob) < PREAMBLE_SIZE + 1 + CRC_SIZE:
         raise FormatError("truncated latentzip file")
@@ -131,6 +139,11 @@ def unpack(blob: bytes, kind: Kind) -> tuple[bytes, bytes]:
     reader = Reader(body, PREAMBLE_SIZE, "header")
     header = reader.take(reader.varint())
     return header, reader.rest()
+
+
+def version_of(blob: bytes) -> int:
+    """The format version of a file that `unpack` accepted."""
+    return blob[4]
 
 
 # --- streamed byte files (lossless codec) ----------------------------------------------

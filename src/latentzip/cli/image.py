@@ -35,7 +35,8 @@ MARKS_ONLY = {"marks": "--marks"}
 
 MAX_ERROR_HELP = (
     "add a refinement layer so that no pixel is off by more than D grey levels "
-    "(0 = lossless; more bytes, higher quality); default: the shipped model's own bound, if it has one"
+    "(0 = lossless, where images such as scans and flat graphics are coded exactly if that takes fewer "
+    "bytes; more bytes, higher quality); default: the shipped model's own bound, if it has one"
 )
 
 
@@ -264,11 +265,14 @@ def _encode(args: argparse.Namespace) -> int:
         blob = codec.encode([im for _, im in named], [name for name, _ in named], max_error=args.max_error,
                             quality=args.quality, alpha_error=args.alpha_error, effort=args.effort, progress=progress)
     write_bytes(args.output, blob, overwrite=args.force)
-    bound = file_catalog(blob).alpha_error
+    cat = file_catalog(blob)
+    bound = cat.alpha_error
     alpha = "" if not bound or args.alpha_error is not None else (
         ", alpha within a bound chosen for each image" if bound == PER_IMAGE else f", alpha within {bound} levels")
+    exactly = sum(cat.exact or ())
+    coded = f", {exactly} coded exactly (fewer bytes than the model's code)" if exactly else ""
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
-          f"{8 * len(blob) / pixels:.3f} bpp{alpha}", file=sys.stderr)
+          f"{8 * len(blob) / pixels:.3f} bpp{alpha}{coded}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,8 @@ import re
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..container import Reader, put_varint
 from ..errors import FormatError, LatentzipError, LimitError, shown
 
@@ -32,6 +34,9 @@ _QUALITY = 16  # the model codes at several qualities; the one used is stored
 _ALPHA = 32  # the model codes alpha; the bound on every alpha value's error is stored
 _TILED = 64  # images larger than a tile side are coded in tiles (tiling.py); the side is stored
 _ALPHA_CODED = 128  # alpha is coded by the alpha coder (alpha.py), in a stream of its own whose length is stored
+# Of the second flags byte (version 2): some images are coded exactly (exact.py); the
+# length of their stream and which images they are follow the other fields.
+_EXACT = 1
 PER_IMAGE = 128  # alpha_error of a file whose images' alpha bounds differ: past every single bound (0-127)
 _DIGITS = re.compile(r"(\d+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -60,6 +65,16 @@ class Catalog:
     # Bytes of the alpha coder's stream, which opens the payload; None in files whose alpha
     # is a refinement layer in the range-coded stream (written before the alpha coder).
     alpha_bytes: int | None = None
+    # Which images are coded exactly (exact.py), in a stream of `exact_bytes` bytes after
+    # the alpha coder's; None in files that code every image with the model (version 1).
+    exact: list[bool] | None = None
+    exact_bytes: int | None = None
+
+    @property
+    def version(self) -> int:
+        """The container version a file of this catalog is written with: 2 where it has
+        a second flags byte (some images coded exactly), else 1, as before it existed."""
+        return 1 if self.exact is None else 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,8 @@ def pack(catalog: Catalog) -> bytes:
         if problem:
             raise LatentzipError(f"cannot store image name {shown(name)}: {problem}")
     flags, fixed, body = _layout(catalog)
+    if catalog.exact is not None:
+        fixed = bytes([_EXACT]) + fixed
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
     squeezed = deflater.compress(body) + deflater.flush()
     if len(squeezed) < len(body):
@@ -118,12 +135,15 @@ def check(catalog: Catalog, file_size: int) -> None:
     budget.charge("catalog_bytes", len(_layout(catalog)[2]))
 
 
-def unpack(data: bytes, file_size: int) -> Catalog:
-    """Parse a catalog from a file of `file_size` bytes, holding it to that file's budget."""
+def unpack(data: bytes, file_size: int, version: int = 1) -> Catalog:
+    """Parse a catalog from a file of `file_size` bytes and container `version`, holding
+    it to that file's budget."""
     budget = Budget.of(file_size)
     reader = Reader(data, what="image catalog")
     flags = reader.take(1)[0]
-    if flags & ~(_NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA | _TILED | _ALPHA_CODED):
+    more = reader.take(1)[0] if version >= 2 else 0
+    known = _NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA | _TILED | _ALPHA_CODED
+    if flags & ~known or more & ~_EXACT:
         raise FormatError("corrupt image catalog (unknown flags)")
     count = reader.varint()
     budget.charge("images", count)
@@ -131,6 +151,10 @@ def unpack(data: bytes, file_size: int) -> Catalog:
         reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA, _TILED, _ALPHA_CODED))
     if alpha_bytes is not None and alpha_error is None:
         raise FormatError("corrupt image catalog (an alpha stream without alpha)")
+    exact, exact_bytes = None, None
+    if more & _EXACT:
+        exact_bytes = reader.varint()
+        exact = _unpack_bits(reader.take(-(-count // 8)), count)
     uniform = _shape(reader) if flags & _UNIFORM else None
     body = _inflate(reader.rest(), budget) if flags & _DEFLATED else reader.rest()
     budget.charge("catalog_bytes", len(body))
@@ -140,7 +164,7 @@ def unpack(data: bytes, file_size: int) -> Catalog:
     names = _unpack_names(inner, count, budget) if flags & _NAMES else default_names(count)
     if not inner.done():
         raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes, max_error, quality, alpha_error, tile, alpha_bytes)
+    return Catalog(names, shapes, max_error, quality, alpha_error, tile, alpha_bytes, exact, exact_bytes)
 
 
 def name_problem(name: str) -> str | None:
@@ -180,6 +204,9 @@ def _layout(catalog: Catalog) -> tuple[int, bytes, bytes]:
         if value is not None:
             flags |= flag
             fixed += put_varint(value)
+    if catalog.exact is not None:
+        bitmap = np.packbits(np.array(catalog.exact, dtype=bool), bitorder="little").tobytes()
+        fixed += put_varint(catalog.exact_bytes or 0) + bitmap
     body = bytearray()
     if catalog.shapes and all(s == catalog.shapes[0] for s in catalog.shapes):
         flags |= _UNIFORM
@@ -207,6 +234,15 @@ def _inflate(data: bytes, budget: Budget) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise FormatError("corrupt image catalog (deflate stream cut short or followed by other bytes)")
     return body
+
+
+def _unpack_bits(data: bytes, count: int) -> list[bool]:
+    """`count` flags packed eight to a byte, least significant bit first; the bits past
+    them must be 0."""
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+    if bits[count:].any():
+        raise FormatError("corrupt image catalog (bits set past the last image)")
+    return bits[:count].astype(bool).tolist()
 
 
 def _shape(reader: Reader) -> tuple[int, int, int]:

@@ -42,7 +42,7 @@ from .. import container, heap
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import alphabound, catalog, objective, refine, tiling, transparent
+from . import alphabound, catalog, exact, objective, refine, tiling, transparent
 from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
@@ -278,7 +278,9 @@ class ImageCodec:
     def _encode(self, images: ImagesLike, names: Sequence[str] | None, max_error: int | None, quality: int | None,
                 alpha_error: int | None, priced: bool, progress: Progress | None = None) -> tuple[bytes, np.ndarray]:
         """`encode_with_bits`; without `priced`, the latents' bits are left out of the
-        returned costs (pricing a hyperprior's latents takes as long as writing them)."""
+        returned costs (pricing a hyperprior's latents takes as long as writing them).
+        A lossless file codes exactly (exact.py) the images that cost no more that way
+        than by the model at effort 0."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
@@ -287,10 +289,34 @@ class ImageCodec:
         self.check_sizes([shape[:2] for shape in shapes])
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error)
+        catalog.pack(catalog.Catalog(names, shapes))  # refuses a bad name before any coding
+        candidates = [i for i, im in enumerate(batch) if max_error == 0 and exact.worth_pricing(im)]
+        chosen = np.zeros(len(batch), dtype=bool)
+        if candidates:  # judged against the model's code at effort 0, which is quick to price
+            picked = [batch[i] for i in candidates]
+            model_bits = self.at_effort(0)._lossy(picked, max_error, quality, alpha_error, True, None).bits
+            chosen[candidates] = exact.costs([transparent.fill(im) for im in picked]) <= model_bits
+        rest = np.flatnonzero(~chosen)
+        lossy = self._lossy([batch[i] for i in rest], max_error, quality, alpha_error, priced, progress)
+        stream, bits = b"", np.zeros(len(batch))
+        bits[rest] = lossy.bits
+        if chosen.any():
+            stream, bits[chosen] = exact.encode([transparent.fill(batch[i]) for i in np.flatnonzero(chosen)])
+        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), lossy.alpha_error, lossy.tile,
+                              lossy.alpha_bytes, chosen.tolist() if chosen.any() else None,
+                              len(stream) if chosen.any() else None)
+        header = self.fingerprint + catalog.pack(cat)
+        blob = container.pack(container.Kind.IMAGES, header, lossy.alpha_stream + stream + lossy.stream, cat.version)
+        catalog.check(cat, len(blob))
+        return blob, bits
+
+    def _lossy(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
+               priced: bool, progress: Progress | None) -> "_Coded":
+        """`batch` coded by the model: the range-coded stream, the alpha coder's, and what
+        the catalog says of them."""
+        shapes = [im.shape for im in batch]
         planes = self._planes(shapes, alpha_error, quality)
-        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality),
-                              None if planes is None else alpha_error or 0, self._tile_side(shapes))
-        catalog.pack(cat)  # refuses a bad name before any coding
+        tile = self._tile_side(shapes)
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error)
         bits = np.zeros(len(batch))
@@ -299,7 +325,7 @@ class ImageCodec:
         # is chosen by the colour errors; else alpha is coded with a guide that says nothing.
         decoded = bool(walks) or (planes is not None and (self.cfg.has_alpha or planes.lmbda is not None))
         step = _steps(progress, sum(h * w for h, w, *_ in shapes) * (2 if decoded else 1))
-        for chunk in self._chunks(shapes, cat.tile):
+        for chunk in self._chunks(shapes, tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
                                          keep=SYNTHESIS if decoded else None, step=step)
@@ -311,17 +337,14 @@ class ImageCodec:
                 self._hold_alpha(planes, chunk, x, out)
             elif planes is not None and _has_alpha(x.shape):  # the colour goes unread: the guide is blank
                 self._hold_alpha(planes, chunk, x, np.broadcast_to(OPAQUE, (*x.shape[:3], self.cfg.channels + 1)))
-        alpha_stream = b""
+        coded = _Coded(finish(encoder), bits, tile)
         if planes is not None:  # alpha last, in a stream of its own, once its bound can be chosen
-            coded = planes.code(alpha_error, max_error, write=True)
-            bits += coded.bits
-            alpha_stream = coded.coder.finish()
-            cat.alpha_error = catalog.PER_IMAGE if coded.per_image else int(coded.bounds[0])
-            cat.alpha_bytes = len(alpha_stream)
-        header = self.fingerprint + catalog.pack(cat)
-        blob = container.pack(container.Kind.IMAGES, header, alpha_stream + finish(encoder))
-        catalog.check(cat, len(blob))
-        return blob, bits
+            alpha = planes.code(alpha_error, max_error, write=True)
+            coded.bits += alpha.bits
+            coded.alpha_stream = alpha.coder.finish()
+            coded.alpha_error = catalog.PER_IMAGE if alpha.per_image else int(alpha.bounds[0])
+            coded.alpha_bytes = len(coded.alpha_stream)
+        return coded
 
     def decode(self, blob: bytes, progress: Progress | None = None) -> list[np.ndarray]:
         """The images of a file, as uint8 arrays (H, W) for grey and (H, W, C) otherwise;
@@ -341,12 +364,14 @@ class ImageCodec:
             raise ModelError(
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
-        cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
-        for shape in cat.shapes:
+        cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob), container.version_of(blob))
+        exactly = cat.exact or [False] * len(cat.shapes)
+        shapes = [shape for shape, flag in zip(cat.shapes, exactly) if not flag]  # the model's images
+        for shape in shapes:
             self._grid(shape)
         if cat.tile is not None and (self.cfg.record.fixed_size or not tiling.valid_side(cat.tile, self.cfg.stride)):
             raise FormatError(f"corrupt image file (tile side {cat.tile})")
-        if self._latent_count(cat.shapes) > MAX_LATENTS:
+        if self._latent_count(shapes) > MAX_LATENTS:
             raise FormatError("file declares more image data than latentzip accepts")
         quality = self._file_quality(cat)
         per_image = cat.alpha_error == catalog.PER_IMAGE and cat.alpha_bytes is not None
@@ -354,23 +379,44 @@ class ImageCodec:
             if bound is not None and not 0 <= bound <= refine.MAX_ERROR:
                 raise FormatError(f"corrupt image file (max error {bound})")
         self._check_refinement(cat.max_error)
-        if (cat.alpha_error is not None) != self._codes_alpha(cat.shapes):
+        if (cat.alpha_error is not None) != self._codes_alpha(shapes):
             raise FormatError("corrupt image file (alpha bound does not match the model and images)")
+        streams = {}
+        for name, size in (("alpha", cat.alpha_bytes), ("exact", cat.exact_bytes)):
+            if size is not None:
+                if size > len(payload):
+                    raise FormatError(f"corrupt image file (the {name} stream is longer than the file)")
+                streams[name], payload = payload[:size], payload[size:]
         walks = self._walks(cat.max_error)
         alpha = None
-        if cat.alpha_bytes is not None:
-            if cat.alpha_bytes > len(payload):
-                raise FormatError("corrupt image file (the alpha stream is longer than the file)")
-            alpha = AlphaCoder(payload[: cat.alpha_bytes], per_image)
-            payload = payload[cat.alpha_bytes :]
+        if "alpha" in streams:
+            alpha = AlphaCoder(streams["alpha"], per_image)
         elif cat.alpha_error is not None:  # alpha as a refinement layer: a file from before the alpha coder
             if self.alpha_refinement is None or not self.cfg.has_alpha:
                 raise FormatError("corrupt image file (no alpha stream)")
             walks.insert(0, ("alpha", refine.Walk(self.alpha_refinement, cat.alpha_error)))
-        decoder = reader(payload)
+        if "exact" in streams and cat.max_error != 0:
+            raise FormatError("corrupt image file (images coded exactly in a file that is not lossless)")
+        exact_images = exact.Reader(streams["exact"]) if "exact" in streams else None
         step = _steps(progress, sum(h * w for h, w, _ in cat.shapes))
-        for chunk in self._chunks(cat.shapes, cat.tile):
-            shape = chunk.shape(cat.shapes)
+        coded = self._iter_lossy(cat, shapes, quality, walks, alpha, per_image, reader(payload), step)
+        for name, shape, flag in zip(cat.names, cat.shapes, exactly):
+            if flag:
+                assert exact_images is not None
+                image = exact_images.next(shape)
+                step(shape[0] * shape[1])
+            else:
+                image = next(coded)
+            yield name, image
+
+    def _iter_lossy(self, cat: catalog.Catalog, shapes: list[tuple[int, int, int]], quality: int,
+                    walks: list[tuple[str, refine.Walk]], alpha: AlphaCoder | None, per_image: bool, decoder: Any,
+                    step: Step) -> Iterator[np.ndarray]:
+        """The images of `shapes` that a file codes with the model, in order, one chunk
+        at a time: from the range `decoder` (latents, then the refinement `walks`) and
+        the `alpha` coder."""
+        for chunk in self._chunks(shapes, cat.tile):
+            shape = chunk.shape(shapes)
             symbols = self._read_symbols(decoder, chunk, shape, quality)
             images = self._base(symbols, shape, quality, chunk.tiles, step)
             if alpha is not None and _has_alpha(images.shape):
@@ -381,7 +427,7 @@ class ImageCodec:
             if walks:
                 images = self._refine(walks, None, images, decoder=decoder, tiles=chunk.tiles)
             for i in range(chunk.start, chunk.stop):
-                yield cat.names[i], _restore_channels(images[i - chunk.start], cat.shapes[i][2])
+                yield _restore_channels(images[i - chunk.start], shapes[i][2])
 
     def estimate_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
                       alpha_error: int | None = None) -> float:
@@ -413,7 +459,8 @@ class ImageCodec:
         """Each image's cost in bits under the frozen integer tables, escapes and
         refinement layers included: the length the range coder reaches up to a few bytes
         per file. Unlike `estimate_bits` it is exact and per image, so it can score how
-        unusual an image is to the model."""
+        unusual an image is to the model. It is the model's code: a lossless file codes
+        an image exactly instead where that costs fewer bits (exact.py)."""
         return self.reconstruct_with_bits(images, max_error, quality, alpha_error)[1]
 
     def reconstruct_with_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
@@ -481,9 +528,10 @@ class ImageCodec:
         return alpha_error
 
     def _codes_alpha(self, shapes: Sequence[tuple[int, ...]]) -> bool:
-        """Whether a file of images of `shapes` codes alpha: always with a model with
-        alpha, else where some image has it."""
-        return self.cfg.has_alpha or any(_has_alpha(s) for s in shapes)
+        """Whether a file of images of `shapes` (those it codes with the model) codes
+        alpha: where it has any, always with a model with alpha, else where some image
+        has it."""
+        return bool(shapes) and (self.cfg.has_alpha or any(_has_alpha(s) for s in shapes))
 
     def _stored_quality(self, quality: int) -> int | None:
         """What the catalog stores: 0-based, and nothing for a model of one quality."""
@@ -841,6 +889,19 @@ class ImageCodec:
         return [_restore_channels(im, original.shape[-1]) for im, original in zip(images, batch)], bits
 
 
+@dataclass
+class _Coded:
+    """Images coded by the model (ImageCodec._lossy): the range-coded stream, each
+    image's bits, the tile side, and the alpha coder's stream with its catalog fields."""
+
+    stream: bytes
+    bits: np.ndarray
+    tile: int | None
+    alpha_stream: bytes = b""
+    alpha_error: int | None = None
+    alpha_bytes: int | None = None
+
+
 def _fits(channels: int, model_channels: int) -> bool:
     """Whether an image of `channels` can be coded by a model of `model_channels`: its
     own colour, or grey by a colour model; with or without alpha."""
@@ -933,7 +994,8 @@ def file_header(blob: bytes) -> tuple[bytes, catalog.Catalog]:
     """The fingerprint of the model an image file needs and what the file holds (names,
     shapes, quality, bounds), after checking the file (once: the check reads every byte)."""
     header, _ = container.unpack(blob, container.Kind.IMAGES)
-    return read_fingerprint(header), catalog.unpack(header[FINGERPRINT_SIZE:], len(blob))
+    found = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob), container.version_of(blob))
+    return read_fingerprint(header), found
 
 
 def file_catalog(blob: bytes) -> catalog.Catalog:

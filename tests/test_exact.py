@@ -1,0 +1,160 @@
+"""Lossless files code images exactly where that costs fewer bytes than the model's code
+(exact.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from latentzip import container
+from latentzip.errors import FormatError
+from latentzip.image import catalog, exact
+from latentzip.image.codec import file_catalog
+
+
+def _page(seed: int, height: int = 64, width: int = 96) -> np.ndarray:
+    """A bilevel 'scan': black strokes and words on white."""
+    rng = np.random.default_rng(seed)
+    page = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(page)
+    for row in range(4, height - 10, 12):
+        draw.text((int(rng.integers(2, 10)), row), "".join(rng.choice(list("latentzip scans"), 12)), fill=0)
+    draw.line((0, height - 3, width, height - 3), fill=0, width=2)
+    return np.asarray(page)
+
+
+def _noise(seed: int, shape: tuple[int, ...] = (64, 96)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _model_only(codec, images, monkeypatch, **kwargs) -> bytes:
+    """The file `codec` writes when no image may be coded exactly."""
+    with monkeypatch.context() as patch:
+        patch.setattr(exact, "worth_pricing", lambda image: False)
+        return codec.encode(images, **kwargs)
+
+
+def test_a_scan_is_coded_exactly_in_fewer_bytes_than_the_models_code(conv_codec, monkeypatch):
+    pages = [_page(seed) for seed in range(3)]
+    blob, bits = conv_codec.encode_with_bits(pages, max_error=0)
+    assert file_catalog(blob).exact == [True, True, True]
+    assert container.version_of(blob) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(pages, conv_codec.decode(blob)))  # lossless
+    plain = _model_only(conv_codec, pages, monkeypatch, max_error=0)
+    assert container.version_of(plain) == 1 and file_catalog(plain).exact is None
+    assert len(blob) < len(plain)
+    assert abs(bits.sum() / 8 - len(blob)) < 60  # the costs returned are the file's
+
+
+def test_photographs_are_never_priced_and_their_files_stay_version_1(photos, monkeypatch):
+    import latentzip
+
+    codec = latentzip.load_model("photo:q2")
+    priced = []
+    monkeypatch.setattr(exact, "costs", lambda images: priced.append(len(images)) or np.zeros(len(images)))
+    blob = codec.encode(list(photos[:3]), max_error=0)
+    assert priced == [] and container.version_of(blob) == 1
+
+
+def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec):
+    images = [_noise(1), _page(4), _noise(2)[:40, :50], _page(5)[:48]]
+    names = ["a/noise.png", "b/page.png", "c/small noise.png", "d/half page.png"]
+    blob = conv_codec.encode(images, names, max_error=0)
+    assert file_catalog(blob).exact == [False, True, False, True]
+    decoded = conv_codec.decode_named(blob)
+    assert [name for name, _ in decoded] == names
+    assert all(np.array_equal(image, back) for image, (_, back) in zip(images, decoded))
+
+
+@pytest.mark.parametrize("max_error", [None, 3])
+def test_lossy_files_never_code_images_exactly(conv_codec, max_error):
+    blob = conv_codec.encode([_page(0), _page(1)], max_error=max_error)
+    assert file_catalog(blob).exact is None and container.version_of(blob) == 1
+
+
+def test_colour_and_alpha_are_coded_exactly_with_the_colour_under_transparent_pixels_filled():
+    import latentzip
+
+    codec = latentzip.load_model("photo:q4")
+    icon = np.zeros((48, 48, 4), dtype=np.uint8)
+    icon[8:40, 8:40] = (200, 30, 30, 255)
+    icon[16:32, 16:32] = (250, 250, 250, 255)
+    icon[20:28, :, 3] = 128
+    blob = codec.encode([icon, icon[:, :, :3]], max_error=0)
+    assert file_catalog(blob).exact == [True, True]
+    back = codec.decode(blob)
+    shown = icon[..., 3] > 0
+    assert np.array_equal(back[0][..., 3], icon[..., 3]) and np.array_equal(back[0][shown], icon[shown])
+    assert np.array_equal(back[1], icon[:, :, :3])
+
+
+def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_exactly(digits):
+    from latentzip.image.train import TrainConfig, train
+
+    grey = digits.images[:64]
+    cfg = TrainConfig(arch="conv", levels=2, latent=8, hidden=(8,), qualities=1, epochs=1, seed=2)
+    codec = train(np.concatenate([grey, grey, grey, (grey > 40).astype(np.uint8) * 255], axis=-1), cfg,
+                  progress=False).codec
+    icon = np.zeros((32, 32, 4), dtype=np.uint8)
+    icon[4:28, 4:28] = (200, 30, 30, 255)
+    noise = _noise(3, (32, 32, 4))
+    for batch, expected in (([icon], [True]), ([noise, icon], [False, True])):
+        blob = codec.encode(batch, max_error=0)
+        cat = file_catalog(blob)
+        assert cat.exact == expected and (cat.alpha_bytes is None) == all(expected)
+        for image, back in zip(batch, codec.decode(blob)):
+            shown = image[..., 3] > 0
+            assert np.array_equal(back[..., 3], image[..., 3]) and np.array_equal(back[shown], image[shown])
+
+
+def _repacked(blob: bytes, edit) -> bytes:
+    """`blob` with its catalog's bytes changed by `edit`, checksum repaired."""
+    header, payload = container.unpack(blob, container.Kind.IMAGES)
+    return container.pack(container.Kind.IMAGES, header[:8] + edit(bytearray(header[8:])), payload,
+                          container.version_of(blob))
+
+
+def _set(offset: int, value: int):
+    def edit(part: bytearray) -> bytes:
+        part[offset] = value
+        return bytes(part)
+    return edit
+
+
+def _changed(**fields):
+    def edit(part: bytearray) -> bytes:
+        cat = catalog.unpack(bytes(part), 1 << 20, 2)
+        for name, value in fields.items():
+            setattr(cat, name, value)
+        return catalog.pack(cat)
+    return edit
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_set(1, 3), "unknown flags"),  # a second-flags bit no version-2 reader knows
+    # the bitmap of the three pages (before their shape, 64, 96, 1), bits past them set
+    (_set(-4, 0xFF), "bits set past the last image"),
+    (_changed(exact_bytes=1 << 20), "exact stream is longer than the file"),
+    (_changed(max_error=2), "images coded exactly in a file that is not lossless"),
+])
+def test_damaged_exact_fields_are_refused_in_one_line(conv_codec, edit, words):
+    blob = conv_codec.encode([_page(seed) for seed in range(3)], max_error=0)
+    header, _ = container.unpack(blob, container.Kind.IMAGES)
+    assert header[8 + 1] == 1 and header[-4] == 0b111  # flags2 EXACT; the bitmap
+    with pytest.raises(FormatError, match=words):
+        conv_codec.decode(_repacked(blob, edit))
+
+
+def test_unknown_versions_are_refused_and_a_version_2_catalog_is_not_read_as_version_1(conv_codec):
+    blob = conv_codec.encode([_page(0)], max_error=0)
+    for version, kind in ((3, container.Kind.IMAGES), (2, container.Kind.BYTES)):
+        body = bytearray(blob[:-4])
+        body[4], body[5] = version, kind
+        forged = bytes(body) + container.crc32(bytes(body)).to_bytes(4, "little")
+        with pytest.raises(FormatError):
+            container.unpack(forged, kind)
+    v1 = bytearray(blob[:-4])
+    v1[4] = 1  # a version-2 catalog read as version 1 is not taken for something else
+    with pytest.raises(FormatError):
+        conv_codec.decode(bytes(v1) + container.crc32(bytes(v1)).to_bytes(4, "little"))
