@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from latentzip import container
-from latentzip.errors import FormatError
+from latentzip.errors import FormatError, LimitError
 from latentzip.image import catalog, exact
 from latentzip.image.codec import file_catalog
 
@@ -65,6 +65,21 @@ def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec):
     decoded = conv_codec.decode_named(blob)
     assert [name for name, _ in decoded] == names
     assert all(np.array_equal(image, back) for image, (_, back) in zip(images, decoded))
+
+
+def test_a_file_a_reader_would_refuse_for_its_few_bytes_is_the_models(conv_codec, monkeypatch):
+    checked = catalog.check
+
+    def strict(cat, size):  # as if the pages were so blank that their exact code was too small
+        if cat.exact is not None:
+            raise LimitError("image file declares too many pixel values")
+        checked(cat, size)
+
+    monkeypatch.setattr(catalog, "check", strict)
+    pages = [_page(0), _page(1)]
+    blob = conv_codec.encode(pages, max_error=0)
+    assert file_catalog(blob).exact is None and container.version_of(blob) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(pages, conv_codec.decode(blob)))
 
 
 @pytest.mark.parametrize("max_error", [None, 3])

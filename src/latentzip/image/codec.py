@@ -40,7 +40,7 @@ import torch
 
 from .. import container, heap
 from ..data import drop_alpha
-from ..errors import FormatError, LatentzipError, ModelError, printable
+from ..errors import FormatError, LatentzipError, LimitError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
 from . import alphabound, catalog, exact, objective, refine, tiling, transparent
 from .alpha import AlphaCoder
@@ -279,8 +279,7 @@ class ImageCodec:
                 alpha_error: int | None, priced: bool, progress: Progress | None = None) -> tuple[bytes, np.ndarray]:
         """`encode_with_bits`; without `priced`, the latents' bits are left out of the
         returned costs (pricing a hyperprior's latents takes as long as writing them).
-        A lossless file codes exactly (exact.py) the images that cost no more that way
-        than by the model at effort 0."""
+        A lossless file codes some images exactly instead (`_exactly`)."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
@@ -290,25 +289,54 @@ class ImageCodec:
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error)
         catalog.pack(catalog.Catalog(names, shapes))  # refuses a bad name before any coding
-        candidates = [i for i, im in enumerate(batch) if max_error == 0 and exact.worth_pricing(im)]
-        chosen = np.zeros(len(batch), dtype=bool)
-        if candidates:  # judged against the model's code at effort 0, which is quick to price
-            picked = [batch[i] for i in candidates]
-            model_bits = self.at_effort(0)._lossy(picked, max_error, quality, alpha_error, True, None).bits
-            chosen[candidates] = exact.costs([transparent.fill(im) for im in picked]) <= model_bits
+        chosen = self._exactly(batch, max_error, quality, alpha_error)
+        try:
+            return self._file(batch, names, chosen, max_error, quality, alpha_error, priced, progress)
+        except LimitError:
+            if not chosen.any():
+                raise
+        # Nearly blank images coded exactly can make a file so small that a reader would
+        # refuse the pixels it declares (catalog.Budget): such a file is the model's.
+        return self._file(batch, names, np.zeros_like(chosen), max_error, quality, alpha_error, priced, progress)
+
+    def _file(self, batch: list[np.ndarray], names: list[str], chosen: np.ndarray, max_error: int | None,
+              quality: int, alpha_error: int | None, priced: bool,
+              progress: Progress | None) -> tuple[bytes, np.ndarray]:
+        """The file of `batch`, the `chosen` images coded exactly and the others by the
+        model, and each image's bits."""
         rest = np.flatnonzero(~chosen)
         lossy = self._lossy([batch[i] for i in rest], max_error, quality, alpha_error, priced, progress)
         stream, bits = b"", np.zeros(len(batch))
         bits[rest] = lossy.bits
         if chosen.any():
             stream, bits[chosen] = exact.encode([transparent.fill(batch[i]) for i in np.flatnonzero(chosen)])
-        cat = catalog.Catalog(names, shapes, max_error, self._stored_quality(quality), lossy.alpha_error, lossy.tile,
-                              lossy.alpha_bytes, chosen.tolist() if chosen.any() else None,
-                              len(stream) if chosen.any() else None)
+        cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality),
+                              lossy.alpha_error, lossy.tile, lossy.alpha_bytes,
+                              chosen.tolist() if chosen.any() else None, len(stream) if chosen.any() else None)
         header = self.fingerprint + catalog.pack(cat)
         blob = container.pack(container.Kind.IMAGES, header, lossy.alpha_stream + stream + lossy.stream, cat.version)
         catalog.check(cat, len(blob))
         return blob, bits
+
+    def _exactly(self, batch: list[np.ndarray], max_error: int | None, quality: int,
+                 alpha_error: int | None) -> np.ndarray:
+        """Which images of a file to code exactly (exact.py): in a lossless file, those
+        mostly predicted by their neighbours that cost no more that way than by the model
+        at effort 0 (quick to price), or than its latents alone, by the learned densities
+        (which spares pricing the refinement layer, most of the time on a scanned page)."""
+        chosen = np.zeros(len(batch), dtype=bool)
+        candidates = [i for i, im in enumerate(batch) if max_error == 0 and exact.worth_pricing(im)]
+        if not candidates:
+            return chosen
+        picked = [batch[i] for i in candidates]
+        costs = exact.costs([transparent.fill(im) for im in picked])
+        cheaper = costs <= self._latent_estimates(picked, quality)
+        unsure = np.flatnonzero(~cheaper)
+        if len(unsure):
+            model = self.at_effort(0)._lossy([picked[k] for k in unsure], max_error, quality, alpha_error, True, None)
+            cheaper[unsure] = costs[unsure] <= model.bits
+        chosen[candidates] = cheaper
+        return chosen
 
     def _lossy(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
                priced: bool, progress: Progress | None) -> "_Coded":
@@ -435,17 +463,24 @@ class ImageCodec:
         plus the ideal cost of the refinement layers and alpha under their tables."""
         batch = self._as_list(images)
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
-        total = 0.0
+        total = float(self._latent_estimates(batch, quality).sum())
+        shapes = [im.shape for im in batch]
+        if max_error is not None or self._codes_alpha(shapes):
+            layers = self._pass(batch, max_error, quality, self._alpha_bound(alpha_error), latents=False)[1]
+            total += float(layers.sum())
+        return total
+
+    def _latent_estimates(self, batch: list[np.ndarray], quality: int) -> np.ndarray:
+        """What the learned (float) densities say each image's latents cost, in bits."""
+        bits = np.zeros(len(batch))
         shapes = [im.shape for im in batch]
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
             x = self._take(chunk, batch)
             for tile in chunk.tiles or (None,):
                 with torch.no_grad():
-                    total += float(self.model.latents(self._analyse(x, tile), quality - 1, "rounded")[1].sum())
-        if max_error is not None or self._codes_alpha(shapes):
-            layers = self._pass(batch, max_error, quality, self._alpha_bound(alpha_error), latents=False)[1]
-            total += float(layers.sum())
-        return total
+                    bits[chunk.start : chunk.stop] += self.model.latents(self._analyse(x, tile), quality - 1,
+                                                                         "rounded")[1].double().numpy()
+        return bits
 
     def reconstruct(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
                     alpha_error: int | None = None) -> list[np.ndarray]:

@@ -13,7 +13,8 @@ So a lossless file (`max_error` 0) prices both: for every image whose values are
 what their neighbours predict (`worth_pricing`; photographs are not, and are never
 priced), the encoder compares what the model's code and its lossless refinement layer
 cost with what coding the image's planes exactly costs, and codes the image exactly
-where that is no dearer. Both decode to the same pixels, so the choice is of bytes
+where that is no dearer (where it is no dearer than the model's latents alone, the
+refinement layer, slow to price on a large page, is not priced). Both decode to the same pixels, so the choice is of bytes
 alone. (In a lossy file an exact image would also be better, but a mean of per-image
 PSNR cannot weigh an image without error, and a file bounded by a max error d > 0
 would need the choice to weigh the errors of both ways as well.) Each plane (grey, or
