@@ -82,6 +82,26 @@ def test_a_file_a_reader_would_refuse_for_its_few_bytes_is_the_models(conv_codec
     assert all(np.array_equal(a, b) for a, b in zip(pages, conv_codec.decode(blob)))
 
 
+def test_encode_says_how_many_images_it_coded_exactly(conv_codec, capsys, tmp_path):
+    from .conftest import in_process
+
+    model = tmp_path / "scans.model"
+    conv_codec.save(model)
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for seed in range(2):
+        Image.fromarray(_page(seed)).convert("1").save(pages / f"page{seed}.png")
+    status, said = in_process(capsys, "encode", "-m", str(model), "--max-error", "0", "-q", str(pages),
+                              "-o", str(tmp_path / "pages.ltz"))
+    assert status == 0 and "2 coded exactly" in said
+    status, said = in_process(capsys, "decode", "-m", str(model), "-q", str(tmp_path / "pages.ltz"),
+                              "-o", str(tmp_path / "back"))
+    assert status == 0
+    for seed in range(2):
+        scanned = np.asarray(Image.open(pages / f"page{seed}.png").convert("L"))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"page{seed}.png")), scanned)
+
+
 @pytest.mark.parametrize("max_error", [None, 3])
 def test_lossy_files_never_code_images_exactly(conv_codec, max_error):
     blob = conv_codec.encode([_page(0), _page(1)], max_error=max_error)

@@ -2,25 +2,24 @@
 the model's code with its lossless refinement layer.
 
 A network trained on photographs spends its bits on textures and gradients. Scanned
-pages, line art, screenshots and flat-coloured graphics are the opposite: most pixels are
-exactly what their neighbours predict, and the few edges between flat areas are what a
-transform coder pays most for. On the CCITT fax pages (1-bit scans, 1728x2376) a model
-trained on six of them took about as many bytes at `q1` (25 dB) as PNG takes for the
-page itself, while the alpha coder (alpha.py: context mixing over decoded neighbours)
-codes such a page exactly in about a third of PNG's bytes, close to JBIG's.
+pages, line art, screenshots and flat-coloured graphics are the opposite: most values
+are exactly what their neighbours predict, and the few edges between flat areas are
+what a transform coder and its residual pay most for. On the CCITT fax pages (1-bit
+scans, 1728x2376) `photo:q4` and its lossless refinement layer took 110 times the bytes
+of coding the pages exactly with the alpha coder (alpha.py: context mixing over decoded
+neighbours), which takes 0.53x PNG's bytes and 1.07x JBIG's (bench/scans.py).
 
 So a lossless file (`max_error` 0) prices both: for every image whose values are mostly
 what their neighbours predict (`worth_pricing`; photographs are not, and are never
 priced), the encoder compares what the model's code and its lossless refinement layer
 cost with what coding the image's planes exactly costs, and codes the image exactly
-where that is no dearer (where it is no dearer than the model's latents alone, the
-refinement layer, slow to price on a large page, is not priced). Both decode to the same pixels, so the choice is of bytes
-alone. (In a lossy file an exact image would also be better, but a mean of per-image
-PSNR cannot weigh an image without error, and a file bounded by a max error d > 0
-would need the choice to weigh the errors of both ways as well.) Each plane (grey, or
-red, green, blue, then alpha) is coded by one alpha coder for the whole file, with the
-plane before it as its guide, so green is predicted from red at the same pixel as well
-as from its own neighbours.
+where that is no dearer (`ImageCodec._exactly`). Both decode to the same pixels, so the
+choice is of bytes alone. (In a lossy file an exact image would also be better, but a
+mean of per-image PSNR cannot weigh an image without error, and a file bounded by a max
+error d > 0 would need the choice to weigh the errors of both ways as well.) Each plane
+(grey, or red, green, blue, then alpha) is coded by one alpha coder for the whole file,
+with the plane before it as its guide, so green is predicted from red at the same pixel
+as well as from its own neighbours.
 """
 
 from __future__ import annotations
