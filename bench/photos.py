@@ -393,12 +393,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effort", type=int, default=None, help="encode at this effort (default: the codec's)")
     parser.add_argument("--no-large", dest="large", action="store_false", help="skip the 24-megapixel memory check")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 photographs a group, 3 qualities a peer")
+    parser.add_argument("--near-lossless-only", action="store_true",
+                        help="measure the near-lossless table again, into the --out JSON of an earlier run "
+                             "(which keeps the rest, and says when each part was measured)")
     args = parser.parse_args(argv)
     started = common.now()
     load = os.getloadavg()  # timings are only as good as the machine was idle
 
     groups = photographs(args.quick)
     photos = {name: im for g in groups.values() for name, im in g.items()}
+    if args.near_lossless_only:
+        result = json.loads(args.out.read_text())
+        result["near_lossless"] = {"measured": {"command": common.portable(common.command_line(
+            SCRIPT, argv if argv is not None else sys.argv[1:])), "date": started, "commit": common.git_commit()},
+            **near_lossless(args.model, photos)}
+        common.write_json(args.out, result)
+        print(markdown(result))
+        return 0
     ours = presets(args.model, args.effort)
     peers = {c: [q for i, q in enumerate(qs) if not args.quick or i in (0, len(qs) // 2, len(qs) - 1)]
              for c, qs in PEERS.items()}

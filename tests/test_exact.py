@@ -24,15 +24,25 @@ def _page(seed: int, height: int = 64, width: int = 96) -> np.ndarray:
     return np.asarray(page)
 
 
-def _noise(seed: int, shape: tuple[int, ...] = (64, 96)) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
 def _model_only(codec, images, monkeypatch, **kwargs) -> bytes:
     """The file `codec` writes when no image may be coded exactly."""
     with monkeypatch.context() as patch:
-        patch.setattr(exact, "worth_pricing", lambda image: False)
+        patch.setattr(exact, "costs", lambda images: np.full(len(images), np.inf))
         return codec.encode(images, **kwargs)
+
+
+def _dear_noise(monkeypatch) -> None:
+    """Make coding exactly dearer than the model's code for the noise images (those with
+    a value of 1 in the corner), whatever either costs on them."""
+    priced = exact.costs
+    monkeypatch.setattr(exact, "costs", lambda images: np.where(
+        [im.reshape(-1)[0] == 1 for im in images], np.inf, priced(images)))
+
+
+def _noise(seed: int, shape: tuple[int, ...] = (64, 96)) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    noise.reshape(-1)[0] = 1
+    return noise
 
 
 def test_a_scan_is_coded_exactly_in_fewer_bytes_than_the_models_code(conv_codec, monkeypatch):
@@ -47,17 +57,18 @@ def test_a_scan_is_coded_exactly_in_fewer_bytes_than_the_models_code(conv_codec,
     assert abs(bits.sum() / 8 - len(blob)) < 60  # the costs returned are the file's
 
 
-def test_photographs_are_never_priced_and_their_files_stay_version_1(photos, monkeypatch):
+def test_a_lossless_photograph_takes_whichever_code_is_smaller(photos, monkeypatch):
     import latentzip
 
     codec = latentzip.load_model("photo:q2")
-    priced = []
-    monkeypatch.setattr(exact, "costs", lambda images: priced.append(len(images)) or np.zeros(len(images)))
-    blob = codec.encode(list(photos[:3]), max_error=0)
-    assert priced == [] and container.version_of(blob) == 1
+    images = list(photos[:3])
+    blob = codec.encode(images, max_error=0)
+    assert all(np.array_equal(a, b) for a, b in zip(images, codec.decode(blob)))
+    assert len(blob) <= len(_model_only(codec, images, monkeypatch, max_error=0)) + 8  # the catalog's bitmap
 
 
-def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec):
+def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec, monkeypatch):
+    _dear_noise(monkeypatch)
     images = [_noise(1), _page(4), _noise(2)[:40, :50], _page(5)[:48]]
     names = ["a/noise.png", "b/page.png", "c/small noise.png", "d/half page.png"]
     blob = conv_codec.encode(images, names, max_error=0)
@@ -124,9 +135,10 @@ def test_colour_and_alpha_are_coded_exactly_with_the_colour_under_transparent_pi
     assert np.array_equal(back[1], icon[:, :, :3])
 
 
-def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_exactly(digits):
+def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_exactly(digits, monkeypatch):
     from latentzip.image.train import TrainConfig, train
 
+    _dear_noise(monkeypatch)
     grey = digits.images[:64]
     cfg = TrainConfig(arch="conv", levels=2, latent=8, hidden=(8,), qualities=1, epochs=1, seed=2)
     codec = train(np.concatenate([grey, grey, grey, (grey > 40).astype(np.uint8) * 255], axis=-1), cfg,

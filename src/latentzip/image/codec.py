@@ -321,22 +321,18 @@ class ImageCodec:
     def _exactly(self, batch: list[np.ndarray], max_error: int | None, quality: int,
                  alpha_error: int | None) -> np.ndarray:
         """Which images of a file to code exactly (exact.py): in a lossless file, those
-        mostly predicted by their neighbours that cost no more that way than by the model
-        at effort 0 (quick to price), or than its latents alone, by the learned densities
-        (which spares pricing the refinement layer, most of the time on a scanned page)."""
-        chosen = np.zeros(len(batch), dtype=bool)
-        candidates = [i for i, im in enumerate(batch) if max_error == 0 and exact.worth_pricing(im)]
-        if not candidates:
-            return chosen
-        picked = [batch[i] for i in candidates]
-        costs = exact.costs([transparent.fill(im) for im in picked])
-        cheaper = costs <= self._latent_estimates(picked, quality)
+        that cost no more that way than by the model at effort 0 (quick to price), or
+        than its latents alone, by the learned densities (which spares pricing the
+        refinement layer, most of the time on a scanned page)."""
+        if max_error != 0 or not batch:
+            return np.zeros(len(batch), dtype=bool)
+        costs = exact.costs([transparent.fill(im) for im in batch])
+        cheaper = costs <= self._latent_estimates(batch, quality)
         unsure = np.flatnonzero(~cheaper)
         if len(unsure):
-            model = self.at_effort(0)._lossy([picked[k] for k in unsure], max_error, quality, alpha_error, True, None)
+            model = self.at_effort(0)._lossy([batch[k] for k in unsure], max_error, quality, alpha_error, True, None)
             cheaper[unsure] = costs[unsure] <= model.bits
-        chosen[candidates] = cheaper
-        return chosen
+        return cheaper
 
     def _lossy(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
                priced: bool, progress: Progress | None) -> "_Coded":
