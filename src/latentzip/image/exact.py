@@ -15,13 +15,13 @@ image's planes exactly costs, and codes the image exactly where that is no deare
 (`ImageCodec._exactly`). The refinement layer codes residuals with context tables, not
 with a lossless coder's prediction, so coding exactly wins on photographs as well
 (the sporco photographs: 10.8-15.1 bits a pixel exactly, against about 16 through
-`photo:q4`). Both decode to the same pixels, so the
-choice is of bytes alone. (In a lossy file an exact image would also be better, but a
-mean of per-image PSNR cannot weigh an image without error, and a file bounded by a max
-error d > 0 would need the choice to weigh the errors of both ways as well.) Each plane
-(grey, or red, green, blue, then alpha) is coded by one alpha coder for the whole file,
-with the plane before it as its guide, so green is predicted from red at the same pixel
-as well as from its own neighbours.
+`photo:q4`). Both decode to the same pixels, so the choice is of bytes alone. (In a
+lossy file an exact image would also be better, but a mean of per-image PSNR cannot
+weigh an image without error, and a file bounded by a max error d > 0 would need the
+choice to weigh the errors of both ways as well.) Each plane (grey, or red, green,
+blue, then alpha) is coded by one alpha coder for the whole file, with the plane before
+it as its guide, so green is predicted from red at the same pixel as well as from its
+own neighbours.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .alpha import AlphaCoder
+
 
 def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(planes, guides), each (C, H, W): the image's channels and, for each, the plane
