@@ -95,26 +95,26 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "9cc9f62bbad3ad89ed0f6332db9fca3cbd4222f50384e8b1813638d2c60cd49d",
-    "photo:q2": "6937eb92dc4b6ed8eca0407909cbca069637edd92300cc78a8afc111e24f2282",
-    "photo:q3": "3447eb11681f3a6abe0f550e6fd84917af413b359e1ec78b37177d4dda753e1a",
-    "photo:q4": "088e51a9b3bbc9c192cb618fcaa63eb5c0626e11f07ba991655662273d726196",
-    "photo:q5": "6d36a4ac83e9160c10bcc099b789455e78e67e6ffcb0caa4abc4537e54b93c24",
-    "photo:q6": "b15fe7a349850e04e9a4c169e44861245f0eeccfa1cb7b8d9b20df6fbe3cf36f",
-    "photo:q7": "48baa6d06bdc8a789c76e27093f9ce685533435038027f67a26cb8e27ec6b662",
-    "photo:q8": "39eda50fd6921826b82ab28eba2178c4d96c96ac7d4123acee88e46743dc4694",
+    "photo:q1": "eacbbc4234fa7ff580c16f7f8c47662ab961c92ab6ccfce2f987e09991b20d46",
+    "photo:q2": "42853448b73ac9af523e95de17d9328aca5e45b17007ad42a012c2879f75eb2f",
+    "photo:q3": "ff770c295484687907154e175eba00d85df4574f5701d59cdb7cf3b1136b58b5",
+    "photo:q4": "469623b4c22432721d5b5bd888826996c539ddd07019de432eb6471b60f30e6f",
+    "photo:q5": "672e454df92ce72c0205e46874c7908e1fe60515a8b62cc8b64d3c7784a48e12",
+    "photo:q6": "0457e1594c3906b420eb6eaeb225d114ce7b3851116d61a33be5dcf8c51e362d",
+    "photo:q7": "fe864c0c64ec8f7a5f27251b4450ad117cd5a47978d682967afbf9e2df3825ea",
+    "photo:q8": "51dab8f1cecb1bbe3a8e747000e5b5e9db49ac3bae20125ad360ea65f8a8a11f",
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "119aeae18d0e754ccd2eae9f3c5a4a494ab90247a3f82bf306b06ad262224002"
+TILED = "cb48ca994fd9157e9fea7ca598e09447a6df77e8aae0318a7e6738cc970bde47"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "457b84b81147585360fda01bef8455981e739f42adbecff0d4e3fc945843518f",
-    "photo:q5": "c2ebccce0d50e8c2b954e91b4b4505801cd3c7afe4b37b4f72aab1f5c17ae711",
-    "photo:q8": "7642a4799c32cddf3da33eee49b65341515149095c946bf438838adba86a342e",
+    "photo:q2": "50ab8513a73559ceba2eb7991cea6dd0a2fa9f6e32f7700ef3d64032c0b742e7",
+    "photo:q5": "267c94d701922294906ac03ed3800e8b7b7969bfffbaf273e1b5976e6df6f2b0",
+    "photo:q8": "9561e92ebe76262b75173bdefd213ad85f95a0897138a63f5d03213cbfb911fc",
 }
-TILED_DECODED = "9c90a37102bd87dd29ad037dd78cdb245ab420afd1aa2f9bff3bddb91fe6d0fe"
+TILED_DECODED = "90e517623108b775910a1d6c9f5fc06c72a1496811ba2409cfae8901b6cd4122"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
