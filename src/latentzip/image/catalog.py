@@ -115,8 +115,6 @@ def pack(catalog: Catalog) -> bytes:
         if problem:
             raise LatentzipError(f"cannot store image name {shown(name)}: {problem}")
     flags, fixed, body = _layout(catalog)
-    if catalog.exact is not None:
-        fixed = bytes([_EXACT]) + fixed
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
     squeezed = deflater.compress(body) + deflater.flush()
     if len(squeezed) < len(body):
@@ -198,7 +196,7 @@ def name_problem(name: str) -> str | None:
 def _layout(catalog: Catalog) -> tuple[int, bytes, bytes]:
     """(flags, the fixed fields, the body before deflating) of a catalog."""
     flags = 0
-    fixed = put_varint(len(catalog.shapes))
+    fixed = (b"" if catalog.exact is None else bytes([_EXACT])) + put_varint(len(catalog.shapes))
     for flag, value in ((_REFINED, catalog.max_error), (_QUALITY, catalog.quality), (_ALPHA, catalog.alpha_error),
                         (_TILED, catalog.tile), (_ALPHA_CODED, catalog.alpha_bytes)):
         if value is not None:

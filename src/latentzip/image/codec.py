@@ -289,26 +289,30 @@ class ImageCodec:
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error)
         catalog.pack(catalog.Catalog(names, shapes))  # refuses a bad name before any coding
-        chosen = self._exactly(batch, max_error, quality, alpha_error)
+        chosen, every = self._exactly(batch, max_error, quality, alpha_error)
         try:
-            return self._file(batch, names, chosen, max_error, quality, alpha_error, priced, progress)
+            return self._file(batch, names, chosen, every, max_error, quality, alpha_error, priced, progress)
         except LimitError:
             if not chosen.any():
                 raise
         # Nearly blank images coded exactly can make a file so small that a reader would
         # refuse the pixels it declares (catalog.Budget): such a file is the model's.
-        return self._file(batch, names, np.zeros_like(chosen), max_error, quality, alpha_error, priced, progress)
+        return self._file(batch, names, np.zeros_like(chosen), None, max_error, quality, alpha_error, priced,
+                          progress)
 
-    def _file(self, batch: list[np.ndarray], names: list[str], chosen: np.ndarray, max_error: int | None,
-              quality: int, alpha_error: int | None, priced: bool,
-              progress: Progress | None) -> tuple[bytes, np.ndarray]:
+    def _file(self, batch: list[np.ndarray], names: list[str], chosen: np.ndarray,
+              every: tuple[bytes, np.ndarray] | None, max_error: int | None, quality: int, alpha_error: int | None,
+              priced: bool, progress: Progress | None) -> tuple[bytes, np.ndarray]:
         """The file of `batch`, the `chosen` images coded exactly and the others by the
-        model, and each image's bits."""
+        model, and each image's bits. `every`: the exact stream of all of `batch` and its
+        bits, if at hand (what the file holds when every image is chosen)."""
         rest = np.flatnonzero(~chosen)
         lossy = self._lossy([batch[i] for i in rest], max_error, quality, alpha_error, priced, progress)
         stream, bits = b"", np.zeros(len(batch))
         bits[rest] = lossy.bits
-        if chosen.any():
+        if chosen.all() and every is not None:
+            stream, bits = every
+        elif chosen.any():
             stream, bits[chosen] = exact.encode([transparent.fill(batch[i]) for i in np.flatnonzero(chosen)])
         cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality),
                               lossy.alpha_error, lossy.tile, lossy.alpha_bytes,
@@ -319,20 +323,23 @@ class ImageCodec:
         return blob, bits
 
     def _exactly(self, batch: list[np.ndarray], max_error: int | None, quality: int,
-                 alpha_error: int | None) -> np.ndarray:
+                 alpha_error: int | None) -> tuple[np.ndarray, tuple[bytes, np.ndarray] | None]:
         """Which images of a file to code exactly (exact.py): in a lossless file, those
         that cost no more that way than by the model at effort 0 (quick to price), or
         than its latents alone, by the learned densities (which spares pricing the
-        refinement layer, most of the time on a scanned page)."""
+        refinement layer, most of the time on a scanned page). Also the exact stream of
+        them all that priced them (None where none was priced), which is the file's when
+        every image is chosen."""
         if max_error != 0 or not batch:
-            return np.zeros(len(batch), dtype=bool)
-        costs = exact.costs([transparent.fill(im) for im in batch])
+            return np.zeros(len(batch), dtype=bool), None
+        every = exact.encode([transparent.fill(im) for im in batch])
+        costs = every[1]
         cheaper = costs <= self._latent_estimates(batch, quality)
         unsure = np.flatnonzero(~cheaper)
         if len(unsure):
             model = self.at_effort(0)._lossy([batch[k] for k in unsure], max_error, quality, alpha_error, True, None)
             cheaper[unsure] = costs[unsure] <= model.bits
-        return cheaper
+        return cheaper, every
 
     def _lossy(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
                priced: bool, progress: Progress | None) -> "_Coded":

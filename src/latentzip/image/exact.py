@@ -42,12 +42,6 @@ def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return planes, guides
 
 
-def costs(images: Sequence[np.ndarray]) -> np.ndarray:
-    """What coding each of `images` exactly would cost, in bits, in one file in order."""
-    coder = AlphaCoder()
-    return np.array([coder.costs(*_planes(im), 0).sum() for im in images])
-
-
 def encode(images: Sequence[np.ndarray]) -> tuple[bytes, np.ndarray]:
     """The stream of `images` coded exactly, and each one's cost in bits."""
     coder = AlphaCoder()
