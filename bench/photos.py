@@ -17,8 +17,9 @@ Bjøntegaard delta rate of every codec against each peer (common.bd_rate) over 3
 PSNR, and over the MS-SSIM range both cover in dB (-10 log10(1 - MS-SSIM)).
 Speed: encode and decode seconds per megapixel, the median over photographs of calls
 timed in this process after a warm-up call, and kodim23 (768x512) at photo:q4, the
-median of three. Near-lossless: the default preset with its refinement layer at max
-errors 0 (lossless), 1, 2 and 4, against PNG and lossless JPEG XL, all photographs.
+median of three. Near-lossless: the default preset at max errors 0 (lossless), 1, 2
+and 4 (its refinement layer, or each photograph coded directly where that is cheaper),
+against JPEG-LS at the same bounds, PNG and lossless JPEG XL, all photographs.
 Memory: the CLI's peak RSS encoding and decoding a 24-megapixel photograph, opaque and
 as a cut-out with a soft alpha edge, each step in its own process (--no-large skips it).
 
@@ -50,7 +51,7 @@ from tqdm import tqdm
 
 from latentzip import baselines, metrics
 from latentzip.image import tiling, zoo
-from latentzip.image.codec import ImageCodec
+from latentzip.image.codec import ImageCodec, file_catalog
 
 import common
 import sets
@@ -190,18 +191,27 @@ def time_default(coder: Coder, image: np.ndarray, repeats: int = 3) -> dict[str,
 
 
 def near_lossless(model: Path | None, photos: dict[str, np.ndarray]) -> dict[str, Any]:
-    """bpp of the default preset with every value within each of NEAR_LOSSLESS levels (the
-    largest error checked on the decoded photographs), and of PNG and lossless JPEG XL."""
+    """bpp and mean PSNR of the default preset with every value within each of
+    NEAR_LOSSLESS levels (the largest error checked on the decoded photographs), and how
+    many photographs it coded directly; JPEG-LS (CharLS) at the same bounds (its NEAR
+    parameter), each photograph a file; PNG and lossless JPEG XL."""
     import imagecodecs
 
     codec = ImageCodec.load(model).bounded(None, DEFAULT_QUALITY) if model else zoo.load(DEFAULT_PRESET)
     images = list(photos.values())
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     out: dict[str, Any] = {"preset": DEFAULT_PRESET, "max_error": {}}
-    for bound in NEAR_LOSSLESS:
+
+    def measured(blobs: list[bytes], decoded: list[np.ndarray]) -> dict[str, Any]:
+        return {"bpp": 8 * sum(map(len, blobs)) / pixels, "psnr": metrics.mean_psnr(images, decoded),
+                "largest_error": max(metrics.max_abs_error(im, d) for im, d in zip(images, decoded))}
+
+    for bound in tqdm(NEAR_LOSSLESS, desc="near lossless", file=sys.stderr, leave=False):
         blobs = [codec.encode([im], max_error=bound) for im in images]
-        worst = max(int(np.abs(codec.decode(b)[0].astype(int) - im).max()) for b, im in zip(blobs, images))
-        out["max_error"][bound] = {"bpp": 8 * sum(map(len, blobs)) / pixels, "largest_error": worst}
+        ls = [imagecodecs.jpegls_encode(im, level=bound) for im in images]
+        out["max_error"][bound] = {**measured(blobs, [codec.decode(b)[0] for b in blobs]),
+                                   "coded_directly": sum(sum(file_catalog(b).direct or ()) for b in blobs),
+                                   "jpegls": measured(ls, [imagecodecs.jpegls_decode(b) for b in ls])}
     png = baselines.IMAGE_BASELINES["png"]
     out["png_bpp"] = 8 * sum(len(png.encode(im)) for im in images) / pixels
     out["jxl_lossless_bpp"] = 8 * sum(len(imagecodecs.jpegxl_encode(im, lossless=True, effort=7)) for im in images) / pixels
@@ -375,10 +385,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {group} ({len(photos)}) | " + " | ".join(cell(ours[p]) for p in ("webp", "jpeg", "avif", "jxl"))
                      + f" | {covered} |")
     near = result["near_lossless"]
-    lines += ["", f"| {near['preset']} with --max-error | " + " | ".join(str(d) for d in near["max_error"])
+    bounds = near["max_error"].values()
+    lines += ["", "| bpp (PSNR) at --max-error | " + " | ".join(str(d) for d in near["max_error"])
               + " | PNG | JPEG XL lossless |", "|---" * (len(near["max_error"]) + 3) + "|",
-              "| bpp (all photographs) | " + " | ".join(f"{p['bpp']:.2f}" for p in near["max_error"].values())
-              + f" | {near['png_bpp']:.2f} | {near['jxl_lossless_bpp']:.2f} |"]
+              f"| {near['preset']} | " + " | ".join(f"{p['bpp']:.2f} ({p['psnr']:.2f} dB)" for p in bounds)
+              + f" | {near['png_bpp']:.2f} | {near['jxl_lossless_bpp']:.2f} |",
+              "| JPEG-LS (NEAR = the bound) | " + " | ".join(
+                  f"{p['jpegls']['bpp']:.2f} ({p['jpegls']['psnr']:.2f} dB)" for p in bounds) + " | | |"]
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for goal, t in result["targets"].items():
         figure = "–" if t["figure"] is None else f"{t['figure']:.3g}"

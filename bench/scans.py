@@ -3,15 +3,15 @@
     python bench/scans.py [--preset photo:q4] [--graphics 200] [--out bench/results/scans.json]
 
 The eight CCITT fax test pages (bench/sets.py `scans`: 1-bit scans, 1728x2376, as
-jbigkit ships them) are coded losslessly. latentzip codes them with a shipped preset
-and `max_error=0`, all eight in one file and each in a file of its own: a lossless file
-codes a page exactly (image/exact.py) where that takes fewer bytes than the model's code
-and its lossless refinement layer, whose cost (`code_bits`) is reported beside it. The
-peers code each page in a file of its own, in the same run: PNG at 1 bit per pixel
-(Pillow, optimized), WebP lossless (method 6) and JPEG XL lossless (effort 7), both from
-the 8-bit grey page; and JBIG (ITU-T T.82, the files jbigkit ships the pages in). Every
-size is real bytes, headers included, and every latentzip file is decoded and checked
-to give the page back exactly.
+jbigkit ships them) are coded losslessly. latentzip codes them with a shipped preset and
+`max_error=0`, all eight in one file and each in a file of its own: a lossless file
+codes a page directly, so exactly (image/direct.py), where that takes fewer bytes than
+the model's code and its lossless refinement layer, whose cost (`code_bits`) is reported
+beside it. The peers code each page in a file of its own, in the same run: PNG at 1 bit
+per pixel (Pillow, optimized), WebP lossless (method 6) and JPEG XL lossless (effort 7),
+both from the 8-bit grey page; and JBIG (ITU-T T.82, the files jbigkit ships the pages
+in). Every size is real bytes, headers included, and every latentzip file is decoded and
+checked to give the page back exactly.
 
 Graphics: the first --graphics test emoji (64x64 RGBA) and icons (the emoji at 32x32) of
 bench/sets.py, coded the same way into one latentzip file per set, against PNG
@@ -95,7 +95,7 @@ def ours(named: dict[str, np.ndarray], preset: str) -> dict[str, Any]:
             raise SystemExit(f"the lossless file of {name} did not give it back")
         each[name] = len(single)
     model = codec.code_bits(images, max_error=0) / 8
-    return {"one_file_bytes": len(blob), "coded_exactly": sum(file_catalog(blob).exact or ()),
+    return {"one_file_bytes": len(blob), "coded_directly": sum(file_catalog(blob).direct or ()),
             "encode_seconds": encode_seconds, "decode_seconds": decode_seconds, "per_page": each,
             "model_code_bytes": dict(zip(named, model.round().astype(int).tolist()))}
 
@@ -110,7 +110,7 @@ def graphics(name: str, count: int, preset: str) -> dict[str, Any]:
         shown = image[..., 3] > 0
         if not (np.array_equal(back[..., 3], image[..., 3]) and np.array_equal(back[shown], image[shown])):
             raise SystemExit(f"a lossless file of {name} did not give an image back")
-    return {"images": len(images), "latentzip": len(blob), "coded_exactly": sum(file_catalog(blob).exact or ()),
+    return {"images": len(images), "latentzip": len(blob), "coded_directly": sum(file_catalog(blob).direct or ()),
             "model_code": round(float(codec.code_bits(images, max_error=0).sum() / 8)),
             "png": sum(_pillow(im, "RGBA", "PNG", optimize=True) for im in images),
             "webp lossless": sum(_pillow(im, "RGBA", "WEBP", lossless=True, quality=100, method=6) for im in images),
@@ -134,12 +134,12 @@ def markdown(result: dict[str, Any]) -> str:
     rows.append(row("the model's own lossless code (model and refinement layer)", ours_["model_code_bytes"]))
     for coder, sizes in result["peers"].items():
         rows.append(row(SHOWN[coder], sizes))
-    rows += ["", "| set | images | **latentzip**, one file | coded exactly | the model's own lossless code | PNG | "
+    rows += ["", "| set | images | **latentzip**, one file | coded directly | the model's own lossless code | PNG | "
              "WebP lossless | JPEG XL lossless |", "|---|---|---|---|---|---|---|---|"]
     for name, found in result["graphics"].items():
         sizes = [found[k] for k in ("latentzip", "model_code", "png", "webp lossless", "jpeg xl lossless")]
         cells = [f"{size:,} ({size / found['latentzip']:.2f}x)" for size in sizes]
-        rows.append(f"| {name} | {found['images']} | {cells[0].split(' ')[0]} | {found['coded_exactly']} | "
+        rows.append(f"| {name} | {found['images']} | {cells[0].split(' ')[0]} | {found['coded_directly']} | "
                     + " | ".join(cells[1:]) + " |")
     return "\n".join(rows)
 

@@ -122,7 +122,7 @@ def mutated(fuzzer: Fuzzer, model: str) -> tuple[Callable[[bytes], None], list[b
     images = codec.reconstruct(_sample_images(codec, 6))
     seeds = [codec.encode(images[:k], [f"img_{i:03d}.png" for i in range(k)], max_error=bound)[:-4]
              for k in (1, 3, 6) for bound in (None, 8) if bound is None or codec.refinement is not None]
-    if codec.refinement is not None:  # lossless files whose two-level images are coded exactly (version 2)
+    if codec.refinement is not None:  # lossless files whose two-level images are coded directly (version 2)
         flat = [(image > 127).astype(image.dtype) * 255 for image in images]
         seeds += [codec.encode(flat[:k], max_error=0)[:-4] for k in (1, 3)]
 

@@ -50,6 +50,15 @@ def model_file(dense_codec, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def model_only(monkeypatch) -> None:
+    """Files code every image with the model, none directly (image/direct.py): for tests
+    of the model's own code, which `reconstruct` and `code_bits` describe."""
+    from latentzip.image import direct
+
+    monkeypatch.setattr(direct, "encode", lambda images, max_error, step=None: (b"", np.full(len(images), np.inf)))
+
+
 @pytest.fixture(scope="session")
 def photos() -> np.ndarray:
     """Eight real colour patches (48x48 of scikit-image's photographs)."""

@@ -34,16 +34,16 @@ def ltz(fingerprint: bytes, catalog_part: bytes, payload: bytes = b"", version: 
 def image_catalog(count: int, shape: Sequence[int] | None = (28, 28, 1), body: bytes = b"", names: bool = False,
                   deflated: bool = False, max_error: int | None = None, extra_flags: int = 0,
                   quality: int | None = None, alpha_error: int | None = None, more_flags: int | None = None,
-                  exact: tuple[int, bytes] | None = None) -> bytes:
+                  direct: tuple[int, bytes] | None = None) -> bytes:
     """A catalog: UNIFORM with `shape` (else the shapes are in `body`), then `body`.
-    `more_flags` makes it a version-2 catalog, whose EXACT flag (1) takes `exact`: the
-    exact stream's length and the bitmap of the images coded exactly."""
+    `more_flags` makes it a version-2 catalog, whose DIRECT flag (1) takes `direct`: the
+    direct stream's length and the bitmap of the images coded directly."""
     flags = extra_flags | (NAMES if names else 0) | (UNIFORM if shape is not None else 0)
     flags |= (DEFLATED if deflated else 0) | (REFINED if max_error is not None else 0)
     flags |= (QUALITY if quality is not None else 0) | (ALPHA if alpha_error is not None else 0)
     fixed = put_varint(count) + b"".join(put_varint(v) for v in (max_error, quality, alpha_error) if v is not None)
-    if exact is not None:
-        fixed += put_varint(exact[0]) + exact[1]
+    if direct is not None:
+        fixed += put_varint(direct[0]) + direct[1]
     fixed += b"".join(put_varint(v) for v in shape) if shape is not None else b""
     second = bytes([more_flags]) if more_flags is not None else b""
     return bytes([flags]) + second + fixed + (deflate(body) if deflated else body)
@@ -114,13 +114,13 @@ def catalogs(draw: st.DrawFn, shape: tuple[int, int, int] = (8, 8, 1), images: i
     max_error = draw(st.none() | _mostly(st.integers(0, 127), _varints))
     quality, alpha_error = (draw(st.none() | _mostly(st.integers(0, 7), _varints)) for _ in range(2))
     more = draw(_mostly(st.just(1), st.integers(0, 255))) if version >= 2 else None
-    exact = None
+    direct = None
     if more is not None and more & 1:
         bitmap = draw(_mostly(st.binary(min_size=-(-count // 8), max_size=-(-count // 8)), st.binary(max_size=3))) \
             if count <= images else draw(st.binary(max_size=3))
-        exact = (draw(_mostly(st.integers(0, 64), _varints)), bitmap)
+        direct = (draw(_mostly(st.integers(0, 64), _varints)), bitmap)
     return image_catalog(count, uniform, body, named, draw(st.booleans()), max_error,
-                         draw(_mostly(st.just(0), st.sampled_from([64, 128]))), quality, alpha_error, more, exact)
+                         draw(_mostly(st.just(0), st.sampled_from([64, 128]))), quality, alpha_error, more, direct)
 
 
 @st.composite

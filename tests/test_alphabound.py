@@ -43,7 +43,7 @@ def test_shown_errors_are_the_metric_at_each_bound(monkeypatch):
     assert np.allclose(errors[0], errors[0, 0]) and (np.diff(errors[1:], axis=1)[:, :2] > 0).all()
 
 
-def test_the_bound_loosens_as_quality_falls_and_is_decoded_within(photos):
+def test_the_bound_loosens_as_quality_falls_and_is_decoded_within(photos, model_only):
     cutouts = list(_feathered(photos[:4]))
     chosen = {}
     for preset in ("q1", "q8"):

@@ -62,7 +62,7 @@ def test_reconstruct_with_bits_is_both_from_one_analysis(dense_codec, digits_tes
 
 
 @pytest.mark.parametrize("max_error", [None, 2])
-def test_encode_with_bits_prices_the_file_it_writes(dense_codec, digits_test, max_error):
+def test_encode_with_bits_prices_the_file_it_writes(dense_codec, digits_test, max_error, model_only):
     """The refinement walk learns as it codes: the prices must come from that same pass."""
     images = digits_test.images[:30]
     blob, bits = dense_codec.encode_with_bits(images, max_error=max_error)

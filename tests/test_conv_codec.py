@@ -714,9 +714,10 @@ def test_a_tiled_grid_widens_where_its_values_outgrow_it(hyper_codec, digits, mo
     assert hyper_codec.encode([_large(digits, 300, 600)], quality=2) == blob
 
 
-def test_progress_counts_every_pixel_of_each_stage_tile_by_tile(hyper_codec, digits, monkeypatch):
+def test_progress_counts_every_pixel_of_each_stage_tile_by_tile(hyper_codec, digits, monkeypatch, model_only):
     """Encoding counts the latents, and the synthesis too where it decodes (a max error);
-    decoding the synthesis: each tile, then each chunk of small images, as it is done."""
+    decoding the synthesis: each tile, then each chunk of small images, as it is done.
+    (With a max error an encode also prices coding the images directly: see test_direct.py.)"""
     from latentzip.image import tiling
 
     monkeypatch.setattr(tiling, "SIDE", 256)
@@ -724,7 +725,7 @@ def test_progress_counts_every_pixel_of_each_stage_tile_by_tile(hyper_codec, dig
     images = [_large(digits, 300, 600), _colour(digits, 2)[0], _colour(digits, 2)[1]]
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     steps = len(tiling.tiles(300, 600, 256, hyper_codec.cfg.stride)) + 1
-    for max_error, stages in ((None, 1), (4, 2)):
+    for max_error, stages in ((None, 1), (4, 4)):  # with a max error the model's code is priced first
         told: dict[str, list[tuple[int, int]]] = {"encode": [], "decode": []}
         blob = hyper_codec.encode(images, max_error=max_error, progress=lambda *a: told["encode"].append(a))
         hyper_codec.decode(blob, progress=lambda *a: told["decode"].append(a))

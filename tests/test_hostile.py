@@ -166,7 +166,7 @@ def test_crafted_catalogs_parse_within_budget_or_fail_with_our_error(version, da
         return
     budget = catalog.Budget.of(size)
     assert len(found.names) == len(found.shapes) <= budget.images
-    assert found.exact is None or len(found.exact) == len(found.shapes)
+    assert found.direct is None or len(found.direct) == len(found.shapes)
     assert all(catalog.name_problem(name) is None for name in found.names) or found.names == \
         catalog.default_names(len(found.shapes))
 

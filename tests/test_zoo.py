@@ -44,7 +44,7 @@ def test_every_preset_names_its_network_and_bound(ladder):
     assert bounds[: len(plain)] == plain and refined == sorted(refined, reverse=True)  # quality rises with q
 
 
-def test_a_preset_codes_within_its_bound_and_any_call_can_override_it(ladder):
+def test_a_preset_codes_within_its_bound_and_any_call_can_override_it(ladder, model_only):
     name = next(n for n in ladder if zoo.preset(n).max_error)
     bound = zoo.preset(name).max_error
     codec = latentzip.load_model(name)

@@ -32,7 +32,7 @@ class Kind(enum.IntEnum):
 
 
 # The versions a reader takes, by kind: image files whose catalog has a second flags byte
-# (some images coded exactly) are version 2; encoders write 1 wherever that is enough.
+# (some images coded directly) are version 2; encoders write 1 wherever that is enough.
 VERSIONS = {Kind.IMAGES: (1, 2), Kind.BYTES: (1,)}
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 PEAK = 255.0
 
@@ -114,6 +113,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     The window shrinks to the largest odd size that fits tiny images (e.g. 8x8 keeps 7,
     5x5 gets 5); RGB is scored per channel and averaged.
     """
+    from skimage.metrics import structural_similarity  # scikit-image takes 0.2 s to import
+
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")

@@ -35,8 +35,9 @@ MARKS_ONLY = {"marks": "--marks"}
 
 MAX_ERROR_HELP = (
     "add a refinement layer so that no pixel is off by more than D grey levels "
-    "(0 = lossless, where images such as scans and flat graphics are coded exactly if that takes fewer "
-    "bytes; more bytes, higher quality); default: the shipped model's own bound, if it has one"
+    "(0 = lossless; more bytes, higher quality); images such as scans, flat graphics and, near lossless, "
+    "photographs are coded directly, pixel by pixel within the same bound, where that takes fewer bytes; "
+    "default: the shipped model's own bound, if it has one"
 )
 
 
@@ -269,8 +270,8 @@ def _encode(args: argparse.Namespace) -> int:
     bound = cat.alpha_error
     alpha = "" if not bound or args.alpha_error is not None else (
         ", alpha within a bound chosen for each image" if bound == PER_IMAGE else f", alpha within {bound} levels")
-    exactly = sum(cat.exact or ())
-    coded = f", {exactly} coded exactly (fewer bytes than the model's code)" if exactly else ""
+    directly = sum(cat.direct or ())
+    coded = f", {directly} coded directly, pixel by pixel (cheaper than the model's code)" if directly else ""
     print(f"{len(named)} image(s) -> {args.output}: {len(blob)} bytes, {len(blob) / len(named):.1f} bytes/image, "
           f"{8 * len(blob) / pixels:.3f} bpp{alpha}{coded}", file=sys.stderr)
     return 0

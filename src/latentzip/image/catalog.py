@@ -34,9 +34,9 @@ _QUALITY = 16  # the model codes at several qualities; the one used is stored
 _ALPHA = 32  # the model codes alpha; the bound on every alpha value's error is stored
 _TILED = 64  # images larger than a tile side are coded in tiles (tiling.py); the side is stored
 _ALPHA_CODED = 128  # alpha is coded by the alpha coder (alpha.py), in a stream of its own whose length is stored
-# Of the second flags byte (version 2): some images are coded exactly (exact.py); the
+# Of the second flags byte (version 2): some images are coded directly (direct.py); the
 # length of their stream and which images they are follow the other fields.
-_EXACT = 1
+_DIRECT = 1
 PER_IMAGE = 128  # alpha_error of a file whose images' alpha bounds differ: past every single bound (0-127)
 _DIGITS = re.compile(r"(\d+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -65,16 +65,16 @@ class Catalog:
     # Bytes of the alpha coder's stream, which opens the payload; None in files whose alpha
     # is a refinement layer in the range-coded stream (written before the alpha coder).
     alpha_bytes: int | None = None
-    # Which images are coded exactly (exact.py), in a stream of `exact_bytes` bytes after
+    # Which images are coded directly (direct.py), in a stream of `direct_bytes` bytes after
     # the alpha coder's; None in files that code every image with the model (version 1).
-    exact: list[bool] | None = None
-    exact_bytes: int | None = None
+    direct: list[bool] | None = None
+    direct_bytes: int | None = None
 
     @property
     def version(self) -> int:
         """The container version a file of this catalog is written with: 2 where it has
-        a second flags byte (some images coded exactly), else 1, as before it existed."""
-        return 1 if self.exact is None else 2
+        a second flags byte (some images coded directly), else 1, as before it existed."""
+        return 1 if self.direct is None else 2
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def unpack(data: bytes, file_size: int, version: int = 1) -> Catalog:
     flags = reader.take(1)[0]
     more = reader.take(1)[0] if version >= 2 else 0
     known = _NAMES | _UNIFORM | _DEFLATED | _REFINED | _QUALITY | _ALPHA | _TILED | _ALPHA_CODED
-    if flags & ~known or more & ~_EXACT:
+    if flags & ~known or more & ~_DIRECT:
         raise FormatError("corrupt image catalog (unknown flags)")
     count = reader.varint()
     budget.charge("images", count)
@@ -149,10 +149,10 @@ def unpack(data: bytes, file_size: int, version: int = 1) -> Catalog:
         reader.varint() if flags & flag else None for flag in (_REFINED, _QUALITY, _ALPHA, _TILED, _ALPHA_CODED))
     if alpha_bytes is not None and alpha_error is None:
         raise FormatError("corrupt image catalog (an alpha stream without alpha)")
-    exact, exact_bytes = None, None
-    if more & _EXACT:
-        exact_bytes = reader.varint()
-        exact = _unpack_bits(reader.take(-(-count // 8)), count)
+    direct, direct_bytes = None, None
+    if more & _DIRECT:
+        direct_bytes = reader.varint()
+        direct = _unpack_bits(reader.take(-(-count // 8)), count)
     uniform = _shape(reader) if flags & _UNIFORM else None
     body = _inflate(reader.rest(), budget) if flags & _DEFLATED else reader.rest()
     budget.charge("catalog_bytes", len(body))
@@ -162,7 +162,7 @@ def unpack(data: bytes, file_size: int, version: int = 1) -> Catalog:
     names = _unpack_names(inner, count, budget) if flags & _NAMES else default_names(count)
     if not inner.done():
         raise FormatError("corrupt image catalog (trailing bytes)")
-    return Catalog(names, shapes, max_error, quality, alpha_error, tile, alpha_bytes, exact, exact_bytes)
+    return Catalog(names, shapes, max_error, quality, alpha_error, tile, alpha_bytes, direct, direct_bytes)
 
 
 def name_problem(name: str) -> str | None:
@@ -196,15 +196,15 @@ def name_problem(name: str) -> str | None:
 def _layout(catalog: Catalog) -> tuple[int, bytes, bytes]:
     """(flags, the fixed fields, the body before deflating) of a catalog."""
     flags = 0
-    fixed = (b"" if catalog.exact is None else bytes([_EXACT])) + put_varint(len(catalog.shapes))
+    fixed = (b"" if catalog.direct is None else bytes([_DIRECT])) + put_varint(len(catalog.shapes))
     for flag, value in ((_REFINED, catalog.max_error), (_QUALITY, catalog.quality), (_ALPHA, catalog.alpha_error),
                         (_TILED, catalog.tile), (_ALPHA_CODED, catalog.alpha_bytes)):
         if value is not None:
             flags |= flag
             fixed += put_varint(value)
-    if catalog.exact is not None:
-        bitmap = np.packbits(np.array(catalog.exact, dtype=bool), bitorder="little").tobytes()
-        fixed += put_varint(catalog.exact_bytes or 0) + bitmap
+    if catalog.direct is not None:
+        bitmap = np.packbits(np.array(catalog.direct, dtype=bool), bitorder="little").tobytes()
+        fixed += put_varint(catalog.direct_bytes or 0) + bitmap
     body = bytearray()
     if catalog.shapes and all(s == catalog.shapes[0] for s in catalog.shapes):
         flags |= _UNIFORM

@@ -38,11 +38,11 @@ import constriction
 import numpy as np
 import torch
 
-from .. import container, heap
+from .. import container, heap, metrics
 from ..data import drop_alpha
 from ..errors import FormatError, LatentzipError, LimitError, ModelError, printable
 from ..fsio import read_bytes, write_bytes
-from . import alphabound, catalog, exact, objective, refine, tiling, transparent
+from . import alphabound, catalog, direct, objective, refine, tiling, transparent
 from .alpha import AlphaCoder
 from .entropy import finish, reader
 from .fixed import FixedConvSynthesis, FixedSynthesis
@@ -279,7 +279,7 @@ class ImageCodec:
                 alpha_error: int | None, priced: bool, progress: Progress | None = None) -> tuple[bytes, np.ndarray]:
         """`encode_with_bits`; without `priced`, the latents' bits are left out of the
         returned costs (pricing a hyperprior's latents takes as long as writing them).
-        A lossless file codes some images exactly instead (`_exactly`)."""
+        A file bounded by a max error codes some images directly instead (`_directly`)."""
         batch = self._as_list(images)
         if names is not None and len(names) != len(batch):
             raise LatentzipError(f"got {len(names)} names for {len(batch)} images")
@@ -289,31 +289,34 @@ class ImageCodec:
         max_error, quality = self.bound_for(max_error), self.quality_for(quality)
         alpha_error = self._alpha_bound(alpha_error)
         catalog.pack(catalog.Catalog(names, shapes))  # refuses a bad name before any coding
-        chosen, every = self._exactly(batch, max_error, quality, alpha_error)
+        pixels = sum(h * w for h, w, *_ in shapes)
+        told = _Told(progress, pixels * (self._passes(shapes, max_error, quality, alpha_error)
+                                         + (max_error is not None)))
+        chosen, every = self._directly(batch, max_error, quality, alpha_error, told)
         try:
-            return self._file(batch, names, chosen, every, max_error, quality, alpha_error, priced, progress)
+            return self._file(batch, names, chosen, every, max_error, quality, alpha_error, priced, told)
         except LimitError:
             if not chosen.any():
                 raise
-        # Nearly blank images coded exactly can make a file so small that a reader would
+        # Nearly blank images coded directly can make a file so small that a reader would
         # refuse the pixels it declares (catalog.Budget): such a file is the model's.
-        return self._file(batch, names, np.zeros_like(chosen), None, max_error, quality, alpha_error, priced,
-                          progress)
+        return self._file(batch, names, np.zeros_like(chosen), None, max_error, quality, alpha_error, priced, told)
 
     def _file(self, batch: list[np.ndarray], names: list[str], chosen: np.ndarray,
               every: tuple[bytes, np.ndarray] | None, max_error: int | None, quality: int, alpha_error: int | None,
-              priced: bool, progress: Progress | None) -> tuple[bytes, np.ndarray]:
-        """The file of `batch`, the `chosen` images coded exactly and the others by the
-        model, and each image's bits. `every`: the exact stream of all of `batch` and its
+              priced: bool, told: "_Told") -> tuple[bytes, np.ndarray]:
+        """The file of `batch`, the `chosen` images coded directly and the others by the
+        model, and each image's bits. `every`: the direct stream of all of `batch` and its
         bits, if at hand (what the file holds when every image is chosen)."""
         rest = np.flatnonzero(~chosen)
-        lossy = self._lossy([batch[i] for i in rest], max_error, quality, alpha_error, priced, progress)
+        lossy = self._lossy([batch[i] for i in rest], max_error, quality, alpha_error, priced, told)
         stream, bits = b"", np.zeros(len(batch))
         bits[rest] = lossy.bits
         if chosen.all() and every is not None:
             stream, bits = every
         elif chosen.any():
-            stream, bits[chosen] = exact.encode([transparent.fill(batch[i]) for i in np.flatnonzero(chosen)])
+            filled = [transparent.fill(batch[i]) for i in np.flatnonzero(chosen)]
+            stream, bits[chosen] = direct.encode(filled, max_error)
         cat = catalog.Catalog(names, [im.shape for im in batch], max_error, self._stored_quality(quality),
                               lossy.alpha_error, lossy.tile, lossy.alpha_bytes,
                               chosen.tolist() if chosen.any() else None, len(stream) if chosen.any() else None)
@@ -322,27 +325,45 @@ class ImageCodec:
         catalog.check(cat, len(blob))
         return blob, bits
 
-    def _exactly(self, batch: list[np.ndarray], max_error: int | None, quality: int,
-                 alpha_error: int | None) -> tuple[np.ndarray, tuple[bytes, np.ndarray] | None]:
-        """Which images of a file to code exactly (exact.py): in a lossless file, those
-        that cost no more that way than by the model at effort 0 (quick to price), or
-        than its latents alone, by the learned densities (which spares pricing the
-        refinement layer, most of the time on a scanned page). Also the exact stream of
-        them all that priced them (None where none was priced), which is the file's when
-        every image is chosen."""
-        if max_error != 0 or not batch:
+    def _directly(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
+                  told: "_Told") -> tuple[np.ndarray, tuple[bytes, np.ndarray] | None]:
+        """Which images of a file bounded by `max_error` to code directly (direct.py):
+        those whose direct code costs no more than the model's at effort 0, once their
+        errors are weighed too (`_error_bits`); the model's latents alone, by the
+        learned densities, settle most scanned pages without pricing the refinement
+        layer. Also the direct stream of them all that priced them (None where none was
+        priced), which is the file's when every image is chosen."""
+        if max_error is None or not batch:
             return np.zeros(len(batch), dtype=bool), None
-        every = exact.encode([transparent.fill(im) for im in batch])
-        costs = every[1]
+        filled = [transparent.fill(im) for im in batch]
+        every = direct.encode(filled, max_error, told)
+        errors = np.array([_mse(im, direct.decoded(f, max_error)) if max_error else 0.0
+                           for im, f in zip(batch, filled)])
+        costs = every[1] + _error_bits(batch, errors, np.zeros(len(batch)))  # the model's error at its least
         cheaper = costs <= self._latent_estimates(batch, quality)
         unsure = np.flatnonzero(~cheaper)
+        shapes = [batch[k].shape for k in unsure]
+        told.remaining(sum(h * w for h, w, _ in shapes) * (2 + self._passes(shapes, max_error, quality, alpha_error)))
         if len(unsure):
-            model = self.at_effort(0)._lossy([batch[k] for k in unsure], max_error, quality, alpha_error, True, None)
-            cheaper[unsure] = costs[unsure] <= model.bits
+            images = [batch[k] for k in unsure]
+            back, bits = self.at_effort(0)._pass(images, max_error, quality, alpha_error, step=told)
+            theirs = np.array([_mse(im, b) if max_error else 0.0 for im, b in zip(images, back)])
+            cheaper[unsure] = every[1][unsure] + _error_bits(images, errors[unsure], theirs) <= bits
         return cheaper, every
 
+    def _passes(self, shapes: Sequence[tuple[int, ...]], max_error: int | None, quality: int,
+                alpha_error: int | None) -> int:
+        """How many times coding images of `shapes` by the model goes over their pixels:
+        2 where the layers after the latents are coded over the decoded image (a
+        refinement layer refines it, the network's alpha guides the alpha coder, or the
+        alpha bound is chosen by the colour errors), else 1 (alpha, if any, is coded with
+        a guide that says nothing)."""
+        planes = self._planes(list(shapes), alpha_error, quality)
+        alpha_decoded = planes is not None and (self.cfg.has_alpha or planes.lmbda is not None)
+        return 2 if self._walks(max_error) or alpha_decoded else 1
+
     def _lossy(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
-               priced: bool, progress: Progress | None) -> "_Coded":
+               priced: bool, told: "_Told") -> "_Coded":
         """`batch` coded by the model: the range-coded stream, the alpha coder's, and what
         the catalog says of them."""
         shapes = [im.shape for im in batch]
@@ -351,17 +372,15 @@ class ImageCodec:
         encoder = constriction.stream.queue.RangeEncoder()
         walks = self._walks(max_error)
         bits = np.zeros(len(batch))
-        # The layers after the latents are coded over the decoded image where a refinement
-        # layer refines it, the network's alpha guides the alpha coder, or the alpha bound
-        # is chosen by the colour errors; else alpha is coded with a guide that says nothing.
-        decoded = bool(walks) or (planes is not None and (self.cfg.has_alpha or planes.lmbda is not None))
-        step = _steps(progress, sum(h * w for h, w, *_ in shapes) * (2 if decoded else 1))
+        passes = self._passes(shapes, max_error, quality, alpha_error)
+        decoded = passes == 2
+        told.remaining(sum(h * w for h, w, *_ in shapes) * passes)
         for chunk in self._chunks(shapes, tile):
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
-                                         keep=SYNTHESIS if decoded else None, step=step)
+                                         keep=SYNTHESIS if decoded else None, step=told)
             if decoded:
-                out = self._base(symbols, x.shape, quality, chunk.tiles, step)
+                out = self._base(symbols, x.shape, quality, chunk.tiles, told)
                 if walks:
                     out = self._refine(walks, x, out, encoder=encoder, bits=bits[chunk.start : chunk.stop],
                                        tiles=chunk.tiles)
@@ -396,8 +415,8 @@ class ImageCodec:
                 f"this file was made with model {found.hex()}, not with {self.label} ({self.fingerprint.hex()})"
             )
         cat = catalog.unpack(header[FINGERPRINT_SIZE:], len(blob), container.version_of(blob))
-        exactly = cat.exact or [False] * len(cat.shapes)
-        shapes = [shape for shape, flag in zip(cat.shapes, exactly) if not flag]  # the model's images
+        directly = cat.direct or [False] * len(cat.shapes)
+        shapes = [shape for shape, flag in zip(cat.shapes, directly) if not flag]  # the model's images
         for shape in shapes:
             self._grid(shape)
         if cat.tile is not None and (self.cfg.record.fixed_size or not tiling.valid_side(cat.tile, self.cfg.stride)):
@@ -413,7 +432,7 @@ class ImageCodec:
         if (cat.alpha_error is not None) != self._codes_alpha(shapes):
             raise FormatError("corrupt image file (alpha bound does not match the model and images)")
         streams = {}
-        for name, size in (("alpha", cat.alpha_bytes), ("exact", cat.exact_bytes)):
+        for name, size in (("alpha", cat.alpha_bytes), ("direct", cat.direct_bytes)):
             if size is not None:
                 if size > len(payload):
                     raise FormatError(f"corrupt image file (the {name} stream is longer than the file)")
@@ -426,15 +445,15 @@ class ImageCodec:
             if self.alpha_refinement is None or not self.cfg.has_alpha:
                 raise FormatError("corrupt image file (no alpha stream)")
             walks.insert(0, ("alpha", refine.Walk(self.alpha_refinement, cat.alpha_error)))
-        if "exact" in streams and cat.max_error != 0:
-            raise FormatError("corrupt image file (images coded exactly in a file that is not lossless)")
-        exact_images = exact.Reader(streams["exact"]) if "exact" in streams else None
+        if "direct" in streams and cat.max_error is None:
+            raise FormatError("corrupt image file (images coded directly in a file without a max error)")
+        direct_images = direct.Reader(streams["direct"], cat.max_error) if "direct" in streams else None
         step = _steps(progress, sum(h * w for h, w, _ in cat.shapes))
         coded = self._iter_lossy(cat, shapes, quality, walks, alpha, per_image, reader(payload), step)
-        for name, shape, flag in zip(cat.names, cat.shapes, exactly):
+        for name, shape, flag in zip(cat.names, cat.shapes, directly):
             if flag:
-                assert exact_images is not None
-                image = exact_images.next(shape)
+                assert direct_images is not None
+                image = direct_images.next(shape)
                 step(shape[0] * shape[1])
             else:
                 image = next(coded)
@@ -489,7 +508,8 @@ class ImageCodec:
                     alpha_error: int | None = None) -> list[np.ndarray]:
         """What decode(encode(images, ...)) returns, without the range coder: analysis,
         rounding, exact synthesis (and the quantized residuals). Denoising and anomaly
-        scores need the pixels, not the bytes."""
+        scores need the pixels, not the bytes. It is the model's code: a file bounded by
+        a max error may code an image directly instead (direct.py), within the same bound."""
         return self.reconstruct_with_bits(images, max_error, quality, alpha_error)[0]
 
     def code_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
@@ -497,8 +517,8 @@ class ImageCodec:
         """Each image's cost in bits under the frozen integer tables, escapes and
         refinement layers included: the length the range coder reaches up to a few bytes
         per file. Unlike `estimate_bits` it is exact and per image, so it can score how
-        unusual an image is to the model. It is the model's code: a lossless file codes
-        an image exactly instead where that costs fewer bits (exact.py)."""
+        unusual an image is to the model. It is the model's code: a file bounded by a max
+        error codes an image directly instead where that costs fewer bits (direct.py)."""
         return self.reconstruct_with_bits(images, max_error, quality, alpha_error)[1]
 
     def reconstruct_with_bits(self, images: ImagesLike, max_error: int | None = None, quality: int | None = None,
@@ -902,7 +922,7 @@ class ImageCodec:
         return alphabound.Planes(len(shapes), self._lmbda(quality) if alpha_error is None else None)
 
     def _pass(self, batch: list[np.ndarray], max_error: int | None, quality: int, alpha_error: int | None,
-              latents: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
+              latents: bool = True, step: Step = _untold) -> tuple[list[np.ndarray], np.ndarray]:
         """Reconstructions and exact bits of `batch` coded as one file (no range coder),
         its alpha as `_encode` codes it; the bits of the refinement layers and alpha
         alone unless `latents`."""
@@ -913,8 +933,9 @@ class ImageCodec:
         planes = self._planes(shapes, alpha_error, quality)
         for chunk in self._chunks(shapes, self._tile_side(shapes)):
             x = self._take(chunk, batch)
-            symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None)
-            out = self._base(symbols, x.shape, quality, chunk.tiles)
+            symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None,
+                                         step=step)
+            out = self._base(symbols, x.shape, quality, chunk.tiles, step)
             if walks:
                 out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
             self._hold_alpha(planes, chunk, x, out)
@@ -940,6 +961,24 @@ class _Coded:
     alpha_bytes: int | None = None
 
 
+def _mse(truth: np.ndarray, decoded: np.ndarray) -> float:
+    """metrics.mse of one image, in bands of rows, so that a large image's float copies stay small."""
+    rows, decoded = max(1, (1 << 20) // truth.shape[1]), decoded.reshape(truth.shape)
+    return sum(metrics.mse(truth[top : top + rows], decoded[top : top + rows]) * len(truth[top : top + rows])
+               for top in range(0, len(truth), rows)) / len(truth)
+
+
+def _error_bits(images: Sequence[np.ndarray], ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """What coding each image with mean squared error `ours` instead of `theirs` is worth
+    in bits, at the same quality: near lossless, a code spends about half a bit more on
+    each value for each halving of its squared error (6 dB a bit), so the difference is
+    half the log2 of the ratio for each value. Both are floored at the error of rounding to 8
+    bits, so that two exact codes weigh the same."""
+    values = np.array([im.size for im in images], dtype=np.float64)
+    floor = alphabound.ROUNDING_ERROR
+    return values / 2 * np.log2(np.maximum(ours, floor) / np.maximum(theirs, floor))
+
+
 def _fits(channels: int, model_channels: int) -> bool:
     """Whether an image of `channels` can be coded by a model of `model_channels`: its
     own colour, or grey by a colour model; with or without alpha."""
@@ -949,6 +988,24 @@ def _fits(channels: int, model_channels: int) -> bool:
 def _steps(progress: Progress | None, total: int) -> Step:
     """`progress` told the job's `total` with each step (no one told without it)."""
     return _untold if progress is None else lambda pixels: progress(pixels, total)
+
+
+class _Told:
+    """An encode's Step: `progress` told the pixels done against a total that is set
+    right as the encoder learns what is left (it prices both codes of a file bounded by
+    a max error before it codes anything)."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.done, self.total = progress, 0, total
+
+    def remaining(self, pixels: int) -> None:
+        """What is left from here on: `pixels` steps."""
+        self.total = self.done + pixels
+
+    def __call__(self, pixels: int) -> None:
+        self.done += pixels
+        if self.progress is not None:
+            self.progress(pixels, self.total)
 
 
 def _has_alpha(shape: tuple[int, ...]) -> bool:

@@ -1,5 +1,5 @@
-"""Lossless files code images exactly where that costs fewer bytes than the model's code
-(exact.py)."""
+"""Files bounded by a max error code images directly, pixel by pixel within the bound,
+where that costs fewer bytes than the model's code (direct.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from latentzip import container
 from latentzip.errors import FormatError, LimitError
-from latentzip.image import catalog, exact
+from latentzip.image import alpha, catalog, direct
 from latentzip.image.codec import file_catalog
 
 
@@ -25,22 +25,22 @@ def _page(seed: int, height: int = 64, width: int = 96) -> np.ndarray:
 
 
 def _model_only(codec, images, monkeypatch, **kwargs) -> bytes:
-    """The file `codec` writes when no image may be coded exactly."""
+    """The file `codec` writes when no image may be coded directly."""
     with monkeypatch.context() as patch:
-        patch.setattr(exact, "encode", lambda images: (b"", np.full(len(images), np.inf)))
+        patch.setattr(direct, "encode", lambda images, max_error, step=None: (b"", np.full(len(images), np.inf)))
         return codec.encode(images, **kwargs)
 
 
 def _dear_noise(monkeypatch) -> None:
-    """Make coding exactly dearer than the model's code for the noise images (those with
+    """Make coding directly dearer than the model's code for the noise images (those with
     a value of 1 in the corner), whatever either costs on them."""
-    coded = exact.encode
+    coded = direct.encode
 
-    def dear(images: list[np.ndarray]) -> tuple[bytes, np.ndarray]:
-        stream, bits = coded(images)
+    def dear(images: list[np.ndarray], max_error: int, step=None) -> tuple[bytes, np.ndarray]:
+        stream, bits = coded(images, max_error, step)
         return stream, np.where([im.reshape(-1)[0] == 1 for im in images], np.inf, bits)
 
-    monkeypatch.setattr(exact, "encode", dear)
+    monkeypatch.setattr(direct, "encode", dear)
 
 
 def _noise(seed: int, shape: tuple[int, ...] = (64, 96)) -> np.ndarray:
@@ -49,14 +49,14 @@ def _noise(seed: int, shape: tuple[int, ...] = (64, 96)) -> np.ndarray:
     return noise
 
 
-def test_a_scan_is_coded_exactly_in_fewer_bytes_than_the_models_code(conv_codec, monkeypatch):
+def test_a_scan_is_coded_directly_in_fewer_bytes_than_the_models_code(conv_codec, monkeypatch):
     pages = [_page(seed) for seed in range(3)]
     blob, bits = conv_codec.encode_with_bits(pages, max_error=0)
-    assert file_catalog(blob).exact == [True, True, True]
+    assert file_catalog(blob).direct == [True, True, True]
     assert container.version_of(blob) == 2
     assert all(np.array_equal(a, b) for a, b in zip(pages, conv_codec.decode(blob)))  # lossless
     plain = _model_only(conv_codec, pages, monkeypatch, max_error=0)
-    assert container.version_of(plain) == 1 and file_catalog(plain).exact is None
+    assert container.version_of(plain) == 1 and file_catalog(plain).direct is None
     assert len(blob) < len(plain)
     assert abs(bits.sum() / 8 - len(blob)) < 60  # the costs returned are the file's
 
@@ -71,12 +71,12 @@ def test_a_lossless_photograph_takes_whichever_code_is_smaller(photos, monkeypat
     assert len(blob) <= len(_model_only(codec, images, monkeypatch, max_error=0)) + 8  # the catalog's bitmap
 
 
-def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec, monkeypatch):
+def test_a_file_mixes_direct_and_model_coded_images_in_order(conv_codec, monkeypatch):
     _dear_noise(monkeypatch)
     images = [_noise(1), _page(4), _noise(2)[:40, :50], _page(5)[:48]]
     names = ["a/noise.png", "b/page.png", "c/small noise.png", "d/half page.png"]
     blob = conv_codec.encode(images, names, max_error=0)
-    assert file_catalog(blob).exact == [False, True, False, True]
+    assert file_catalog(blob).direct == [False, True, False, True]
     decoded = conv_codec.decode_named(blob)
     assert [name for name, _ in decoded] == names
     assert all(np.array_equal(image, back) for image, (_, back) in zip(images, decoded))
@@ -85,19 +85,19 @@ def test_a_file_mixes_exact_and_model_coded_images_in_order(conv_codec, monkeypa
 def test_a_file_a_reader_would_refuse_for_its_few_bytes_is_the_models(conv_codec, monkeypatch):
     checked = catalog.check
 
-    def strict(cat, size):  # as if the pages were so blank that their exact code was too small
-        if cat.exact is not None:
+    def strict(cat, size):  # as if the pages were so blank that their direct code was too small
+        if cat.direct is not None:
             raise LimitError("image file declares too many pixel values")
         checked(cat, size)
 
     monkeypatch.setattr(catalog, "check", strict)
     pages = [_page(0), _page(1)]
     blob = conv_codec.encode(pages, max_error=0)
-    assert file_catalog(blob).exact is None and container.version_of(blob) == 1
+    assert file_catalog(blob).direct is None and container.version_of(blob) == 1
     assert all(np.array_equal(a, b) for a, b in zip(pages, conv_codec.decode(blob)))
 
 
-def test_encode_says_how_many_images_it_coded_exactly(conv_codec, capsys, tmp_path):
+def test_encode_says_how_many_images_it_coded_directly(conv_codec, capsys, tmp_path):
     from .conftest import in_process
 
     model = tmp_path / "scans.model"
@@ -108,7 +108,7 @@ def test_encode_says_how_many_images_it_coded_exactly(conv_codec, capsys, tmp_pa
         Image.fromarray(_page(seed)).convert("1").save(pages / f"page{seed}.png")
     status, said = in_process(capsys, "encode", "-m", str(model), "--max-error", "0", "-q", str(pages),
                               "-o", str(tmp_path / "pages.ltz"))
-    assert status == 0 and "2 coded exactly" in said
+    assert status == 0 and "2 coded directly" in said
     status, said = in_process(capsys, "decode", "-m", str(model), "-q", str(tmp_path / "pages.ltz"),
                               "-o", str(tmp_path / "back"))
     assert status == 0
@@ -117,13 +117,54 @@ def test_encode_says_how_many_images_it_coded_exactly(conv_codec, capsys, tmp_pa
         assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"page{seed}.png")), scanned)
 
 
-@pytest.mark.parametrize("max_error", [None, 3])
-def test_lossy_files_never_code_images_exactly(conv_codec, max_error):
-    blob = conv_codec.encode([_page(0), _page(1)], max_error=max_error)
-    assert file_catalog(blob).exact is None and container.version_of(blob) == 1
+@pytest.mark.parametrize("max_error", [1, 4])
+def test_near_lossless_photographs_are_coded_directly_within_the_bound(photos, monkeypatch, max_error):
+    import latentzip
+
+    codec = latentzip.load_model("photo:q2")
+    images = list(photos[:2])
+    blob = codec.encode(images, max_error=max_error)
+    assert file_catalog(blob).direct == [True, True]  # fewer bytes than the model and its refinement layer
+    assert len(blob) < len(_model_only(codec, images, monkeypatch, max_error=max_error))
+    for image, back in zip(images, codec.decode(blob)):
+        assert np.abs(back.astype(int) - image).max() <= max_error
+        assert np.array_equal(back, alpha.rounded(image, max_error))  # the levels of the bound, as documented
 
 
-def test_colour_and_alpha_are_coded_exactly_with_the_colour_under_transparent_pixels_filled():
+def test_near_lossless_keeps_alpha_exact_and_colour_within_the_bound():
+    import latentzip
+
+    codec = latentzip.load_model("photo:q4")
+    icon = np.zeros((40, 40, 4), dtype=np.uint8)
+    icon[:, :20, :3], icon[:, 20:, :3] = (200, 31, 90), (17, 120, 250)
+    icon[..., 3] = 40 + 5 * np.arange(40)  # a soft ramp, off the levels of the bound
+    blob = codec.encode([icon], max_error=3)
+    assert file_catalog(blob).direct == [True]
+    back = codec.decode(blob)[0]
+    shown = icon[..., 3] > 0
+    assert np.array_equal(back[..., 3], icon[..., 3])
+    assert np.abs(back[shown][:, :3].astype(int) - icon[shown][:, :3]).max() <= 3
+
+
+def test_progress_follows_the_pricing_and_ends_at_its_total(conv_codec, monkeypatch):
+    """An encode bounded by a max error prices both codes before it codes anything: the
+    steps told cover that work too, and end exactly at the last total told."""
+    _dear_noise(monkeypatch)
+    images = [_page(0), _noise(1), _page(2)]
+    for max_error in (0, 2):
+        told: list[tuple[int, int]] = []
+        conv_codec.encode(images, max_error=max_error, progress=lambda *a: told.append(a))
+        pixels = sum(im.shape[0] * im.shape[1] for im in images)
+        assert [done for done, _ in told[:3]] == [im.shape[0] * im.shape[1] for im in images]  # direct pricing
+        assert sum(done for done, _ in told) == told[-1][1] > pixels  # the noise priced and coded by the model too
+
+
+def test_lossy_files_never_code_images_directly(conv_codec):
+    blob = conv_codec.encode([_page(0), _page(1)])
+    assert file_catalog(blob).direct is None and container.version_of(blob) == 1
+
+
+def test_colour_and_alpha_are_coded_directly_with_the_colour_under_transparent_pixels_filled():
     import latentzip
 
     codec = latentzip.load_model("photo:q4")
@@ -132,14 +173,14 @@ def test_colour_and_alpha_are_coded_exactly_with_the_colour_under_transparent_pi
     icon[16:32, 16:32] = (250, 250, 250, 255)
     icon[20:28, :, 3] = 128
     blob = codec.encode([icon, icon[:, :, :3]], max_error=0)
-    assert file_catalog(blob).exact == [True, True]
+    assert file_catalog(blob).direct == [True, True]
     back = codec.decode(blob)
     shown = icon[..., 3] > 0
     assert np.array_equal(back[0][..., 3], icon[..., 3]) and np.array_equal(back[0][shown], icon[shown])
     assert np.array_equal(back[1], icon[:, :, :3])
 
 
-def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_exactly(digits, monkeypatch):
+def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_directly(digits, monkeypatch):
     from latentzip.image.train import TrainConfig, train
 
     _dear_noise(monkeypatch)
@@ -153,7 +194,7 @@ def test_a_model_with_alpha_writes_no_alpha_stream_when_every_image_is_coded_exa
     for batch, expected in (([icon], [True]), ([noise, icon], [False, True])):
         blob = codec.encode(batch, max_error=0)
         cat = file_catalog(blob)
-        assert cat.exact == expected and (cat.alpha_bytes is None) == all(expected)
+        assert cat.direct == expected and (cat.alpha_bytes is None) == all(expected)
         for image, back in zip(batch, codec.decode(blob)):
             shown = image[..., 3] > 0
             assert np.array_equal(back[..., 3], image[..., 3]) and np.array_equal(back[shown], image[shown])
@@ -186,13 +227,13 @@ def _changed(**fields):
     (_set(1, 3), "unknown flags"),  # a second-flags bit no version-2 reader knows
     # the bitmap of the three pages (before their shape, 64, 96, 1), bits past them set
     (_set(-4, 0xFF), "bits set past the last image"),
-    (_changed(exact_bytes=1 << 20), "exact stream is longer than the file"),
-    (_changed(max_error=2), "images coded exactly in a file that is not lossless"),
+    (_changed(direct_bytes=1 << 20), "direct stream is longer than the file"),
+    (_changed(max_error=None), "images coded directly in a file without a max error"),
 ])
-def test_damaged_exact_fields_are_refused_in_one_line(conv_codec, edit, words):
+def test_damaged_direct_fields_are_refused_in_one_line(conv_codec, edit, words):
     blob = conv_codec.encode([_page(seed) for seed in range(3)], max_error=0)
     header, _ = container.unpack(blob, container.Kind.IMAGES)
-    assert header[8 + 1] == 1 and header[-4] == 0b111  # flags2 EXACT; the bitmap
+    assert header[8 + 1] == 1 and header[-4] == 0b111  # flags2 DIRECT; the bitmap
     with pytest.raises(FormatError, match=words):
         conv_codec.decode(_repacked(blob, edit))
 

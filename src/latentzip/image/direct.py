@@ -1,0 +1,94 @@
+"""Images coded directly: plane by plane with the alpha coder, without the network, in
+files bounded by a max error, where that takes fewer bytes than the model's code.
+
+A network trained on photographs spends its bits on textures and gradients. Scanned
+pages, line art, screenshots and flat-coloured graphics are the opposite: most values
+are exactly what their neighbours predict, and the few edges between flat areas are
+what a transform coder and its residual pay most for. On the CCITT fax pages (1-bit
+scans, 1728x2376) `photo:q4` and its lossless refinement layer took 110 times the bytes
+of coding the pages directly with the alpha coder (alpha.py: context mixing over decoded
+neighbours), which takes 0.53x PNG's bytes and 1.07x JBIG's (bench/scans.py).
+
+So a file bounded by a max error d (`max_error`; 0 is lossless) prices both: for every
+image the encoder compares what the model's code and its refinement layer cost with what
+coding the image's planes directly costs, and codes it directly where that is no dearer,
+errors weighed too (`ImageCodec._directly`). Coded directly, each colour value is
+rounded to the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255 (alpha.levels) and
+the levels are coded exactly; alpha is coded exactly. The refinement layer rounds the
+network's residuals to steps of the same size, so at small bounds the errors either way
+are about alike (a mean square near d(d+1)/3), and bytes decide. The refinement layer
+codes residuals with context tables, not with a predictor, so coding directly wins on
+photographs as well (the ten photographs of bench/photos.py, a file each: 12.9 bits a
+pixel at d = 0, 8.05 at 1, 6.04 at 2, 4.11 at 4, where `photo:q4` and its refinement
+layer took 16.0, 11.2, 9.1 and 6.6, and JPEG-LS takes 12.7, 8.4, 6.7 and 4.9). At larger
+bounds the refinement layer only trims the network's worst errors, so the errors are
+weighed as well as the bytes (`ImageCodec._directly`). A lossy file (no max error) never
+codes directly: without a bound there is no rounding of the same kind to set the direct
+code against. Each plane (grey, or red, green, blue, then alpha) is coded by one alpha
+coder for the whole file, with the plane before it as its guide, so green is predicted
+from red at the same pixel as well as from its own neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .alpha import AlphaCoder, rounded
+
+
+def _bounds(channels: int, max_error: int) -> np.ndarray:
+    """Each plane's bound: `max_error` for colour, 0 for alpha (the last of 2 or 4)."""
+    bounds = np.full(channels, max_error, dtype=np.int64)
+    if channels in (2, 4):
+        bounds[-1] = 0
+    return bounds
+
+
+def _planes(image: np.ndarray, max_error: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(planes, guides, bounds): the image's channels (C, H, W) rounded to their bounds'
+    levels, for each the plane before it as decoded (zeros for the first), and the bounds."""
+    planes = np.ascontiguousarray(np.moveaxis(image.reshape(*image.shape[:2], -1), -1, 0))
+    bounds = _bounds(len(planes), max_error)
+    planes = np.stack([rounded(plane, int(bound)) for plane, bound in zip(planes, bounds)])
+    guides = np.zeros_like(planes)
+    guides[1:] = planes[:-1]
+    return planes, guides, bounds
+
+
+def decoded(image: np.ndarray, max_error: int) -> np.ndarray:
+    """`image` (H, W, C) as coding it directly within `max_error` gives it back."""
+    return np.ascontiguousarray(np.moveaxis(_planes(image, max_error)[0], 0, -1))
+
+
+def encode(images: Sequence[np.ndarray], max_error: int,
+           step: Callable[[int], None] | None = None) -> tuple[bytes, np.ndarray]:
+    """The stream of `images` coded directly within `max_error`, and each one's cost in
+    bits; `step` is told each image's pixels as it is done."""
+    coder = AlphaCoder()
+    bits = np.zeros(len(images))
+    for i, image in enumerate(images):
+        bits[i] = coder.encode(*_planes(image, max_error)).sum()
+        if step is not None:
+            step(image.shape[0] * image.shape[1])
+    return coder.finish(), bits
+
+
+class Reader:
+    """Gives back the images of a stream of images coded directly, one at a time, in file order."""
+
+    def __init__(self, stream: bytes, max_error: int):
+        self.coder = AlphaCoder(stream)
+        self.max_error = max_error
+
+    def next(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The next image, of `shape` (H, W, C); (H, W) where C is 1."""
+        height, width, channels = shape
+        planes = np.zeros((channels, height, width), dtype=np.uint8)
+        guide = np.zeros((1, height, width), dtype=np.uint8)
+        for c, bound in enumerate(_bounds(channels, self.max_error)):
+            planes[c] = self.coder.decode(guide, int(bound))[0]
+            guide = planes[c : c + 1]
+        image = np.moveaxis(planes, 0, -1)
+        return np.ascontiguousarray(image[..., 0] if channels == 1 else image)
