@@ -105,6 +105,26 @@ IMAGES = {
     "photo:q8": "51dab8f1cecb1bbe3a8e747000e5b5e9db49ac3bae20125ad360ea65f8a8a11f",
 }
 
+# The same files as the presets with a max error write them: the golden digits are flat
+# and blocky, and every one of them is coded directly (image/direct.py). IMAGES holds the
+# model's own code of them, which older files hold.
+DIRECT = {
+    "fashion-mnist:q2": "9210c7c6f73779792eff918dae636f9d2dd13e3d23889b602759c6279e465516",
+    "fashion-mnist:q3": "881eaee71ed68c3822c9c16612e31909b8d55aea50b0794d04f005b0940053b4",
+    "fashion-mnist:q4": "e29611f492d4d2e7fe34b1041fb013e48eaba25ab23725e068934631cbcec873",
+    "fashion-mnist:q5": "5b79b90d6fa91d4167123a0a7a2d9d02fcda4c63d42fe5b3b86291c7c9dbd1f1",
+    "fashion-mnist:q6": "2689f134ac81095bf1b54ce246590487950a36c6f13155da65e34148d7130634",
+    "fashion-mnist:q7": "bdbfa080fc6de25c22d889dc1a4502591837eca02d5851816b6c788b07146c94",
+    "fashion-mnist:q8": "1fc83daa5fb1b876143fb723e50291c3d59c708cb9b40e91a3403ea275cd878e",
+    "mnist:q2": "8b90d6725c0cd6001f03a5b7c1ba78f271e2c3bba35fb6b2ada581b3f100b948",
+    "mnist:q3": "64ff7aa5515d603847bf9162cd88823a958e6621908f52655ae0d719c8c430f4",
+    "mnist:q4": "a9a97dfb9fc22e8108286a248443193279ca1bf7f7bb9b605b0b2645c292be65",
+    "mnist:q5": "1a704d2ac87b2d6c82b05ce5fa9f285f3a6d1969a96e5e8e71753d23e1656c80",
+    "mnist:q6": "7f3092cfaae609327eac956016b3bbfc780d2a721ca2390c9c9f9eace8c650e0",
+    "mnist:q7": "5b60a5e6d10bd59eb95785b2ade343245c4fc30c0f70044da67776890d810e11",
+    "mnist:q8": "870992c3015ae559603c9e92c503d2620f493c71ac7302bb7827cdef14cf4ac0",
+}
+
 TILED_PRESET = "photo:q3"
 TILED = "cb48ca994fd9157e9fea7ca598e09447a6df77e8aae0318a7e6738cc970bde47"
 
@@ -150,11 +170,21 @@ def test_long_repeats_bitstream_is_fixed(level: int) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_shipped_model_bitstream_is_fixed(name: str) -> None:
+def test_shipped_model_bitstream_is_fixed(name: str, model_only) -> None:
     if name not in zoo.names():
         pytest.skip(f"{name} is not shipped in this checkout")
     blob = latentzip.load_model(name).encode(golden_images(), [f"digit_{i:02d}.png" for i in range(16)], effort=0)
     assert _sha(blob) == IMAGES[name]
+
+
+@pytest.mark.parametrize("name", sorted(DIRECT))
+def test_direct_bitstream_is_fixed(name: str) -> None:
+    if name not in zoo.names():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    codec = latentzip.load_model(name)
+    blob = codec.encode(golden_images(), [f"digit_{i:02d}.png" for i in range(16)], effort=0)
+    assert _sha(blob) == DIRECT[name]
+    assert all(np.abs(a.astype(int) - b).max() <= codec.max_error for a, b in zip(golden_images(), codec.decode(blob)))
 
 
 @pytest.mark.parametrize("name", sorted(PHOTO_DECODED))
