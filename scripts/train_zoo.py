@@ -3,6 +3,8 @@
     python scripts/train_zoo.py                          # every network (2 CPU cores: about 15 minutes)
     python scripts/train_zoo.py fashion-mnist:dense32    # just one
     python scripts/train_zoo.py --refit-refinement       # keep the weights, refit the refinement tables
+    python scripts/train_zoo.py --measure-only           # keep the models; measure their presets again
+                                                         # (after a change to how files are coded)
 
 Each network is trained on the dataset's training split; then each of its quality presets
 (`PRESETS`: the names `latentzip models` lists) is measured on the test split through
@@ -64,15 +66,18 @@ def config(point: Point, epochs: int) -> TrainConfig:
     )
 
 
-def build(dataset: str, network: str, epochs: int, refit: bool) -> None:
+def build(dataset: str, network: str, epochs: int, refit: bool, measure_only: bool = False) -> None:
     """Train a network (or, with `refit`, load it and refit its refinement tables on the
-    images `train` would use), measure each of its presets on the test split and write it."""
+    images `train` would use; with `measure_only`, load it as it is), measure each of its
+    presets on the test split and write it."""
     point = NETWORKS[network]
     cfg = config(point, epochs)
     started = time.time()
     images = data.load(f"{dataset}:train").images
     path = zoo.network_path(dataset, network)
-    if refit:
+    if measure_only:
+        codec = ImageCodec.load(path)
+    elif refit:
         shipped = ImageCodec.load(path)
         codec = shipped.with_refinement(split(images, TrainConfig(**shipped.meta["train"]))[1])
         for key in [k for k in codec.meta if k not in ("train", "history", "train_minutes")]:
@@ -107,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("networks", nargs="*", default=every, metavar="NETWORK", help=f"networks to train (default: all of {', '.join(every)})")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--refit-refinement", action="store_true", help="keep the shipped weights; refit the refinement tables only")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="keep the shipped models as they are; measure their presets again")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.networks) - set(every))
     if unknown:
         parser.error(f"unknown network(s): {', '.join(unknown)}")
     for name in args.networks:
         dataset, _, network = name.partition(":")
-        build(dataset, network, args.epochs, args.refit_refinement)
+        build(dataset, network, args.epochs, args.refit_refinement, args.measure_only)
     return 0
 
 

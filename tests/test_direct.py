@@ -159,6 +159,19 @@ def test_progress_follows_the_pricing_and_ends_at_its_total(conv_codec, monkeypa
         assert sum(done for done, _ in told) == told[-1][1] > pixels  # the noise priced and coded by the model too
 
 
+def test_a_direct_code_is_never_chosen_for_more_bytes(monkeypatch):
+    """A lone digit: coded directly it would take more bytes (the direct coder learns as
+    it codes, and has seen nothing) for less error; the model's code is kept."""
+    import latentzip
+    from latentzip import data
+
+    codec = latentzip.load_model("mnist:q4")
+    for digits in (data.load("mnist:test").images[:1, :, :, 0], data.load("mnist:test").images[:100, :, :, 0]):
+        blob = codec.encode(digits)
+        assert len(blob) <= len(_model_only(codec, list(digits), monkeypatch))
+        assert np.abs(np.stack(codec.decode(blob)).astype(int) - digits).max() <= codec.max_error
+
+
 def test_lossy_files_never_code_images_directly(conv_codec):
     blob = conv_codec.encode([_page(0), _page(1)])
     assert file_catalog(blob).direct is None and container.version_of(blob) == 1

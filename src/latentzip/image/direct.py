@@ -12,21 +12,21 @@ neighbours), which takes 0.53x PNG's bytes and 1.07x JBIG's (bench/scans.py).
 So a file bounded by a max error d (`max_error`; 0 is lossless) prices both: for every
 image the encoder compares what the model's code and its refinement layer cost with what
 coding the image's planes directly costs, and codes it directly where that is no dearer,
-errors weighed too (`ImageCodec._directly`). Coded directly, each colour value is
-rounded to the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255 (alpha.levels) and
-the levels are coded exactly; alpha is coded exactly. The refinement layer rounds the
-network's residuals to steps of the same size, so at small bounds the errors either way
-are about alike (a mean square near d(d+1)/3), and bytes decide. The refinement layer
-codes residuals with context tables, not with a predictor, so coding directly wins on
-photographs as well (the ten photographs of bench/photos.py, a file each: 12.9 bits a
-pixel at d = 0, 8.05 at 1, 6.04 at 2, 4.11 at 4, where `photo:q4` and its refinement
-layer took 16.0, 11.2, 9.1 and 6.6, and JPEG-LS takes 12.7, 8.4, 6.7 and 4.9). At larger
-bounds the refinement layer only trims the network's worst errors, so the errors are
-weighed as well as the bytes (`ImageCodec._directly`). A lossy file (no max error) never
-codes directly: without a bound there is no rounding of the same kind to set the direct
-code against. Each plane (grey, or red, green, blue, then alpha) is coded by one alpha
-coder for the whole file, with the plane before it as its guide, so green is predicted
-from red at the same pixel as well as from its own neighbours.
+any error it adds weighed too (`ImageCodec._directly`). Coded directly, each colour
+value is rounded to the nearest of the levels 0, 2d+1, 2(2d+1), ... and 255
+(alpha.levels) and the levels are coded exactly; alpha is coded exactly. The refinement
+layer rounds the network's residuals to steps of the same size, so at small bounds the
+errors either way are about alike (a mean square near d(d+1)/3), and bytes decide. The
+refinement layer codes residuals with context tables, not with a predictor, so coding
+directly wins on photographs as well (the ten photographs of bench/photos.py, a file
+each: 12.9 bits a pixel at d = 0, 8.05 at 1, 6.04 at 2, 4.11 at 4, where `photo:q4` and
+its refinement layer took 16.0, 11.2, 9.1 and 6.6, and JPEG-LS takes 12.7, 8.4, 6.7 and
+4.9). At larger bounds the refinement layer only trims the network's worst errors, so a
+direct code that adds error must save bytes enough to pay for it. A lossy file (no max
+error) never codes directly: without a bound there is no rounding of the same kind to
+set the direct code against. Each plane (grey, or red, green, blue, then alpha) is coded
+by one alpha coder for the whole file, with the plane before it as its guide, so green
+is predicted from red at the same pixel as well as from its own neighbours.
 """
 
 from __future__ import annotations
