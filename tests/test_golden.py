@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "eacbbc4234fa7ff580c16f7f8c47662ab961c92ab6ccfce2f987e09991b20d46",
-    "photo:q2": "42853448b73ac9af523e95de17d9328aca5e45b17007ad42a012c2879f75eb2f",
-    "photo:q3": "ff770c295484687907154e175eba00d85df4574f5701d59cdb7cf3b1136b58b5",
-    "photo:q4": "469623b4c22432721d5b5bd888826996c539ddd07019de432eb6471b60f30e6f",
-    "photo:q5": "672e454df92ce72c0205e46874c7908e1fe60515a8b62cc8b64d3c7784a48e12",
-    "photo:q6": "0457e1594c3906b420eb6eaeb225d114ce7b3851116d61a33be5dcf8c51e362d",
-    "photo:q7": "fe864c0c64ec8f7a5f27251b4450ad117cd5a47978d682967afbf9e2df3825ea",
-    "photo:q8": "51dab8f1cecb1bbe3a8e747000e5b5e9db49ac3bae20125ad360ea65f8a8a11f",
+    "photo:q1": "a510806caacc1d18b8304a498e1e1403464ee1f1adc32b70deef4b3f4c29f52f",
+    "photo:q2": "38c5a2f8573e6bca468160c7869dd14f6bd132bef150b784e6db7a402a551741",
+    "photo:q3": "bc6de196e4e16dd5d28dc6c698055241ecf268aceeab8cbfa02fcf48aee6642a",
+    "photo:q4": "8775a2370819d59a77a961d7bd5d4c010bc72abb606df4a4efae077cf71f2346",
+    "photo:q5": "a26687065785bfab18cb6b78b8366125c6551e2a04f5cc7db817252ff68b126b",
+    "photo:q6": "80b75012fa31ec2db125377e4a205dd415cb6f10d258a9b0bab5120e9cd0d057",
+    "photo:q7": "cb450656517c2f094e8897386be23258fe6678ad0a6da45a074d6f6e6e18b4b3",
+    "photo:q8": "552ad20ee1893596a6d9f1ea19b1e121495817d1915545bff2fec0de73ba452b",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "cb48ca994fd9157e9fea7ca598e09447a6df77e8aae0318a7e6738cc970bde47"
+TILED = "7dcc4d6b13ff8eef7c2b542c34a84ea58ada680c6d14a3b63cd6a3169f6569d8"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "50ab8513a73559ceba2eb7991cea6dd0a2fa9f6e32f7700ef3d64032c0b742e7",
-    "photo:q5": "267c94d701922294906ac03ed3800e8b7b7969bfffbaf273e1b5976e6df6f2b0",
-    "photo:q8": "9561e92ebe76262b75173bdefd213ad85f95a0897138a63f5d03213cbfb911fc",
+    "photo:q2": "3a13661fcfdab83e3b89bbe7f7e9929da939b2704647f790b63290653cea7b4d",
+    "photo:q5": "f664f5a4d443608e9f8e8d435087591d57b4fcd93be2966ed9797997483605e6",
+    "photo:q8": "95f3e3e7218b6da08bc695170a10914878415c0829c4aaffeb81908526f8a722",
 }
-TILED_DECODED = "90e517623108b775910a1d6c9f5fc06c72a1496811ba2409cfae8901b6cd4122"
+TILED_DECODED = "b2928db478e4aaaf1440a4529bca03b96c15458398c2cb2bce5420f8d9426002"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
