@@ -46,32 +46,53 @@ def _bounds(channels: int, max_error: int) -> np.ndarray:
     return bounds
 
 
-def _planes(image: np.ndarray, max_error: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(planes, guides, bounds): the image's channels (C, H, W) rounded to their bounds'
-    levels, for each the plane before it as decoded (zeros for the first), and the bounds."""
-    planes = np.ascontiguousarray(np.moveaxis(image.reshape(*image.shape[:2], -1), -1, 0))
-    bounds = _bounds(len(planes), max_error)
-    planes = np.stack([rounded(plane, int(bound)) for plane, bound in zip(planes, bounds)])
+RUN_VALUES = 1 << 22  # values of same-shaped images coded in one call (Python's share is per call)
+
+
+def _planes(images: np.ndarray, max_error: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(planes, guides, bounds) of same-shaped images (n, H, W, C), in coding order
+    (n * C, H, W): each image's channels rounded to their bounds' levels, for each the
+    plane before it in its image as decoded (zeros for the first), and the bounds."""
+    planes = np.moveaxis(images, -1, 1).copy()  # a copy: it is rounded in place
+    bounds = _bounds(planes.shape[1], max_error)
+    for c, bound in enumerate(bounds):
+        planes[:, c] = rounded(planes[:, c], int(bound))
     guides = np.zeros_like(planes)
-    guides[1:] = planes[:-1]
-    return planes, guides, bounds
+    guides[:, 1:] = planes[:, :-1]
+    n, channels, height, width = planes.shape
+    return (planes.reshape(n * channels, height, width), guides.reshape(n * channels, height, width),
+            np.tile(bounds, n))
 
 
 def decoded(image: np.ndarray, max_error: int) -> np.ndarray:
     """`image` (H, W, C) as coding it directly within `max_error` gives it back."""
-    return np.ascontiguousarray(np.moveaxis(_planes(image, max_error)[0], 0, -1))
+    planes = _planes(image[None], max_error)[0]
+    return np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+
+
+def _runs(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of consecutive same-shaped images, each of at most
+    RUN_VALUES values (or one image)."""
+    runs, start = [], 0
+    for stop in range(1, len(images) + 1):
+        if (stop == len(images) or images[stop].shape != images[start].shape
+                or (stop + 1 - start) * images[start].size > RUN_VALUES):
+            runs.append((start, stop))
+            start = stop
+    return runs
 
 
 def encode(images: Sequence[np.ndarray], max_error: int,
            step: Callable[[int], None] | None = None) -> tuple[bytes, np.ndarray]:
-    """The stream of `images` coded directly within `max_error`, and each one's cost in
-    bits; `step` is told each image's pixels as it is done."""
+    """The stream of `images` (each (H, W, C)) coded directly within `max_error`, and each
+    one's cost in bits; `step` is told the pixels of each run of images as it is done."""
     coder = AlphaCoder()
     bits = np.zeros(len(images))
-    for i, image in enumerate(images):
-        bits[i] = coder.encode(*_planes(image, max_error)).sum()
+    for start, stop in _runs(images):
+        run = np.stack(images[start:stop])
+        bits[start:stop] = coder.encode(*_planes(run, max_error)).reshape(stop - start, -1).sum(axis=1)
         if step is not None:
-            step(image.shape[0] * image.shape[1])
+            step((stop - start) * run.shape[1] * run.shape[2])
     return coder.finish(), bits
 
 
