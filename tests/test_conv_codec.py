@@ -447,10 +447,12 @@ def test_a_collection_with_alpha_starts_from_the_photo_model_with_alpha_added():
     state, photo = result.codec.model.state_dict(), zoo.load_model(result.config.start).model.state_dict()
     assert torch.equal(state["analysis.linear.weight"][:, :block], photo["analysis.linear.weight"])
     assert not state["analysis.linear.weight"][:, block:].any() and not state["synthesis.linear.weight"][block:].any()
-    decoded = result.codec.decode(result.codec.encode(images, quality=2))
+    # At effort 0: fitting the latents runs in floating point, where alpha's zero weights
+    # can move the last bits of a sum (the golden hashes are at effort 0 for that reason).
+    decoded = result.codec.decode(result.codec.encode(images, quality=2, effort=0))
     assert all(np.array_equal(d[..., 3], im[..., 3]) for d, im in zip(decoded, images))  # alpha: lossless
     shipped = latentzip.load_model(zoo.networks("photo")[0])  # its post-filter too: alpha's weights in it are 0
-    alike = shipped.decode(shipped.encode(colour[1:], quality=2))
+    alike = shipped.decode(shipped.encode(colour[1:], quality=2, effort=0))
     assert all(np.array_equal(d[..., :3], s) for d, s in zip(decoded[1:], alike))
 
 
