@@ -50,13 +50,18 @@ def model_file(dense_codec, tmp_path_factory) -> Path:
     return path
 
 
+def never_direct(images, max_error, step=None) -> tuple[bytes, np.ndarray]:
+    """In place of image/direct.py's `encode`: coding directly priced out of reach."""
+    return b"", np.full(len(images), np.inf)
+
+
 @pytest.fixture
 def model_only(monkeypatch) -> None:
     """Files code every image with the model, none directly (image/direct.py): for tests
     of the model's own code, which `reconstruct` and `code_bits` describe."""
     from latentzip.image import direct
 
-    monkeypatch.setattr(direct, "encode", lambda images, max_error, step=None: (b"", np.full(len(images), np.inf)))
+    monkeypatch.setattr(direct, "encode", never_direct)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from latentzip.errors import FormatError, LimitError
 from latentzip.image import alpha, catalog, direct
 from latentzip.image.codec import file_catalog
 
+from .conftest import never_direct
+
 
 def _page(seed: int, height: int = 64, width: int = 96) -> np.ndarray:
     """A bilevel 'scan': black strokes and words on white."""
@@ -27,7 +29,7 @@ def _page(seed: int, height: int = 64, width: int = 96) -> np.ndarray:
 def _model_only(codec, images, monkeypatch, **kwargs) -> bytes:
     """The file `codec` writes when no image may be coded directly."""
     with monkeypatch.context() as patch:
-        patch.setattr(direct, "encode", lambda images, max_error, step=None: (b"", np.full(len(images), np.inf)))
+        patch.setattr(direct, "encode", never_direct)
         return codec.encode(images, **kwargs)
 
 

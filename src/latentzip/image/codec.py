@@ -448,7 +448,7 @@ class ImageCodec:
         if "direct" in streams and cat.max_error is None:
             raise FormatError("corrupt image file (images coded directly in a file without a max error)")
         direct_images = direct.Reader(streams["direct"], cat.max_error) if "direct" in streams else None
-        step = _steps(progress, sum(h * w for h, w, _ in cat.shapes))
+        step = _Told(progress, sum(h * w for h, w, _ in cat.shapes))
         coded = self._iter_lossy(cat, shapes, quality, walks, alpha, per_image, reader(payload), step)
         for name, shape, flag in zip(cat.names, cat.shapes, directly):
             if flag:
@@ -963,7 +963,7 @@ class _Coded:
 
 def _mse(truth: np.ndarray, decoded: np.ndarray) -> float:
     """metrics.mse of one image, in bands of rows, so that a large image's float copies stay small."""
-    rows, decoded = max(1, (1 << 20) // truth.shape[1]), decoded.reshape(truth.shape)
+    rows, decoded = max(1, alphabound.PIECE_PIXELS // truth.shape[1]), decoded.reshape(truth.shape)
     return sum(metrics.mse(truth[top : top + rows], decoded[top : top + rows]) * len(truth[top : top + rows])
                for top in range(0, len(truth), rows)) / len(truth)
 
@@ -988,15 +988,10 @@ def _fits(channels: int, model_channels: int) -> bool:
     return (channels - 1) // 2 * 2 + 1 <= (model_channels - 1) // 2 * 2 + 1
 
 
-def _steps(progress: Progress | None, total: int) -> Step:
-    """`progress` told the job's `total` with each step (no one told without it)."""
-    return _untold if progress is None else lambda pixels: progress(pixels, total)
-
-
 class _Told:
-    """An encode's Step: `progress` told the pixels done against a total that is set
-    right as the encoder learns what is left (it prices both codes of a file bounded by
-    a max error before it codes anything)."""
+    """A job's Step: `progress` (if any) told the pixels done against the job's total,
+    which an encode sets right as it learns what is left (it prices both codes of a file
+    bounded by a max error before it codes anything)."""
 
     def __init__(self, progress: Progress | None, total: int):
         self.progress, self.done, self.total = progress, 0, total
