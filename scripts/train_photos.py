@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             log["runs"][-1]["start_from"] = {"file": args.start_from.name, "fingerprint": fingerprint}
         result = train(pieces, cfg, checkpoint=args.checkpoint, resume=args.resume, on_epoch=on_epoch)
         codec = result.codec
-        log["config"] = asdict(result.config) if result.config else None
+        if args.start_from:  # the model and the log name the start as the repository does, not as this machine does
+            codec.meta["train"]["start"] = common.portable(str(args.start_from.resolve()))
+        log["config"] = {**asdict(result.config), "start": codec.meta["train"]["start"]} if result.config else None
     if args.no_measure:
         codec.save(args.output)
         common.write_json(args.log, log)
