@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "a510806caacc1d18b8304a498e1e1403464ee1f1adc32b70deef4b3f4c29f52f",
-    "photo:q2": "38c5a2f8573e6bca468160c7869dd14f6bd132bef150b784e6db7a402a551741",
-    "photo:q3": "bc6de196e4e16dd5d28dc6c698055241ecf268aceeab8cbfa02fcf48aee6642a",
-    "photo:q4": "8775a2370819d59a77a961d7bd5d4c010bc72abb606df4a4efae077cf71f2346",
-    "photo:q5": "a26687065785bfab18cb6b78b8366125c6551e2a04f5cc7db817252ff68b126b",
-    "photo:q6": "80b75012fa31ec2db125377e4a205dd415cb6f10d258a9b0bab5120e9cd0d057",
-    "photo:q7": "cb450656517c2f094e8897386be23258fe6678ad0a6da45a074d6f6e6e18b4b3",
-    "photo:q8": "552ad20ee1893596a6d9f1ea19b1e121495817d1915545bff2fec0de73ba452b",
+    "photo:q1": "bfd152136ef734d2b1f19ebc4aeb3b376d6fe1b748a9133735eb22e0f45f5d40",
+    "photo:q2": "b34f0921103ab278d0dd89f17d33a640cc3886a7a65e2ade8ae47530b49d5cb6",
+    "photo:q3": "f0cc7e7c2729794f295de91f95be24d1b85f7347490abb0b00ab3e42c3313b9c",
+    "photo:q4": "940f79de1d1624561d7206cda497c64f9316f2381c2bb14fbcd5658c4a4a863f",
+    "photo:q5": "481c09a976dc631c2da7f7b0f2ced0507297d0b280f00dcc023e00e72696ec84",
+    "photo:q6": "525ae05d1475e2ff1a2a3ad158ac65a0d5b0ad47f599b51a4aa2b9eb38679083",
+    "photo:q7": "c256de8cfd96b0acdc02de081bc67d488812e59f85fe042df0b195953c542d5a",
+    "photo:q8": "d6ef8ca42c62278baccdfbc2330e7bb5ec86ccbeb647fb435fce069e0ece74f8",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "7dcc4d6b13ff8eef7c2b542c34a84ea58ada680c6d14a3b63cd6a3169f6569d8"
+TILED = "9c2f8e6060d5623a490cce3638e50ccb7ab3a1e2f5ebd335d7704b7eed89fb1f"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "3a13661fcfdab83e3b89bbe7f7e9929da939b2704647f790b63290653cea7b4d",
-    "photo:q5": "f664f5a4d443608e9f8e8d435087591d57b4fcd93be2966ed9797997483605e6",
-    "photo:q8": "95f3e3e7218b6da08bc695170a10914878415c0829c4aaffeb81908526f8a722",
+    "photo:q2": "7b3abc3c58091a4100162a3c01c8372bfd4c6caba28efb257bc6bcc3b243e62b",
+    "photo:q5": "583e0511bebaf8d365929e6935b8f8004f3be4d31c4be7d0f98d86ffaa1a765f",
+    "photo:q8": "81cff44219b5c61a6ac49369577fc0d45095abc1aae38ac76828903fd8747b76",
 }
-TILED_DECODED = "b2928db478e4aaaf1440a4529bca03b96c15458398c2cb2bce5420f8d9426002"
+TILED_DECODED = "ab400a3226eb4fb43c689a828e72380cbcadf15e326add0cd3f062981fa85e71"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
