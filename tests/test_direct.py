@@ -186,6 +186,24 @@ def test_pricing_leaves_the_callers_images_as_they_were():
     assert np.array_equal(digits, kept)
 
 
+@pytest.mark.parametrize("max_error", [1, 4, 16])
+def test_the_priced_error_is_what_a_decoder_gives(max_error):
+    from latentzip import metrics
+    from latentzip.image import transparent
+
+    rng = np.random.default_rng(max_error)
+    cut_out = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
+    cut_out[:6, :, 3] = 0  # colour under alpha 0 is filled, and does not show
+    cut_out[6:12, :, 3] = 255
+    images = [rng.integers(0, 256, (24, 32, 1), dtype=np.uint8), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8),
+              cut_out, cut_out[..., 2:]]
+    filled = [transparent.fill(im) for im in images]
+    stream, _ = direct.encode(filled, max_error)
+    reader = direct.Reader(stream, max_error)
+    truth = [metrics.mse(im[..., 0] if im.shape[-1] == 1 else im, reader.next(im.shape)) for im in images]
+    np.testing.assert_allclose(direct.errors(filled, max_error), truth, rtol=1e-12)
+
+
 def test_lossy_files_never_code_images_directly(conv_codec):
     blob = conv_codec.encode([_page(0), _page(1)])
     assert file_catalog(blob).direct is None and container.version_of(blob) == 1

@@ -337,8 +337,7 @@ class ImageCodec:
             return np.zeros(len(batch), dtype=bool), None
         filled = [transparent.fill(im) for im in batch]
         every = direct.encode(filled, max_error, told)
-        errors = np.array([_mse(im, direct.decoded(f, max_error)) if max_error else 0.0
-                           for im, f in zip(batch, filled)])
+        errors = direct.errors(filled, max_error)
         costs = every[1] + _error_bits(batch, errors, np.zeros(len(batch)))  # the model's error at its least
         cheaper = costs <= self._latent_estimates(batch, quality)
         unsure = np.flatnonzero(~cheaper)

@@ -31,6 +31,7 @@ is predicted from red at the same pixel as well as from its own neighbours.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -64,10 +65,37 @@ def _planes(images: np.ndarray, max_error: int) -> tuple[np.ndarray, np.ndarray,
             np.tile(bounds, n))
 
 
-def decoded(image: np.ndarray, max_error: int) -> np.ndarray:
-    """`image` (H, W, C) as coding it directly within `max_error` gives it back."""
-    planes = _planes(image[None], max_error)[0]
-    return np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+@functools.lru_cache(maxsize=None)
+def _squared_errors(max_error: int) -> np.ndarray:
+    """For each value 0..255, its squared error once rounded to the levels of `max_error`
+    (read-only: it is shared)."""
+    values = np.arange(256)
+    table = (values - rounded(values.astype(np.uint8), max_error)) ** 2.0
+    table.flags.writeable = False
+    return table
+
+
+def errors(images: Sequence[np.ndarray], max_error: int) -> np.ndarray:
+    """Each image's mean squared error (metrics.mse: of what shows) once coded directly
+    within `max_error`, as a decoder gives it, from each value's rounding error and
+    without rounded copies: pricing a file of 2,000 digits spent a tenth of its time
+    rounding each one again to measure it. Colour under alpha is weighed by alpha
+    squared, as premultiplied colour is; alpha itself is kept exact."""
+    out = np.zeros(len(images))
+    weights = (np.arange(256) / 255.0) ** 2  # of colour, by alpha
+    for i, image in enumerate(images):
+        planes = image.reshape(-1, image.shape[-1])
+        bounds = _bounds(planes.shape[1], max_error)
+        alpha = planes[:, -1].astype(np.uint16) if planes.shape[1] in (2, 4) else None
+        for c in np.flatnonzero(bounds):
+            table = _squared_errors(int(bounds[c]))
+            if alpha is None:
+                out[i] += np.bincount(planes[:, c], minlength=256) @ table
+            else:  # by (value, alpha) pair: two bytes a pixel, not a float copy of the image
+                pairs = np.bincount(planes[:, c].astype(np.uint16) << 8 | alpha, minlength=1 << 16)
+                out[i] += pairs @ np.outer(table, weights).ravel()
+        out[i] /= planes.size
+    return out
 
 
 def _runs(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
