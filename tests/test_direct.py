@@ -187,10 +187,12 @@ def test_pricing_leaves_the_callers_images_as_they_were():
 
 
 @pytest.mark.parametrize("max_error", [1, 4, 16])
-def test_the_priced_error_is_what_a_decoder_gives(max_error):
+@pytest.mark.parametrize("piece", [100, direct.PIECE_PIXELS])  # 100: each image counted in pieces
+def test_the_priced_error_is_what_a_decoder_gives(max_error, piece, monkeypatch):
     from latentzip import metrics
     from latentzip.image import transparent
 
+    monkeypatch.setattr(direct, "PIECE_PIXELS", piece)
     rng = np.random.default_rng(max_error)
     cut_out = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
     cut_out[:6, :, 3] = 0  # colour under alpha 0 is filled, and does not show

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .alpha import AlphaCoder, rounded
+from .alphabound import PIECE_PIXELS
 
 
 def _bounds(channels: int, max_error: int) -> np.ndarray:
@@ -86,14 +87,16 @@ def errors(images: Sequence[np.ndarray], max_error: int) -> np.ndarray:
     for i, image in enumerate(images):
         planes = image.reshape(-1, image.shape[-1])
         bounds = _bounds(planes.shape[1], max_error)
-        alpha = planes[:, -1].astype(np.uint16) if planes.shape[1] in (2, 4) else None
-        for c in np.flatnonzero(bounds):
-            table = _squared_errors(int(bounds[c]))
-            if alpha is None:
-                out[i] += np.bincount(planes[:, c], minlength=256) @ table
-            else:  # by (value, alpha) pair: two bytes a pixel, not a float copy of the image
-                pairs = np.bincount(planes[:, c].astype(np.uint16) << 8 | alpha, minlength=1 << 16)
-                out[i] += pairs @ np.outer(table, weights).ravel()
+        for start in range(0, len(planes), PIECE_PIXELS):  # counting copies a piece, not a large image
+            piece = planes[start : start + PIECE_PIXELS]
+            alpha = piece[:, -1].astype(np.uint16) if piece.shape[1] in (2, 4) else None
+            for c in np.flatnonzero(bounds):
+                table = _squared_errors(int(bounds[c]))
+                if alpha is None:
+                    out[i] += np.bincount(piece[:, c], minlength=256) @ table
+                else:  # by (value, alpha) pair
+                    pairs = np.bincount(piece[:, c].astype(np.uint16) << 8 | alpha, minlength=1 << 16)
+                    out[i] += pairs @ np.outer(table, weights).ravel()
         out[i] /= planes.size
     return out
 
