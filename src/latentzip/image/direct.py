@@ -89,14 +89,9 @@ def errors(images: Sequence[np.ndarray], max_error: int) -> np.ndarray:
         bounds = _bounds(planes.shape[1], max_error)
         for start in range(0, len(planes), PIECE_PIXELS):  # counting copies a piece, not a large image
             piece = planes[start : start + PIECE_PIXELS]
-            alpha = piece[:, -1].astype(np.uint16) if piece.shape[1] in (2, 4) else None
+            shown = weights[piece[:, -1]] if piece.shape[1] in (2, 4) else None
             for c in np.flatnonzero(bounds):
-                table = _squared_errors(int(bounds[c]))
-                if alpha is None:
-                    out[i] += np.bincount(piece[:, c], minlength=256) @ table
-                else:  # by (value, alpha) pair
-                    pairs = np.bincount(piece[:, c].astype(np.uint16) << 8 | alpha, minlength=1 << 16)
-                    out[i] += pairs @ np.outer(table, weights).ravel()
+                out[i] += np.bincount(piece[:, c], shown, minlength=256) @ _squared_errors(int(bounds[c]))
         out[i] /= planes.size
     return out
 
