@@ -204,6 +204,23 @@ def test_context_training_path_sees_what_the_decoder_sees(hyper_codec, digits):
         assert close.float().mean() > 0.99
 
 
+@pytest.mark.parametrize("context", [True, False])
+def test_held_side_latents_are_the_ones_coded(hyper_codec, plain_codec, digits, context):
+    """`side_of` is what `quantize` codes on its own; given other side latents (an
+    encoder fitting y holds them), `quantize` codes those, and `forward` judges with them."""
+    codec = (hyper_codec if context else plain_codec)
+    model = codec.model.latents
+    y = codec._analyse(_colour(digits, 6, seed=12))
+    side = model.side_of(y, 1)
+    assert np.array_equal(model.quantize(y, 1)["z"], side.numpy())
+    held = model.side_of(2 * y, 1)
+    assert not torch.equal(held, side)
+    assert np.array_equal(model.quantize(y, 1, held)["z"], held.numpy())
+    found, given = model(y, 1, "rounded"), model(y, 1, "rounded", side)
+    assert torch.equal(found[0], given[0]) and torch.allclose(found[1], given[1])
+    assert not torch.allclose(model(y, 1, "rounded", held)[1], found[1])
+
+
 def test_grey_images_go_through_a_colour_model(hyper_codec, digits):
     grey = digits.images[:5, :, :, 0]
     decoded = hyper_codec.decode(hyper_codec.encode(grey))
@@ -674,8 +691,10 @@ def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, plain_codec, conte
     exactly what coding it in one piece gives: no seams, by construction. With means,
     each tile's come from its own side latents and neighbours, so its latents are
     rounded about other points: the pixels differ a little, the quality does not. (At
-    effort 0: fitting latents works on each tile's own pixels.)"""
-    from latentzip.image import tiling
+    effort 0: fitting latents works on each tile's own pixels.) The decoder
+    synthesises in pieces of its own choosing: smaller ones, across the tiles, give the
+    same pixels."""
+    from latentzip.image import codec as image_codec, tiling
 
     hyper_codec = (hyper_codec if context else plain_codec).at_effort(0)
     assert isinstance(hyper_codec.model.latents, latents.ContextLatents) == context
@@ -691,6 +710,8 @@ def test_tiles_decode_to_the_pixels_of_one_piece(hyper_codec, plain_codec, conte
     else:
         assert np.array_equal(out[0], hyper_codec.decode(whole)[0])
     assert out[1].shape == (40, 50, 3)
+    monkeypatch.setattr(image_codec, "SYNTHESIS_SIDE", 72)  # pieces that cut across the tiles
+    assert all(np.array_equal(a, b) for a, b in zip(hyper_codec.decode(tiled), out))
     fitted = hyper_codec.at_effort(2).encode([image], quality=2)  # each tile fitted to its own pixels
     assert _catalog(fitted)[0].tile == 256
     assert metrics.psnr(image, hyper_codec.decode(fitted)[0]) > metrics.psnr(image, out[0]) - 1.0
@@ -718,11 +739,13 @@ def test_a_tiled_grid_widens_where_its_values_outgrow_it(hyper_codec, digits, mo
 
 def test_progress_counts_every_pixel_of_each_stage_tile_by_tile(hyper_codec, digits, monkeypatch, model_only):
     """Encoding counts the latents, and the synthesis too where it decodes (a max error);
-    decoding the synthesis: each tile, then each chunk of small images, as it is done.
-    (With a max error an encode also prices coding the images directly: see test_direct.py.)"""
-    from latentzip.image import tiling
+    decoding the synthesis: each tile (each piece it is synthesised in, here a tile's
+    size), then each chunk of small images, as it is done. (With a max error an encode
+    also prices coding the images directly: see test_direct.py.)"""
+    from latentzip.image import codec, tiling
 
     monkeypatch.setattr(tiling, "SIDE", 256)
+    monkeypatch.setattr(codec, "SYNTHESIS_SIDE", 256)
     hyper_codec = hyper_codec.at_effort(0)
     images = [_large(digits, 300, 600), _colour(digits, 2)[0], _colour(digits, 2)[1]]
     pixels = sum(im.shape[0] * im.shape[1] for im in images)

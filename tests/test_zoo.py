@@ -123,9 +123,9 @@ def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
     """A higher effort fits each image's latents to it: the real file's cost, bits per
     pixel + lmbda * 255^2 * MSE at the preset's own lmbda, falls, and the same decoder
     reads it. Fitting a large image in bands (here forced small) lowers it too, if less
-    (each band's edge rows are fitted without the rows beyond). At photo:q7: on this
-    photograph the lower presets' steps find nothing better than the analysis's latents
-    (which the fit then keeps)."""
+    (each band's edge rows are fitted without the rows beyond). At photo:q7, and at
+    photo:q2, where the fit finds nothing better than the analysis's latents unless it
+    holds their side latents (objective.fit_latents)."""
     names = [n for n in zoo.names() if n.startswith("photo:")]
     if len(names) < 6:
         pytest.skip("no shipped photo presets in this checkout")
@@ -144,6 +144,11 @@ def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
 
     plain = cost(codec.encode([photo], effort=0))
     assert cost(codec.encode([photo])) < 0.99 * plain  # the default effort fits
+    low = latentzip.load_model(names[1])
+    low_lmbda = objective.lmbdas(low.meta["train"]["lmbda"], low.cfg.qualities)[low.quality - 1]
+    low_cost = [8 * len(b) / (160 * 224) + low_lmbda * metrics.mse(photo, low.decode(b)[0])
+                for b in (low.encode([photo], effort=0), low.encode([photo]))]
+    assert low_cost[1] < 0.995 * low_cost[0]
     monkeypatch.setattr(image_codec, "FIT_PIXELS", 64 * 64)  # three bands of four latent rows
     assert cost(codec.at_effort(2).encode([photo])) < 0.995 * plain
     with pytest.raises(LatentzipError, match="effort is 0 to 2"):

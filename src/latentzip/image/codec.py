@@ -57,6 +57,12 @@ CHUNK_PIXELS = 1 << 22  # pixels of whole images coded together, at most
 REFINE_PREFIX, ALPHA_PREFIX = "refine.", "refine_alpha."
 ALPHA_SNAP = 12  # see ImageCodec._alpha_guide
 FIT_PIXELS = 1 << 19  # latents are fitted (objective.py) on at most this many pixels at a time
+# A tiled image's latents are fitted on fewer pixels at a time, and it is synthesised in
+# pieces of at most SYNTHESIS_SIDE (ImageCodec._base), as its whole latent grid is held
+# meanwhile: a 24 MP cut-out's `latentzip encode` peaked at 2.04 GB with FIT_PIXELS and
+# its tiles, 1.60 GB with these (and each fit's freed heap handed back before quantizing).
+TILE_FIT_PIXELS = 1 << 18
+SYNTHESIS_SIDE = 512
 SYNTHESIS = "synthesis"  # a tiled image's grid of the synthesis's fixed-point input (ImageCodec._paste)
 OPAQUE = np.uint8(255)  # the alpha guide of a model without alpha (ImageCodec._base)
 GRID_DTYPE = np.int32  # of a tiled image's grid where its values fit (ImageCodec._paste)
@@ -715,29 +721,35 @@ class ImageCodec:
         halo = self.cfg.halo * unit
         return slice(max(0, span.start - halo), min(size, span.stop + halo))
 
-    def _latents(self, x: np.ndarray, quality: int, tile: tiling.Tile | None = None) -> torch.Tensor:
-        """The float latents that are rounded and coded: the analysis's, fitted to the
-        images (or to the tile's pixels) at this codec's effort."""
+    def _latents(self, x: np.ndarray, quality: int,
+                 tile: tiling.Tile | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The float latents that are rounded and coded, and the side latents they are
+        coded with (None: those `quantize` finds): the analysis's, fitted to the images
+        (or to the tile's pixels) at this codec's effort with the analysis's side latents
+        held (objective.fit_latents)."""
         y = self._analyse(x, tile)
         steps, lmbda = objective.EFFORT_STEPS[self.effort], self._lmbda(quality)
         if not steps or lmbda is None:
-            return y
+            return y, None
+        side = self.model.latents.side_of(y, quality - 1)
         pixels = x if tile is None else x[:, tile.rows, tile.cols]
         # Fitting keeps every activation for its gradient, so it works on at most
         # FIT_PIXELS at a time: images in groups, a large image (or tile) in bands of
         # latent rows, whole side latents each (a 1024 px tile at once took 0.9 GB).
         s, (h, w) = self.cfg.stride, pixels.shape[1:3]
-        group = max(1, FIT_PIXELS // (h * w))
-        bands = -(-h * w // FIT_PIXELS)
+        budget = FIT_PIXELS if tile is None else TILE_FIT_PIXELS
+        group = max(1, budget // (h * w))
+        bands = -(-h * w // budget)
         rows = -(-y.shape[2] // (4 * bands)) * 4  # latent rows a band, a multiple of the side grid's 4
         fitted = y.clone()
         for i in range(0, len(y), group):
             for top in range(0, y.shape[2], rows):
                 band = slice(top, top + rows)
                 piece = self._model_input(pixels[i : i + group, top * s : (top + rows) * s])
+                held = None if side is None else side[i : i + group, :, top // 4 : -(-(top + rows) // 4)]
                 fitted[i : i + group, :, band] = objective.fit_latents(
-                    self.model, piece, y[i : i + group, :, band], quality - 1, lmbda, steps)
-        return fitted
+                    self.model, piece, y[i : i + group, :, band], quality - 1, lmbda, steps, held)
+        return fitted, side
 
     @property
     def trained_lmbda(self) -> float | None:
@@ -757,7 +769,8 @@ class ImageCodec:
         return objective.lmbdas(top, self.cfg.qualities)[quality - 1]
 
     def _symbols(self, x: np.ndarray, quality: int) -> Symbols:
-        return self.model.latents.quantize(self._latents(x, quality), quality - 1)
+        y, side = self._latents(x, quality)
+        return self.model.latents.quantize(y, quality - 1, side)
 
     def _code_symbols(self, chunk: Chunk, x: np.ndarray, quality: int, encoder: Any = None,
                       bits: np.ndarray | None = None, keep: str | None = SYNTHESIS, step: Step = _untold) -> Symbols:
@@ -780,7 +793,9 @@ class ImageCodec:
             return symbols
         grid: Symbols = {}
         for tile in chunk.tiles:
-            symbols = emit(self.model.latents.quantize(self._latents(x, quality, tile), quality - 1))
+            y, side = self._latents(x, quality, tile)
+            heap.release()  # the fit's activations, before quantizing piles more on their holes
+            symbols = emit(self.model.latents.quantize(y, quality - 1, side))
             if keep is not None:
                 self._paste(grid, keep, x.shape, tile, symbols, quality)
             heap.release()
@@ -820,9 +835,11 @@ class ImageCodec:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
         where the chunk's images have alpha that the model lacks. A tiled image is
-        synthesised tile by tile from its whole grid of SYNTHESIS, each tile with the
+        synthesised piece by piece from its whole grid of SYNTHESIS, each piece with the
         margin of latents its edge pixels see: the same pixels as in one piece, with a
-        tile's memory."""
+        piece's memory. The pieces are the decoder's own (SYNTHESIS_SIDE, whatever
+        the file's tile side): exact arithmetic gives the same pixels however the grid is
+        cut."""
         n, h, w = shape[:3]
         if self.cfg.record.fixed_size:
             base = self._pixels(self._fixed(symbols["y"]), h, w)
@@ -831,7 +848,7 @@ class ImageCodec:
         else:
             base = np.empty((n, h, w, self.cfg.channels), np.uint8)
             s = self.cfg.stride
-            for tile in tiles:
+            for tile in tiling.tiles(h, w, -(-SYNTHESIS_SIDE // s) * s, s):
                 rows, cols = (self._margin(slice(span.start // s, -(-span.stop // s)), size, 1)
                               for span, size in zip((tile.rows, tile.cols), symbols[SYNTHESIS].shape[2:]))
                 latents = torch.from_numpy(symbols[SYNTHESIS][:, :, rows, cols].astype(np.int64))

@@ -10,6 +10,10 @@ A latent codec does four things (the protocol, `LatentCodec`):
   "rounded": what coding gives, rounded latents and their bits under the float
   densities (for validation, rate estimates and judging fitted latents; no gradient);
 - `quantize(y, quality)`: the integer symbols of a batch of images for coding;
+- `side_of(y, quality)`: the side latents `quantize` would code for y, rounded (None
+  for a codec without). `forward` and `quantize` take them as `side` to hold them fixed
+  while an encoder fits y (objective.py): the side is any the encoder writes, and one
+  that moves with every step of the fit judges the step by scales it did not aim at;
 - `write(encoder, symbols, quality)` / `read(decoder, n, grid, quality)`: range coding
   with integer tables stored in the model file, so a file parses the same everywhere;
 - `bits(symbols, quality)`: each image's exact cost under those tables.
@@ -89,11 +93,15 @@ class LatentCodec(nn.Module):
 
     qualities: int
 
-    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train",
+                side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+    def quantize(self, y: torch.Tensor, quality: int, side: torch.Tensor | None = None) -> Symbols:
         raise NotImplementedError
+
+    def side_of(self, y: torch.Tensor, quality: int) -> torch.Tensor | None:
+        return None
 
     def write(self, encoder: constriction.stream.queue.RangeEncoder, symbols: Symbols, quality: int) -> None:
         raise NotImplementedError
@@ -216,7 +224,8 @@ class FactorizedLatents(LatentCodec):
     def _gained(self, y: torch.Tensor, quality: int) -> torch.Tensor:
         return y if self.gains is None else y * self.gains.gain(quality, y.ndim)
 
-    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train",
+                side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hat, rate = _MODES[mode]
         v = self._gained(y, quality)
         likelihood = self.density(quality).likelihood(quantize(v, rate))
@@ -226,7 +235,7 @@ class FactorizedLatents(LatentCodec):
         return y_hat, -torch.log2(likelihood).flatten(1).sum(1)
 
     @torch.no_grad()
-    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+    def quantize(self, y: torch.Tensor, quality: int, side: torch.Tensor | None = None) -> Symbols:
         v = self._gained(y, quality)
         q = torch.round(v)
         return {"y": q.clamp(-LATENT_LIMIT, LATENT_LIMIT).to(torch.int64).numpy()}
@@ -344,21 +353,28 @@ class HyperpriorLatents(LatentCodec):
         t = [head(torch.cat([features, y_hat[:, : self.bounds[k]].abs()], dim=1)) for k, head in enumerate(self.heads)]
         return torch.cat(t, dim=1) + self.log_scale_bias[quality].view(1, -1, 1, 1)
 
-    def _side(self, v: torch.Tensor) -> torch.Tensor:
-        return self.hyper_analysis(v.abs())
+    def _side(self, v: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+        """The side latents to code for gained latents v: `side` where held, else the analysis's."""
+        return self.hyper_analysis(v.abs()) if side is None else side
 
-    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def side_of(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+        z = self.side.quantize(self._side(y * self.gains.gain(quality, y.ndim)), quality)["y"]
+        return torch.from_numpy(z).to(y.dtype)
+
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train",
+                side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hat, rate = _MODES[mode]
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality, mode)
+        z_hat, side_bits = self.side(self._side(v, side), quality, mode)
         y_hat = quantize(v, hat) * self.gains.inverse(quality, y.ndim)
         scales = self._log_scales(z_hat, y_hat, quality).exp().clamp(SCALE_MIN, SCALE_MAX)
         return y_hat, side_bits - torch.log2(_gaussian(quantize(v, rate), scales)).flatten(1).sum(1)
 
     @torch.no_grad()
-    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+    def quantize(self, y: torch.Tensor, quality: int, side: torch.Tensor | None = None) -> Symbols:
         v = y * self.gains.gain(quality, y.ndim)
-        symbols = self.side.quantize(self._side(v), quality)
+        symbols = self.side.quantize(self._side(v, side), quality)
         return {"z": symbols["y"], "y": torch.round(v).clamp(-LATENT_LIMIT, LATENT_LIMIT).to(torch.int64).numpy()}
 
     def indices(self, z: np.ndarray, q: np.ndarray, quality: int) -> np.ndarray:
@@ -512,9 +528,10 @@ class ContextLatents(HyperpriorLatents):
             bits = bits - torch.log2(_gaussian(quantize(residual, rate), scales)).flatten(1).sum(1)
         return torch.cat(hats, dim=1), bits
 
-    def forward(self, y: torch.Tensor, quality: int, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, y: torch.Tensor, quality: int, mode: str = "train",
+                side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         v = y * self.gains.gain(quality, y.ndim)
-        z_hat, side_bits = self.side(self._side(v), quality, mode)
+        z_hat, side_bits = self.side(self._side(v, side), quality, mode)
         y_hat, bits = self._pass(y, z_hat, quality, *_MODES[mode])
         return y_hat, side_bits + bits
 
@@ -566,9 +583,9 @@ class ContextLatents(HyperpriorLatents):
                           lambda k, spots, mean, index: q[:, self.bounds[k] : self.bounds[k + 1], spots])["index"]
 
     @torch.no_grad()
-    def quantize(self, y: torch.Tensor, quality: int) -> Symbols:
+    def quantize(self, y: torch.Tensor, quality: int, side: torch.Tensor | None = None) -> Symbols:
         v = y * self.gains.gain(quality, y.ndim)
-        z = self.side.quantize(self._side(v), quality)["y"]
+        z = self.side.quantize(self._side(v, side), quality)["y"]
         gain = self.gains.gain(quality, y.ndim).double()
 
         def rounded(k: int, spots: np.ndarray, mean: torch.Tensor, index: np.ndarray) -> np.ndarray:
