@@ -790,7 +790,7 @@ def _catalog(blob: bytes):
             lambda cat: container.pack(container.Kind.IMAGES, header[:8] + catalog.pack(cat), payload))
 
 
-@pytest.mark.parametrize("side", [16, 255, 257, 1 << 20])
+@pytest.mark.parametrize("side", [16, 255, 257, 4096, 1 << 20])
 def test_a_forged_tile_side_is_refused(hyper_codec, digits, side):
     cat, rebuild = _catalog(hyper_codec.encode(_colour(digits, 2)))
     cat.tile = side
