@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "bfd152136ef734d2b1f19ebc4aeb3b376d6fe1b748a9133735eb22e0f45f5d40",
-    "photo:q2": "b34f0921103ab278d0dd89f17d33a640cc3886a7a65e2ade8ae47530b49d5cb6",
-    "photo:q3": "f0cc7e7c2729794f295de91f95be24d1b85f7347490abb0b00ab3e42c3313b9c",
-    "photo:q4": "940f79de1d1624561d7206cda497c64f9316f2381c2bb14fbcd5658c4a4a863f",
-    "photo:q5": "481c09a976dc631c2da7f7b0f2ced0507297d0b280f00dcc023e00e72696ec84",
-    "photo:q6": "525ae05d1475e2ff1a2a3ad158ac65a0d5b0ad47f599b51a4aa2b9eb38679083",
-    "photo:q7": "c256de8cfd96b0acdc02de081bc67d488812e59f85fe042df0b195953c542d5a",
-    "photo:q8": "d6ef8ca42c62278baccdfbc2330e7bb5ec86ccbeb647fb435fce069e0ece74f8",
+    "photo:q1": "872e78901236a078670c8a2751b87937ca480614e36f906076ed00b14fd098e8",
+    "photo:q2": "7ff0bdfda3bc5fc6ef4b61282971906b828c25ff5a55491fe063fcb6cbecde68",
+    "photo:q3": "e4d08402b94135664b87b4af5328c570cfed49b1f9e1e677da7c2638001c1222",
+    "photo:q4": "6097c1a2181d5943481d79479e2bba6bce567c4dc8083e453d18cb9ca75a5c75",
+    "photo:q5": "12ec18e8e2ad5686a9efaf84e5feaaf9cc04b598a51eb98b3a6d8e76a0d29e88",
+    "photo:q6": "e2d7330d149194f0a5c4665613e9535c0b734f51dccba43629873aee93a5b9a0",
+    "photo:q7": "5b9f4361c28b3f5aecd405550ac224a9ee29ab041e8c441e60f4570db5e5b070",
+    "photo:q8": "80c902ce94b6a27424eff52fd96d877c5a6b68ddd9111278ebcd75a84ca6a731",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "9c2f8e6060d5623a490cce3638e50ccb7ab3a1e2f5ebd335d7704b7eed89fb1f"
+TILED = "2935234dc3685297ddaf5fd8afc0ac898a08e745c311165a52a0542abbbf3d0c"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "7b3abc3c58091a4100162a3c01c8372bfd4c6caba28efb257bc6bcc3b243e62b",
-    "photo:q5": "583e0511bebaf8d365929e6935b8f8004f3be4d31c4be7d0f98d86ffaa1a765f",
-    "photo:q8": "81cff44219b5c61a6ac49369577fc0d45095abc1aae38ac76828903fd8747b76",
+    "photo:q2": "00a6e799722114ef910407f2a98df2987b17099529002ec870175bc000d09fa2",
+    "photo:q5": "d91803e46aea88ccee7e49d52f5ddbf071ae8d0c212583f0cd8c5ee73a9cf192",
+    "photo:q8": "0407d6d9f06bf89ebb9cc5d26f08d1fe44796fc8a1ab978e4589f68d8cc82312",
 }
-TILED_DECODED = "ab400a3226eb4fb43c689a828e72380cbcadf15e326add0cd3f062981fa85e71"
+TILED_DECODED = "7bae35ed668ca3c6546a86237132e7da0a714eeba4e334d09bcc94ad05f270bf"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
