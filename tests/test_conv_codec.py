@@ -208,7 +208,7 @@ def test_context_training_path_sees_what_the_decoder_sees(hyper_codec, digits):
 def test_held_side_latents_are_the_ones_coded(hyper_codec, plain_codec, digits, context):
     """`side_of` is what `quantize` codes on its own; given other side latents (an
     encoder fitting y holds them), `quantize` codes those, and `forward` judges with them."""
-    codec = (hyper_codec if context else plain_codec)
+    codec = hyper_codec if context else plain_codec
     model = codec.model.latents
     y = codec._analyse(_colour(digits, 6, seed=12))
     side = model.side_of(y, 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 SIDE = 1024  # the tile side encoders write (a file stores its own)
 # What a decoder accepts from a file. A tile's latents are read at once, so the side
 # bounds what a file can make a decoder hold: the photo presets read a 1024 px tile at
-# a peak of about 0.3 GB, so a 2048 px one would take some 1.2 GB and a 16,384 px one 80.
+# a peak of about 0.3 GB, so a 2048 px one would take some 1.2 GB and a 16,384 px one 80 GB.
 MIN_SIDE, MAX_SIDE = 256, 1 << 11
 
 
