@@ -135,21 +135,16 @@ def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
     from latentzip.image import codec as image_codec, objective
 
     photo = skdata.chelsea()[:160, :224]
-    codec = latentzip.load_model(names[6])
-    lmbda = objective.lmbdas(codec.meta["train"]["lmbda"], codec.cfg.qualities)[codec.quality - 1]
+    codec, low = latentzip.load_model(names[6]), latentzip.load_model(names[1])
 
-    def cost(blob: bytes) -> float:
-        mse = metrics.mse(photo, codec.decode(blob)[0])
-        return 8 * len(blob) / (160 * 224) + lmbda * mse
+    def cost(preset: image_codec.ImageCodec, blob: bytes) -> float:
+        lmbda = objective.lmbdas(preset.meta["train"]["lmbda"], preset.cfg.qualities)[preset.quality - 1]
+        return 8 * len(blob) / (160 * 224) + lmbda * metrics.mse(photo, preset.decode(blob)[0])
 
-    plain = cost(codec.encode([photo], effort=0))
-    assert cost(codec.encode([photo])) < 0.99 * plain  # the default effort fits
-    low = latentzip.load_model(names[1])
-    low_lmbda = objective.lmbdas(low.meta["train"]["lmbda"], low.cfg.qualities)[low.quality - 1]
-    low_cost = [8 * len(b) / (160 * 224) + low_lmbda * metrics.mse(photo, low.decode(b)[0])
-                for b in (low.encode([photo], effort=0), low.encode([photo]))]
-    assert low_cost[1] < 0.995 * low_cost[0]
+    plain = cost(codec, codec.encode([photo], effort=0))
+    assert cost(codec, codec.encode([photo])) < 0.99 * plain  # the default effort fits
+    assert cost(low, low.encode([photo])) < 0.995 * cost(low, low.encode([photo], effort=0))
     monkeypatch.setattr(image_codec, "FIT_PIXELS", 64 * 64)  # three bands of four latent rows
-    assert cost(codec.at_effort(2).encode([photo])) < 0.995 * plain
+    assert cost(codec, codec.at_effort(2).encode([photo])) < 0.995 * plain
     with pytest.raises(LatentzipError, match="effort is 0 to 2"):
         codec.encode([photo], effort=3)

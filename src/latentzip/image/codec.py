@@ -385,7 +385,7 @@ class ImageCodec:
             symbols = self._code_symbols(chunk, x, quality, encoder, bits[chunk.start : chunk.stop] if priced else None,
                                          keep=SYNTHESIS if decoded else None, step=told)
             if decoded:
-                out = self._base(symbols, x.shape, quality, chunk.tiles, told)
+                out = self._base(symbols, x.shape, quality, chunk.tiles is not None, told)
                 if walks:
                     out = self._refine(walks, x, out, encoder=encoder, bits=bits[chunk.start : chunk.stop],
                                        tiles=chunk.tiles)
@@ -473,7 +473,7 @@ class ImageCodec:
         for chunk in self._chunks(shapes, cat.tile):
             shape = chunk.shape(shapes)
             symbols = self._read_symbols(decoder, chunk, shape, quality)
-            images = self._base(symbols, shape, quality, chunk.tiles, step)
+            images = self._base(symbols, shape, quality, chunk.tiles is not None, step)
             if alpha is not None and _has_alpha(images.shape):
                 bounds = alpha.decode_bounds(len(images)) if per_image else cat.alpha_error
                 for rows, cols in tiling.regions(chunk.tiles):
@@ -830,8 +830,8 @@ class ImageCodec:
         top, left = tile.rows.start // self.cfg.stride, tile.cols.start // self.cfg.stride
         whole[:, :, top : top + part.shape[2], left : left + part.shape[3]] = part
 
-    def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int,
-              tiles: Sequence[tiling.Tile] | None = None, step: Step = _untold) -> np.ndarray:
+    def _base(self, symbols: Symbols, shape: tuple[int, ...], quality: int, tiled: bool = False,
+              step: Step = _untold) -> np.ndarray:
         """The network's reconstruction (n, H, W, C') of one chunk, in exact integer
         arithmetic, with the model's channels, and an alpha guide for the alpha coder
         where the chunk's images have alpha that the model lacks. A tiled image is
@@ -843,7 +843,7 @@ class ImageCodec:
         n, h, w = shape[:3]
         if self.cfg.record.fixed_size:
             base = self._pixels(self._fixed(symbols["y"]), h, w)
-        elif tiles is None:
+        elif not tiled:
             base = self._pixels(self._fixed(self.model.latents.fixed_input(symbols, quality - 1), quality - 1), h, w)
         else:
             base = np.empty((n, h, w, self.cfg.channels), np.uint8)
@@ -859,7 +859,7 @@ class ImageCodec:
                 base[:, tile.rows, tile.cols] = pixels[:, top : top + height, left : left + width]
                 heap.release()
                 step(height * width)
-        if tiles is None:
+        if not tiled:
             step(n * h * w)
         if self.cfg.has_alpha:
             return self._alpha_guide(base)
@@ -951,7 +951,7 @@ class ImageCodec:
             x = self._take(chunk, batch)
             symbols = self._code_symbols(chunk, x, quality, bits=bits[chunk.start : chunk.stop] if latents else None,
                                          step=step)
-            out = self._base(symbols, x.shape, quality, chunk.tiles, step)
+            out = self._base(symbols, x.shape, quality, chunk.tiles is not None, step)
             if walks:
                 out = self._refine(walks, x, out, bits=bits[chunk.start : chunk.stop], tiles=chunk.tiles)
             self._hold_alpha(planes, chunk, x, out)
