@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "872e78901236a078670c8a2751b87937ca480614e36f906076ed00b14fd098e8",
-    "photo:q2": "7ff0bdfda3bc5fc6ef4b61282971906b828c25ff5a55491fe063fcb6cbecde68",
-    "photo:q3": "e4d08402b94135664b87b4af5328c570cfed49b1f9e1e677da7c2638001c1222",
-    "photo:q4": "6097c1a2181d5943481d79479e2bba6bce567c4dc8083e453d18cb9ca75a5c75",
-    "photo:q5": "12ec18e8e2ad5686a9efaf84e5feaaf9cc04b598a51eb98b3a6d8e76a0d29e88",
-    "photo:q6": "e2d7330d149194f0a5c4665613e9535c0b734f51dccba43629873aee93a5b9a0",
-    "photo:q7": "5b9f4361c28b3f5aecd405550ac224a9ee29ab041e8c441e60f4570db5e5b070",
-    "photo:q8": "80c902ce94b6a27424eff52fd96d877c5a6b68ddd9111278ebcd75a84ca6a731",
+    "photo:q1": "0ef89122239166dd606c9af48102102a6dc941dfb5bc7beb2f0871b92d3a37ea",
+    "photo:q2": "f3d6cb2a9571c303def6beb3a3c20d087cf9c138f795b3199b5841480c7c7643",
+    "photo:q3": "e7b3df20f57d21ef1ed4e1ddd15cf0ba8c4d96643db9fe566b87b84566a8b8c0",
+    "photo:q4": "560bc52e610d6c17977400bc9df720f6b068497f74f03d42755bd0ed313d2bff",
+    "photo:q5": "b498fdee41e7ed8586a213fe39b150540cafd68fa6981e5798d7edacf76930dd",
+    "photo:q6": "fd8130713d18f41e99a7af682c98c962d4e40d67deedda2850e866209d8665b0",
+    "photo:q7": "b78789b39d8a6eaebd04801bdac90d112c44f0739eabe9f69a89094654ad2394",
+    "photo:q8": "f14bf018ffbfb1ebbb83295dba41814c36eb1e77e2163d270b19d7b967ed6543",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "2935234dc3685297ddaf5fd8afc0ac898a08e745c311165a52a0542abbbf3d0c"
+TILED = "3d18a51b138da0dd9f7133863009ab7ee2f01540d7fe398b44b5c5e7667f15c7"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "00a6e799722114ef910407f2a98df2987b17099529002ec870175bc000d09fa2",
-    "photo:q5": "d91803e46aea88ccee7e49d52f5ddbf071ae8d0c212583f0cd8c5ee73a9cf192",
-    "photo:q8": "0407d6d9f06bf89ebb9cc5d26f08d1fe44796fc8a1ab978e4589f68d8cc82312",
+    "photo:q2": "90ff516d12d34d4f735987d74805bd94c6b7b955c726c3e63ae5ebcae0a03bcd",
+    "photo:q5": "f8a9e55cf26ea08a004c21afb71ac01c04d9b32652ca7be144ef30a9c6185b0c",
+    "photo:q8": "8bbff234ed570fff12ca5a2c0482eab1561d37ad98c76745f594008b1a2b8afb",
 }
-TILED_DECODED = "7bae35ed668ca3c6546a86237132e7da0a714eeba4e334d09bcc94ad05f270bf"
+TILED_DECODED = "cfb4b885622a0b86ab5e4555463a21bf161e634daedfc56ccdf37544d32f5261"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
