@@ -132,14 +132,13 @@ def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
     from skimage import data as skdata
 
     from latentzip.errors import LatentzipError
-    from latentzip.image import codec as image_codec, objective
+    from latentzip.image import codec as image_codec
 
     photo = skdata.chelsea()[:160, :224]
     codec, low = latentzip.load_model(names[6]), latentzip.load_model(names[1])
 
     def cost(preset: image_codec.ImageCodec, blob: bytes) -> float:
-        lmbda = objective.lmbdas(preset.meta["train"]["lmbda"], preset.cfg.qualities)[preset.quality - 1]
-        return 8 * len(blob) / (160 * 224) + lmbda * metrics.mse(photo, preset.decode(blob)[0])
+        return 8 * len(blob) / (160 * 224) + preset._lmbda(preset.quality) * metrics.mse(photo, preset.decode(blob)[0])
 
     plain = cost(codec, codec.encode([photo], effort=0))
     assert cost(codec, codec.encode([photo])) < 0.99 * plain  # the default effort fits
