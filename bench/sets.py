@@ -18,9 +18,10 @@ before anything is parsed, and written as PNG files under the cache:
   (reduced 2x, which also removes the JPEG sources' artefacts);
 - wallpapers: KDE Plasma's 2560x1600 wallpapers (eleven photographs and one painting),
   reduced 4x to 640x400, for training only.
-- stamps: tuxpaint's stamps, every sixth PNG that has alpha (grey + alpha and RGBA
-  cut-outs: animals, objects, signs, glyphs), reduced to at most 256 px a side, for
-  testing only (alpha coding, bench/alpha.py).
+- stamps: tuxpaint's stamps (cut-outs with alpha: animals, objects, signs, glyphs; about
+  half of them photographs), reduced to at most 256 px a side: every sixth PNG that has
+  alpha (grey + alpha or RGBA) for testing (alpha coding, bench/alpha.py), the colour
+  ones among the others for training (the photo presets, on flat grounds).
 - scans: the eight CCITT fax test pages (1-bit scans, 1728x2376) of jbigkit's test
   data, decoded by jbigkit's own jbgtopbm, for testing only (bench/scans.py);
   `jbig_sizes` gives the bytes of the JBIG files they come in.
@@ -223,13 +224,14 @@ STAMP_STEP = 6  # every sixth stamp, in path order
 def _stamps(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
     with tempfile.TemporaryDirectory() as temp:
         subprocess.run(["dpkg", "-x", str(archive), temp], check=True)
-        for k, path in enumerate(sorted(Path(temp).rglob("stamps/**/*.png"))[::STAMP_STEP]):
+        for k, path in enumerate(sorted(Path(temp).rglob("stamps/**/*.png"))):
+            test = k % STAMP_STEP == 0
             with Image.open(path) as opened:
-                if opened.mode not in ("RGBA", "LA", "P"):
+                if opened.mode not in (("RGBA", "LA", "P") if test else ("RGBA", "P")):
                     continue
                 image = opened.convert("LA" if opened.mode == "LA" else "RGBA")
             image.thumbnail((STAMP_SIDE, STAMP_SIDE), Image.LANCZOS)
-            yield "test", f"{k:03d}-{path.stem}", image
+            yield ("test", f"{k // STAMP_STEP:03d}-{path.stem}", image) if test else ("train", f"{k:03d}-{path.stem}", image)
 
 
 # --- validation photographs ------------------------------------------------------------
@@ -358,8 +360,8 @@ COLLECTIONS = {
             Package(("apt-get", "download", "-q", "tuxpaint-stamps-default=2022.06.04-1"),
                     "tuxpaint-stamps-default_2022.06.04-1_all.deb",
                     "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34"),
-            _stamps, "tuxpaint's stamps with alpha, every sixth, at most 256 px a side, testing only "
-                     "(Debian tuxpaint-stamps-default 2022.06.04-1)",
+            _stamps, "tuxpaint's stamps with alpha, at most 256 px a side: every sixth for testing, the colour ones "
+                     "of the rest for training (Debian tuxpaint-stamps-default 2022.06.04-1)",
         ),
         Collection(
             "scans", SCANS, _scans, "the eight CCITT fax pages, 1-bit, 1728x2376, testing only (Debian jbigkit-testdata 2.1-6.1)",

@@ -35,6 +35,7 @@ src/latentzip/models/photo-conv.safetensors.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -63,6 +64,8 @@ HELD_OUT_SHARE = 1 / 8
 SKIMAGE_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "camera", "brick",
                   "grass", "gravel", "moon", "coins")
 SKIMAGE_HELD_OUT = ("chelsea", "coffee")
+GROUND_MARGIN = 0.15  # of a cut-out's longer side, the flat ground on each side of it
+GROUND_TINT = 16  # the most a grey ground's channels differ from its level
 # The ladder's top lmbda, each of the eight rungs below a third of it (see TrainConfig.ladder):
 # from about 0.1 bpp up to about 40 dB, so the presets span the 30-40 dB that photographs
 # are compared at. Training moves a rung's quality down as it goes (the ladder of a
@@ -83,6 +86,19 @@ def _folder(path: Path) -> dict[str, np.ndarray]:
     return {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("*.png"))}
 
 
+def on_ground(cutout: Image.Image, name: str) -> np.ndarray:
+    """An RGBA cut-out laid on a flat ground with a margin, as products are photographed:
+    white for half of them, for the rest a grey of any level, a little tinted, drawn from
+    the name (stable across runs)."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+    grey = 255 if rng.random() < 0.5 else int(rng.integers(0, 256))
+    ground = tuple(int(v) for v in np.clip(grey + rng.integers(-GROUND_TINT, GROUND_TINT + 1, 3) * (grey < 255), 0, 255))
+    side = max(PIECE // 2, round(max(cutout.size) * (1 + 2 * GROUND_MARGIN)))
+    canvas = Image.new("RGBA", (max(side, cutout.width), max(side, cutout.height)), (*ground, 255))
+    canvas.alpha_composite(cutout, ((canvas.width - cutout.width) // 2, (canvas.height - cutout.height) // 2))
+    return np.asarray(canvas.convert("RGB"))
+
+
 def _skimage(names: tuple[str, ...]) -> dict[str, np.ndarray]:
     from skimage import data as skdata
 
@@ -97,7 +113,7 @@ def _skimage(names: tuple[str, ...]) -> dict[str, np.ndarray]:
     return found
 
 
-def sources(textures_share: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def sources(textures_share: float = 1.0, cut_outs: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(training, held-out) photographs by name."""
     fit: dict[str, np.ndarray] = {}
     held: dict[str, np.ndarray] = {}
@@ -108,6 +124,10 @@ def sources(textures_share: float = 1.0) -> tuple[dict[str, np.ndarray], dict[st
     for name in ("opencv", "wallpapers"):
         for stem, image in _folder(sets.prepare(name) / "train").items():
             (held if sets.in_share(f"{name}/{stem}", HELD_OUT_SHARE) else fit)[f"{name}/{stem}"] = image
+    if cut_outs:
+        for path in sorted((sets.prepare("stamps") / "train").glob("*.png")):
+            name = f"stamps/{path.stem}"
+            (held if sets.in_share(name, HELD_OUT_SHARE) else fit)[name] = on_ground(Image.open(path).convert("RGBA"), name)
     fit.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_PHOTOS).items()})
     held.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_HELD_OUT).items()})
     return fit, held
@@ -186,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help="crops per step (default: training's, for a CPU)")
     parser.add_argument("--textures-share", type=float, default=1.0,
                         help="the share of the training textures to keep (stable by name)")
+    parser.add_argument("--cut-outs", action="store_true",
+                        help="also train on the training share of the stamps' cut-outs, on flat grounds")
     parser.add_argument("--export", type=Path, metavar="DIR", help="write the photographs to DIR and stop")
     parser.add_argument("--sources", type=Path, metavar="DIR", help="read the photographs from an --export")
     parser.add_argument("--no-measure", action="store_true",
@@ -198,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sources and args.textures_share != 1.0:
         parser.error("--textures-share applies to the collections; an export keeps the share it was written with")
 
-    fit_photos, held = read_export(args.sources) if args.sources else sources(args.textures_share)
+    fit_photos, held = read_export(args.sources) if args.sources else sources(args.textures_share, args.cut_outs)
     if args.export:
         export({"fit": fit_photos, "held": held}, args.export)
         return 0
@@ -236,9 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         codec.save(args.output)
         common.write_json(args.log, log)
         return 0
-    photos = {k: v for k, v in held.items() if not k.startswith("textures/")}
-    textures = {k: v for k, v in held.items() if k.startswith("textures/")}
-    log["held_out_rd"] = {"photographs": measure(codec, photos), "textures": measure(codec, textures)}
+    groups = {"textures": "textures/", "cut-outs": "stamps/"}
+    photos = {k: v for k, v in held.items() if not k.startswith(tuple(groups.values()))}
+    log["held_out_rd"] = {"photographs": measure(codec, photos)}
+    for group, prefix in groups.items():
+        if any(k.startswith(prefix) for k in held):
+            log["held_out_rd"][group] = measure(codec, {k: v for k, v in held.items() if k.startswith(prefix)})
     presets = {}
     for point in log["held_out_rd"]["photographs"]:
         presets[f"{DATASET}:q{point['quality']}"] = {

@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "0ef89122239166dd606c9af48102102a6dc941dfb5bc7beb2f0871b92d3a37ea",
-    "photo:q2": "f3d6cb2a9571c303def6beb3a3c20d087cf9c138f795b3199b5841480c7c7643",
-    "photo:q3": "e7b3df20f57d21ef1ed4e1ddd15cf0ba8c4d96643db9fe566b87b84566a8b8c0",
-    "photo:q4": "560bc52e610d6c17977400bc9df720f6b068497f74f03d42755bd0ed313d2bff",
-    "photo:q5": "b498fdee41e7ed8586a213fe39b150540cafd68fa6981e5798d7edacf76930dd",
-    "photo:q6": "fd8130713d18f41e99a7af682c98c962d4e40d67deedda2850e866209d8665b0",
-    "photo:q7": "b78789b39d8a6eaebd04801bdac90d112c44f0739eabe9f69a89094654ad2394",
-    "photo:q8": "f14bf018ffbfb1ebbb83295dba41814c36eb1e77e2163d270b19d7b967ed6543",
+    "photo:q1": "59074b3e2488e2821757ef7a084c1c89fac2704993daded69116944cac6d93a2",
+    "photo:q2": "c520e946f1274fdb9593ed3a7988b88ea096456b1a37cc3909d680ed8dd89e13",
+    "photo:q3": "64e56816b7f68706cf6300996dd89dabe4b05be9045599c2d9f0feade813497b",
+    "photo:q4": "98aea86d9e309a374949172fb0443e5b2918a5c36c7077f0692580f4dbe5a89e",
+    "photo:q5": "9d91b9b32a82bcf5e5282a12b9caf87a84ba40baa7192d41ee41d5da3c02ebda",
+    "photo:q6": "31c140b8d4fe40c601fe869966c1c2734cbe50f56bda233354811529d8fa107e",
+    "photo:q7": "e359565a39361141725dd60da730fb1ee7b9a865637932d38b4f0462efdeb236",
+    "photo:q8": "175e38514c747edb2b1512dee7a787c4c5ef9cd403c7b8501147b32458c80b5f",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "3d18a51b138da0dd9f7133863009ab7ee2f01540d7fe398b44b5c5e7667f15c7"
+TILED = "8b8ced92dbafafadbac2cdb567cfc3052e23160a389a99fb249048118876ebf2"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "90ff516d12d34d4f735987d74805bd94c6b7b955c726c3e63ae5ebcae0a03bcd",
-    "photo:q5": "f8a9e55cf26ea08a004c21afb71ac01c04d9b32652ca7be144ef30a9c6185b0c",
-    "photo:q8": "8bbff234ed570fff12ca5a2c0482eab1561d37ad98c76745f594008b1a2b8afb",
+    "photo:q2": "6e38b752c893814d48aeaa779f2bd69e2aa032994d337eb9064850d8b1db68ce",
+    "photo:q5": "da707c037b8c20e47571f65528c79a4d6ff5e891b5bbfbcea73bff7e29c3cf24",
+    "photo:q8": "56a05455f11d1a7f0f8219d233705f4f2846d5bdafede5924f516f283fc2e695",
 }
-TILED_DECODED = "cfb4b885622a0b86ab5e4555463a21bf161e634daedfc56ccdf37544d32f5261"
+TILED_DECODED = "89c308ef7b9ab0a1d57e590b88eb7d57d80243d88e4993d6da5ff39d5c7778f2"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:
