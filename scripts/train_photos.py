@@ -20,7 +20,10 @@ proportion to its area. Held out, never trained on: the textures' test families,
 scikit-image's chelsea and coffee, and one in eight of the OpenCV and wallpaper
 photographs (by a hash of the name). The sporco photographs of bench/photos.py are not
 used at all. `--textures-share` keeps a stable share of the training textures (by a hash
-of the name), for a lighter export or a mix that leans more on photographs.
+of the name), for a lighter export or a mix that leans more on photographs. `--cut-outs`
+adds the training share of tuxpaint's colour stamps (objects and clip art with alpha),
+each laid on a flat ground, white or grey, as products are photographed: edges on flat
+ground, which the other sources rarely show; one in eight of them is held out.
 
 Training trains the post-filter (transforms.PostFilter, POST_WIDTH channels) with the rest
 of the network; a model that has one goes on with it.
@@ -217,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=zoo.network_path(DATASET, NETWORK))
     parser.add_argument("--log", type=Path, default=LOG)
     args = parser.parse_args(argv)
-    if args.sources and args.textures_share != 1.0:
-        parser.error("--textures-share applies to the collections; an export keeps the share it was written with")
+    if args.sources and (args.textures_share != 1.0 or args.cut_outs):
+        parser.error("--textures-share and --cut-outs apply to the collections; an export keeps the photographs "
+                     "it was written with")
 
     fit_photos, held = read_export(args.sources) if args.sources else sources(args.textures_share, args.cut_outs)
     if args.export:
