@@ -231,8 +231,8 @@ def _stamps(archive: Path) -> Iterator[tuple[str, str, Image.Image]]:
                     continue
                 image = opened.convert("LA" if opened.mode == "LA" else "RGBA")
             image.thumbnail((STAMP_SIDE, STAMP_SIDE), Image.LANCZOS)
-            yield ("test", f"{k // STAMP_STEP:03d}-{path.stem}", image) if test else \
-                ("train", f"{k:03d}-{path.stem}", image)
+            split, number = ("test", k // STAMP_STEP) if test else ("train", k)
+            yield split, f"{number:03d}-{path.stem}", image
 
 
 # --- validation photographs ------------------------------------------------------------

@@ -124,13 +124,13 @@ def sources(textures_share: float = 1.0, cut_outs: bool = False) -> tuple[dict[s
     fit.update({f"textures/{k}": v for k, v in _folder(textures / "train").items()
                 if sets.in_share(f"textures/{k}", textures_share)})
     held.update({f"textures/{k}": v for k, v in _folder(textures / "test").items()})
-    for name in ("opencv", "wallpapers"):
-        for stem, image in _folder(sets.prepare(name) / "train").items():
-            (held if sets.in_share(f"{name}/{stem}", HELD_OUT_SHARE) else fit)[f"{name}/{stem}"] = image
+    shared = {f"{name}/{stem}": image for name in ("opencv", "wallpapers")
+              for stem, image in _folder(sets.prepare(name) / "train").items()}
     if cut_outs:
-        for path in sorted((sets.prepare("stamps") / "train").glob("*.png")):
-            name = f"stamps/{path.stem}"
-            (held if sets.in_share(name, HELD_OUT_SHARE) else fit)[name] = on_ground(Image.open(path).convert("RGBA"), name)
+        shared.update({f"stamps/{p.stem}": on_ground(Image.open(p).convert("RGBA"), f"stamps/{p.stem}")
+                       for p in sorted((sets.prepare("stamps") / "train").glob("*.png"))})
+    for name, image in shared.items():
+        (held if sets.in_share(name, HELD_OUT_SHARE) else fit)[name] = image
     fit.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_PHOTOS).items()})
     held.update({f"skimage/{k}": v for k, v in _skimage(SKIMAGE_HELD_OUT).items()})
     return fit, held
@@ -266,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     photos = {k: v for k, v in held.items() if not k.startswith(tuple(groups.values()))}
     log["held_out_rd"] = {"photographs": measure(codec, photos)}
     for group, prefix in groups.items():
-        if any(k.startswith(prefix) for k in held):
-            log["held_out_rd"][group] = measure(codec, {k: v for k, v in held.items() if k.startswith(prefix)})
+        part = {k: v for k, v in held.items() if k.startswith(prefix)}
+        if part:
+            log["held_out_rd"][group] = measure(codec, part)
     presets = {}
     for point in log["held_out_rd"]["photographs"]:
         presets[f"{DATASET}:q{point['quality']}"] = {
