@@ -14,7 +14,9 @@ Per group and setting: bpp (8 * bytes / pixels, summed over the group), mean PSN
 (metrics.mean_psnr) and mean MS-SSIM (pytorch-msssim, on the photographs of at least
 161 px a side; its rate then counts those photographs alone). From them, the
 Bjøntegaard delta rate of every codec against each peer (common.bd_rate) over 30-40 dB
-PSNR, and over the MS-SSIM range both cover in dB (-10 log10(1 - MS-SSIM)).
+PSNR, and over the MS-SSIM range both cover in dB (-10 log10(1 - MS-SSIM)); and
+latentzip's BD-rate over 30-40 dB on each photograph alone, which shows where a group's
+figure comes from.
 Speed: encode and decode seconds per megapixel, the median over photographs of calls
 timed in this process after a warm-up call, and kodim23 (768x512) at photo:q4, the
 median of three. Near-lossless: the default preset at max errors 0 (lossless), 1, 2
@@ -162,6 +164,13 @@ def aggregate(setting: str, measured: dict[str, dict[str, Any]], photos: dict[st
         "encode_s_per_mp": statistics.median(r["encode_s"] / p * 1e6 for r, p in zip(rows, pixels)),
         "decode_s_per_mp": statistics.median(r["decode_s"] / p * 1e6 for r, p in zip(rows, pixels)),
     }
+
+
+def group_curves(measured: dict[str, dict[str, dict[str, dict[str, Any]]]],
+                 members: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list[Point]]]:
+    """Each group's RD points for every codec, from the measurements of its photographs."""
+    return {g: {c: [aggregate(s, m, photos) for s, m in settings.items()] for c, settings in measured.items()}
+            for g, photos in members.items()}
 
 
 def compare(curves: dict[str, list[Point]]) -> dict[str, Any]:
@@ -384,6 +393,9 @@ def markdown(result: dict[str, Any]) -> str:
         covered = "–" if span is None else f"{span['range'][0]:.1f}-{span['range'][1]:.1f}"
         lines.append(f"| {group} ({len(photos)}) | " + " | ".join(cell(ours[p]) for p in ("webp", "jpeg", "avif", "jxl"))
                      + f" | {covered} |")
+    lines += ["", "| latentzip, each photograph | BD-rate vs WebP | vs JPEG | vs AVIF | vs JPEG XL |", "|---" * 5 + "|"]
+    for name, ours in result["bd_rate_per_photo"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(ours[p]) for p in ("webp", "jpeg", "avif", "jxl")) + " |")
     near = result["near_lossless"]
     bounds = near["max_error"].values()
     lines += ["", "| bpp (PSNR) at --max-error | " + " | ".join(str(d) for d in near["max_error"])
@@ -430,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = {c: {s: measure(coder, photos) for s, coder in tqdm(settings.items(), desc=c, file=sys.stderr)}
                 for c, settings in coders.items()}
 
-    members = {**groups, "all": photos}
-    curves = {g: {c: [aggregate(s, m, members[g]) for s, m in measured[c].items()] for c in coders} for g in members}
+    curves = group_curves(measured, {**groups, "all": photos})
+    singles = group_curves(measured, {name: {name: image} for name, image in photos.items()})
     result: dict[str, Any] = {
         "command": common.portable(common.command_line(SCRIPT, argv if argv is not None else sys.argv[1:])),
         "date": started, "machine": common.machine(("torch", "numpy", "pillow", "imagecodecs", "pytorch-msssim")),
@@ -442,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "photos": {g: {n: list(im.shape[:2]) for n, im in p.items()} for g, p in groups.items()},
         "groups": curves,
         "bd_rate": {g: compare(c) for g, c in curves.items()},
+        "bd_rate_per_photo": {name: compare(c)["psnr_30_40"][OURS] for name, c in singles.items()},
         "default_preset": ({"photo": "kodim23", "preset": DEFAULT_PRESET, **time_default(ours[DEFAULT_PRESET],
                                                                                      photos["kodim23"])}
                            if DEFAULT_PRESET in ours and "kodim23" in photos else None),
