@@ -95,14 +95,14 @@ IMAGES = {
     "mnist:q6": "e5bc9b21f748a677177560cc4fb85f6e999740a6f004f2d668e69b41aa019ca9",
     "mnist:q7": "80b9dcfce4ba1198f04ec3840feece0ff4c55a86058d8dff254fcc5fb53514d5",
     "mnist:q8": "be34d9a7323dca00496e2b41cdf96e03d368525ba2c4b9cd3530bc88959b547c",
-    "photo:q1": "59074b3e2488e2821757ef7a084c1c89fac2704993daded69116944cac6d93a2",
-    "photo:q2": "c520e946f1274fdb9593ed3a7988b88ea096456b1a37cc3909d680ed8dd89e13",
-    "photo:q3": "64e56816b7f68706cf6300996dd89dabe4b05be9045599c2d9f0feade813497b",
-    "photo:q4": "98aea86d9e309a374949172fb0443e5b2918a5c36c7077f0692580f4dbe5a89e",
-    "photo:q5": "9d91b9b32a82bcf5e5282a12b9caf87a84ba40baa7192d41ee41d5da3c02ebda",
-    "photo:q6": "31c140b8d4fe40c601fe869966c1c2734cbe50f56bda233354811529d8fa107e",
-    "photo:q7": "e359565a39361141725dd60da730fb1ee7b9a865637932d38b4f0462efdeb236",
-    "photo:q8": "175e38514c747edb2b1512dee7a787c4c5ef9cd403c7b8501147b32458c80b5f",
+    "photo:q1": "9539f449ad94f5f769566ce7894ecadf79f3f4bca35cd6cd2e0b0cffde448058",
+    "photo:q2": "2e2b27d37b1d7d6f89d41193482c4061029994bd6f289d7a364af0e3c0f520e7",
+    "photo:q3": "dfff66ad00ed3844bba8c1f1ebdc6f7fe3be8e13a570a2256a6b33b494c19970",
+    "photo:q4": "673133e5280290c8545916068e0670c61d5c47d10a7c84dc7018ed54433cff47",
+    "photo:q5": "a98c8680ada78e7246337ac1df5b9a9fd0f3d1b17aaffbf1da575c2070ed962b",
+    "photo:q6": "e209854806a37de9cdb7fcce4b4741fe3d6205929ce9f39f00d2d8b4e0b267c4",
+    "photo:q7": "f81adcb39d93e1919132aa998cba18bc26b8d97d9a91d6914445acae7eed9a04",
+    "photo:q8": "ae07b1436ed0a93683d494c54c34ebc93734f8d7a596e39cc10d6859a3c7ef90",
 }
 
 # The same files as the presets with a max error write them: the golden digits are flat
@@ -126,15 +126,15 @@ DIRECT = {
 }
 
 TILED_PRESET = "photo:q3"
-TILED = "8b8ced92dbafafadbac2cdb567cfc3052e23160a389a99fb249048118876ebf2"
+TILED = "77001bcb4a9ebebe44f3ec10c31c9df6845aad632ae8eebab9ebe70145c82a3b"
 
 # The pixels those files decode to: the photo presets' integer synthesis and post-filter.
 PHOTO_DECODED = {
-    "photo:q2": "6e38b752c893814d48aeaa779f2bd69e2aa032994d337eb9064850d8b1db68ce",
-    "photo:q5": "da707c037b8c20e47571f65528c79a4d6ff5e891b5bbfbcea73bff7e29c3cf24",
-    "photo:q8": "56a05455f11d1a7f0f8219d233705f4f2846d5bdafede5924f516f283fc2e695",
+    "photo:q2": "7f8f1d4ebd8ceee348cf081a90cf64ae6dea2cccf4cbe51b39c1a99752a7214c",
+    "photo:q5": "6c4b2fd30c8d95efcc146a5d739e0f71d820fb20b809884801405b25dbb82124",
+    "photo:q8": "d786588624187914329a07ed2666cc338e7ad26519751189c058a64b08318818",
 }
-TILED_DECODED = "89c308ef7b9ab0a1d57e590b88eb7d57d80243d88e4993d6da5ff39d5c7778f2"
+TILED_DECODED = "0845371993e4980ae783fa6dcedeca6b3cdaae77e40b0f5a960e30b5409daade"
 
 
 def _lossless_cases() -> list[tuple[int, bool]]:

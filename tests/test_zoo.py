@@ -144,6 +144,7 @@ def test_fitting_latents_lowers_each_photographs_own_cost(monkeypatch):
     assert cost(codec, codec.encode([photo])) < 0.99 * plain  # the default effort fits
     assert cost(low, low.encode([photo])) < 0.995 * cost(low, low.encode([photo], effort=0))
     monkeypatch.setattr(image_codec, "FIT_PIXELS", 64 * 64)  # three bands of four latent rows
-    assert cost(codec, codec.at_effort(2).encode([photo])) < 0.995 * plain
+    # bands this thin leave much of the gain at their edges (0.4-0.7% here, 1.4% unbanded)
+    assert cost(codec, codec.at_effort(2).encode([photo])) < 0.998 * plain
     with pytest.raises(LatentzipError, match="effort is 0 to 2"):
         codec.encode([photo], effort=3)
