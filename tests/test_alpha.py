@@ -146,11 +146,13 @@ def test_a_model_without_alpha_codes_images_with_alpha_beside_its_network(photos
     rgba = np.concatenate([photos[:2], np.broadcast_to(disc[..., None], (2, 48, 48, 1))], axis=-1)
     grey_alpha = np.stack([photos[2, ..., 0], disc], axis=-1)
     batch = [photos[3], *rgba, grey_alpha]
-    decoded = codec.decode(codec.encode(batch, alpha_error=0))
+    # effort 0: the latent fit trades PSNR for bits by each image's own loss, which alpha
+    # changes, so only the analysis's latents compare on PSNR alone
+    decoded = codec.decode(codec.encode(batch, alpha_error=0, effort=0))
     assert [im.shape for im in decoded] == [(48, 48, 3), (48, 48, 4), (48, 48, 4), (48, 48, 2)]
     assert all(np.array_equal(im[..., -1], disc) for im in decoded[1:])
     visible = disc > 0
-    plain = codec.decode(codec.encode(list(photos[:2])))
+    plain = codec.decode(codec.encode(list(photos[:2]), effort=0))
     for i in range(2):  # the colour that shows is coded about as well as without alpha
         with_alpha = metrics.psnr(rgba[i][visible][:, :3], decoded[1 + i][visible][:, :3])
         assert with_alpha > metrics.psnr(photos[i][visible], plain[i][visible]) - 1.0
