@@ -146,8 +146,9 @@ def test_a_model_without_alpha_codes_images_with_alpha_beside_its_network(photos
     rgba = np.concatenate([photos[:2], np.broadcast_to(disc[..., None], (2, 48, 48, 1))], axis=-1)
     grey_alpha = np.stack([photos[2, ..., 0], disc], axis=-1)
     batch = [photos[3], *rgba, grey_alpha]
-    # effort 0: the latent fit trades PSNR for bits by each image's own loss, which alpha
-    # changes, so only the analysis's latents compare on PSNR alone
+    # effort 0: the latent fit weighs the whole image's error, the colour filled in under
+    # transparent pixels included, so it trades what shows for bits differently in a
+    # cut-out than in the opaque image; the analysis's latents compare on what shows alone
     decoded = codec.decode(codec.encode(batch, alpha_error=0, effort=0))
     assert [im.shape for im in decoded] == [(48, 48, 3), (48, 48, 4), (48, 48, 4), (48, 48, 2)]
     assert all(np.array_equal(im[..., -1], disc) for im in decoded[1:])
